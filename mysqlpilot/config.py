@@ -1,0 +1,392 @@
+"""Configuration: a YAML file overlaid by environment variables, validated at load time.
+
+The schema below is the single source of truth: validation, `Config` attributes and the
+configuration reference in docs/ are all generated from it, so they cannot drift apart.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str                      # YAML key and Config attribute
+    kind: str                      # str | int | float | bool | choice | hostport
+    default: Any
+    doc: str
+    env: Tuple[str, ...] = ()      # environment variables, first one set wins
+    secret: bool = False
+    required: bool = False
+    choices: Tuple[str, ...] = ()
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    group: str = "general"
+
+
+def _k(name, kind, default, doc, env=(), **kw) -> Key:
+    if isinstance(env, str):
+        env = (env,)
+    return Key(name, kind, default, doc, tuple(env), **kw)
+
+
+SCHEMA: Tuple[Key, ...] = (
+    # identity
+    _k("cluster", "str", "mysql", "Cluster name; every node of one cluster uses the same value.",
+       "MYSQLPILOT_CLUSTER", group="identity"),
+    _k("service_name", "str", "mysql", "Consul service name the nodes register; the primary is also "
+       "registered as `<service_name>-primary`.", "SERVICE_NAME", group="identity"),
+    _k("node_name", "str", None, "This node's name, unique in the cluster. Defaults to the host name.",
+       ("MYSQLPILOT_NODE", "HOSTNAME"), group="identity"),
+    _k("advertise_host", "str", None, "Address other nodes and clients use to reach this node's mysqld. "
+       "Defaults to Marathon's HOST, then to the address the host name resolves to.",
+       ("MYSQLPILOT_ADVERTISE_HOST", "HOST"), group="identity"),
+    _k("port", "int", 3306, "TCP port mysqld listens on and advertises. Marathon's PORT0 is honoured so "
+       "nodes sharing a host each advertise their own port.", ("MYSQLPILOT_PORT", "PORT0"),
+       minimum=1, maximum=65535, group="identity"),
+    _k("bind_address", "str", "0.0.0.0", "Address mysqld binds to.", "MYSQLPILOT_BIND_ADDRESS",
+       group="identity"),
+    _k("server_id", "int", 0, "MySQL server_id; 0 derives a stable one from node name, host and port.",
+       "MYSQLPILOT_SERVER_ID", minimum=0, maximum=4294967295, group="identity"),
+    _k("priority", "int", 100, "Failover priority tag: among equally advanced candidates the higher "
+       "priority wins.", "MYSQLPILOT_PRIORITY", minimum=0, maximum=1000000, group="identity"),
+    _k("nofailover", "bool", False, "Never promote this node automatically.", "MYSQLPILOT_NOFAILOVER",
+       group="identity"),
+    # credentials
+    _k("root_password", "str", None, "Password of the MySQL root user.", "MYSQL_ROOT_PASSWORD",
+       secret=True, required=True, group="credentials"),
+    _k("database", "str", None, "Application database created on the first primary.", "MYSQL_DATABASE",
+       group="credentials"),
+    _k("user", "str", None, "Application user created on the first primary.", "MYSQL_USER",
+       group="credentials"),
+    _k("password", "str", None, "Application user's password.", "MYSQL_PASSWORD", secret=True,
+       group="credentials"),
+    _k("repl_user", "str", "repl", "Replication user.", "MYSQL_REPL_USER", group="credentials"),
+    _k("repl_password", "str", None, "Replication user's password.", "MYSQL_REPL_PASSWORD", secret=True,
+       required=True, group="credentials"),
+    # mysqld
+    _k("flavor", "choice", "mariadb", "Server flavor.", "MYSQLPILOT_FLAVOR",
+       choices=("mariadb", "mysql", "percona"), group="mysqld"),
+    _k("flavor_version", "str", "10.11", "Server version the SQL dialect follows, e.g. 10.11, 5.6, 5.7, "
+       "8.0, 8.4.", "MYSQLPILOT_FLAVOR_VERSION", group="mysqld"),
+    _k("datadir", "str", "/var/lib/mysql", "mysqld data directory.", "MYSQLPILOT_DATADIR", group="mysqld"),
+    _k("state_dir", "str", "/var/lib/mysqlpilot", "Where mysqlpilot keeps its own state, lock files, "
+       "moved-aside datadirs and restore scratch space.", "MYSQLPILOT_STATE_DIR", group="mysqld"),
+    _k("socket", "str", None, "mysqld socket; defaults to `<state_dir>/mysqld.sock`.",
+       "MYSQLPILOT_SOCKET", group="mysqld"),
+    _k("mysqld_bin", "str", None, "mysqld executable; defaults to the flavor's own (mariadbd or mysqld) "
+       "found on PATH or in /usr/sbin.", "MYSQLPILOT_MYSQLD", group="mysqld"),
+    _k("mycnf", "str", None, "my.cnf that mysqlpilot writes for mysqld; defaults to "
+       "`<state_dir>/my.cnf`.", "MYSQLPILOT_MYCNF", group="mysqld"),
+    _k("innodb_buffer_pool_size", "str", "128M", "InnoDB buffer pool size written to my.cnf.",
+       "MYSQLPILOT_INNODB_BUFFER_POOL_SIZE", group="mysqld"),
+    # consul
+    _k("consul", "hostport", "localhost:8500", "Consul agent HTTP address, host:port.", "CONSUL",
+       group="consul"),
+    _k("consul_scheme", "choice", "http", "http or https for the Consul API.", "CONSUL_HTTP_SCHEME",
+       choices=("http", "https"), group="consul"),
+    _k("consul_token", "str", None, "Consul ACL token.", "CONSUL_HTTP_TOKEN", secret=True, group="consul"),
+    _k("consul_ca", "str", None, "CA bundle to verify Consul's TLS certificate.", "CONSUL_CACERT",
+       group="consul"),
+    _k("consul_prefix", "str", "mysqlpilot", "KV prefix; keys live under `<prefix>/<cluster>/`.",
+       "MYSQLPILOT_CONSUL_PREFIX", group="consul"),
+    # timing
+    _k("session_ttl", "int", 10, "Consul session TTL in seconds (Consul allows 10 to 86400). Consul may "
+       "keep a dead session up to twice this.", "MYSQLPILOT_SESSION_TTL", minimum=10, maximum=86400,
+       group="timing"),
+    _k("lock_delay", "int", 5, "Consul lock-delay in seconds after a session dies; must exceed "
+       "fence_margin.", "MYSQLPILOT_LOCK_DELAY", minimum=0, maximum=60, group="timing"),
+    _k("fence_margin", "int", 3, "A primary that has not renewed its session for session_ttl - "
+       "fence_margin seconds turns itself read-only.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
+       group="timing"),
+    _k("health_interval", "int", 2, "Seconds between health hook runs.", "MYSQLPILOT_HEALTH_INTERVAL",
+       minimum=1, maximum=600, group="timing"),
+    _k("check_ttl", "int", 6, "TTL in seconds of the node's Consul health check; a node that stops "
+       "reporting healthy loses its session after this.", "MYSQLPILOT_CHECK_TTL", minimum=2,
+       maximum=3600, group="timing"),
+    _k("loop_wait", "int", 2, "Longest a blocking watch on the leader key waits before the loop runs "
+       "again.", "MYSQLPILOT_LOOP_WAIT", minimum=1, maximum=60, group="timing"),
+    _k("failover_grace", "float", 3.0, "Seconds the best failover candidate has to take the lock before "
+       "the next best may.", "MYSQLPILOT_FAILOVER_GRACE", minimum=0, maximum=600, group="timing"),
+    # failover policy
+    _k("durability", "choice", "async", "async or semi-sync. With semi-sync only a replica that received "
+       "every acknowledged commit is promoted automatically.", "MYSQLPILOT_DURABILITY",
+       choices=("async", "semi-sync"), group="failover"),
+    _k("semi_sync_timeout_ms", "int", 10000, "Milliseconds a semi-sync primary waits for a replica ack "
+       "before it falls back to async (and stops promising zero loss).",
+       "MYSQLPILOT_SEMI_SYNC_TIMEOUT_MS", minimum=1, maximum=4294967295, group="failover"),
+    _k("max_lag_on_failover", "float", 30.0, "A replica lagging more seconds than this is not promoted "
+       "automatically.", "MYSQLPILOT_MAX_LAG_ON_FAILOVER", minimum=0, group="failover"),
+    _k("max_replica_lag", "float", 60.0, "The health hook reports a replica unhealthy above this lag "
+       "in seconds.", "MYSQLPILOT_MAX_REPLICA_LAG", minimum=0, group="failover"),
+    _k("failover_budget", "int", 3, "Automatic failovers allowed per failover_window; when spent, "
+       "automatic failover pauses.", "MYSQLPILOT_FAILOVER_BUDGET", minimum=1, maximum=1000,
+       group="failover"),
+    _k("failover_window", "int", 3600, "Window in seconds for failover_budget.",
+       "MYSQLPILOT_FAILOVER_WINDOW", minimum=1, group="failover"),
+    _k("failover_rearm", "int", 1800, "Seconds without a failover after which a spent budget re-arms.",
+       "MYSQLPILOT_FAILOVER_REARM", minimum=1, group="failover"),
+    # snapshots
+    _k("store", "choice", "local", "Snapshot store backend: local (a directory) or s3 (S3 API: AWS, "
+       "MinIO, Ceph, SeaweedFS, a Manta S3 gateway).", "MYSQLPILOT_STORE", choices=("local", "s3"),
+       group="snapshots"),
+    _k("store_path", "str", "/var/lib/mysqlpilot/snapshots", "Directory of the local store.",
+       "MYSQLPILOT_STORE_PATH", group="snapshots"),
+    _k("s3_bucket", "str", None, "S3 bucket (must exist).", "MYSQLPILOT_S3_BUCKET", group="snapshots"),
+    _k("s3_prefix", "str", "mysqlpilot", "Object key prefix in the bucket.", "MYSQLPILOT_S3_PREFIX",
+       group="snapshots"),
+    _k("s3_endpoint", "str", None, "S3 endpoint URL for non-AWS stores, e.g. http://minio:9000.",
+       ("MYSQLPILOT_S3_ENDPOINT", "AWS_ENDPOINT_URL"), group="snapshots"),
+    _k("s3_region", "str", "us-east-1", "S3 region.", ("MYSQLPILOT_S3_REGION", "AWS_DEFAULT_REGION"),
+       group="snapshots"),
+    _k("s3_access_key", "str", None, "S3 access key id.", "AWS_ACCESS_KEY_ID", secret=True,
+       group="snapshots"),
+    _k("s3_secret_key", "str", None, "S3 secret access key.", "AWS_SECRET_ACCESS_KEY", secret=True,
+       group="snapshots"),
+    _k("snapshot_interval", "int", 3600, "Seconds between periodic snapshots.",
+       "MYSQLPILOT_SNAPSHOT_INTERVAL", minimum=10, group="snapshots"),
+    _k("snapshot_wait_timeout", "int", 1800, "How long a new replica waits for the first snapshot "
+       "before it gives up.", "MYSQLPILOT_SNAPSHOT_WAIT_TIMEOUT", minimum=1, group="snapshots"),
+    _k("compression_level", "int", 1, "zstd level for snapshots.", "MYSQLPILOT_COMPRESSION_LEVEL",
+       minimum=1, maximum=19, group="snapshots"),
+    _k("log_level", "choice", "info", "Log level.", "MYSQLPILOT_LOG_LEVEL",
+       choices=("debug", "info", "warning", "error"), group="general"),
+)
+
+KEYS: Dict[str, Key] = {k.name: k for k in SCHEMA}
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _coerce(key: Key, raw: Any, origin: str) -> Any:
+    where = f"{key.name} (from {origin})"
+    if raw is None:
+        return None
+    try:
+        if key.kind in ("str", "choice", "hostport"):
+            if isinstance(raw, (dict, list)):
+                raise ValueError("expected a single value")
+            val = str(raw)
+        elif key.kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            val = int(str(raw).strip())
+        elif key.kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            val = float(str(raw).strip())
+        elif key.kind == "bool":
+            if isinstance(raw, bool):
+                val = raw
+            elif str(raw).strip().lower() in _TRUE:
+                val = True
+            elif str(raw).strip().lower() in _FALSE:
+                val = False
+            else:
+                raise ValueError
+        else:  # pragma: no cover - schema bug
+            raise AssertionError(key.kind)
+    except ValueError:
+        shown = "<hidden>" if key.secret else repr(raw)
+        raise ConfigError(f"config key {where}: expected {key.kind}, got {shown}") from None
+    if key.kind == "choice" and val not in key.choices:
+        raise ConfigError(f"config key {where}: must be one of {', '.join(key.choices)}, got {val!r}")
+    if key.kind == "hostport" and not _HOSTPORT.match(val):
+        raise ConfigError(f"config key {where}: expected host:port, got {val!r}")
+    if key.kind in ("int", "float"):
+        if key.minimum is not None and val < key.minimum:
+            raise ConfigError(f"config key {where}: must be at least {key.minimum:g}, got {val}")
+        if key.maximum is not None and val > key.maximum:
+            raise ConfigError(f"config key {where}: must be at most {key.maximum:g}, got {val}")
+    return val
+
+
+@dataclass
+class Config:
+    """Validated settings. Attributes are the schema's key names; `origin` says where each came from."""
+    values: Dict[str, Any]
+    origin: Dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values")
+        if values is not None and name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def redacted(self) -> Dict[str, Any]:
+        return {k: ("<hidden>" if KEYS[k].secret and v else v) for k, v in self.values.items()}
+
+    def with_overrides(self, **kw: Any) -> "Config":
+        vals = dict(self.values)
+        vals.update(kw)
+        return Config(vals, dict(self.origin))
+
+    # derived values
+    @property
+    def kv_root(self) -> str:
+        return f"{self.consul_prefix.strip('/')}/{self.cluster}"
+
+    @property
+    def consul_host(self) -> str:
+        return self.consul.rsplit(":", 1)[0]
+
+    @property
+    def consul_port(self) -> int:
+        return int(self.consul.rsplit(":", 1)[1])
+
+    @property
+    def primary_service(self) -> str:
+        return f"{self.service_name}-primary"
+
+    @property
+    def check_id(self) -> str:
+        """ContainerPilot's TTL check for this node's service job: `service:<name>-<hostname>`."""
+        return f"service:{self.service_name}-{self.node_name}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.advertise_host}:{self.port}"
+
+    def secrets(self) -> List[str]:
+        return [str(v) for k, v in self.values.items() if KEYS[k].secret and v]
+
+
+def _stable_server_id(node: str, host: str, port: int) -> int:
+    return (zlib.crc32(f"{node}|{host}|{port}".encode()) % 4294967294) + 1
+
+
+def _default_host(node: str) -> str:
+    try:
+        return socket.gethostbyname(node)
+    except OSError:
+        return "127.0.0.1"
+
+
+def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
+         overrides: Optional[Mapping[str, Any]] = None) -> Config:
+    """Load YAML at `path` (or $MYSQLPILOT_CONFIG), overlay the environment, validate everything."""
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("MYSQLPILOT_CONFIG")
+    raw: Dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                loaded = yaml.safe_load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist; pass --config or set MYSQLPILOT_CONFIG") \
+                from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        for k in loaded:
+            if k not in KEYS:
+                raise ConfigError(f"config file {path}: unknown key {k!r}; see docs/configuration.md")
+        raw = loaded
+
+    values: Dict[str, Any] = {}
+    origin: Dict[str, str] = {}
+    for key in SCHEMA:
+        val, org = key.default, "default"
+        if key.name in raw:
+            val, org = raw[key.name], f"{path}"
+        for var in key.env:
+            if env.get(var) not in (None, ""):
+                val, org = env[var], f"${var}"
+                break
+        if overrides and key.name in overrides and overrides[key.name] is not None:
+            val, org = overrides[key.name], "command line"
+        values[key.name] = _coerce(key, val, org)
+        origin[key.name] = org
+
+    for key in SCHEMA:
+        if key.required and values[key.name] in (None, ""):
+            names = " or ".join(["$" + e for e in key.env] + [f"{key.name!r} in the config file"])
+            raise ConfigError(f"config key {key.name} is required: set {names}")
+
+    cfg = Config(values, origin)
+    _fill_defaults(cfg)
+    _cross_check(cfg)
+    return cfg
+
+
+def _fill_defaults(cfg: Config) -> None:
+    v = cfg.values
+    if not v["node_name"]:
+        v["node_name"] = socket.gethostname()
+        cfg.origin["node_name"] = "host name"
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", v["node_name"]):
+        raise ConfigError(f"config key node_name: {v['node_name']!r} may hold only letters, digits, '.', '_' "
+                          "and '-'")
+    if not v["advertise_host"]:
+        v["advertise_host"] = _default_host(v["node_name"])
+        cfg.origin["advertise_host"] = "host name lookup"
+    if not v["server_id"]:
+        v["server_id"] = _stable_server_id(v["node_name"], v["advertise_host"], v["port"])
+    if not v["socket"]:
+        v["socket"] = os.path.join(v["state_dir"], "mysqld.sock")
+    if not v["mycnf"]:
+        v["mycnf"] = os.path.join(v["state_dir"], "my.cnf")
+
+
+def _cross_check(cfg: Config) -> None:
+    if cfg.lock_delay <= cfg.fence_margin:
+        raise ConfigError(f"config key lock_delay ({cfg.lock_delay}s) must exceed fence_margin "
+                          f"({cfg.fence_margin}s) so a fenced primary is read-only before anyone can take "
+                          "the lock")
+    if cfg.fence_margin >= cfg.session_ttl:
+        raise ConfigError(f"config key fence_margin ({cfg.fence_margin}s) must be below session_ttl "
+                          f"({cfg.session_ttl}s)")
+    if cfg.health_interval >= cfg.check_ttl:
+        raise ConfigError(f"config key check_ttl ({cfg.check_ttl}s) must exceed health_interval "
+                          f"({cfg.health_interval}s) or the check flaps between runs")
+    if cfg.store == "s3" and not cfg.s3_bucket:
+        raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
+    if cfg.user and not cfg.password:
+        raise ConfigError("config key password is required when user is set: set $MYSQL_PASSWORD")
+    if cfg.flavor in ("mysql", "percona") and not re.match(r"^(5\.6|5\.7|8\.\d+)", cfg.flavor_version):
+        raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MySQL/Percona version "
+                          "(5.6, 5.7, 8.0, 8.4)")
+    if cfg.flavor == "mariadb" and not re.match(r"^1\d\.\d+", cfg.flavor_version):
+        raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MariaDB version "
+                          "(10.x or 11.x)")
+
+
+def reference_markdown() -> str:
+    """The configuration reference for docs/configuration.md, generated from SCHEMA."""
+    out = ["# Configuration reference", "",
+           "Generated from `mysqlpilot/config.py` by `mysqlpilot config reference`; do not edit by hand.",
+           "", "Values come from the YAML file given by `--config` or `$MYSQLPILOT_CONFIG`, overlaid by "
+           "environment variables (the first variable listed that is set wins).", ""]
+    groups: List[str] = []
+    for k in SCHEMA:
+        if k.group not in groups:
+            groups.append(k.group)
+    for g in groups:
+        out += [f"## {g}", "", "| key | environment | type | default | description |",
+                "|---|---|---|---|---|"]
+        for k in SCHEMA:
+            if k.group != g:
+                continue
+            kind = k.kind if k.kind != "choice" else " \\| ".join(k.choices)
+            dflt = "(required)" if k.required else ("" if k.default is None else f"`{k.default}`")
+            envs = ", ".join(f"`{e}`" for e in k.env)
+            doc = k.doc + (" Secret: never logged." if k.secret else "")
+            out.append(f"| `{k.name}` | {envs} | {kind} | {dflt} | {doc} |")
+        out.append("")
+    return "\n".join(out)

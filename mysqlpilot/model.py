@@ -1,0 +1,125 @@
+"""Plain dataclasses shared by the decision code and the adapters. No I/O here."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional
+
+
+def _from_dict(cls, data: Dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class MemberState:
+    """What a node publishes about itself under `<kv_root>/members/<name>` (and what status shows)."""
+    name: str
+    host: str
+    port: int
+    role: str = "unknown"              # primary | replica | starting | fenced | rebuilding | unknown
+    healthy: bool = False
+    read_only: Optional[bool] = None
+    replicating_from: Optional[str] = None   # host:port of its source, if replicating
+    io_running: bool = False
+    sql_running: bool = False
+    lag_seconds: Optional[float] = None
+    gtid_executed: str = ""           # MariaDB gtid_current_pos / MySQL gtid_executed
+    gtid_received: str = ""           # MariaDB Gtid_IO_Pos / MySQL Retrieved+executed; "" if unknown
+    server_id: int = 0
+    priority: int = 100
+    nofailover: bool = False
+    flavor: str = ""
+    version: str = ""
+    semi_sync_replicas: int = 0       # on a primary: replicas currently acknowledging (semi-sync)
+    errant: List[str] = field(default_factory=list)
+    message: str = ""                 # one line: what the node is doing or why it is unhealthy
+    updated: float = 0.0              # epoch seconds of publication
+    alive: bool = True                # set by the reader: key still bound to a live session
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d.pop("alive", None)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "MemberState":
+        return _from_dict(cls, json.loads(text))
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class LeaderInfo:
+    """Value of the leader key `<kv_root>/leader`; only valid while the key's Session is set."""
+    name: str
+    host: str
+    port: int
+    server_id: int = 0
+    since: float = 0.0
+    promoted_gtid: str = ""           # GTID position at the moment this node became primary
+    session: str = ""                 # filled by the reader from the key's Session field
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d.pop("session", None)
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, session: str = "") -> "LeaderInfo":
+        obj = _from_dict(cls, json.loads(text))
+        obj.session = session
+        return obj
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class SnapshotManifest:
+    """Written last, next to the snapshot object; the snapshot counts only once its manifest exists."""
+    id: str
+    created: float
+    source: str                       # node name that took it
+    object_key: str                   # store key of the data object
+    bytes: int                        # size of the stored (compressed) object
+    raw_bytes: int                    # size of the backup stream before compression
+    sha256: str                       # of the stored object
+    flavor: str
+    version: str
+    gtid: str                         # GTID position of the backup (seed for replicas)
+    binlog_file: str = ""
+    binlog_pos: int = 0
+    compression: str = "zstd"
+    format: str = "xbstream"
+    tool: str = ""                    # backup tool and version line
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SnapshotManifest":
+        return _from_dict(cls, json.loads(text))
+
+
+@dataclass
+class FailoverRecord:
+    """One entry of `<kv_root>/history`: every failover and switchover."""
+    kind: str                         # failover | switchover | manual-failover | bootstrap
+    time: float
+    old_primary: Optional[str]
+    new_primary: Optional[str]
+    reason: str
+    candidates: List[Dict[str, Any]] = field(default_factory=list)   # {name, chosen, why}
+    durations: Dict[str, float] = field(default_factory=dict)        # detect, promote, total, ...
+    lost_gtids: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "FailoverRecord":
+        return _from_dict(cls, data)

@@ -86,6 +86,8 @@ SCHEMA: Tuple[Key, ...] = (
        "found on PATH or in /usr/sbin.", "MYSQLPILOT_MYSQLD", group="mysqld"),
     _k("mycnf", "str", None, "my.cnf that mysqlpilot writes for mysqld; defaults to "
        "`<state_dir>/my.cnf`.", "MYSQLPILOT_MYCNF", group="mysqld"),
+    _k("mysqld_user", "str", "mysql", "OS user mysqld runs as; it owns the datadir.", "MYSQLPILOT_MYSQLD_USER",
+       group="mysqld"),
     _k("innodb_buffer_pool_size", "str", "128M", "InnoDB buffer pool size written to my.cnf.",
        "MYSQLPILOT_INNODB_BUFFER_POOL_SIZE", group="mysqld"),
     # consul

@@ -1,0 +1,1 @@
+"""Click command modules. Each exposes `register(group)`; mysqlpilot.cli wires them into `mysqlpilot`."""

@@ -1,0 +1,264 @@
+"""The state machine: pure decisions over plain dataclasses (orchestrator's "analysis" half).
+
+Nothing here does I/O or reads the clock; callers pass `now`. `ha.py` observes, calls these, and acts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .model import FailoverRecord, LeaderInfo, MemberState
+
+# Actions a pass of the HA loop can take.
+FENCE = "fence"              # make mysqld read-only and kill client connections
+TAKE_LOCK = "take_lock"      # try to acquire the leader key, then promote
+PROMOTE = "promote"          # we hold the lock but are not writable yet: finish promotion
+STAY_PRIMARY = "stay_primary"
+FOLLOW = "follow"            # (re)point replication at the leader
+REBUILD = "rebuild"          # errant or broken beyond repair: move datadir aside, restore snapshot
+WAIT = "wait"                # nothing to do safely now; `reason` says why
+HAND_OVER = "hand_over"      # switchover requested from this primary
+
+
+@dataclass
+class Policy:
+    session_ttl: int = 10
+    check_ttl: int = 6
+    fence_margin: int = 2
+    failover_grace: float = 3.0
+    max_lag_on_failover: float = 30.0
+    durability: str = "async"
+    failover_budget: int = 3
+    failover_window: int = 3600
+    failover_rearm: int = 1800
+
+    @classmethod
+    def from_config(cls, cfg) -> "Policy":
+        return cls(session_ttl=cfg.session_ttl, check_ttl=cfg.check_ttl, fence_margin=cfg.fence_margin,
+                   failover_grace=cfg.failover_grace, max_lag_on_failover=cfg.max_lag_on_failover,
+                   durability=cfg.durability, failover_budget=cfg.failover_budget,
+                   failover_window=cfg.failover_window, failover_rearm=cfg.failover_rearm)
+
+    @property
+    def lease(self) -> float:
+        """Seconds after a successful renew+heartbeat that this node may still act as primary.
+
+        Consul will not invalidate the session before the earlier of the session TTL and the check TTL;
+        the margin covers the time fencing itself takes.
+        """
+        return min(self.session_ttl, self.check_ttl) - self.fence_margin
+
+
+@dataclass
+class Candidate:
+    """A member as seen at failover time (fresh numbers, read from its mysqld directly if possible)."""
+    name: str
+    reachable: bool
+    healthy: bool
+    nofailover: bool = False
+    priority: int = 100
+    lag_seconds: Optional[float] = None
+    gtid_received: str = ""          # everything it has, applied or still in the relay log
+    gtid_count: int = 0              # size of gtid_received, for ordering
+    contains: Dict[str, bool] = field(default_factory=dict)   # other name -> received ⊇ other's
+
+
+@dataclass
+class Ranked:
+    name: str
+    eligible: bool
+    why: str
+    rank: int = -1                   # 0 = best; -1 if not eligible
+
+
+def rank_candidates(cands: Sequence[Candidate], policy: Policy,
+                    must_contain: str = "", contains_fn: Optional[Callable[[str, str], bool]] = None
+                    ) -> List[Ranked]:
+    """Order failover candidates: most advanced first, then priority tag, then name.
+
+    A candidate that lacks transactions another eligible reachable member has is ranked after it; one
+    that does not contain `must_contain` (with semi-sync: what the old primary acknowledged) is not
+    eligible at all.
+    """
+    out: Dict[str, Ranked] = {}
+    eligible: List[Candidate] = []
+    for c in cands:
+        why = ""
+        if not c.reachable:
+            why = "unreachable"
+        elif not c.healthy:
+            why = "unhealthy"
+        elif c.nofailover:
+            why = "tagged nofailover"
+        elif c.lag_seconds is not None and c.lag_seconds > policy.max_lag_on_failover:
+            why = f"lag {c.lag_seconds:.0f}s exceeds max_lag_on_failover {policy.max_lag_on_failover:.0f}s"
+        elif must_contain and contains_fn is not None and not contains_fn(c.gtid_received, must_contain):
+            why = f"lacks acknowledged transactions {must_contain}"
+        if why:
+            out[c.name] = Ranked(c.name, False, why)
+        else:
+            eligible.append(c)
+
+    def behind_count(c: Candidate) -> int:
+        # how many eligible others hold something this one lacks
+        return sum(1 for o in eligible if o.name != c.name and not c.contains.get(o.name, True))
+
+    ordered = sorted(eligible, key=lambda c: (behind_count(c), -c.gtid_count, -c.priority, c.name))
+    for i, c in enumerate(ordered):
+        lacks = [o.name for o in eligible if o.name != c.name and not c.contains.get(o.name, True)]
+        if i == 0:
+            why = "most advanced" + (f", priority {c.priority}" if len(ordered) > 1 else "")
+        elif lacks:
+            why = f"behind {', '.join(lacks)}"
+        else:
+            why = f"as advanced as {ordered[0].name}; loses on priority/name"
+        out[c.name] = Ranked(c.name, True, why, rank=i)
+    return [out[c.name] for c in sorted(cands, key=lambda c: (out[c.name].rank < 0, out[c.name].rank,
+                                                               c.name))]
+
+
+def my_turn(ranking: Sequence[Ranked], me: str, free_for: float, grace: float) -> Tuple[bool, str]:
+    """May `me` try the lock now? The best goes at once; the k-th best after k grace periods."""
+    mine = next((r for r in ranking if r.name == me), None)
+    if mine is None or not mine.eligible:
+        return False, f"not eligible: {mine.why if mine else 'not a candidate'}"
+    if mine.rank == 0:
+        return True, "best candidate"
+    if free_for >= grace * mine.rank:
+        best = next(r.name for r in ranking if r.rank == 0)
+        return True, f"{best} did not take the lock within {grace * mine.rank:.1f}s"
+    return False, f"waiting {grace * mine.rank - free_for:.1f}s for better candidates"
+
+
+def failover_budget(history: Sequence[dict], now: float, policy: Policy) -> Tuple[bool, str]:
+    """Anti-flapping: (allowed, reason). Spent once `budget` automatic failovers fell in the window;
+    re-arms after `failover_rearm` seconds without one."""
+    auto = sorted(h.get("time", 0.0) for h in history if h.get("kind") == "failover")
+    recent = [t for t in auto if now - t <= policy.failover_window]
+    if len(recent) < policy.failover_budget:
+        return True, f"{len(recent)}/{policy.failover_budget} automatic failovers in the last " \
+                     f"{policy.failover_window}s"
+    last = auto[-1]
+    if now - last >= policy.failover_rearm:
+        return True, f"budget re-armed after {now - last:.0f}s without a failover"
+    return False, (f"failover budget spent: {len(recent)} automatic failovers in {policy.failover_window}s; "
+                   f"re-arms {policy.failover_rearm - (now - last):.0f}s after the last one, or run "
+                   "`mysqlpilot failover`")
+
+
+@dataclass
+class Observation:
+    """What one pass of the HA loop saw. Built by ha.py from Consul and the local mysqld."""
+    me: str
+    now: float
+    mysqld_up: bool
+    read_only: Optional[bool]
+    have_session: bool
+    lease_left: float                 # seconds left before this node must be read-only (<=0: expired)
+    leader: Optional[LeaderInfo]      # valid only while its Session is set
+    i_hold_lock: bool
+    replicating_from: Optional[str] = None   # host:port of current source
+    replication_ok: bool = False      # both threads running
+    replication_errno: int = 0        # last IO errno (1236: source lacks our GTIDs)
+    errant: str = ""                  # transactions we have that the leader lacks
+    needs_rebuild: str = ""           # reason we cannot be a replica from this datadir
+    paused: bool = False
+    stopping: bool = False            # pre-stop runs: never take the lock
+    switchover_to: Optional[str] = None      # a pending switchover/failover request's target
+    takeover: Tuple[bool, str] = (False, "")  # my_turn() result, computed only when leader is None
+
+
+@dataclass
+class Decision:
+    action: str
+    reason: str
+    target: Optional[LeaderInfo] = None
+
+
+def decide(o: Observation) -> Decision:
+    """One pass of the HA state machine."""
+    if not o.mysqld_up:
+        return Decision(WAIT, "mysqld is not answering")
+
+    if o.i_hold_lock:
+        if o.lease_left <= 0:
+            return Decision(FENCE, "lease expired: session not renewed in time, cannot be sure of the lock")
+        if o.switchover_to and o.switchover_to != o.me:
+            return Decision(HAND_OVER, f"switchover to {o.switchover_to} requested")
+        if o.read_only is not False:
+            return Decision(PROMOTE, "holding the leader lock while read-only")
+        return Decision(STAY_PRIMARY, "holding the leader lock")
+
+    # Not the lock holder: never writable.
+    if o.read_only is not True:
+        return Decision(FENCE, "writable but not holding the leader lock")
+
+    if o.leader is not None:
+        if o.needs_rebuild:
+            return Decision(REBUILD, o.needs_rebuild, o.leader)
+        if o.errant:
+            return Decision(REBUILD, f"errant transactions the primary {o.leader.name} lacks: {o.errant}",
+                            o.leader)
+        if o.replication_errno == 1236:
+            return Decision(REBUILD, f"primary {o.leader.name} refused our GTID position (error 1236)",
+                            o.leader)
+        if o.replicating_from == o.leader.address and o.replication_ok:
+            return Decision(WAIT, f"replicating from {o.leader.name}", o.leader)
+        return Decision(FOLLOW, f"(re)pointing replication at primary {o.leader.name}", o.leader)
+
+    # The leader key is free.
+    if o.stopping:
+        return Decision(WAIT, "node is stopping; not a candidate")
+    if not o.have_session:
+        return Decision(WAIT, "no Consul session (node not healthy yet); cannot take the lock")
+    if o.needs_rebuild:
+        return Decision(WAIT, f"not a candidate: {o.needs_rebuild}")
+    if o.switchover_to is not None:
+        if o.switchover_to == o.me:
+            return Decision(TAKE_LOCK, "designated by a switchover/failover request")
+        return Decision(WAIT, f"leader key free; a request designates {o.switchover_to}")
+    if o.paused:
+        return Decision(WAIT, "leader key free but automatic failover is paused (mysqlpilot resume)")
+    ok, why = o.takeover
+    if ok:
+        return Decision(TAKE_LOCK, why)
+    return Decision(WAIT, f"leader key free; {why}")
+
+
+def mariadb_errant(mine: str, leader_now: str, promoted: str, leader_server_id: int,
+                   parse: Callable[[str], Dict[int, Tuple[int, int]]]) -> str:
+    """MariaDB GTID positions keep one GTID per domain, so set difference is not enough.
+
+    A position is errant against the leader if in some domain it is ahead of the leader's position, or
+    it went past the point where the leader was promoted with a transaction the leader did not write
+    (another server id): that branch is not in the leader's binlog.
+    """
+    m, ln, pr = parse(mine), parse(leader_now), parse(promoted)
+    out = []
+    for dom, (srv, seq) in sorted(m.items()):
+        lseq = ln.get(dom, (0, 0))[1]
+        pseq = pr.get(dom, (0, 0))[1]
+        if seq > lseq or (seq > pseq and srv != leader_server_id and pr):
+            start = max(pseq, 0) + 1 if seq > pseq else lseq + 1
+            out.append(f"{dom}-{srv}-{start}..{seq}" if start < seq else f"{dom}-{srv}-{seq}")
+    return ",".join(out)
+
+
+def choose_switchover_target(members: Sequence[MemberState], primary: str, requested: Optional[str]
+                             ) -> Tuple[Optional[str], str]:
+    """Target of a planned switchover: the requested node, else the healthy replica with the most
+    priority and least lag."""
+    replicas = [m for m in members if m.name != primary]
+    if requested:
+        m = next((x for x in replicas if x.name == requested), None)
+        if m is None:
+            return None, f"{requested} is not a member of the cluster (see mysqlpilot status)"
+        if not (m.alive and m.healthy):
+            return None, f"{requested} is not healthy: {m.message or 'no recent health report'}"
+        return requested, "requested"
+    ok = [m for m in replicas if m.alive and m.healthy and not m.nofailover]
+    if not ok:
+        return None, "no healthy replica to hand over to"
+    best = sorted(ok, key=lambda m: (-m.priority, m.lag_seconds if m.lag_seconds is not None else 1e9,
+                                     m.name))[0]
+    return best.name, f"healthiest replica (priority {best.priority}, lag {best.lag_seconds})"

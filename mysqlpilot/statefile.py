@@ -1,0 +1,71 @@
+"""The node's own small state between hook runs (session id, pending GTID seed, rebuild reason).
+
+Hooks are separate processes; this JSON file under state_dir is how they hand facts to each other.
+Writes are atomic (rename) and guarded by an fcntl lock. A cached session id is only a hint: callers
+check it against Consul before trusting it.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from typing import Any, Dict, Iterator, Optional
+
+
+class StateFile:
+    def __init__(self, state_dir: str):
+        self.dir = state_dir
+        self.path = os.path.join(state_dir, "pilot-state.json")
+
+    def _read(self) -> Dict[str, Any]:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                data = json.load(fh)
+            return data if isinstance(data, dict) else {}
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "pilot-state.lock"), "a") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lk, fcntl.LOCK_UN)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._read().get(key, default)
+
+    def update(self, **kv: Any) -> None:
+        """Set keys; a value of None removes the key."""
+        with self._locked():
+            data = self._read()
+            for k, v in kv.items():
+                if v is None:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".pilot-state.")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, sort_keys=True)
+            os.replace(tmp, self.path)
+
+
+@contextlib.contextmanager
+def ha_lock(state_dir: str, blocking: bool = True) -> Iterator[bool]:
+    """Serialise the HA loop, on-change and pre-stop on one node: only one acts on mysqld at a time."""
+    os.makedirs(state_dir, exist_ok=True)
+    with open(os.path.join(state_dir, "ha.lock"), "a") as lk:
+        try:
+            fcntl.flock(lk, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lk, fcntl.LOCK_UN)

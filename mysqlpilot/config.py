@@ -104,17 +104,17 @@ SCHEMA: Tuple[Key, ...] = (
     _k("session_ttl", "int", 10, "Consul session TTL in seconds (Consul allows 10 to 86400). Consul may "
        "keep a dead session up to twice this.", "MYSQLPILOT_SESSION_TTL", minimum=10, maximum=86400,
        group="timing"),
-    _k("lock_delay", "int", 5, "Consul lock-delay in seconds after a session dies; must exceed "
+    _k("lock_delay", "int", 3, "Consul lock-delay in seconds after a session dies; must exceed "
        "fence_margin.", "MYSQLPILOT_LOCK_DELAY", minimum=0, maximum=60, group="timing"),
-    _k("fence_margin", "int", 3, "A primary that has not renewed its session for session_ttl - "
-       "fence_margin seconds turns itself read-only.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
+    _k("fence_margin", "int", 2, "A primary that has not renewed its session and check for "
+       "min(session_ttl, check_ttl) - fence_margin seconds turns itself read-only.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
        group="timing"),
     _k("health_interval", "int", 2, "Seconds between health hook runs.", "MYSQLPILOT_HEALTH_INTERVAL",
        minimum=1, maximum=600, group="timing"),
     _k("check_ttl", "int", 6, "TTL in seconds of the node's Consul health check; a node that stops "
        "reporting healthy loses its session after this.", "MYSQLPILOT_CHECK_TTL", minimum=2,
        maximum=3600, group="timing"),
-    _k("loop_wait", "int", 2, "Longest a blocking watch on the leader key waits before the loop runs "
+    _k("loop_wait", "int", 1, "Longest a blocking watch on the leader key waits before the loop runs "
        "again.", "MYSQLPILOT_LOOP_WAIT", minimum=1, maximum=60, group="timing"),
     _k("failover_grace", "float", 3.0, "Seconds the best failover candidate has to take the lock before "
        "the next best may.", "MYSQLPILOT_FAILOVER_GRACE", minimum=0, maximum=600, group="timing"),
@@ -351,9 +351,9 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"config key lock_delay ({cfg.lock_delay}s) must exceed fence_margin "
                           f"({cfg.fence_margin}s) so a fenced primary is read-only before anyone can take "
                           "the lock")
-    if cfg.fence_margin >= cfg.session_ttl:
+    if cfg.fence_margin >= min(cfg.session_ttl, cfg.check_ttl):
         raise ConfigError(f"config key fence_margin ({cfg.fence_margin}s) must be below session_ttl "
-                          f"({cfg.session_ttl}s)")
+                          f"({cfg.session_ttl}s) and check_ttl ({cfg.check_ttl}s)")
     if cfg.health_interval >= cfg.check_ttl:
         raise ConfigError(f"config key check_ttl ({cfg.check_ttl}s) must exceed health_interval "
                           f"({cfg.health_interval}s) or the check flaps between runs")

@@ -28,6 +28,32 @@ REQUEST_KEY = "switchover"        # <kv_root>/switchover: pending switchover / m
 REQUEST_MAX_AGE = 120.0
 
 
+def probe_candidates(flavor, members: List[MemberState], root_password: str,
+                     extra: Optional[List[Candidate]] = None) -> List[Candidate]:
+    """Fresh failover facts, read from each live member's mysqld directly (published state is stale)."""
+    cands: List[Candidate] = list(extra or [])
+    for m in members:
+        if not m.alive:
+            continue
+        try:
+            srv = Server(flavor, host=m.host, port=m.port, user="root", password=root_password,
+                         connect_timeout=2)
+            recv = srv.gtid_received() or srv.gtid_executed()
+            st = srv.replica_status() or {}
+            srv.close()
+            cands.append(Candidate(m.name, True, m.healthy, m.nofailover, m.priority, st.get("lag_seconds"),
+                                   recv))
+        except PilotError as exc:
+            cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
+            log.info("candidate %s unreachable: %s", m.name, exc)
+    for c in cands:
+        c.gtid_count = flavor.gtid_count(c.gtid_received)
+        for o in cands:
+            if o.name != c.name and o.reachable:
+                c.contains[o.name] = flavor.gtid_contains(c.gtid_received, o.gtid_received)
+    return cands
+
+
 class Node:
     def __init__(self, cfg, dcs: Optional[ConsulDCS] = None):
         self.cfg = cfg
@@ -188,35 +214,13 @@ class Node:
         return self.flavor.gtid_subtract(mine, theirs), theirs
 
     def gather_candidates(self, members: List[MemberState], probe: Dict) -> List[Candidate]:
-        cands: List[Candidate] = []
+        exclude = self.last_leader.name if self.last_leader is not None else None
         me = self.cfg.node_name
-        for m in members:
-            if self.last_leader is not None and m.name == self.last_leader.name and m.name != me:
-                continue                      # the primary we just lost
-            if m.name == me:
-                recv = probe.get("received") or probe.get("executed", "")
-                st = probe.get("status") or {}
-                cands.append(Candidate(me, True, probe["up"], self.cfg.nofailover, self.cfg.priority,
-                                       st.get("lag_seconds"), recv))
-                continue
-            if not m.alive:
-                continue
-            try:
-                srv = self.remote(m.host, m.port)
-                recv = srv.gtid_received() or srv.gtid_executed()
-                st = srv.replica_status() or {}
-                srv.close()
-                cands.append(Candidate(m.name, True, m.healthy, m.nofailover, m.priority,
-                                       st.get("lag_seconds"), recv))
-            except PilotError as exc:
-                cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
-                log.info("candidate %s unreachable: %s", m.name, exc)
-        for c in cands:
-            c.gtid_count = self.flavor.gtid_count(c.gtid_received)
-            for o in cands:
-                if o.name != c.name and o.reachable:
-                    c.contains[o.name] = self.flavor.gtid_contains(c.gtid_received, o.gtid_received)
-        return cands
+        st = probe.get("status") or {}
+        mine = Candidate(me, True, probe["up"], self.cfg.nofailover, self.cfg.priority, st.get("lag_seconds"),
+                         probe.get("received") or probe.get("executed", ""))
+        others = [m for m in members if m.name not in (me, exclude)]
+        return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine])
 
     def takeover_verdict(self, members: List[MemberState], probe: Dict
                          ) -> Tuple[bool, str, List[analysis.Ranked]]:
@@ -514,3 +518,63 @@ class Node:
 
     def stop(self) -> None:
         self._stop.set()
+
+    # ---- hooks -------------------------------------------------------------------------------
+    def health_hook(self) -> Tuple[bool, str]:
+        """ContainerPilot's health check: renew, confirm the role, publish. Exit code follows `healthy`."""
+        probe = self.probe_local()
+        leader, _ = self.dcs.get_leader()
+        self.sid = self.state.get("session")
+        if self.sid and self.dcs.renew_session(self.sid) is None:
+            self.sid = None
+        healthy, role, msg = self.health_of(probe, leader)
+        if not probe["up"]:
+            self.heartbeat(False, msg)     # mysqld died in a live container: drop the session now
+        if role == "fenced":
+            self.fence(msg)
+        m = self.member_state(probe, healthy, role, msg)
+        try:
+            self.dcs.publish_member(self.sid, m)
+        except PilotError as exc:
+            log.debug("publish failed: %s", exc)
+        return healthy, msg
+
+    def pre_stop(self, timeout: float = 60.0) -> str:
+        """SIGTERM: a primary hands over with a switchover before mysqld stops. Never costs a commit."""
+        self.state.update(stopping=True)
+        with ha_lock(self.cfg.state_dir):
+            probe = self.probe_local()
+            leader, _ = self.dcs.get_leader()
+            self.sid = self.state.get("session")
+            if not (leader is not None and self.sid and leader.session == self.sid):
+                self._leave()
+                return "replica stopping"
+            if probe["up"]:
+                self.heartbeat(True, "stopping: handing over")
+                self.ensure_session(True)
+            members = self.dcs.members()
+            target, why = analysis.choose_switchover_target(members, self.cfg.node_name, None)
+            if target is None:
+                self.fence(f"stopping; {why}")
+                self.dcs.release_leader(self.sid)
+                self._leave()
+                return f"primary stopping with no replica to hand over to ({why})"
+            req = {"to": target, "kind": "switchover", "reason": f"pre-stop of {self.cfg.node_name}: {why}",
+                   "requested": time.time()}
+            if not self.hand_over(target, req):
+                return "switchover failed; primary stays until mysqld stops"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader, _ = self.dcs.get_leader()
+            if leader is not None and leader.name == target:
+                self._leave()
+                return f"handed over to {target}"
+            time.sleep(0.2)
+        return f"handed the lock to {target}, which has not taken it yet"
+
+    def _leave(self) -> None:
+        if self.sid:
+            try:
+                self.dcs.destroy_session(self.sid)
+            except PilotError:
+                pass

@@ -1,0 +1,152 @@
+"""Operator commands: status, switchover, failover, pause, resume."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Optional
+
+import click
+
+from ..errors import PilotError
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj, as_json: bool) -> None:
+    """Show the cluster: primary, every node's role, health, replication, the latest snapshot."""
+    from ..status import gather, render
+    st = gather(obj.config())
+    click.echo(json.dumps(st, indent=1, sort_keys=True) if as_json else render(st))
+
+
+def _wait_for_leader(dcs, target: str, timeout: float, request_key: str) -> Optional[str]:
+    deadline = time.monotonic() + timeout
+    seen_request = True
+    while time.monotonic() < deadline:
+        leader, _ = dcs.get_leader()
+        if leader is not None and leader.name == target:
+            return None
+        if dcs.get_json(request_key) is None:
+            if not seen_request:
+                return "the request was withdrawn; see the primary's log (it says why)"
+            seen_request = False          # give the promotion a moment to land after the key goes
+        time.sleep(0.1)
+    return f"{target} did not become primary within {timeout:.0f}s"
+
+
+def _last_record(dcs, target: str, since: float) -> Optional[dict]:
+    for rec in reversed(dcs.history()):
+        if rec.get("new_primary") == target and rec.get("time", 0) >= since:
+            return rec
+    return None
+
+
+@click.command("switchover")
+@click.option("--to", "to", metavar="NODE", help="Node to promote (default: the healthiest replica).")
+@click.option("--timeout", default=60.0, show_default=True)
+@click.pass_obj
+def switchover(obj, to: Optional[str], timeout: float) -> None:
+    """Planned move of the primary role with no lost commit; reports write unavailability."""
+    from .. import analysis
+    from ..dcs.consul import ConsulDCS
+    from ..ha import REQUEST_KEY
+    cfg = obj.config()
+    dcs = ConsulDCS.from_config(cfg)
+    leader, _ = dcs.get_leader()
+    if leader is None:
+        raise PilotError("there is no primary to switch over from; use `mysqlpilot failover`")
+    target, why = analysis.choose_switchover_target(dcs.members(), leader.name, to)
+    if target is None:
+        raise PilotError(f"cannot switch over: {why}")
+    t0 = time.time()
+    dcs.put_json(REQUEST_KEY, {"to": target, "from": leader.name, "kind": "switchover",
+                               "reason": f"operator switchover ({why})", "requested": t0})
+    click.echo(f"switchover {leader.name} -> {target}: {leader.name} goes read-only, {target} catches up, "
+               "then takes the lock")
+    err = _wait_for_leader(dcs, target, timeout, REQUEST_KEY)
+    if err:
+        raise PilotError(f"switchover to {target} failed: {err}")
+    rec = _last_record(dcs, target, t0) or {}
+    unavail = (rec.get("durations") or {}).get("write_unavailable")
+    click.echo(f"switchover done: {target} is the primary"
+               + (f"; writes were unavailable for {unavail:.2f}s" if unavail is not None else ""))
+
+
+@click.command("failover")
+@click.option("--to", "to", metavar="NODE", help="Node to promote (default: the best candidate).")
+@click.option("--force", is_flag=True, help="Promote even if it may lose transactions or the node is "
+              "not eligible.")
+@click.option("--timeout", default=60.0, show_default=True)
+@click.pass_obj
+def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
+    """Promote a replica when the primary is dead or must be abandoned."""
+    from .. import analysis
+    from ..dcs.consul import ConsulDCS
+    from ..flavors import get_flavor
+    from ..ha import REQUEST_KEY, probe_candidates
+    cfg = obj.config()
+    dcs = ConsulDCS.from_config(cfg)
+    flavor = get_flavor(cfg.flavor, cfg.flavor_version)
+    leader, _ = dcs.get_leader()
+    members = dcs.members()
+    old = leader.name if leader else None
+    if leader is not None and not force:
+        lm = next((m for m in members if m.name == leader.name), None)
+        if lm is not None and lm.alive and lm.healthy:
+            raise PilotError(f"primary {leader.name} is alive and healthy; use `mysqlpilot switchover`, or "
+                             "--force to abandon it")
+    cands = probe_candidates(flavor, [m for m in members if m.name != old], cfg.root_password)
+    policy = analysis.Policy.from_config(cfg)
+    ranking = analysis.rank_candidates(cands, policy, "", flavor.gtid_contains)
+    for r in ranking:
+        click.echo(f"  candidate {r.name}: {'eligible' if r.eligible else 'NOT eligible'}, {r.why}")
+    best = next((r for r in ranking if r.rank == 0), None)
+    target = to or (best.name if best else None)
+    if target is None:
+        raise PilotError("no eligible candidate to promote; see the list above (or --to NODE --force)")
+    mine = next((r for r in ranking if r.name == target), None)
+    if mine is None:
+        raise PilotError(f"{target} is not a live member of the cluster")
+    if not force:
+        if not mine.eligible:
+            raise PilotError(f"{target} is not eligible: {mine.why}; use --force to promote it anyway")
+        if mine.rank != 0:
+            raise PilotError(f"promoting {target} would lose transactions: {mine.why}; promote "
+                             f"{best.name if best else 'the best candidate'} or use --force")
+    t0 = time.time()
+    dcs.put_json(REQUEST_KEY, {"to": target, "from": old, "kind": "manual-failover", "force": force,
+                               "reason": f"operator failover{' --force' if force else ''}",
+                               "requested": t0})
+    if leader is not None and leader.session:
+        # Abandon the old primary: it fences itself as soon as it sees the lock gone.
+        dcs.destroy_session(leader.session)
+    click.echo(f"failover {old or '(no primary)'} -> {target}")
+    err = _wait_for_leader(dcs, target, timeout, REQUEST_KEY)
+    if err:
+        raise PilotError(f"failover to {target} failed: {err}")
+    click.echo(f"failover done: {target} is the primary")
+
+
+@click.command("pause")
+@click.option("--reason", default="operator maintenance", show_default=True)
+@click.pass_obj
+def pause(obj, reason: str) -> None:
+    """Maintenance mode: no automatic failover until `mysqlpilot resume`."""
+    from ..dcs.consul import ConsulDCS
+    ConsulDCS.from_config(obj.config()).set_paused(True, reason)
+    click.echo("automatic failover paused")
+
+
+@click.command("resume")
+@click.pass_obj
+def resume(obj) -> None:
+    """Leave maintenance mode: automatic failover is armed again."""
+    from ..dcs.consul import ConsulDCS
+    ConsulDCS.from_config(obj.config()).set_paused(False)
+    click.echo("automatic failover resumed")
+
+
+def register(group: click.Group) -> None:
+    for cmd in (status, switchover, failover, pause, resume):
+        group.add_command(cmd)

@@ -1,0 +1,139 @@
+"""Getting a datadir ready before mysqld starts: keep it, bootstrap the first primary, or restore the
+newest snapshot (waiting for one if none exists yet). Used by `pre-start` and `run-mysqld`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Optional
+
+from . import mysqld
+from .dcs.consul import ConsulDCS
+from .errors import PilotError, SnapshotError
+from .flavors import get_flavor
+from .model import SnapshotManifest
+from .snapshot import restore_snapshot
+from .sqlclient import Server
+from .statefile import StateFile
+from .store import open_store
+
+log = logging.getLogger(__name__)
+
+INIT_KEY = "initialized"          # <kv_root>/initialized: which node bootstrapped the cluster, CAS-created
+RESTORE_TRIES = 3
+
+
+class Preparer:
+    def __init__(self, cfg, dcs: Optional[ConsulDCS] = None):
+        self.cfg = cfg
+        self.flavor = get_flavor(cfg.flavor, cfg.flavor_version)
+        self.dcs = dcs or ConsulDCS.from_config(cfg)
+        self.state = StateFile(cfg.state_dir)
+
+    def pre_start(self) -> str:
+        """Returns what it did: kept | bootstrapped | restored | rebuilt."""
+        os.makedirs(self.cfg.state_dir, exist_ok=True)
+        self.state.update(stopping=None)
+        mysqld.write_mycnf(self.cfg, self.flavor)
+        leader, _ = self.dcs.get_leader()          # also proves Consul is reachable, with a clear error
+        if self.state.get("rebuild_reason"):
+            return self.rebuild()
+        if mysqld.datadir_initialised(self.cfg):
+            log.info("datadir %s holds data; mysqld will start read-only and the HA loop decides its role",
+                     self.cfg.datadir)
+            return "kept"
+        if os.path.isdir(self.cfg.datadir) and os.listdir(self.cfg.datadir):
+            aside = mysqld.move_aside(self.cfg.datadir)
+            log.warning("datadir %s was not an initialised data directory; moved it aside to %s",
+                        self.cfg.datadir, aside)
+        latest = self.dcs.get_latest_snapshot()
+        if latest:
+            return self.restore(_manifest(latest))
+        if leader is None and self.dcs.put_json(INIT_KEY, {"node": self.cfg.node_name,
+                                                           "time": time.time()}, cas=0):
+            self.bootstrap()
+            return "bootstrapped"
+        who = (self.dcs.get_json(INIT_KEY) or {}).get("node", leader.name if leader else "another node")
+        log.info("cluster was bootstrapped by %s; waiting for its first snapshot", who)
+        return self.restore(self.wait_for_snapshot())
+
+    def bootstrap(self) -> None:
+        """First primary: initialise the datadir and create the users from the environment."""
+        log.warning("BOOTSTRAP: %s initialises a new cluster %r in %s", self.cfg.node_name, self.cfg.cluster,
+                    self.cfg.datadir)
+        mysqld.init_datadir(self.cfg, self.flavor)
+        proc = mysqld.start_mysqld(self.cfg, self.flavor)
+        try:
+            mysqld.wait_ready(self.cfg, timeout=120)
+            srv = Server(self.flavor, socket=self.cfg.socket, user="root", password=None)
+            srv.bootstrap_users(self.cfg)
+            srv.close()
+        finally:
+            mysqld.stop_mysqld(self.cfg)
+            try:
+                proc.wait(timeout=60)
+            except Exception:  # noqa: BLE001 - best effort; stop_mysqld already escalated
+                pass
+        log.info("bootstrap done: users %s, %s%s created", "root", self.cfg.repl_user,
+                 f", {self.cfg.user}" if self.cfg.user else "")
+
+    def wait_for_snapshot(self) -> SnapshotManifest:
+        deadline = time.monotonic() + self.cfg.snapshot_wait_timeout
+        start = time.monotonic()
+        index = 0
+        last_log = 0.0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SnapshotError(
+                    f"no snapshot appeared in {self.cfg.snapshot_wait_timeout}s (key "
+                    f"{self.cfg.kv_root}/snapshots/latest); check the primary's snapshot job "
+                    "(`mysqlpilot status`) or raise snapshot_wait_timeout")
+            latest, index = self.dcs.wait_latest_snapshot(index, min(10.0, left))
+            if latest:
+                return _manifest(latest)
+            if time.monotonic() - last_log >= 10:
+                last_log = time.monotonic()
+                log.info("waiting for the first snapshot: %.0fs elapsed, giving up in %.0fs",
+                         time.monotonic() - start, left)
+
+    def restore(self, manifest: SnapshotManifest) -> str:
+        store = open_store(self.cfg)
+        last: Optional[Exception] = None
+        for attempt in range(1, RESTORE_TRIES + 1):
+            try:
+                log.info("restoring snapshot %s (%d MB, GTID %s) from %s, attempt %d", manifest.id,
+                         manifest.bytes // 1_000_000, manifest.gtid or "-", store.describe(), attempt)
+                gtid = restore_snapshot(self.cfg, self.flavor, store, manifest, datadir=self.cfg.datadir,
+                                        mysqld_user=self.cfg.mysqld_user)
+                self.state.update(seed_gtid=gtid or manifest.gtid or None, rebuild_reason=None)
+                log.info("restored snapshot %s; the replica will start from GTID %s", manifest.id,
+                         gtid or manifest.gtid)
+                return "restored"
+            except SnapshotError as exc:
+                if "checksum" in str(exc) or "corrupt" in str(exc):
+                    raise                      # retrying a corrupt object cannot help
+                last = exc
+            except PilotError as exc:
+                last = exc
+            log.warning("restore attempt %d failed: %s", attempt, last)
+            time.sleep(min(30, 2 ** attempt))
+        assert last is not None
+        raise last
+
+    def rebuild(self) -> str:
+        reason = self.state.get("rebuild_reason")
+        if mysqld.datadir_initialised(self.cfg) or (os.path.isdir(self.cfg.datadir)
+                                                    and os.listdir(self.cfg.datadir)):
+            aside = mysqld.move_aside(self.cfg.datadir)
+            log.warning("REBUILD (%s): moved the datadir aside to %s (kept, not deleted)", reason, aside)
+        latest = self.dcs.get_latest_snapshot()
+        manifest = _manifest(latest) if latest else self.wait_for_snapshot()
+        self.restore(manifest)
+        self.state.update(rebuild_reason=None)
+        return "rebuilt"
+
+
+def _manifest(d: dict) -> SnapshotManifest:
+    return SnapshotManifest(**{k: v for k, v in d.items() if k in SnapshotManifest.__dataclass_fields__})

@@ -1,0 +1,86 @@
+"""`mysqlpilot status`: the cluster as Consul knows it, as JSON or a readable table."""
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Optional
+
+from . import analysis
+from .dcs.consul import ConsulDCS
+
+
+def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, Any]:
+    dcs = dcs or ConsulDCS.from_config(cfg)
+    leader, _ = dcs.get_leader()
+    nodes: List[Dict[str, Any]] = []
+    for m in sorted(dcs.members(), key=lambda m: m.name):
+        role = "primary" if leader is not None and m.name == leader.name else m.role
+        if leader is not None and m.name != leader.name and role == "primary":
+            role = "replica"
+        if not m.alive and role != "rebuilding":
+            role = "down" if role in ("primary", "replica", "candidate", "fenced") else role
+        nodes.append({
+            "name": m.name, "host": m.host, "port": m.port, "role": role,
+            "healthy": bool(m.alive and m.healthy), "read_only": m.read_only,
+            "replicating_from": m.replicating_from, "lag_seconds": m.lag_seconds,
+            "gtid_executed": m.gtid_executed, "errant": m.errant, "message": m.message,
+            "priority": m.priority, "nofailover": m.nofailover,
+            "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
+        })
+    snap = dcs.get_latest_snapshot()
+    paused = dcs.get_paused()
+    hist = dcs.history()
+    allowed, budget_why = analysis.failover_budget(hist, time.time(), analysis.Policy.from_config(cfg))
+    return {
+        "cluster": cfg.cluster,
+        "primary": leader.name if leader else None,
+        "nodes": nodes,
+        "snapshot": ({"id": snap.get("id"), "created": snap.get("created"), "bytes": snap.get("bytes"),
+                      "gtid": snap.get("gtid")} if snap else None),
+        "paused": bool(paused),
+        "paused_reason": (paused or {}).get("reason") if paused else None,
+        "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
+        "history": hist[-history:] if history else [],
+    }
+
+
+def _fmt_time(ts: Optional[float]) -> str:
+    if not ts:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
+def render(st: Dict[str, Any]) -> str:
+    lines = [f"cluster {st['cluster']}: primary {st['primary'] or 'NONE'}"]
+    if st.get("paused"):
+        lines.append(f"automatic failover PAUSED{': ' + st['paused_reason'] if st.get('paused_reason') else ''}"
+                     " (mysqlpilot resume)")
+    elif not st["failover"]["automatic"]:
+        lines.append(f"automatic failover OFF: {st['failover']['budget']}")
+    cols = ("name", "address", "role", "healthy", "read_only", "source", "lag", "gtid_executed")
+    rows = [cols]
+    for n in st["nodes"]:
+        rows.append((n["name"], f"{n['host']}:{n['port']}", n["role"], "yes" if n["healthy"] else "NO",
+                     {True: "on", False: "OFF", None: "?"}[n["read_only"]], n["replicating_from"] or "-",
+                     "-" if n["lag_seconds"] is None else f"{n['lag_seconds']}s", n["gtid_executed"] or "-"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
+    for r in rows:
+        lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    for n in st["nodes"]:
+        if n.get("errant"):
+            lines.append(f"! {n['name']} has errant transactions: {', '.join(n['errant'])}")
+        if n["message"] and not n["healthy"]:
+            lines.append(f"! {n['name']}: {n['message']}")
+    s = st["snapshot"]
+    if s:
+        lines.append(f"latest snapshot {s['id']} taken {_fmt_time(s['created'])}, "
+                     f"{(s['bytes'] or 0) / 1e6:.1f} MB, GTID {s['gtid'] or '-'}")
+    else:
+        lines.append("latest snapshot: none yet")
+    if st["history"]:
+        lines.append("recent failovers and switchovers:")
+        for h in st["history"]:
+            d = h.get("durations") or {}
+            dur = ", ".join(f"{k} {v}s" for k, v in d.items())
+            lines.append(f"  {_fmt_time(h.get('time'))} {h.get('kind')}: {h.get('old_primary') or '-'} -> "
+                         f"{h.get('new_primary')} ({h.get('reason')}){' [' + dur + ']' if dur else ''}")
+    return "\n".join(lines)

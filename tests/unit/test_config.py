@@ -1,0 +1,101 @@
+"""Config loading: YAML overlaid by env, validated with one-line errors that name the key."""
+import pytest
+
+from mysqlpilot import config
+from mysqlpilot.errors import ConfigError
+
+BASE = {"MYSQL_ROOT_PASSWORD": "rootpw-secret", "MYSQL_REPL_PASSWORD": "replpw-secret", "HOSTNAME": "db1"}
+
+
+def load(env=None, yaml_text=None, tmp_path=None):
+    path = None
+    if yaml_text is not None:
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml_text)
+    return config.load(str(path) if path else None, env=dict(BASE, **(env or {})))
+
+
+def test_defaults_and_env_names_of_the_official_images():
+    c = load({"MYSQL_DATABASE": "app", "MYSQL_USER": "u", "MYSQL_PASSWORD": "p", "CONSUL": "consul:8500",
+              "SERVICE_NAME": "db"})
+    assert (c.database, c.user, c.consul, c.service_name) == ("app", "u", "consul:8500", "db")
+    assert c.node_name == "db1" and c.repl_user == "repl" and c.port == 3306
+    assert c.check_id == "service:db-db1" and c.primary_service == "db-primary"
+    assert c.kv_root == "mysqlpilot/mysql"
+    assert 1 <= c.server_id < 2 ** 32
+
+
+def test_marathon_host_and_port0_are_honoured():
+    c = load({"HOST": "10.0.0.7", "PORT0": "31002"})
+    assert (c.advertise_host, c.port) == ("10.0.0.7", 31002)
+    # our own variable wins over Marathon's
+    c = load({"HOST": "10.0.0.7", "PORT0": "31002", "MYSQLPILOT_PORT": "3307"})
+    assert c.port == 3307
+
+
+def test_yaml_then_env_overlay(tmp_path):
+    c = load({"MYSQLPILOT_SESSION_TTL": "20"}, "cluster: prod\nsession_ttl: 15\nlock_delay: 4\n", tmp_path)
+    assert c.cluster == "prod" and c.session_ttl == 20 and c.lock_delay == 4
+    assert c.origin["session_ttl"] == "$MYSQLPILOT_SESSION_TTL"
+
+
+def test_server_id_is_stable_and_distinct():
+    a = load({"MYSQLPILOT_NODE": "a", "MYSQLPILOT_ADVERTISE_HOST": "127.0.1.1"})
+    b = load({"MYSQLPILOT_NODE": "b", "MYSQLPILOT_ADVERTISE_HOST": "127.0.1.2"})
+    a2 = load({"MYSQLPILOT_NODE": "a", "MYSQLPILOT_ADVERTISE_HOST": "127.0.1.1"})
+    assert a.server_id == a2.server_id != b.server_id
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"MYSQL_ROOT_PASSWORD": ""}, "root_password is required"),
+    ({"MYSQLPILOT_SESSION_TTL": "5"}, "session_ttl (from $MYSQLPILOT_SESSION_TTL): must be at least 10"),
+    ({"MYSQLPILOT_SESSION_TTL": "ten"}, "session_ttl (from $MYSQLPILOT_SESSION_TTL): expected int"),
+    ({"CONSUL": "nohostport"}, "consul (from $CONSUL): expected host:port"),
+    ({"MYSQLPILOT_DURABILITY": "sync"}, "durability (from $MYSQLPILOT_DURABILITY): must be one of async, "
+                                         "semi-sync"),
+    ({"MYSQLPILOT_LOCK_DELAY": "1"}, "lock_delay (1s) must exceed fence_margin"),
+    ({"MYSQLPILOT_STORE": "s3"}, "s3_bucket is required"),
+    ({"MYSQL_USER": "app"}, "password is required when user is set"),
+    ({"MYSQLPILOT_NOFAILOVER": "maybe"}, "nofailover"),
+    ({"MYSQLPILOT_FLAVOR": "percona", "MYSQLPILOT_FLAVOR_VERSION": "10.11"}, "not a MySQL/Percona version"),
+    ({"MYSQLPILOT_NODE": "bad name!"}, "node_name"),
+])
+def test_errors_name_the_key(env, needle):
+    with pytest.raises(ConfigError) as ei:
+        load(env)
+    msg = str(ei.value)
+    assert needle in msg and "\n" not in msg
+    assert "rootpw-secret" not in msg and "replpw-secret" not in msg
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'sesion_ttl'"):
+        load(None, "sesion_ttl: 10\n", tmp_path)
+    with pytest.raises(ConfigError, match="not valid YAML at line 2"):
+        load(None, "a: 1\n b: [\n", tmp_path)
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load(None, "- 1\n", tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(str(tmp_path / "missing.yaml"), env=BASE)
+
+
+def test_secret_values_are_hidden():
+    c = load({"CONSUL_HTTP_TOKEN": "tok-123456"})
+    red = c.redacted()
+    assert red["root_password"] == "<hidden>" and red["consul_token"] == "<hidden>"
+    assert "tok-123456" in c.secrets()
+
+
+def test_secret_bad_type_is_not_echoed(tmp_path):
+    with pytest.raises(ConfigError) as ei:
+        load({"MYSQL_ROOT_PASSWORD": ""}, "root_password: [hunter2x, 2]\n", tmp_path)
+    assert "root_password" in str(ei.value) and "<hidden>" in str(ei.value)
+    assert "hunter2x" not in str(ei.value)
+
+
+def test_reference_covers_every_key():
+    ref = config.reference_markdown()
+    for k in config.SCHEMA:
+        assert f"`{k.name}`" in ref
+        for e in k.env:
+            assert f"`{e}`" in ref

@@ -86,9 +86,13 @@ class Node:
             return -1.0
         return self.last_ok + self.policy.lease - time.monotonic()
 
-    def ensure_session(self, healthy: bool) -> None:
-        """Renew (or create) our session; track the lease. A node that is not healthy gets none."""
-        sent = time.monotonic()
+    def ensure_session(self, healthy: bool, sent: Optional[float] = None) -> None:
+        """Renew (or create) our session; track the lease. A node that is not healthy gets none.
+
+        `sent` is when the heartbeat that preceded this renew was sent: the lease counts from the
+        earlier of the two, so Consul cannot expire the check or the session before our lease ends.
+        """
+        sent = time.monotonic() if sent is None else sent
         sid = self.sid or self.state.get("session")
         if sid:
             ttl = self.dcs.renew_session(sid)
@@ -108,14 +112,16 @@ class Node:
         if sid and healthy:
             self.last_ok = sent
 
-    def heartbeat(self, healthy: bool, note: str) -> None:
+    def heartbeat(self, healthy: bool, note: str) -> bool:
         try:
             if healthy:
                 self.dcs.pass_check(self.cfg.check_id, note)
             else:
                 self.dcs.fail_check(self.cfg.check_id, note)
+            return True
         except PilotError as exc:
             log.debug("check update failed: %s", exc)
+            return False
 
     # ---- fencing -----------------------------------------------------------------------------
     def fence(self, reason: str) -> None:
@@ -253,11 +259,10 @@ class Node:
         probe = self.probe_local()
         leader, self.leader_index = self.dcs.get_leader()
         healthy, role, message = self.health_of(probe, leader)
-        if probe["up"]:
-            self.heartbeat(healthy, message)
-        else:
-            self.heartbeat(False, message)   # invalidates our session at once: fast failover
-        self.ensure_session(healthy)
+        t_hb = time.monotonic()
+        # A failing check invalidates our session at once: the fast path when mysqld dies.
+        hb_ok = self.heartbeat(healthy and probe["up"], message)
+        self.ensure_session(healthy and hb_ok, sent=t_hb)
         if leader is not None and self.sid and leader.session == self.sid and probe["read_only"] is False:
             self.writable_primary = True
         i_hold = bool(leader is not None and self.sid and leader.session == self.sid)

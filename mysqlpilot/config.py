@@ -255,6 +255,11 @@ class Config:
         return f"service:{self.service_name}-{self.node_name}"
 
     @property
+    def liveness_check_id(self) -> str:
+        """mysqlpilot's own TTL check, linked to the session: passing while mysqld answers."""
+        return f"mysqlpilot-{self.node_name}"
+
+    @property
     def address(self) -> str:
         return f"{self.advertise_host}:{self.port}"
 

@@ -102,7 +102,7 @@ class Node:
         if not sid and healthy:
             try:
                 sid = self.dcs.create_session(self.cfg.session_ttl, self.cfg.lock_delay,
-                                              ["serfHealth", self.cfg.check_id])
+                                              ["serfHealth", self.cfg.liveness_check_id])
             except PilotError as exc:
                 log.info("no session yet: %s", exc)
                 sid = None
@@ -112,12 +112,28 @@ class Node:
         if sid and healthy:
             self.last_ok = sent
 
-    def heartbeat(self, healthy: bool, note: str) -> bool:
+    def heartbeat(self, alive: bool, note: str) -> bool:
+        """Drive the liveness check linked to our session: pass while mysqld answers, fail at once
+        when it does not (that invalidates the session immediately: the fast failover path).
+
+        Replication health is NOT part of it: a replica whose primary just died must keep its session
+        to stand in the election. ContainerPilot's own service check carries the health hook's verdict.
+        """
+        cid = self.cfg.liveness_check_id
         try:
-            if healthy:
-                self.dcs.pass_check(self.cfg.check_id, note)
+            if alive:
+                try:
+                    self.dcs.pass_check(cid, note)
+                except PilotError:
+                    self.dcs.register_check(cid, f"mysqlpilot liveness of {self.cfg.node_name}",
+                                            self.cfg.check_ttl)
+                    self.dcs.pass_check(cid, note)
             else:
-                self.dcs.fail_check(self.cfg.check_id, note)
+                for c in (cid, self.cfg.check_id):
+                    try:
+                        self.dcs.fail_check(c, note)
+                    except PilotError:
+                        pass
             return True
         except PilotError as exc:
             log.debug("check update failed: %s", exc)
@@ -261,8 +277,8 @@ class Node:
         healthy, role, message = self.health_of(probe, leader)
         t_hb = time.monotonic()
         # A failing check invalidates our session at once: the fast path when mysqld dies.
-        hb_ok = self.heartbeat(healthy and probe["up"], message)
-        self.ensure_session(healthy and hb_ok, sent=t_hb)
+        hb_ok = self.heartbeat(probe["up"], message)
+        self.ensure_session(probe["up"] and hb_ok, sent=t_hb)
         if leader is not None and self.sid and leader.session == self.sid and probe["read_only"] is False:
             self.writable_primary = True
         i_hold = bool(leader is not None and self.sid and leader.session == self.sid)
@@ -535,6 +551,8 @@ class Node:
         healthy, role, msg = self.health_of(probe, leader)
         if not probe["up"]:
             self.heartbeat(False, msg)     # mysqld died in a live container: drop the session now
+        elif self.sid:
+            self.heartbeat(True, msg)
         if role == "fenced":
             self.fence(msg)
         m = self.member_state(probe, healthy, role, msg)
@@ -555,8 +573,8 @@ class Node:
                 self._leave()
                 return "replica stopping"
             if probe["up"]:
-                self.heartbeat(True, "stopping: handing over")
-                self.ensure_session(True)
+                t_hb = time.monotonic()
+                self.ensure_session(self.heartbeat(True, "stopping: handing over"), sent=t_hb)
             members = self.dcs.members()
             target, why = analysis.choose_switchover_target(members, self.cfg.node_name, None)
             if target is None:

@@ -179,6 +179,8 @@ class Node:
             srv.close()
         except PilotError as exc:
             out["error"] = str(exc)
+            # mysqld answered but refused us: it is alive, so do not drop the session over a config error.
+            out["refused"] = "refused user" in str(exc)
         return out
 
     def health_of(self, probe: Dict, leader: Optional[LeaderInfo]) -> Tuple[bool, str, str]:
@@ -277,7 +279,11 @@ class Node:
         healthy, role, message = self.health_of(probe, leader)
         t_hb = time.monotonic()
         # A failing check invalidates our session at once: the fast path when mysqld dies.
-        hb_ok = self.heartbeat(probe["up"], message)
+        if probe.get("refused"):
+            log.error("%s", probe.get("error"))
+            hb_ok = False
+        else:
+            hb_ok = self.heartbeat(probe["up"], message)
         self.ensure_session(probe["up"] and hb_ok, sent=t_hb)
         if leader is not None and self.sid and leader.session == self.sid and probe["read_only"] is False:
             self.writable_primary = True
@@ -549,9 +555,9 @@ class Node:
         if self.sid and self.dcs.renew_session(self.sid) is None:
             self.sid = None
         healthy, role, msg = self.health_of(probe, leader)
-        if not probe["up"]:
+        if not probe["up"] and not probe.get("refused"):
             self.heartbeat(False, msg)     # mysqld died in a live container: drop the session now
-        elif self.sid:
+        elif self.sid and probe["up"]:
             self.heartbeat(True, msg)
         if role == "fenced":
             self.fence(msg)

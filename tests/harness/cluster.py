@@ -1,0 +1,241 @@
+"""Drive a real `mysqlpilot local` cluster from tests and benchmarks: CLI calls, SQL, write load,
+and a read_only poller. Nothing here is mocked: Consul, mariadbd and the supervisors are real."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Dict, List, Optional, Tuple
+
+import pymysql
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Cluster:
+    def __init__(self, dir: str, env: Optional[Dict[str, str]] = None):
+        self.dir = dir
+        self.env = dict(os.environ, **(env or {}))
+        self.env.pop("MYSQLPILOT_CONFIG", None)
+        self.env["PYTHONPATH"] = REPO + os.pathsep + self.env.get("PYTHONPATH", "")
+
+    # ---- CLI ------------------------------------------------------------------------------------
+    def cli(self, *args: str, check: bool = True, timeout: float = 600, config: bool = False
+            ) -> subprocess.CompletedProcess:
+        env = dict(self.env)
+        if config:
+            env["MYSQLPILOT_CONFIG"] = self.config_path
+        p = subprocess.run([sys.executable, "-m", "mysqlpilot", *args], env=env, capture_output=True,
+                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and p.returncode != 0:
+            raise AssertionError(f"mysqlpilot {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+                                 f"\n{self.logs_tail()}")
+        return p
+
+    def up(self, nodes: int, *extra: str, timeout: float = 420) -> subprocess.CompletedProcess:
+        return self.cli("local", "up", "--nodes", str(nodes), "--dir", self.dir, *extra,
+                        "--timeout", str(int(timeout)), timeout=timeout + 60)
+
+    def down(self) -> None:
+        if os.path.exists(self.dir):
+            self.cli("local", "down", "--dir", self.dir, check=False, timeout=180)
+
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.dir, "mysqlpilot.yaml")
+
+    @property
+    def settings(self) -> Dict:
+        with open(self.config_path) as fh:
+            return yaml.safe_load(fh)
+
+    def status(self) -> Dict:
+        p = self.cli("status", "--json", config=True, timeout=60)
+        return json.loads(p.stdout)
+
+    def node_log(self, node: str, job: str) -> str:
+        path = os.path.join(self.dir, "nodes", node, "logs", f"{job}.log")
+        try:
+            with open(path, errors="replace") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return ""
+
+    def logs_tail(self, lines: int = 15) -> str:
+        out = []
+        base = os.path.join(self.dir, "nodes")
+        for node in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            for job in ("supervisor", "preStart", "pilot", "mysql"):
+                text = self.node_log(node, job).splitlines()[-lines:]
+                if text:
+                    out.append(f"--- {node}/{job}\n" + "\n".join(text))
+        return "\n".join(out)
+
+    # ---- waiting --------------------------------------------------------------------------------
+    def wait_for(self, pred, timeout: float, what: str, interval: float = 0.5):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.status()
+                got = pred(last)
+                if got:
+                    return got
+            except AssertionError:
+                pass
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status:\n"
+                             f"{json.dumps(last, indent=1)}\n{self.logs_tail()}")
+
+    def wait_healthy(self, n: int, timeout: float = 240, primary_not: Optional[str] = None) -> Dict:
+        def ok(st):
+            p = st["primary"]
+            if not p or p == primary_not:
+                return None
+            nodes = {x["name"]: x for x in st["nodes"]}
+            pn = nodes.get(p)
+            if not pn or not pn["healthy"] or pn["read_only"] is not False:
+                return None
+            reps = [x for x in st["nodes"] if x["name"] != p and x["healthy"]
+                    and x["replicating_from"] == f"{pn['host']}:{pn['port']}"]
+            return st if len(reps) >= n - 1 else None
+        return self.wait_for(ok, timeout, f"one primary and {n - 1} replicas replicating from it")
+
+    # ---- SQL ------------------------------------------------------------------------------------
+    def node(self, st: Dict, name: str) -> Dict:
+        return next(n for n in st["nodes"] if n["name"] == name)
+
+    def connect(self, host: str, port: int, timeout: float = 2.0, db: Optional[str] = None):
+        return pymysql.connect(host=host, port=int(port), user="root", password=self.settings["root_password"],
+                               connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,
+                               autocommit=True, database=db)
+
+    def sql(self, host: str, port: int, query: str, db: Optional[str] = None):
+        conn = self.connect(host, port, db=db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def kill_mysqld(self, node: str) -> int:
+        pidfile = None
+        state = os.path.join(self.dir, "nodes", node, "state")
+        for name in os.listdir(state):
+            if name.endswith(".pid"):
+                pidfile = os.path.join(state, name)
+        assert pidfile, f"no mysqld pid file in {state}"
+        pid = int(open(pidfile).read().strip())
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+
+class WriteLoad(threading.Thread):
+    """Inserts rows one by one into whichever node is primary; remembers every acknowledged id."""
+
+    def __init__(self, cluster: Cluster, table: str = "loadtest.t", interval: float = 0.01):
+        super().__init__(daemon=True)
+        self.c = cluster
+        self.table = table
+        self.interval = interval
+        self.acked: List[int] = []
+        self.errors = 0
+        self.stop_evt = threading.Event()
+        self.first_ok_after: Dict[float, float] = {}
+        self.last_ok = 0.0
+        self.gaps: List[Tuple[float, float]] = []     # (from, to) of write unavailability
+
+    def setup(self, host: str, port: int) -> None:
+        db = self.table.split(".")[0]
+        self.c.sql(host, port, f"CREATE DATABASE IF NOT EXISTS {db}")
+        self.c.sql(host, port, f"CREATE TABLE IF NOT EXISTS {self.table} (id INT PRIMARY KEY, "
+                               "at DOUBLE) ENGINE=InnoDB")
+
+    def run(self) -> None:
+        n = 0
+        conn = None
+        while not self.stop_evt.is_set():
+            try:
+                if conn is None:
+                    st = self.c.status()
+                    p = st["primary"]
+                    if not p:
+                        raise RuntimeError("no primary")
+                    pn = self.c.node(st, p)
+                    conn = self.c.connect(pn["host"], pn["port"], timeout=1.0)
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {self.table} (id, at) VALUES (%s, %s)", (n + 1, time.time()))
+                n += 1
+                self.acked.append(n)
+                now = time.time()
+                if self.last_ok and now - self.last_ok > 0.5:
+                    self.gaps.append((self.last_ok, now))
+                self.last_ok = now
+            except Exception:  # noqa: BLE001 - any failure: reconnect to the (possibly new) primary
+                self.errors += 1
+                try:
+                    if conn is not None:
+                        conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                conn = None
+                time.sleep(0.1)
+            self.stop_evt.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stop_evt.set()
+        self.join(10)
+
+
+class ReadOnlyPoller(threading.Thread):
+    """Samples @@read_only on every node every 100 ms; records which nodes were writable."""
+
+    def __init__(self, cluster: Cluster, nodes: List[Tuple[str, str, int]], period: float = 0.1):
+        super().__init__(daemon=True)
+        self.c = cluster
+        self.nodes = nodes
+        self.period = period
+        self.samples: List[Tuple[float, List[str]]] = []
+        self.stop_evt = threading.Event()
+        self.conns: Dict[str, object] = {}
+
+    def _read_only(self, name: str, host: str, port: int) -> Optional[bool]:
+        try:
+            conn = self.conns.get(name)
+            if conn is None:
+                conn = self.c.connect(host, port, timeout=0.3)
+                self.conns[name] = conn
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@global.read_only")
+                return bool(cur.fetchone()[0])
+        except Exception:  # noqa: BLE001 - unreachable counts as not writable to clients
+            conn = self.conns.pop(name, None)
+            try:
+                if conn is not None:
+                    conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            return None
+
+    def run(self) -> None:
+        while not self.stop_evt.is_set():
+            t = time.time()
+            writable = [n for n, h, p in self.nodes if self._read_only(n, h, p) is False]
+            self.samples.append((t, writable))
+            self.stop_evt.wait(max(0.0, self.period - (time.time() - t)))
+
+    def stop(self) -> None:
+        self.stop_evt.set()
+        self.join(10)
+
+    def max_writable(self) -> int:
+        return max((len(w) for _, w in self.samples), default=0)
+
+    def violations(self) -> List[Tuple[float, List[str]]]:
+        return [(t, w) for t, w in self.samples if len(w) > 1]

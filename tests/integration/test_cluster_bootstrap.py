@@ -1,0 +1,124 @@
+"""Issue 2 end to end: a real cluster (Consul, mariadbd, mariadb-backup, supervisors) assembles itself."""
+import glob
+import os
+import time
+
+import pytest
+
+from tests.harness.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "root-Secret-1",
+                                          "MYSQL_REPL_PASSWORD": "repl-Secret-1"})
+    yield c
+    c.down()
+
+
+def rows(c, node, q):
+    return c.sql(node["host"], node["port"], q)
+
+
+def test_three_nodes_at_once_one_primary_two_restored_replicas(cluster):
+    cluster.up(3)
+    st = cluster.wait_healthy(3, timeout=120)
+    primaries = [n for n in st["nodes"] if n["role"] == "primary"]
+    assert len(primaries) == 1 and primaries[0]["name"] == st["primary"]
+    p = primaries[0]
+    replicas = [n for n in st["nodes"] if n["name"] != p["name"]]
+    assert len(replicas) == 2
+    assert all(r["read_only"] is True for r in replicas) and p["read_only"] is False
+    assert st["snapshot"] is not None and st["snapshot"]["bytes"] > 0
+    # The replicas came from the snapshot, not from a fresh init.
+    for r in replicas:
+        log = cluster.node_log(r["name"], "preStart")
+        assert "restored" in log, log[-2000:]
+    assert "bootstrapped" in cluster.node_log(p["name"], "preStart")
+    # Rows written on the primary reach both replicas.
+    rows(cluster, p, "CREATE DATABASE IF NOT EXISTS t1")
+    rows(cluster, p, "CREATE TABLE IF NOT EXISTS t1.x (id INT PRIMARY KEY, v VARCHAR(20))")
+    rows(cluster, p, "INSERT INTO t1.x VALUES (1,'a'),(2,'b'),(3,'c')")
+    deadline = time.monotonic() + 30
+    for r in replicas:
+        while True:
+            got = rows(cluster, r, "SELECT COUNT(*) FROM t1.x")[0][0] if rows(
+                cluster, r, "SHOW DATABASES LIKE 't1'") else 0
+            if got == 3:
+                break
+            assert time.monotonic() < deadline, f"{r['name']} has {got} rows"
+            time.sleep(0.3)
+    # A replica refuses writes from the application (read_only).
+    with pytest.raises(Exception):
+        cluster.sql(replicas[0]["host"], replicas[0]["port"], "CREATE USER IF NOT EXISTS 'w'@'%'")
+        app = cluster.connect(replicas[0]["host"], replicas[0]["port"])
+        app.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+    human = cluster.cli("status", config=True).stdout
+    assert p["name"] in human and "primary" in human
+
+
+def test_replica_waits_for_the_first_snapshot(cluster):
+    """The original example's race: replicas started before the first backup never recovered."""
+    import consul
+    cluster.up(1)
+    st = cluster.wait_healthy(1, timeout=120)
+    s = cluster.settings
+    host, port = s["consul"].split(":")
+    kv_root = f"{s.get('consul_prefix', 'mysqlpilot')}/{s.get('cluster', 'mysql')}"
+    c = consul.Consul(host=host, port=int(port))
+    # Pretend no snapshot exists yet, and hold the snapshot lock so the primary cannot take one.
+    sid = c.session.create(ttl=60, lock_delay=0, behavior="release", checks=[])
+    assert c.kv.put(f"{kv_root}/locks/snapshot", "test", acquire=sid)
+    c.kv.delete(f"{kv_root}/snapshots/latest")
+    cluster.cli("local", "add", "--dir", cluster.dir)
+    new = "node2"
+    deadline = time.monotonic() + 60
+    while "waiting for the first snapshot" not in cluster.node_log(new, "preStart"):
+        assert time.monotonic() < deadline, cluster.node_log(new, "preStart")
+        time.sleep(0.5)
+    assert "restored" not in cluster.node_log(new, "preStart")
+    # Release: the primary takes its snapshot, the waiting replica restores it and joins.
+    c.kv.put(f"{kv_root}/locks/snapshot", "test", release=sid)
+    c.session.destroy(sid)
+    st = cluster.wait_healthy(2, timeout=180)
+    assert "restored" in cluster.node_log(new, "preStart")
+    assert cluster.node(st, new)["role"] == "replica"
+
+
+def test_corrupt_snapshot_is_rejected_and_nothing_is_half_restored(cluster):
+    cluster.up(1)
+    cluster.wait_healthy(1, timeout=120)
+    objs = glob.glob(os.path.join(cluster.dir, "snapshots", "**", "*.zst"), recursive=True)
+    assert objs, "no snapshot object in the local store"
+    path = max(objs, key=os.path.getmtime)
+    with open(path, "r+b") as fh:
+        fh.seek(os.path.getsize(path) // 2)
+        b = fh.read(1)
+        fh.seek(-1, 1)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    cluster.cli("local", "add", "--dir", cluster.dir)
+    deadline = time.monotonic() + 120
+    while "checksum" not in cluster.node_log("node2", "preStart"):
+        assert time.monotonic() < deadline, cluster.node_log("node2", "preStart")
+        time.sleep(0.5)
+    log = cluster.node_log("node2", "preStart")
+    err = [line for line in log.splitlines() if "error:" in line and "checksum" in line]
+    assert err and "Traceback" not in log, log
+    node_dir = os.path.join(cluster.dir, "nodes", "node2")
+    data = os.path.join(node_dir, "data")
+    assert not os.path.isdir(data) or not os.listdir(data), os.listdir(data)
+    assert not glob.glob(os.path.join(node_dir, "state", "restore-*"))
+
+
+def test_user_errors_are_one_line(tmp_path):
+    env = {"MYSQL_ROOT_PASSWORD": "x-secret-x", "MYSQL_REPL_PASSWORD": "y", "CONSUL": "127.0.0.1:1"}
+    c = Cluster(str(tmp_path / "none"), env=env)
+    p = c.cli("status", check=False)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach Consul at 127.0.0.1:1" in lines[0], p.stderr
+    p = Cluster(str(tmp_path / "none"), env=dict(env, MYSQLPILOT_SESSION_TTL="3")).cli("status", check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "session_ttl" in p.stderr

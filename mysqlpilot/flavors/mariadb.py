@@ -1,0 +1,159 @@
+"""MariaDB 10.x / 11.x dialect."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from .base import Flavor, account, quote, quote_ident
+
+
+class MariaDBFlavor(Flavor):
+    name = "mariadb"
+    dialect = "mariadb"
+    server_binary = "mariadbd"
+
+    @property
+    def has_super_read_only(self) -> bool:
+        # MariaDB has no super_read_only. Under read_only, accounts with READ_ONLY ADMIN (10.11: SUPER no
+        # longer implies it, but `GRANT ALL ON *.*` does, so root has it) can still write. Fencing
+        # therefore also kills client connections, and apps must not use an ALL-privileged account.
+        return False
+
+    @property
+    def backup_tool(self) -> str:
+        return "mariadb-backup"
+
+    @property
+    def stream_extractor(self) -> str:
+        return "mbstream"
+
+    def mycnf_options(self, cfg) -> List[Tuple[str, Any]]:
+        opts = super().mycnf_options(cfg)
+        opts += [
+            ("log_slave_updates", "ON"),
+            ("gtid_strict_mode", "ON"),
+            ("gtid_domain_id", 0),
+            ("skip_slave_start", "ON"),
+            ("slave_net_timeout", 10),      # notice a dead primary in seconds, not the default 60
+        ]
+        if self.at_least(10, 3):
+            # Built in since 10.3: the variables exist without loading a plugin.
+            opts += [("rpl_semi_sync_master_enabled", "OFF"), ("rpl_semi_sync_slave_enabled", "OFF")]
+        else:
+            opts += [("plugin-load-add", "semisync_master.so;semisync_slave.so"),
+                     ("loose-rpl_semi_sync_master_enabled", "OFF"),
+                     ("loose-rpl_semi_sync_slave_enabled", "OFF")]
+        return opts
+
+    def install_db_cmd(self, cfg) -> List[str]:
+        return ["mariadb-install-db", f"--defaults-file={cfg.mycnf}", f"--user={cfg.mysqld_user}",
+                "--auth-root-authentication-method=socket", "--skip-test-db"]
+
+    def bootstrap_users(self, cfg) -> List[str]:
+        rp = quote(cfg.root_password)
+        out = [
+            # Keep OS-root socket login (used before any password exists) and add the password.
+            f"ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD({rp}) "
+            "OR unix_socket",
+            f"CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {rp}",
+            f"ALTER USER 'root'@'%' IDENTIFIED BY {rp}",
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION",
+        ]
+        repl = account(cfg.repl_user)
+        privs = "REPLICATION SLAVE, REPLICATION CLIENT"
+        if self.at_least(10, 5):
+            privs += ", BINLOG MONITOR, SLAVE MONITOR"
+        out += [
+            f"CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
+            f"ALTER USER {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
+            f"GRANT {privs} ON *.* TO {repl}",
+        ]
+        out += _app_user(cfg)
+        return out
+
+    def change_source(self, host: str, port: int, user: str, password: str) -> List[str]:
+        return [f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
+                f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
+                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"]
+
+    def start_replica(self) -> List[str]:
+        return ["START SLAVE"]
+
+    def stop_replica(self) -> List[str]:
+        return ["STOP SLAVE"]
+
+    def reset_replica_all(self) -> List[str]:
+        return ["RESET SLAVE ALL"]
+
+    def seed_gtid(self, gtid: str) -> List[str]:
+        # Replication must be stopped; MASTER_USE_GTID=slave_pos then resumes from here.
+        return [f"SET GLOBAL gtid_slave_pos = {quote(gtid)}"]
+
+    def replica_status_sql(self) -> str:
+        return "SHOW SLAVE STATUS"
+
+    def gtid_executed_sql(self) -> str:
+        # gtid_current_pos: per domain, the binlog position if this server wrote the last GTID there,
+        # else gtid_slave_pos. It is right both for a primary and for a freshly restored replica whose
+        # binlog is still empty (gtid_binlog_pos would be "" there).
+        return "SELECT @@GLOBAL.gtid_current_pos"
+
+    def gtid_logged_sql(self) -> str:
+        # What this server's binlog holds: what a replica could fetch from it.
+        return "SELECT @@GLOBAL.gtid_binlog_pos"
+
+    def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
+        out = [f"SET GLOBAL rpl_semi_sync_master_timeout = {int(timeout_ms)}"] if enabled else []
+        return out + [f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if enabled else 'OFF'}"]
+
+    def semi_sync_replica(self, enabled: bool) -> List[str]:
+        # Takes effect when the IO thread (re)connects.
+        return [f"SET GLOBAL rpl_semi_sync_slave_enabled = {'ON' if enabled else 'OFF'}"]
+
+    def semi_sync_status_sql(self) -> str:
+        return "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%'"
+
+    def parse_semi_sync_status(self, rows: Dict[str, str]) -> Dict[str, Any]:
+        return _semi_status(rows, "master", "slave")
+
+    def wait_for_gtid_sql(self, gtid: str, timeout: float) -> str:
+        # Waits on gtid_slave_pos: meant for replicas. 0 = reached, -1 = timeout.
+        return f"SELECT MASTER_GTID_WAIT({quote(gtid)}, {float(timeout):g})"
+
+    def backup_cmd(self, defaults_file: str, datadir: str, socket: str, target_dir: Optional[str] = None,
+                   from_replica: bool = False) -> List[str]:
+        cmd = ["mariadb-backup", f"--defaults-extra-file={defaults_file}", "--backup", "--stream=xbstream",
+               f"--target-dir={target_dir or self.default_tmp()}", f"--datadir={datadir}",
+               f"--socket={socket}"]
+        if from_replica:
+            cmd += ["--slave-info", "--safe-slave-backup"]
+        return cmd
+
+    def prepare_cmd(self, backup_dir: str) -> List[str]:
+        return ["mariadb-backup", "--prepare", f"--target-dir={backup_dir}"]
+
+
+def _app_user(cfg) -> List[str]:
+    out: List[str] = []
+    if cfg.database:
+        out.append(f"CREATE DATABASE IF NOT EXISTS {quote_ident(cfg.database)}")
+    if cfg.user:
+        acct = account(cfg.user)
+        out += [f"CREATE USER IF NOT EXISTS {acct} IDENTIFIED BY {quote(cfg.password)}",
+                f"ALTER USER {acct} IDENTIFIED BY {quote(cfg.password)}"]
+        if cfg.database:
+            out.append(f"GRANT ALL PRIVILEGES ON {quote_ident(cfg.database)}.* TO {acct}")
+    return out
+
+
+def _semi_status(rows: Dict[str, str], primary: str, replica: str) -> Dict[str, Any]:
+    low = {k.lower(): v for k, v in (rows or {}).items()}
+
+    def on(key: str) -> bool:
+        return str(low.get(key, "")).upper() == "ON"
+
+    try:
+        clients = int(low.get(f"rpl_semi_sync_{primary}_clients", 0) or 0)
+    except ValueError:
+        clients = 0
+    return {"clients": clients, "status": on(f"rpl_semi_sync_{primary}_status"),
+            "replica_status": on(f"rpl_semi_sync_{replica}_status")}

@@ -1,0 +1,196 @@
+"""MySQL 5.6 / 5.7 / 8.x dialect; Percona Server is the same dialect with its own super_read_only history.
+
+Version switches (from the MySQL release notes):
+  5.7.6   CREATE USER IF NOT EXISTS, ALTER USER ... IDENTIFIED BY, mysqld --initialize-insecure
+  5.7.8   super_read_only (Percona: 5.6.21-70.0)
+  8.0.22  START/STOP/RESET REPLICA, SHOW REPLICA STATUS
+  8.0.23  CHANGE REPLICATION SOURCE TO ... SOURCE_*
+  8.0.26  semisync_source/semisync_replica plugins, rpl_semi_sync_source_*, *_replica_* option names
+  8.2     RESET BINARY LOGS AND GTIDS (RESET MASTER is gone in 8.4)
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from .base import Flavor, account, quote
+from .mariadb import _app_user, _semi_status
+
+
+class MySQLFlavor(Flavor):
+    name = "mysql"
+    dialect = "mysql"
+    server_binary = "mysqld"
+
+    @property
+    def has_super_read_only(self) -> bool:
+        return self.at_least(5, 7, 8)
+
+    @property
+    def xtrabackup_24(self) -> bool:
+        return not self.at_least(8, 0)
+
+    @property
+    def backup_tool(self) -> str:
+        return "innobackupex" if self.xtrabackup_24 else "xtrabackup"
+
+    @property
+    def stream_extractor(self) -> str:
+        return "xbstream"
+
+    @property
+    def replica_words(self) -> bool:        # START REPLICA etc.
+        return self.at_least(8, 0, 22)
+
+    @property
+    def source_words(self) -> bool:         # CHANGE REPLICATION SOURCE TO
+        return self.at_least(8, 0, 23)
+
+    @property
+    def new_semisync(self) -> bool:
+        return self.at_least(8, 0, 26)
+
+    def mycnf_options(self, cfg) -> List[Tuple[str, Any]]:
+        opts = super().mycnf_options(cfg)
+        new = self.new_semisync
+        opts += [
+            ("log_replica_updates" if new else "log_slave_updates", "ON"),
+            ("gtid_mode", "ON"),
+            ("enforce_gtid_consistency", "ON"),
+            ("skip_replica_start" if new else "skip_slave_start", "ON"),
+            ("replica_net_timeout" if new else "slave_net_timeout", 10),
+        ]
+        if not self.at_least(8, 0):
+            # Crash-safe replication (the default from 8.0 on).
+            opts += [("master_info_repository", "TABLE"), ("relay_log_info_repository", "TABLE"),
+                     ("relay_log_recovery", "ON")]
+        p, r = ("source", "replica") if new else ("master", "slave")
+        # One plugin-load-add with a ;-list (repeated keys upset ini parsers); loose- options let a
+        # build without the plugins still start.
+        opts += [("plugin-load-add", f"semisync_{p}.so;semisync_{r}.so"),
+                 (f"loose-rpl_semi_sync_{p}_enabled", "OFF"), (f"loose-rpl_semi_sync_{r}_enabled", "OFF")]
+        return opts
+
+    def install_db_cmd(self, cfg) -> List[str]:
+        if not self.at_least(5, 7, 6):
+            # 5.6 has no --initialize; root@localhost starts with an empty password.
+            return ["mysql_install_db", f"--defaults-file={cfg.mycnf}", f"--user={cfg.mysqld_user}",
+                    f"--datadir={cfg.datadir}"]
+        return [self.server_binary, f"--defaults-file={cfg.mycnf}", f"--user={cfg.mysqld_user}",
+                "--initialize-insecure"]
+
+    def bootstrap_users(self, cfg) -> List[str]:
+        rp = quote(cfg.root_password)
+        repl = account(cfg.repl_user)
+        privs = "REPLICATION SLAVE, REPLICATION CLIENT"
+        if not self.at_least(5, 7, 6):
+            # No CREATE USER IF NOT EXISTS / ALTER USER IDENTIFIED BY: GRANT creates and sets passwords.
+            out = [
+                f"SET PASSWORD FOR 'root'@'localhost' = PASSWORD({rp})",
+                f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' IDENTIFIED BY {rp} WITH GRANT OPTION",
+                f"GRANT {privs} ON *.* TO {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
+            ]
+            if cfg.database:
+                out.append(f"CREATE DATABASE IF NOT EXISTS `{cfg.database.replace('`', '``')}`")
+            if cfg.user:
+                target = f"`{cfg.database.replace('`', '``')}`.*" if cfg.database else "*.*"
+                priv = "ALL PRIVILEGES" if cfg.database else "USAGE"
+                out.append(f"GRANT {priv} ON {target} TO {account(cfg.user)} IDENTIFIED BY {quote(cfg.password)}")
+            return out
+        out = [
+            f"ALTER USER 'root'@'localhost' IDENTIFIED BY {rp}",
+            f"CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {rp}",
+            f"ALTER USER 'root'@'%' IDENTIFIED BY {rp}",
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION",
+            f"CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
+            f"ALTER USER {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
+            f"GRANT {privs} ON *.* TO {repl}",
+        ]
+        return out + _app_user(cfg)
+
+    def change_source(self, host: str, port: int, user: str, password: str) -> List[str]:
+        if self.source_words:
+            return [f"CHANGE REPLICATION SOURCE TO SOURCE_HOST={quote(host)}, SOURCE_PORT={int(port)}, "
+                    f"SOURCE_USER={quote(user)}, SOURCE_PASSWORD={quote(password)}, "
+                    "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"]
+        sql = (f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
+               f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
+               "MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1")
+        if self.at_least(8, 0):
+            # caching_sha2_password over plain TCP needs the source's RSA key.
+            sql += ", GET_MASTER_PUBLIC_KEY=1"
+        return [sql]
+
+    def start_replica(self) -> List[str]:
+        return ["START REPLICA" if self.replica_words else "START SLAVE"]
+
+    def stop_replica(self) -> List[str]:
+        return ["STOP REPLICA" if self.replica_words else "STOP SLAVE"]
+
+    def reset_replica_all(self) -> List[str]:
+        return ["RESET REPLICA ALL" if self.replica_words else "RESET SLAVE ALL"]
+
+    def seed_gtid(self, gtid: str) -> List[str]:
+        # gtid_purged can only be set on an empty gtid_executed, hence the reset first.
+        reset = "RESET BINARY LOGS AND GTIDS" if self.at_least(8, 2) else "RESET MASTER"
+        return [reset, f"SET GLOBAL gtid_purged = {quote(gtid)}"]
+
+    def replica_status_sql(self) -> str:
+        return "SHOW REPLICA STATUS" if self.replica_words else "SHOW SLAVE STATUS"
+
+    def gtid_executed_sql(self) -> str:
+        return "SELECT @@GLOBAL.gtid_executed"
+
+    def gtid_logged_sql(self) -> str:
+        # With log_replica_updates every executed transaction is logged (or purged): the same set.
+        return "SELECT @@GLOBAL.gtid_executed"
+
+    def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
+        p = "source" if self.new_semisync else "master"
+        out = [f"SET GLOBAL rpl_semi_sync_{p}_timeout = {int(timeout_ms)}"] if enabled else []
+        return out + [f"SET GLOBAL rpl_semi_sync_{p}_enabled = {'ON' if enabled else 'OFF'}"]
+
+    def semi_sync_replica(self, enabled: bool) -> List[str]:
+        r = "replica" if self.new_semisync else "slave"
+        return [f"SET GLOBAL rpl_semi_sync_{r}_enabled = {'ON' if enabled else 'OFF'}"]
+
+    def semi_sync_status_sql(self) -> str:
+        return "SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_%'"
+
+    def parse_semi_sync_status(self, rows: Dict[str, str]) -> Dict[str, Any]:
+        return _semi_status(rows, *(("source", "replica") if self.new_semisync else ("master", "slave")))
+
+    def wait_for_gtid_sql(self, gtid: str, timeout: float) -> str:
+        # 0 = reached, 1 = timeout. Needs at least 1s granularity on 5.7 (integer seconds).
+        t = max(1, int(round(timeout))) if not self.at_least(8, 0) else float(timeout)
+        return f"SELECT WAIT_FOR_EXECUTED_GTID_SET({quote(gtid)}, {t:g})"
+
+    def backup_cmd(self, defaults_file: str, datadir: str, socket: str, target_dir: Optional[str] = None,
+                   from_replica: bool = False) -> List[str]:
+        tmp = target_dir or self.default_tmp()
+        extra = ["--slave-info", "--safe-slave-backup"] if from_replica else []
+        if self.xtrabackup_24:
+            # innobackupex takes the scratch dir as its positional argument.
+            return ["innobackupex", f"--defaults-extra-file={defaults_file}", "--stream=xbstream",
+                    f"--datadir={datadir}", f"--socket={socket}", *extra, "--no-timestamp", tmp]
+        return ["xtrabackup", f"--defaults-extra-file={defaults_file}", "--backup", "--stream=xbstream",
+                f"--target-dir={tmp}", f"--datadir={datadir}", f"--socket={socket}", *extra]
+
+    def prepare_cmd(self, backup_dir: str) -> List[str]:
+        if self.xtrabackup_24:
+            return ["innobackupex", "--apply-log", backup_dir]
+        return ["xtrabackup", "--prepare", f"--target-dir={backup_dir}"]
+
+
+class PerconaFlavor(MySQLFlavor):
+    name = "percona"
+
+    @property
+    def has_super_read_only(self) -> bool:
+        if self.at_least(5, 7, 8):
+            return True
+        if self.version_tuple[:2] != (5, 6):
+            return False
+        # Percona added it in 5.6.21-70.0; a bare "5.6.21" cannot tell 69.x from 70.x, so assume not.
+        if self.version_tuple > (5, 6, 21):
+            return True
+        return self.version_tuple == (5, 6, 21) and bool(self.release) and self.release >= (70, 0)

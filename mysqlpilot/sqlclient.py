@@ -1,0 +1,288 @@
+"""The only code that talks SQL: one `Server` per mysqld connection (pymysql, autocommit).
+
+Every failure is a one-line PilotError naming the server; passwords never appear in messages or logs
+(server error text can echo SQL, e.g. a syntax error inside CHANGE MASTER, so it is scrubbed)."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import pymysql
+import pymysql.cursors
+
+from .errors import PilotError
+
+log = logging.getLogger(__name__)
+
+ER_ACCESS_DENIED = 1045
+ER_NO_SUCH_THREAD = 1094
+CR_CONNECTION_ERROR = 2002       # socket
+CR_CONN_HOST_ERROR = 2003        # tcp
+CR_SERVER_GONE = 2006
+CR_SERVER_LOST = 2013
+
+_PASSWORD_HINT = {"root": "$MYSQL_ROOT_PASSWORD", "repl": "$MYSQL_REPL_PASSWORD"}
+
+
+class SQLError(PilotError):
+    """A statement failed; `errno` holds the server/client error number."""
+
+    def __init__(self, message: str, errno: int = 0):
+        super().__init__(message)
+        self.errno = errno
+
+
+class Server:
+    def __init__(self, flavor, host: Optional[str] = None, port: Optional[int] = None,
+                 socket: Optional[str] = None, user: str = "root", password: Optional[str] = None,
+                 connect_timeout: float = 3, read_timeout: float = 30):
+        if not host and not socket:
+            raise PilotError("Server needs a host and port or a socket path")
+        self.flavor = flavor
+        self.host = host
+        self.port = int(port or 3306)
+        self.socket = socket if not host else None
+        self.user = user
+        self._password = password
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._secrets: List[str] = [p for p in [password] if p]
+        self._c: Optional[pymysql.connections.Connection] = None
+
+    # ---- plumbing ----------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}" if self.host else f"socket {self.socket}"
+
+    def __repr__(self) -> str:
+        return f"<Server {self.user}@{self.where}>"
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _scrub(self, text: str) -> str:
+        text = str(text)
+        for s in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(s, "<hidden>")
+        # Whatever follows PASSWORD in echoed SQL is hidden too, even if we never saw that secret.
+        text = re.sub(r"(PASSWORD\s*(=|\(|BY)\s*)'(?:[^'\\]|\\.)*'", r"\1'<hidden>'", text, flags=re.I)
+        return " ".join(text.split())
+
+    def _connect_error(self, exc: Exception) -> PilotError:
+        code = exc.args[0] if getattr(exc, "args", None) and isinstance(exc.args[0], int) else 0
+        msg = self._scrub(exc.args[1] if len(getattr(exc, "args", ())) > 1 else exc)
+        if code == ER_ACCESS_DENIED:
+            hint = _PASSWORD_HINT.get(self.user, "its password")
+            return SQLError(f"MySQL at {self.where} refused user {self.user!r}: wrong password? check {hint}",
+                            code)
+        if code in (CR_CONNECTION_ERROR, CR_CONN_HOST_ERROR) or not code:
+            what = "is mysqld running and reachable?" if self.host else "is mysqld running?"
+            return SQLError(f"cannot connect to MySQL at {self.where}: {msg}; {what}", code or CR_CONN_HOST_ERROR)
+        return SQLError(f"MySQL at {self.where} refused the connection: ({code}) {msg}", code)
+
+    def _conn(self) -> "pymysql.connections.Connection":
+        if self._c is not None:
+            return self._c
+        kw: Dict[str, Any] = dict(user=self.user, password=self._password or "", autocommit=True,
+                                  connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
+                                  write_timeout=self.read_timeout, charset="utf8mb4",
+                                  cursorclass=pymysql.cursors.DictCursor)
+        if self.host:
+            kw.update(host=self.host, port=self.port)
+        else:
+            kw.update(unix_socket=self.socket)
+        try:
+            self._c = pymysql.connect(**kw)
+        except pymysql.err.MySQLError as exc:
+            raise self._connect_error(exc) from None
+        except (OSError, RuntimeError) as exc:
+            raise self._connect_error(exc) from None
+        return self._c
+
+    def _run(self, sql: str, fetch: bool) -> List[Dict[str, Any]]:
+        conn = self._conn()
+        log.debug("%s: %s", self.where, self._scrub(sql))
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return list(cur.fetchall()) if fetch else []
+        except pymysql.err.MySQLError as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            msg = self._scrub(exc.args[1] if len(exc.args) > 1 else exc)
+            if code in (CR_SERVER_GONE, CR_SERVER_LOST) or isinstance(exc, pymysql.err.InterfaceError):
+                self._drop()
+            verb = " ".join(sql.split()[:3]).upper()
+            raise SQLError(f"MySQL at {self.where}: {verb} ... failed: ({code}) {msg}", code) from None
+        except OSError as exc:
+            self._drop()
+            raise SQLError(f"MySQL at {self.where}: connection failed: {exc}", CR_SERVER_LOST) from None
+
+    def _drop(self) -> None:
+        c, self._c = self._c, None
+        if c is not None:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+    def close(self) -> None:
+        self._drop()
+
+    # ---- generic -----------------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            self._run("SELECT 1", True)
+            return True
+        except PilotError:
+            return False
+
+    def execute(self, sql: Union[str, Sequence[str]]) -> None:
+        for stmt in ([sql] if isinstance(sql, str) else list(sql)):
+            self._run(stmt, False)
+
+    def query(self, sql: str) -> List[Dict[str, Any]]:
+        return self._run(sql, True)
+
+    def scalar(self, sql: str) -> Any:
+        rows = self.query(sql)
+        if not rows:
+            return None
+        return next(iter(rows[0].values()))
+
+    def version(self) -> str:
+        return str(self.scalar("SELECT VERSION()"))
+
+    # ---- roles -------------------------------------------------------------------------------
+    def read_only(self) -> bool:
+        return bool(int(self.scalar(self.flavor.read_only_sql())))
+
+    def set_read_only(self, on: bool) -> None:
+        self.execute(self.flavor.set_read_only(on))
+
+    def kill_client_connections(self, except_users: Iterable[str] = ("system user", "event_scheduler")
+                                ) -> int:
+        """Kill every client thread except ours, replication and server threads; returns how many."""
+        keep = {u.lower() for u in except_users}
+        killed = 0
+        for row in self.query(self.flavor.processlist_sql()):
+            user = str(row.get("user") or "").lower()
+            cmd = str(row.get("command") or "")
+            if user in keep or cmd in self.flavor.internal_commands:
+                continue
+            try:
+                self.execute(f"KILL CONNECTION {int(row['id'])}")
+                killed += 1
+            except SQLError as exc:
+                if exc.errno != ER_NO_SUCH_THREAD:      # already gone: fine
+                    raise
+        return killed
+
+    # ---- replication -------------------------------------------------------------------------
+    def replica_status(self) -> Optional[Dict[str, Any]]:
+        rows = self.query(self.flavor.replica_status_sql())
+        return self.flavor.parse_replica_status(rows[0] if rows else None)
+
+    def gtid_executed(self) -> str:
+        """MariaDB: @@gtid_current_pos (its position); MySQL: @@gtid_executed."""
+        return "".join(str(self.scalar(self.flavor.gtid_executed_sql()) or "").split())
+
+    def gtid_logged(self) -> str:
+        """MariaDB: @@gtid_binlog_pos (what its binlog holds); MySQL: @@gtid_executed."""
+        return "".join(str(self.scalar(self.flavor.gtid_logged_sql()) or "").split())
+
+    def gtid_received(self) -> str:
+        """Everything this server has, executed or only received into its relay log."""
+        executed = self.gtid_executed()
+        st = self.replica_status()
+        if not st or not st.get("retrieved"):
+            return executed
+        return self.flavor.gtid_union(executed, st["retrieved"])
+
+    def wait_for_gtid(self, gtid: str, timeout: float) -> bool:
+        """True once this server has executed `gtid` (within timeout seconds)."""
+        if not gtid or self.flavor.gtid_contains(self.gtid_executed(), gtid):
+            return True
+        conn = self._conn()
+        sock = getattr(conn, "_sock", None)
+        # The wait holds the connection longer than the normal read timeout allows.
+        if sock is not None:
+            sock.settimeout(max(self.read_timeout, timeout + 10))
+        try:
+            res = self.scalar(self.flavor.wait_for_gtid_sql(gtid, timeout))
+        finally:
+            if sock is not None and self._c is conn:
+                sock.settimeout(self.read_timeout)
+        if res is not None and int(res) == 0:
+            return True
+        return self.flavor.gtid_contains(self.gtid_executed(), gtid)
+
+    def wait_relay_applied(self, timeout: float, poll: float = 0.1) -> bool:
+        """True once the SQL thread has applied everything the IO thread received; False on timeout or
+        if the SQL thread is stopped with work left (it would never catch up)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.replica_status()
+            if st is None:
+                return True
+            executed = self.gtid_executed()
+            if self.flavor.gtid_contains(executed, st.get("retrieved") or ""):
+                return True
+            if not st.get("sql_running"):
+                log.error("%s: SQL thread stopped with received transactions unapplied: %s", self.where,
+                          self._scrub(st.get("last_sql_error") or "no error given"))
+                return False
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
+
+    def change_source(self, host: str, port: int, user: str, password: str) -> None:
+        if password:
+            self._secrets.append(password)
+        self.execute(self.flavor.change_source(host, port, user, password))
+
+    def start_replica(self) -> None:
+        self.execute(self.flavor.start_replica())
+
+    def stop_replica(self) -> None:
+        self.execute(self.flavor.stop_replica())
+
+    def reset_replica_all(self) -> None:
+        self.execute(self.flavor.reset_replica_all())
+
+    def seed_gtid(self, gtid: str) -> None:
+        self.execute(self.flavor.seed_gtid(gtid))
+
+    def bootstrap_users(self, cfg) -> None:
+        """Create root@'%', the replication user and the app user on a fresh server (started read-only)."""
+        self._secrets += [s for s in cfg.secrets() if s]
+        # super_read_only blocks even root's CREATE USER; writes are ours alone during bootstrap.
+        self.set_read_only(False)
+        try:
+            self.execute(self.flavor.bootstrap_users(cfg))
+            # Anonymous accounts would shadow 'user'@'%' for local logins.
+            for row in self.query("SELECT User AS u, Host AS h FROM mysql.user WHERE User = ''"):
+                self.execute(f"DROP USER {self.flavor_account('', row['h'])}")
+        finally:
+            self.set_read_only(True)
+
+    def flavor_account(self, user: str, host: str) -> str:
+        from .flavors.base import account
+        return account(user, host)
+
+    # ---- semi-sync ---------------------------------------------------------------------------
+    def semi_sync_primary(self, enabled: bool, timeout_ms: int = 10000) -> None:
+        self.execute(self.flavor.semi_sync_primary(enabled, timeout_ms))
+
+    def semi_sync_replica(self, enabled: bool) -> None:
+        self.execute(self.flavor.semi_sync_replica(enabled))
+
+    def semi_sync_status(self) -> Dict[str, Any]:
+        """{"clients": replicas acknowledging, "status": primary side on, "replica_status": ...}"""
+        rows = self.query(self.flavor.semi_sync_status_sql())
+        return self.flavor.parse_semi_sync_status(
+            {str(r.get("Variable_name")): str(r.get("Value")) for r in rows})

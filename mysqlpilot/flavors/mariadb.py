@@ -13,10 +13,17 @@ class MariaDBFlavor(Flavor):
 
     @property
     def has_super_read_only(self) -> bool:
-        # MariaDB has no super_read_only. Under read_only, accounts with READ_ONLY ADMIN (10.11: SUPER no
-        # longer implies it, but `GRANT ALL ON *.*` does, so root has it) can still write. Fencing
-        # therefore also kills client connections, and apps must not use an ALL-privileged account.
+        # MariaDB has no super_read_only. Under read_only, accounts with READ_ONLY ADMIN can still write
+        # (checked on 10.11: `GRANT ALL ON *.*` includes it, so root@'%' wrote into a read-only server).
+        # See revoke_remote_read_only_admin for how we close that for remote root.
         return False
+
+    @property
+    def revoke_remote_read_only_admin(self) -> bool:
+        """From 10.11 SUPER no longer implies READ_ONLY ADMIN, so revoking it from root@'%' makes
+        read_only bind remote root too (a fenced primary then refuses its writes). root@localhost keeps
+        it: mysqlpilot toggles read_only over the socket. Before 10.11 SUPER implies it: no point."""
+        return self.at_least(10, 11)
 
     @property
     def backup_tool(self) -> str:
@@ -58,6 +65,8 @@ class MariaDBFlavor(Flavor):
             f"ALTER USER 'root'@'%' IDENTIFIED BY {rp}",
             "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION",
         ]
+        if self.revoke_remote_read_only_admin:
+            out.append("REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'")
         repl = account(cfg.repl_user)
         privs = "REPLICATION SLAVE, REPLICATION CLIENT"
         if self.at_least(10, 5):

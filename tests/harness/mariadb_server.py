@@ -1,1 +1,155 @@
-"""Placeholder; filled by its owner."""
+"""pytest plugin: real mariadbd instances on loopback (127.0.1.x, free ports), always torn down.
+
+    inst = mariadb_factory("a")            # initialised, started, users created (read_only=ON)
+    srv = inst.server()                    # root over TCP (mysqlpilot.sqlclient.Server)
+    inst.stop(); inst.start(); inst.kill()
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from typing import Dict, List, Optional
+
+import pytest
+
+from mysqlpilot import config, mysqld
+from mysqlpilot.flavors import get_flavor
+from mysqlpilot.sqlclient import Server
+
+ROOT_PASSWORD = "root-'pw\\1"      # quote and backslash on purpose: exercises escaping
+REPL_PASSWORD = "repl-pw-2"
+_hosts = itertools.count(1)
+
+
+def mariadbd_available() -> bool:
+    return bool(shutil.which("mariadbd") or os.access("/usr/sbin/mariadbd", os.X_OK)) and \
+        bool(shutil.which("mariadb-install-db"))
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Instance:
+    def __init__(self, name: str, host: str, base: str, env_extra: Optional[Dict[str, str]] = None):
+        self.name = name
+        self.host = host
+        self.base = base
+        self._sockdir: Optional[str] = None
+        state = os.path.join(base, "state")
+        env = {
+            "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD,
+            "MYSQL_REPL_PASSWORD": REPL_PASSWORD,
+            "MYSQLPILOT_DATADIR": os.path.join(base, "data"),
+            "MYSQLPILOT_STATE_DIR": state,
+            "MYSQLPILOT_PORT": str(free_port(host)),
+            "MYSQLPILOT_ADVERTISE_HOST": host,
+            "MYSQLPILOT_BIND_ADDRESS": host,
+            "MYSQLPILOT_MYSQLD_USER": "root",
+            "MYSQLPILOT_NODE": name,
+            "MYSQLPILOT_INNODB_BUFFER_POOL_SIZE": "32M",
+        }
+        if len(os.path.join(state, "mysqld.sock")) > 100:
+            # unix socket paths are limited to ~107 bytes; pytest's tmp paths can be longer.
+            self._sockdir = tempfile.mkdtemp(prefix="mp-sock-")
+            env["MYSQLPILOT_SOCKET"] = os.path.join(self._sockdir, "mysqld.sock")
+        env.update(env_extra or {})
+        self.cfg = config.load(env=env)
+        self.flavor = get_flavor(self.cfg.flavor, self.cfg.flavor_version)
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def port(self) -> int:
+        return self.cfg.port
+
+    def server(self, user: str = "root", password: Optional[str] = None, **kw) -> Server:
+        if password is None and user == "root":
+            password = self.cfg.root_password
+        return Server(self.flavor, host=self.host, port=self.port, user=user, password=password, **kw)
+
+    def socket_server(self, password: Optional[str] = None) -> Server:
+        return Server(self.flavor, socket=self.cfg.socket, user="root", password=password)
+
+    def setup(self) -> "Instance":
+        mysqld.write_mycnf(self.cfg, self.flavor)
+        mysqld.init_datadir(self.cfg, self.flavor)
+        self.start()
+        srv = self.socket_server()          # OS root over the socket: no password exists yet
+        try:
+            srv.bootstrap_users(self.cfg)
+        finally:
+            srv.close()
+        return self
+
+    def start(self, timeout: float = 120) -> None:
+        mysqld.write_mycnf(self.cfg, self.flavor)
+        self.proc = mysqld.start_mysqld(self.cfg, self.flavor)
+        mysqld.wait_ready(self.cfg, timeout, self.proc)
+
+    def stop(self, timeout: float = 60) -> None:
+        mysqld.stop_mysqld(self.cfg, timeout=timeout)
+        self._reap()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        else:
+            pid = mysqld.mysqld_pid(self.cfg)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+    def error_log_tail(self, lines: int = 20) -> str:
+        return mysqld.tail(mysqld.error_log(self.cfg), lines)
+
+    def teardown(self) -> None:
+        try:
+            self.stop(timeout=20)
+        except Exception:  # noqa: BLE001 - fall back to SIGKILL below
+            pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        pid = mysqld.mysqld_pid(self.cfg)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        if self._sockdir:
+            shutil.rmtree(self._sockdir, ignore_errors=True)
+
+
+@pytest.fixture
+def mariadb_factory(tmp_path):
+    if not mariadbd_available():
+        pytest.skip("mariadbd / mariadb-install-db not installed")
+    made: List[Instance] = []
+
+    def make(name: str, host: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> Instance:
+        host = host or f"127.0.1.{(next(_hosts) % 250) + 1}"
+        inst = Instance(name, host, str(tmp_path / name), env)
+        made.append(inst)        # registered before setup so a failed start is still torn down
+        try:
+            inst.setup()
+        except Exception as exc:
+            raise AssertionError(f"mariadb instance {name} did not start: {exc}\n{inst.error_log_tail()}") \
+                from exc
+        return inst
+
+    try:
+        yield make
+    finally:
+        for inst in reversed(made):
+            inst.teardown()

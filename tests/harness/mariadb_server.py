@@ -74,6 +74,11 @@ class Instance:
             password = self.cfg.root_password
         return Server(self.flavor, host=self.host, port=self.port, user=user, password=password, **kw)
 
+    def admin(self) -> Server:
+        """root@localhost over the socket, as mysqlpilot connects: the account that may toggle read_only
+        (root@'%' lacks READ_ONLY ADMIN on MariaDB 10.11+)."""
+        return Server(self.flavor, socket=self.cfg.socket, user="root", password=self.cfg.root_password)
+
     def socket_server(self, password: Optional[str] = None) -> Server:
         return Server(self.flavor, socket=self.cfg.socket, user="root", password=password)
 

@@ -1,0 +1,219 @@
+"""Statement-by-statement SQL of every supported flavor/version."""
+from __future__ import annotations
+
+import pytest
+
+from mysqlpilot import config
+from mysqlpilot.errors import ConfigError, PilotError
+from mysqlpilot.flavors import get_flavor, quote, quote_ident
+
+MARIADB = ("mariadb", "10.11")
+MY56, MY57, MY8022, MY8023, MY84 = ("mysql", "5.6"), ("mysql", "5.7"), ("mysql", "8.0.22"), \
+    ("mysql", "8.0.23"), ("mysql", "8.4")
+PERCONA56 = ("percona", "5.6.21-70.0")
+ALL = [MARIADB, MY56, MY57, MY8022, MY8023, MY84, PERCONA56]
+
+
+def cfg_for(flavor, version, **env):
+    base = {"MYSQL_ROOT_PASSWORD": "r'pw", "MYSQL_REPL_PASSWORD": "rp\\w", "MYSQLPILOT_NODE": "n1",
+            "MYSQLPILOT_ADVERTISE_HOST": "10.0.0.5", "MYSQLPILOT_FLAVOR": flavor,
+            "MYSQLPILOT_FLAVOR_VERSION": version}
+    base.update(env)
+    return config.load(env=base)
+
+
+def test_quote_escapes_quote_backslash_and_line_ends():
+    assert quote("plain") == "'plain'"
+    assert quote("o'k") == "'o\\'k'"
+    assert quote("a\\b") == "'a\\\\b'"
+    assert quote("x\n;DROP") == "'x\\n;DROP'"
+    assert quote("\\'") == "'\\\\\\''"
+    assert quote_ident("we`ird") == "`we``ird`"
+
+
+@pytest.mark.parametrize("name,version,expected", [
+    ("mariadb", "10.11", False), ("mysql", "5.6", False), ("mysql", "5.7.7", False), ("mysql", "5.7.8", True),
+    ("mysql", "5.7", True), ("mysql", "8.0.22", True), ("mysql", "8.4", True),
+    ("percona", "5.6.21-70.0", True), ("percona", "5.6.21-69.0", False), ("percona", "5.6.20-68.0", False),
+    ("percona", "5.6.22-71.0", True), ("percona", "5.6", True), ("percona", "5.7.10-1", True),
+])
+def test_super_read_only_presence(name, version, expected):
+    assert get_flavor(name, version).has_super_read_only is expected
+
+
+@pytest.mark.parametrize("fv", ALL)
+def test_set_read_only_order(fv):
+    f = get_flavor(*fv)
+    on, off = f.set_read_only(True), f.set_read_only(False)
+    if f.has_super_read_only:
+        assert on == ["SET GLOBAL read_only = ON", "SET GLOBAL super_read_only = ON"]
+        assert off == ["SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"]
+    else:
+        assert on == ["SET GLOBAL read_only = ON"] and off == ["SET GLOBAL read_only = OFF"]
+
+
+def test_change_source_per_version():
+    args = ("db1", 3307, "repl", "p'w")
+    assert get_flavor(*MARIADB).change_source(*args) == [
+        "CHANGE MASTER TO MASTER_HOST='db1', MASTER_PORT=3307, MASTER_USER='repl', MASTER_PASSWORD='p\\'w', "
+        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"]
+    for fv in (MY56, MY57, PERCONA56):
+        (sql,) = get_flavor(*fv).change_source(*args)
+        assert sql.startswith("CHANGE MASTER TO MASTER_HOST='db1', MASTER_PORT=3307, ")
+        assert "MASTER_AUTO_POSITION=1" in sql and "PUBLIC_KEY" not in sql
+    (sql,) = get_flavor(*MY8022).change_source(*args)
+    assert sql.startswith("CHANGE MASTER TO ") and "MASTER_AUTO_POSITION=1" in sql
+    assert "GET_MASTER_PUBLIC_KEY=1" in sql
+    for fv in (MY8023, MY84):
+        (sql,) = get_flavor(*fv).change_source(*args)
+        assert sql.startswith("CHANGE REPLICATION SOURCE TO SOURCE_HOST='db1', SOURCE_PORT=3307, "
+                              "SOURCE_USER='repl', SOURCE_PASSWORD='p\\'w', ")
+        assert "SOURCE_AUTO_POSITION=1" in sql and "GET_SOURCE_PUBLIC_KEY=1" in sql and "MASTER" not in sql
+
+
+@pytest.mark.parametrize("fv,start,stop,reset,status", [
+    (MARIADB, "START SLAVE", "STOP SLAVE", "RESET SLAVE ALL", "SHOW SLAVE STATUS"),
+    (MY56, "START SLAVE", "STOP SLAVE", "RESET SLAVE ALL", "SHOW SLAVE STATUS"),
+    (MY57, "START SLAVE", "STOP SLAVE", "RESET SLAVE ALL", "SHOW SLAVE STATUS"),
+    (PERCONA56, "START SLAVE", "STOP SLAVE", "RESET SLAVE ALL", "SHOW SLAVE STATUS"),
+    (MY8022, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
+    (MY8023, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
+    (MY84, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
+])
+def test_replica_verbs(fv, start, stop, reset, status):
+    f = get_flavor(*fv)
+    assert f.start_replica() == [start] and f.stop_replica() == [stop]
+    assert f.reset_replica_all() == [reset] and f.replica_status_sql() == status
+
+
+def test_seed_gtid():
+    assert get_flavor(*MARIADB).seed_gtid("0-1-5") == ["SET GLOBAL gtid_slave_pos = '0-1-5'"]
+    g = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+    for fv in (MY56, MY57, MY8022, MY8023, PERCONA56):
+        assert get_flavor(*fv).seed_gtid(g) == ["RESET MASTER", f"SET GLOBAL gtid_purged = '{g}'"]
+    assert get_flavor(*MY84).seed_gtid(g) == ["RESET BINARY LOGS AND GTIDS", f"SET GLOBAL gtid_purged = '{g}'"]
+
+
+def test_gtid_queries_and_waits():
+    m = get_flavor(*MARIADB)
+    assert m.gtid_executed_sql() == "SELECT @@GLOBAL.gtid_current_pos"
+    assert m.gtid_logged_sql() == "SELECT @@GLOBAL.gtid_binlog_pos"
+    assert m.wait_for_gtid_sql("0-1-5", 30) == "SELECT MASTER_GTID_WAIT('0-1-5', 30)"
+    for fv in (MY56, MY8023, MY84):
+        f = get_flavor(*fv)
+        assert f.gtid_executed_sql() == "SELECT @@GLOBAL.gtid_executed"
+        assert f.wait_for_gtid_sql("u:1", 2.5).startswith("SELECT WAIT_FOR_EXECUTED_GTID_SET('u:1', ")
+
+
+def test_semi_sync_names():
+    m = get_flavor(*MARIADB)
+    assert m.semi_sync_primary(True, 500) == ["SET GLOBAL rpl_semi_sync_master_timeout = 500",
+                                              "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
+    assert m.semi_sync_replica(False) == ["SET GLOBAL rpl_semi_sync_slave_enabled = OFF"]
+    assert get_flavor(*MY8023).semi_sync_primary(False, 1) == ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"]
+    assert get_flavor(*MY84).semi_sync_primary(True, 9) == ["SET GLOBAL rpl_semi_sync_source_timeout = 9",
+                                                            "SET GLOBAL rpl_semi_sync_source_enabled = ON"]
+    assert get_flavor(*MY84).semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_replica_enabled = ON"]
+    st = get_flavor(*MY84).parse_semi_sync_status({"Rpl_semi_sync_source_clients": "2",
+                                                   "Rpl_semi_sync_source_status": "ON"})
+    assert st == {"clients": 2, "status": True, "replica_status": False}
+    st = m.parse_semi_sync_status({"Rpl_semi_sync_master_clients": "0", "Rpl_semi_sync_master_status": "OFF",
+                                   "Rpl_semi_sync_slave_status": "ON"})
+    assert st == {"clients": 0, "status": False, "replica_status": True}
+
+
+def test_bootstrap_users_mariadb():
+    cfg = cfg_for(*MARIADB, MYSQL_DATABASE="shop", MYSQL_USER="app", MYSQL_PASSWORD="a'p")
+    sql = get_flavor(*MARIADB).bootstrap_users(cfg)
+    assert sql[0] == ("ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING "
+                      "PASSWORD('r\\'pw') OR unix_socket")
+    assert "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY 'r\\'pw'" in sql
+    assert "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION" in sql
+    assert "REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'" in sql
+    assert "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'rp\\\\w'" in sql
+    assert ("GRANT REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SLAVE MONITOR ON *.* TO "
+            "'repl'@'%'") in sql
+    assert "CREATE DATABASE IF NOT EXISTS `shop`" in sql
+    assert "GRANT ALL PRIVILEGES ON `shop`.* TO 'app'@'%'" in sql
+    # the revoke comes after the grant it trims
+    assert sql.index("REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'") > \
+        sql.index("GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION")
+    older = get_flavor("mariadb", "10.4").bootstrap_users(cfg)
+    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%'" in older
+    assert not any("READ_ONLY ADMIN" in s for s in older)
+
+
+def test_bootstrap_users_mysql56_uses_grant_identified_by():
+    cfg = cfg_for(*MY56, MYSQL_DATABASE="shop", MYSQL_USER="app", MYSQL_PASSWORD="ap")
+    sql = get_flavor(*MY56).bootstrap_users(cfg)
+    assert not any("IF NOT EXISTS" in s and "USER" in s for s in sql)
+    assert "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('r\\'pw')" in sql
+    assert "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' IDENTIFIED BY 'r\\'pw' WITH GRANT OPTION" in sql
+    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%' IDENTIFIED BY 'rp\\\\w'" in sql
+    assert "GRANT ALL PRIVILEGES ON `shop`.* TO 'app'@'%' IDENTIFIED BY 'ap'" in sql
+
+
+@pytest.mark.parametrize("fv", [MY57, MY8022, MY8023, MY84])
+def test_bootstrap_users_mysql57_plus(fv):
+    cfg = cfg_for(*fv)
+    sql = get_flavor(*fv).bootstrap_users(cfg)
+    assert sql[0] == "ALTER USER 'root'@'localhost' IDENTIFIED BY 'r\\'pw'"
+    assert "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'rp\\\\w'" in sql
+    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%'" in sql
+    assert not any("IDENTIFIED BY" in s and s.startswith("GRANT") for s in sql)
+    assert not any("BINLOG MONITOR" in s for s in sql)
+
+
+def test_install_db_cmd():
+    cfg = cfg_for(*MARIADB, MYSQLPILOT_STATE_DIR="/s", MYSQLPILOT_MYSQLD_USER="mysql")
+    assert get_flavor(*MARIADB).install_db_cmd(cfg) == [
+        "mariadb-install-db", "--defaults-file=/s/my.cnf", "--user=mysql",
+        "--auth-root-authentication-method=socket", "--skip-test-db"]
+    cfg = cfg_for(*MY8023, MYSQLPILOT_STATE_DIR="/s")
+    assert get_flavor(*MY8023).install_db_cmd(cfg) == ["mysqld", "--defaults-file=/s/my.cnf", "--user=mysql",
+                                                       "--initialize-insecure"]
+    assert get_flavor(*MY56).install_db_cmd(cfg_for(*MY56))[0] == "mysql_install_db"
+
+
+def test_server_cmd_puts_defaults_file_first():
+    cfg = cfg_for(*MARIADB, MYSQLPILOT_STATE_DIR="/s", MYSQLPILOT_MYSQLD_USER="root")
+    assert get_flavor(*MARIADB).server_cmd(cfg, "/usr/sbin/mariadbd", ["--x"]) == [
+        "/usr/sbin/mariadbd", "--defaults-file=/s/my.cnf", "--user=root", "--x"]
+
+
+def test_replica_status_normalisation_both_spellings():
+    m = get_flavor(*MARIADB)
+    assert m.parse_replica_status(None) is None
+    st = m.parse_replica_status({
+        "Slave_IO_Running": "Connecting", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": None,
+        "Master_Host": "h", "Master_Port": 3306, "Last_IO_Errno": 2003, "Last_IO_Error": "cannot connect",
+        "Last_SQL_Error": "", "Gtid_IO_Pos": "0-1-9", "Using_Gtid": "Slave_Pos"})
+    assert st["io_running"] is False and st["io_state"] == "Connecting" and st["sql_running"] is True
+    assert st["lag_seconds"] is None and st["source_host"] == "h" and st["source_port"] == 3306
+    assert st["last_io_errno"] == 2003 and st["gtid_io_pos"] == "0-1-9" and st["retrieved"] == "0-1-9"
+    f = get_flavor(*MY84)
+    st = f.parse_replica_status({
+        "Replica_IO_Running": "Yes", "Replica_SQL_Running": "Yes", "Seconds_Behind_Source": 3,
+        "Source_Host": "p", "Source_Port": "3307", "Last_IO_Errno": 0,
+        "Retrieved_Gtid_Set": "u:1-5,\nv:1-2", "Executed_Gtid_Set": "u:1-4"})
+    assert st["io_running"] and st["sql_running"] and st["lag_seconds"] == 3.0
+    assert st["source_host"] == "p" and st["source_port"] == 3307
+    assert st["retrieved"] == "u:1-5,v:1-2" and st["executed_gtid_set"] == "u:1-4"
+
+
+def test_flavor_gtid_math_dispatches_on_dialect():
+    m, y = get_flavor(*MARIADB), get_flavor(*MY57)
+    u = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    assert m.gtid_contains("0-1-9", "0-2-5") and m.gtid_subtract("0-1-9", "0-1-5") == "0-1-9"
+    assert m.gtid_count("0-1-9,1-1-1") == 10 and m.gtid_union("0-1-3,1-1-4", "0-2-5") == "0-2-5,1-1-4"
+    assert y.gtid_contains(f"{u}:1-9", f"{u}:2") and y.gtid_subtract(f"{u}:1-9", f"{u}:1-5") == f"{u}:6-9"
+    assert y.gtid_count(f"{u}:1-9") == 9 and y.gtid_union(f"{u}:1-2", f"{u}:3") == f"{u}:1-3"
+
+
+def test_get_flavor_rejects_unknown():
+    with pytest.raises(ConfigError):
+        get_flavor("oracle", "1.0")
+    with pytest.raises(ConfigError):
+        get_flavor("mysql", "5.5")
+    with pytest.raises(PilotError):
+        get_flavor("mariadb", "latest")

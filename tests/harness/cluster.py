@@ -115,6 +115,12 @@ class Cluster:
                                connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,
                                autocommit=True, database=db)
 
+    def connect_socket(self, node: str):
+        """root@localhost over the node's socket: the account mysqlpilot itself uses."""
+        sock = os.path.join(self.dir, "nodes", node, "state", "mysqld.sock")
+        return pymysql.connect(unix_socket=sock, user="root", password=self.settings["root_password"],
+                               connect_timeout=2, autocommit=True)
+
     def sql(self, host: str, port: int, query: str, db: Optional[str] = None):
         conn = self.connect(host, port, db=db)
         try:

@@ -170,11 +170,12 @@ def test_errant_transactions_move_the_datadir_aside_and_rebuild(cluster):
     p = cluster.node(st, st["primary"])
     victim = sorted(n["name"] for n in st["nodes"] if n["name"] != st["primary"])[0]
     v = cluster.node(st, victim)
-    # A write straight into a replica (root bypasses read_only on MariaDB 10.11): an errant GTID.
+    # A write straight into a replica by root@localhost (the only account that may lift read_only):
+    # an errant GTID.
     cluster.sql(p["host"], p["port"], "CREATE DATABASE IF NOT EXISTS fo")
     cluster.sql(p["host"], p["port"], "CREATE TABLE IF NOT EXISTS fo.e (id INT PRIMARY KEY)")
     time.sleep(1.0)
-    conn = cluster.connect(v["host"], v["port"])
+    conn = cluster.connect_socket(victim)
     with conn.cursor() as cur:
         cur.execute("SET GLOBAL read_only = 0")
         cur.execute("INSERT INTO fo.e VALUES (1000)")

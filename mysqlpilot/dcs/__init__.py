@@ -1,0 +1,1 @@
+"""Distributed configuration store adapters (one module per backend; Consul today)."""

@@ -1,0 +1,253 @@
+"""Consul adapter: the only code that talks to Consul.
+
+Keys, all under `<kv_root>/`:
+  leader              JSON LeaderInfo, acquired with the primary's session (behavior release)
+  members/<node>      JSON MemberState, acquired with the node's session so readers see liveness
+  snapshots/latest    JSON manifest of the newest complete snapshot
+  locks/<name>        generic session locks (the snapshot job)
+  history             JSON list of failover/switchover records, newest last (CAS-updated)
+  paused              {"paused": true, "since", "reason"} while automatic failover is paused
+  <other>             small JSON values via get_json/put_json (initialized, switchover)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+import consul
+import requests
+
+from ..errors import PilotError
+from ..model import LeaderInfo, MemberState
+
+log = logging.getLogger(__name__)
+
+
+class ConsulDCS:
+    def __init__(self, host: str, port: int, kv_root: str, node_name: str, scheme: str = "http",
+                 token: Optional[str] = None, ca: Optional[str] = None, timeout: float = 5):
+        self.host, self.port = host, int(port)
+        self.kv_root = kv_root.strip("/")
+        self.node_name = node_name
+        self.timeout = timeout
+        verify: Any = ca if ca else True
+        self.c = consul.Consul(host=host, port=self.port, scheme=scheme, token=token, verify=verify,
+                               connections_timeout=timeout)
+
+    @classmethod
+    def from_config(cls, cfg) -> "ConsulDCS":
+        return cls(cfg.consul_host, cfg.consul_port, cfg.kv_root, cfg.node_name, scheme=cfg.consul_scheme,
+                   token=cfg.consul_token, ca=cfg.consul_ca)
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def key(self, rel: str) -> str:
+        return f"{self.kv_root}/{rel}"
+
+    def _call(self, what: str, fn, *args, **kw):
+        try:
+            return fn(*args, **kw)
+        except consul.ACLPermissionDenied:
+            raise PilotError(f"Consul at {self.where} refused the ACL token for {what}; check "
+                             "$CONSUL_HTTP_TOKEN and its policy") from None
+        except consul.NotFound:
+            raise
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
+                OSError) as exc:
+            kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection refused or " \
+                "unreachable"
+            raise PilotError(f"cannot reach Consul at {self.where} ({kind}); check $CONSUL and that the "
+                             "agent runs") from None
+        except consul.ConsulException as exc:
+            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+            raise PilotError(f"Consul at {self.where} rejected {what}: {msg}") from None
+
+    # ---- sessions --------------------------------------------------------------------------------
+    def create_session(self, ttl: int, lock_delay: int, checks: List[str]) -> str:
+        return self._call("session create", self.c.session.create, name=f"mysqlpilot-{self.node_name}",
+                          behavior="release", ttl=int(ttl), lock_delay=int(lock_delay), checks=list(checks))
+
+    def renew_session(self, sid: str) -> Optional[int]:
+        try:
+            res = self._call("session renew", self.c.session.renew, sid)
+        except consul.NotFound:
+            return None
+        if not res:
+            return None
+        ttl = (res.get("TTL") or "0s").rstrip("s")
+        try:
+            return int(float(ttl))
+        except ValueError:
+            return 0
+
+    def session_alive(self, sid: str) -> bool:
+        _, info = self._call("session info", self.c.session.info, sid)
+        return info is not None
+
+    def destroy_session(self, sid: str) -> None:
+        self._call("session destroy", self.c.session.destroy, sid)
+
+    # ---- agent checks and services ---------------------------------------------------------------
+    def register_check(self, check_id: str, name: str, ttl: int) -> None:
+        self._call("check register", self.c.agent.check.register, name, check=consul.Check.ttl(f"{int(ttl)}s"),
+                   check_id=check_id)
+
+    def pass_check(self, check_id: str, note: str = "") -> None:
+        self._call(f"check pass {check_id}", self.c.agent.check.ttl_pass, check_id, notes=note[:200] or None)
+
+    def fail_check(self, check_id: str, note: str = "") -> None:
+        self._call(f"check fail {check_id}", self.c.agent.check.ttl_fail, check_id, notes=note[:200] or None)
+
+    def register_service(self, name: str, service_id: str, address: str, port: int, tags=(),
+                         check_ttl: Optional[int] = None, check_id: Optional[str] = None) -> None:
+        check = consul.Check.ttl(f"{int(check_ttl)}s") if check_ttl else None
+        self._call(f"service register {service_id}", self.c.agent.service.register, name,
+                   service_id=service_id, address=address, port=int(port), tags=list(tags), check=check)
+        if check_ttl and check_id and check_id != f"service:{service_id}":
+            log.debug("check id %s differs from Consul's service:%s", check_id, service_id)
+
+    def deregister_service(self, service_id: str) -> None:
+        self._call(f"service deregister {service_id}", self.c.agent.service.deregister, service_id)
+
+    def service_nodes(self, name: str, passing_only: bool = False) -> List[Dict[str, Any]]:
+        _, nodes = self._call(f"health of {name}", self.c.health.service, name, passing=passing_only)
+        out = []
+        for n in nodes or []:
+            svc = n.get("Service") or {}
+            status = "passing"
+            for chk in n.get("Checks") or []:
+                if chk.get("Status") != "passing":
+                    status = chk.get("Status")
+            out.append({"id": svc.get("ID"), "address": svc.get("Address") or (n.get("Node") or {}).get("Address"),
+                        "port": svc.get("Port"), "status": status, "tags": svc.get("Tags") or []})
+        return out
+
+    # ---- leader ----------------------------------------------------------------------------------
+    @staticmethod
+    def _leader_from(item: Optional[Dict[str, Any]]) -> Optional[LeaderInfo]:
+        if not item or not item.get("Session") or not item.get("Value"):
+            return None          # behavior release keeps the Value of a dead holder: ignore it
+        try:
+            return LeaderInfo.from_json(item["Value"].decode() if isinstance(item["Value"], bytes)
+                                        else item["Value"], session=item["Session"])
+        except (ValueError, TypeError):
+            log.warning("leader key holds an unreadable value; treating it as free")
+            return None
+
+    def get_leader(self) -> Tuple[Optional[LeaderInfo], int]:
+        index, item = self._call("leader read", self.c.kv.get, self.key("leader"), consistency="consistent")
+        return self._leader_from(item), int(index or 0)
+
+    def watch_leader(self, index: int, wait: float) -> Tuple[Optional[LeaderInfo], int]:
+        new_index, item = self._call("leader watch", self.c.kv.get, self.key("leader"), index=int(index) or None,
+                                     wait=f"{max(1, int(wait))}s")
+        new_index = int(new_index or 0)
+        if new_index < index:
+            new_index = 0                    # Consul's index went backwards (e.g. a snapshot restore)
+        return self._leader_from(item), new_index
+
+    def acquire_leader(self, sid: str, info: LeaderInfo) -> bool:
+        return bool(self._call("leader acquire", self.c.kv.put, self.key("leader"), info.to_json(), acquire=sid))
+
+    update_leader = acquire_leader       # re-acquiring with the holding session just updates the value
+
+    def release_leader(self, sid: str) -> bool:
+        return bool(self._call("leader release", self.c.kv.put, self.key("leader"), None, release=sid))
+
+    # ---- members ---------------------------------------------------------------------------------
+    def publish_member(self, sid: Optional[str], state: MemberState) -> None:
+        k = self.key(f"members/{state.name}")
+        if sid:
+            ok = self._call("member publish", self.c.kv.put, k, state.to_json(), acquire=sid)
+            if ok:
+                return
+        self._call("member publish", self.c.kv.put, k, state.to_json())
+
+    def members(self) -> List[MemberState]:
+        _, items = self._call("members read", self.c.kv.get, self.key("members/"), recurse=True)
+        out = []
+        for it in items or []:
+            try:
+                m = MemberState.from_json(it["Value"].decode() if isinstance(it["Value"], bytes) else it["Value"])
+            except (ValueError, TypeError, AttributeError):
+                continue
+            m.alive = bool(it.get("Session"))
+            out.append(m)
+        return out
+
+    def delete_member(self, name: str) -> None:
+        self._call("member delete", self.c.kv.delete, self.key(f"members/{name}"))
+
+    # ---- snapshots and locks ---------------------------------------------------------------------
+    def get_latest_snapshot(self) -> Optional[Dict[str, Any]]:
+        return self.get_json("snapshots/latest")
+
+    def set_latest_snapshot(self, manifest: Dict[str, Any]) -> None:
+        self.put_json("snapshots/latest", manifest)
+
+    def wait_latest_snapshot(self, index: int, wait: float) -> Tuple[Optional[Dict[str, Any]], int]:
+        new_index, item = self._call("snapshot watch", self.c.kv.get, self.key("snapshots/latest"),
+                                     index=int(index) or None, wait=f"{max(1, int(wait))}s",
+                                     )
+        new_index = int(new_index or 0)
+        if new_index < index:
+            new_index = 0
+        return self._decode(item), new_index
+
+    def acquire_lock(self, name: str, sid: str) -> bool:
+        return bool(self._call(f"lock {name}", self.c.kv.put, self.key(f"locks/{name}"), self.node_name,
+                               acquire=sid))
+
+    def release_lock(self, name: str, sid: str) -> None:
+        self._call(f"unlock {name}", self.c.kv.put, self.key(f"locks/{name}"), self.node_name, release=sid)
+
+    # ---- history and flags -----------------------------------------------------------------------
+    def append_history(self, record: Dict[str, Any], keep: int = 50) -> None:
+        k = self.key("history")
+        for _ in range(50):
+            index, item = self._call("history read", self.c.kv.get, k, consistency="consistent")
+            cur = self._decode(item) or []
+            cur = (cur + [record])[-keep:]
+            if self._call("history write", self.c.kv.put, k, json.dumps(cur), cas=int(item["ModifyIndex"])
+                          if item else 0):
+                return
+            time.sleep(0.05)
+        raise PilotError(f"could not append to {k} in Consul at {self.where}: too much contention")
+
+    def history(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        h = self.get_json("history") or []
+        return h[-limit:] if limit else h
+
+    def set_paused(self, paused: bool, reason: str = "") -> None:
+        if paused:
+            self.put_json("paused", {"paused": True, "since": time.time(), "reason": reason})
+        else:
+            self._call("unpause", self.c.kv.delete, self.key("paused"))
+
+    def get_paused(self) -> Optional[Dict[str, Any]]:
+        return self.get_json("paused")
+
+    @staticmethod
+    def _decode(item: Optional[Dict[str, Any]]) -> Any:
+        if not item or item.get("Value") in (None, b"", ""):
+            return None
+        raw = item["Value"]
+        try:
+            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        except ValueError:
+            return None
+
+    def get_json(self, rel: str) -> Any:
+        _, item = self._call(f"read {rel}", self.c.kv.get, self.key(rel), consistency="consistent")
+        return self._decode(item)
+
+    def put_json(self, rel: str, value: Any, cas: Optional[int] = None) -> bool:
+        if value is None:
+            return bool(self._call(f"delete {rel}", self.c.kv.delete, self.key(rel), cas=cas))
+        kw = {"cas": cas} if cas is not None else {}
+        return bool(self._call(f"write {rel}", self.c.kv.put, self.key(rel), json.dumps(value), **kw))

@@ -1,0 +1,281 @@
+"""Snapshot and restore pipelines, flavor-agnostic.
+
+take:    backup tool (xbstream on stdout) | zstd | this process (sha256 + multipart upload)
+restore: store | this process (sha256) | zstd -d | xbstream/mbstream -x into a scratch dir; prepare;
+         move into place.
+Neither keeps a full local copy of the compressed stream. The upload is completed only when the backup
+tool exited 0 and said "completed OK!" and zstd exited 0; otherwise it is aborted, so a truncated
+object never becomes visible. A manifest is written last.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from typing import IO, List, Optional
+
+from . import mysqld
+from .errors import PilotError, SnapshotError
+from .model import SnapshotManifest
+from .progress import Progress
+from .store import Store, part_size_for
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+PREFIX = "snapshots"
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(d, f))
+            except OSError:
+                pass
+    return total
+
+
+class _Drain(threading.Thread):
+    """Collect a pipe (stderr) without letting it fill up and stall the producer."""
+
+    def __init__(self, fh: IO[bytes], limit: int = 1 << 20):
+        super().__init__(daemon=True)
+        self.fh, self.limit = fh, limit
+        self.data = bytearray()
+
+    def run(self) -> None:
+        for chunk in iter(lambda: self.fh.read(65536), b""):
+            self.data += chunk
+            if len(self.data) > self.limit:
+                del self.data[: len(self.data) - self.limit]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+class _Count(threading.Thread):
+    """Pump producer -> consumer counting bytes (the raw xbstream size)."""
+
+    def __init__(self, src: IO[bytes], dst: IO[bytes]):
+        super().__init__(daemon=True)
+        self.src, self.dst = src, dst
+        self.n = 0
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        try:
+            for chunk in iter(lambda: self.src.read(CHUNK), b""):
+                self.n += len(chunk)
+                self.dst.write(chunk)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            self.error = exc
+        finally:
+            try:
+                self.dst.close()
+            except OSError:
+                pass
+
+
+def _first_error(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        low = ln.lower()
+        if "error" in low or "failed" in low or "fatal" in low:
+            return ln[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def new_snapshot_id(node_name: str, now: Optional[float] = None) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now or time.time())) + f"-{node_name}"
+
+
+def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Optional[str] = None,
+                  node_name: Optional[str] = None, estimate_bytes: Optional[int] = None,
+                  from_replica: bool = False) -> SnapshotManifest:
+    node_name = node_name or cfg.node_name
+    sid = new_snapshot_id(node_name)
+    key = f"{PREFIX}/{sid}/data.xbstream.zst"
+    estimate = estimate_bytes if estimate_bytes is not None else _dir_size(cfg.datadir)
+    upload = store.begin_upload(key, part_size_for(estimate))
+    os.makedirs(cfg.state_dir, exist_ok=True)
+    scratch = os.path.join(cfg.state_dir, f"backup-tmp-{sid}")
+    os.makedirs(scratch, exist_ok=True)
+    sha = hashlib.sha256()
+    prog = Progress(f"snapshot {sid} upload to {store.describe()}", total=None)
+    procs: List[subprocess.Popen] = []
+    ok = False
+    try:
+        with mysqld.client_defaults_file(user, password, socket=cfg.socket, dir=cfg.state_dir) as dfile:
+            argv = flavor.backup_cmd(dfile, cfg.datadir, cfg.socket, target_dir=scratch,
+                                     from_replica=from_replica)
+            log.info("snapshot %s: %s | zstd -%d into %s", sid, argv[0], cfg.compression_level,
+                     store.describe())
+            backup = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      stdin=subprocess.DEVNULL)
+            procs.append(backup)
+            zstd = subprocess.Popen(["zstd", f"-{cfg.compression_level}", "-T0", "-q", "-c"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            procs.append(zstd)
+            berr, zerr = _Drain(backup.stderr), _Drain(zstd.stderr)
+            berr.start()
+            zerr.start()
+            pump = _Count(backup.stdout, zstd.stdin)
+            pump.start()
+            for chunk in iter(lambda: zstd.stdout.read(CHUNK), b""):
+                sha.update(chunk)
+                upload.write(chunk)
+                prog.add(len(chunk))
+            brc, zrc = backup.wait(), zstd.wait()
+            pump.join()
+            berr.join(5)
+            zerr.join(5)
+        btxt = berr.text()
+        if brc != 0 or not flavor.backup_ok(btxt):
+            raise SnapshotError(f"snapshot {sid}: {argv[0]} failed (exit {brc}): {_first_error(btxt)}")
+        if zrc != 0 or pump.error is not None:
+            raise SnapshotError(f"snapshot {sid}: compression failed (zstd exit {zrc}): "
+                                f"{_first_error(zerr.text()) if zrc else pump.error}")
+        binlog_file, binlog_pos, gtid = flavor.parse_backup_position(btxt)
+        stored = upload.complete()
+        ok = True
+        prog.finish()
+        manifest = SnapshotManifest(
+            id=sid, created=time.time(), source=node_name, object_key=key, bytes=stored, raw_bytes=pump.n,
+            sha256=sha.hexdigest(), flavor=flavor.name, version=flavor.version, gtid=gtid,
+            binlog_file=binlog_file, binlog_pos=binlog_pos, compression="zstd", format="xbstream",
+            tool=flavor.backup_tool)
+        # The manifest is written last: a snapshot without one does not exist for readers.
+        store.put_bytes(f"{PREFIX}/{sid}/manifest.json", manifest.to_json().encode())
+        log.info("snapshot %s complete: %.1f MB stored (%.1f MB raw), GTID %s", sid, stored / 1e6,
+                 pump.n / 1e6, gtid or "-")
+        return manifest
+    finally:
+        if not ok:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            upload.abort()
+            log.error("snapshot %s aborted; nothing was published", sid)
+        shutil.rmtree(scratch, ignore_errors=True)      # made by this operation
+
+
+def list_snapshots(store: Store) -> List[SnapshotManifest]:
+    out = []
+    for key in store.list(f"{PREFIX}/"):
+        if key.endswith("/manifest.json"):
+            try:
+                out.append(SnapshotManifest.from_json(store.get_bytes(key).decode()))
+            except (ValueError, TypeError) as exc:
+                log.warning("skipping unreadable manifest %s: %s", key, exc)
+    return sorted(out, key=lambda m: m.created, reverse=True)
+
+
+def latest_snapshot(store: Store) -> Optional[SnapshotManifest]:
+    snaps = list_snapshots(store)
+    return snaps[0] if snaps else None
+
+
+def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, datadir: str,
+                     mysqld_user: str) -> str:
+    """Restore into `datadir`; returns the GTID position to seed. Leaves nothing half-restored."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    os.makedirs(cfg.state_dir, exist_ok=True)
+    scratch = os.path.join(cfg.state_dir, f"restore-{manifest.id}-{stamp}")
+    os.makedirs(scratch)
+    aside: Optional[str] = None
+    placed = False
+    try:
+        _download_extract(flavor, store, manifest, scratch)
+        log.info("restore %s: preparing (%s)", manifest.id, flavor.prepare_cmd(scratch)[0])
+        t0 = time.monotonic()
+        p = subprocess.run(flavor.prepare_cmd(scratch), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL)
+        ptxt = p.stderr.decode("utf-8", "replace")
+        if p.returncode != 0 or not flavor.backup_ok(ptxt):
+            raise SnapshotError(f"restore {manifest.id}: prepare failed (exit {p.returncode}): "
+                                f"{_first_error(ptxt)}")
+        log.info("restore %s: prepared in %.1fs", manifest.id, time.monotonic() - t0)
+        _, _, gtid = flavor.read_binlog_info(scratch)
+        if os.path.isdir(datadir) and os.listdir(datadir):
+            aside = mysqld.move_aside(datadir)
+        elif os.path.isdir(datadir):
+            os.rmdir(datadir)                   # empty: nothing to keep
+        os.makedirs(os.path.dirname(os.path.abspath(datadir)), exist_ok=True)
+        os.rename(scratch, datadir)
+        placed = True
+        if mysqld_user and mysqld_user != _current_user():
+            mysqld.chown_tree(datadir, mysqld_user)
+        return gtid or manifest.gtid
+    except BaseException:
+        if placed:
+            shutil.rmtree(datadir, ignore_errors=True)   # what we just placed, nothing else
+        shutil.rmtree(scratch, ignore_errors=True)       # made by this operation
+        if aside and not os.path.exists(datadir):
+            os.rename(aside, datadir)                    # put the old datadir back
+        raise
+
+
+def _current_user() -> str:
+    import pwd
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _download_extract(flavor, store: Store, manifest: SnapshotManifest, target: str) -> None:
+    sha = hashlib.sha256()
+    prog = Progress(f"restore {manifest.id} download", total=manifest.bytes)
+    zstd = subprocess.Popen(["zstd", "-d", "-q", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    ext = subprocess.Popen(flavor.extract_cmd(target), stdin=zstd.stdout, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE)
+    zstd.stdout.close()          # ext owns it now; zstd gets SIGPIPE if ext dies
+    zerr, eerr = _Drain(zstd.stderr), _Drain(ext.stderr)
+    zerr.start()
+    eerr.start()
+    n = 0
+    broken = None
+    src = store.open_read(manifest.object_key)
+    try:
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            sha.update(chunk)
+            n += len(chunk)
+            prog.add(len(chunk))
+            if broken is None:
+                try:
+                    zstd.stdin.write(chunk)
+                except BrokenPipeError as exc:
+                    broken = exc     # keep reading: the checksum says whether the object is corrupt
+    except PilotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - network errors mid-download
+        raise SnapshotError(f"restore {manifest.id}: download from {store.describe()} failed: "
+                            f"{exc.__class__.__name__}") from None
+    finally:
+        try:
+            src.close()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            zstd.stdin.close()
+        except BrokenPipeError:
+            pass
+        zrc, erc = zstd.wait(), ext.wait()
+        zerr.join(5)
+        eerr.join(5)
+    got = sha.hexdigest()
+    if got != manifest.sha256 or n != manifest.bytes:
+        raise SnapshotError(f"snapshot {manifest.id} failed its checksum (expected sha256 "
+                            f"{manifest.sha256[:16]}… and {manifest.bytes} bytes, got {got[:16]}… and {n}); it is "
+                            "corrupt: take a new snapshot or pick another with `mysqlpilot snapshot list`")
+    if zrc != 0:
+        raise SnapshotError(f"snapshot {manifest.id} is corrupt: decompression failed: "
+                            f"{_first_error(zerr.text())}; take a new snapshot")
+    if erc != 0 or broken is not None:
+        raise SnapshotError(f"restore {manifest.id}: unpacking failed: {_first_error(eerr.text())}")
+    prog.finish()

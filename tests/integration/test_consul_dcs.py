@@ -1,0 +1,116 @@
+"""The Consul adapter against a real Consul 1.8.7 agent."""
+import threading
+import time
+
+import pytest
+
+from mysqlpilot.errors import PilotError
+from mysqlpilot.dcs.consul import ConsulDCS
+from mysqlpilot.model import LeaderInfo, MemberState
+from tests.harness.consul_server import make_dcs
+
+pytestmark = pytest.mark.integration
+
+
+def live(d, name, ttl=6):
+    cid = f"mysqlpilot-{name}"
+    d.register_check(cid, f"live {name}", ttl)
+    d.pass_check(cid, "ok")
+    return cid
+
+
+def test_session_with_a_critical_check_is_refused_then_works(consul_agent, consul_kv_root):
+    d = make_dcs(consul_agent, consul_kv_root, "a")
+    d.register_check("mysqlpilot-a", "live a", 6)
+    with pytest.raises(PilotError, match="critical"):
+        d.create_session(10, 0, ["serfHealth", "mysqlpilot-a"])
+    d.pass_check("mysqlpilot-a")
+    sid = d.create_session(10, 0, ["serfHealth", "mysqlpilot-a"])
+    assert d.renew_session(sid) == 10 and d.session_alive(sid)
+
+
+def test_exactly_one_of_racing_sessions_wins(consul_agent, consul_kv_root):
+    ds = [make_dcs(consul_agent, consul_kv_root, f"r{i}") for i in range(5)]
+    sids = [d.create_session(10, 0, [live(d, f"r{i}")]) for i, d in enumerate(ds)]
+    results = [None] * 5
+    go = threading.Event()
+
+    def race(i):
+        go.wait()
+        results[i] = ds[i].acquire_leader(sids[i], LeaderInfo(f"r{i}", "h", 1))
+    ts = [threading.Thread(target=race, args=(i,)) for i in range(5)]
+    for t in ts:
+        t.start()
+    go.set()
+    for t in ts:
+        t.join()
+    assert results.count(True) == 1
+    leader, _ = ds[0].get_leader()
+    assert leader.name == f"r{results.index(True)}" and leader.session == sids[results.index(True)]
+
+
+def test_dead_holder_value_is_not_trusted_and_members_follow_sessions(consul_agent, consul_kv_root):
+    d = make_dcs(consul_agent, consul_kv_root, "b")
+    sid = d.create_session(10, 0, [live(d, "b")])
+    assert d.acquire_leader(sid, LeaderInfo("b", "h", 1))
+    d.publish_member(sid, MemberState("b", "h", 1, role="primary"))
+    assert [m.alive for m in d.members()] == [True]
+    d.destroy_session(sid)
+    # behavior release keeps the Value; the reader must see no leader.
+    raw = d.c.kv.get(d.key("leader"))[1]
+    assert raw["Value"] and not raw.get("Session")
+    assert d.get_leader()[0] is None
+    assert [m.alive for m in d.members()] == [False]
+
+
+def test_failing_the_linked_check_kills_the_session_at_once_and_lock_delay_holds(consul_agent, consul_kv_root):
+    d = make_dcs(consul_agent, consul_kv_root, "c")
+    cid = live(d, "c")
+    sid = d.create_session(10, 2, ["serfHealth", cid])
+    assert d.acquire_leader(sid, LeaderInfo("c", "h", 1))
+    leader, idx = d.get_leader()
+    d.fail_check(cid, "mysqld died")
+    t0 = time.monotonic()
+    got, _ = d.watch_leader(idx, 5)            # the blocking read wakes on the change
+    assert got is None and time.monotonic() - t0 < 3
+    assert d.renew_session(sid) is None
+    other = make_dcs(consul_agent, consul_kv_root, "d")
+    sid2 = other.create_session(10, 0, [live(other, "d")])
+    assert other.acquire_leader(sid2, LeaderInfo("d", "h", 1)) is False   # lock-delay
+    deadline = time.monotonic() + 5
+    while not other.acquire_leader(sid2, LeaderInfo("d", "h", 1)):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_history_cas_keeps_every_record(consul_agent, consul_kv_root):
+    d = make_dcs(consul_agent, consul_kv_root, "e")
+    ts = [threading.Thread(target=lambda i=i: d.append_history({"i": i})) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(h["i"] for h in d.history()) == list(range(8))
+
+
+def test_flags_cas_and_snapshot_wait(consul_agent, consul_kv_root):
+    d = make_dcs(consul_agent, consul_kv_root, "f")
+    assert d.put_json("initialized", {"node": "f"}, cas=0) is True
+    assert d.put_json("initialized", {"node": "g"}, cas=0) is False
+    d.set_paused(True, "maint")
+    assert d.get_paused()["reason"] == "maint"
+    d.set_paused(False)
+    assert d.get_paused() is None
+    got, idx = d.wait_latest_snapshot(0, 1)
+    assert got is None
+    threading.Timer(0.5, lambda: d.set_latest_snapshot({"id": "s1"})).start()
+    t0 = time.monotonic()
+    got, _ = d.wait_latest_snapshot(idx, 10)
+    assert got == {"id": "s1"} and time.monotonic() - t0 < 5
+
+
+def test_unreachable_consul_is_one_line():
+    d = ConsulDCS("127.0.0.1", 1, "x/y", "n")
+    with pytest.raises(PilotError) as ei:
+        d.get_leader()
+    assert "cannot reach Consul at 127.0.0.1:1" in str(ei.value) and "\n" not in str(ei.value)

@@ -1,0 +1,97 @@
+"""`mysqlpilot local ...`: run and poke a whole cluster on this machine."""
+from __future__ import annotations
+
+import signal
+
+import click
+
+
+def _cluster(dir: str):
+    from ..local.cluster import LocalCluster
+    return LocalCluster(dir, echo=click.echo)
+
+
+@click.group("local")
+def local() -> None:
+    """A whole cluster on this machine: Consul plus N nodes on 127.0.1.x."""
+
+
+@local.command("up")
+@click.option("--nodes", default=3, show_default=True, type=int)
+@click.option("--dir", "dir", required=True, type=click.Path(file_okay=False))
+@click.option("--store", type=click.Choice(["local", "s3"]), default="local", show_default=True)
+@click.option("--s3-endpoint", default=None)
+@click.option("--s3-bucket", default=None)
+@click.option("--durability", type=click.Choice(["async", "semi-sync"]), default=None,
+              envvar="MYSQLPILOT_DURABILITY")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait until ready.")
+def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout) -> None:
+    """Start Consul and N nodes; return once one primary and N-1 replicas are healthy."""
+    _cluster(dir).up(nodes, store, s3_endpoint, s3_bucket, durability, timeout)
+
+
+@local.command("add")
+@click.option("--dir", "dir", required=True)
+@click.option("--wait", "wait", is_flag=True, help="Wait until the new node replicates.")
+@click.option("--timeout", default=300.0, show_default=True)
+def add(dir, wait, timeout) -> None:
+    """Add a node (scale up): it restores the newest snapshot and replicates."""
+    c = _cluster(dir)
+    name = c.add()
+    if wait:
+        c.wait_ready(len(c.load()["nodes"]), timeout)
+    click.echo(name)
+
+
+@local.command("kill")
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+@click.option("--signal", "sig", type=click.Choice(["TERM", "KILL"]), default="KILL", show_default=True)
+def kill(node, dir, sig) -> None:
+    """Stop a node: KILL takes it down at once, TERM runs pre-stop first."""
+    _cluster(dir).kill(node, sig)
+
+
+@local.command("start")
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+def start(node, dir) -> None:
+    """Bring a stopped node back with its data."""
+    _cluster(dir).start(node)
+
+
+@local.command("pause")
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+def pause(node, dir) -> None:
+    """SIGSTOP the node's every process (mysqld included): a frozen node."""
+    _cluster(dir).signal_node(node, signal.SIGSTOP)
+    click.echo(f"{node} paused (SIGSTOP)")
+
+
+@local.command("unpause")
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+def unpause(node, dir) -> None:
+    """SIGCONT a paused node."""
+    _cluster(dir).signal_node(node, signal.SIGCONT)
+    click.echo(f"{node} resumed (SIGCONT)")
+
+
+@local.command("down")
+@click.option("--dir", "dir", required=True)
+def down(dir) -> None:
+    """Stop every node (replicas first) and Consul; keep the data."""
+    _cluster(dir).down()
+
+
+@local.command("list")
+@click.option("--dir", "dir", required=True)
+def list_(dir) -> None:
+    """Nodes with their addresses and whether they run."""
+    for line in _cluster(dir).list():
+        click.echo(line)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(local)

@@ -1,0 +1,282 @@
+"""`mysqlpilot local`: a whole cluster on this machine. A Consul dev agent, and per node a supervisor
+that follows docker/containerpilot.json5, on its own loopback address 127.0.1.K and port."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import yaml
+
+from .. import config as config_mod
+from ..errors import PilotError
+from .consul_agent import REPO, ConsulAgent, _alive, free_port
+
+log = logging.getLogger(__name__)
+
+CP_CONFIG = os.path.join(REPO, "docker", "containerpilot.json5")
+
+
+def node_name(k: int) -> str:
+    return f"node{k}"
+
+
+def node_address(k: int) -> str:
+    return f"127.0.1.{k}"
+
+
+def socket_path(dir: str, name: str) -> str:
+    """Unix socket paths are limited to ~107 bytes; keep them short whatever DIR is."""
+    h = hashlib.sha1(os.path.abspath(dir).encode()).hexdigest()[:10]
+    return f"/tmp/mysqlpilot-{h}/{name}.sock"
+
+
+def node_env(dir: str, name: str, k: int, port: int, consul: str, durability: Optional[str]) -> Dict[str, str]:
+    nd = os.path.join(dir, "nodes", name)
+    env = {
+        "MYSQLPILOT_CONFIG": os.path.join(dir, "mysqlpilot.yaml"),
+        "MYSQLPILOT_NODE": name, "HOSTNAME": name,
+        "MYSQLPILOT_ADVERTISE_HOST": node_address(k), "MYSQLPILOT_BIND_ADDRESS": node_address(k),
+        "HOST": node_address(k), "MYSQLPILOT_PORT": str(port), "PORT0": str(port),
+        "MYSQLPILOT_DATADIR": os.path.join(nd, "data"), "MYSQLPILOT_STATE_DIR": os.path.join(nd, "state"),
+        "MYSQLPILOT_SOCKET": socket_path(dir, name), "CONSUL": consul,
+        "PYTHONPATH": REPO,
+    }
+    if durability:
+        env["MYSQLPILOT_DURABILITY"] = durability
+    return env
+
+
+class LocalCluster:
+    def __init__(self, dir: str, echo: Callable[[str], None] = print):
+        self.dir = os.path.abspath(dir)
+        self.echo = echo
+
+    # ---- registry ----------------------------------------------------------------------------
+    @property
+    def reg_path(self) -> str:
+        return os.path.join(self.dir, "cluster.json")
+
+    def load(self) -> Dict:
+        try:
+            with open(self.reg_path) as fh:
+                return json.load(fh)
+        except FileNotFoundError:
+            raise PilotError(f"{self.dir} holds no local cluster (no cluster.json); run `mysqlpilot local up "
+                             f"--dir {self.dir}` first") from None
+
+    def save(self, reg: Dict) -> None:
+        tmp = self.reg_path + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(reg, fh, indent=1, sort_keys=True)
+        os.replace(tmp, self.reg_path)
+
+    def node(self, reg: Dict, name: str) -> Dict:
+        if name not in reg["nodes"]:
+            raise PilotError(f"no node {name!r} in {self.dir}; nodes: {', '.join(sorted(reg['nodes']))}")
+        return reg["nodes"][name]
+
+    def cfg(self):
+        return config_mod.load(os.path.join(self.dir, "mysqlpilot.yaml"), env={})
+
+    # ---- up ----------------------------------------------------------------------------------
+    def up(self, nodes: int, store: str = "local", s3_endpoint: Optional[str] = None,
+           s3_bucket: Optional[str] = None, durability: Optional[str] = None, timeout: float = 300) -> None:
+        if nodes < 1 or nodes > 200:
+            raise PilotError("--nodes must be between 1 and 200")
+        if os.path.exists(self.reg_path):
+            raise PilotError(f"{self.dir} already holds a cluster; use `local start`/`local add`, or another --dir")
+        if not os.path.exists(CP_CONFIG):
+            raise PilotError(f"{CP_CONFIG} is missing; run mysqlpilot local from a checkout of the repository")
+        os.makedirs(self.dir, exist_ok=True)
+        agent = ConsulAgent(os.path.join(self.dir, "consul")).start(detach=True)
+        self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability)
+        reg = {"consul": agent.address, "durability": durability, "nodes": {}}
+        self.save(reg)
+        self.echo(f"consul agent at {agent.address}")
+        for k in range(1, nodes + 1):
+            self.create_node(reg, k)
+        self.save(reg)
+        for name in sorted(reg["nodes"]):
+            self.start_node(reg, name)
+        self.save(reg)
+        self.wait_ready(nodes, timeout)
+
+    def write_config(self, consul: str, store: str, s3_endpoint, s3_bucket, durability) -> None:
+        env = os.environ
+        gen = {}
+        settings = {"cluster": "local", "consul": consul, "store": store,
+                    "store_path": os.path.join(self.dir, "snapshots"), "snapshot_interval": 3600,
+                    "innodb_buffer_pool_size": "64M", "snapshot_wait_timeout": 600}
+        if os.geteuid() == 0:
+            settings["mysqld_user"] = "root"
+        if durability:
+            settings["durability"] = durability
+        if store == "s3":
+            if not s3_bucket:
+                raise PilotError("--s3-bucket is required with --store s3")
+            settings.update({"s3_bucket": s3_bucket, "s3_endpoint": s3_endpoint})
+        for key, var in (("root_password", "MYSQL_ROOT_PASSWORD"), ("repl_password", "MYSQL_REPL_PASSWORD")):
+            if env.get(var):
+                settings[key] = env[var]
+            else:
+                settings[key] = gen[var] = secrets.token_urlsafe(18)
+        for key, var in (("user", "MYSQL_USER"), ("password", "MYSQL_PASSWORD"), ("database", "MYSQL_DATABASE"),
+                         ("repl_user", "MYSQL_REPL_USER")):
+            if env.get(var):
+                settings[key] = env[var]
+        path = os.path.join(self.dir, "mysqlpilot.yaml")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(settings, fh, sort_keys=True)
+        if gen:
+            self.echo("generated credentials (shown once; also in " + path + ", mode 0600):")
+            for var, val in gen.items():
+                self.echo(f"  {var}={val}")
+
+    def create_node(self, reg: Dict, k: int) -> str:
+        name = node_name(k)
+        nd = os.path.join(self.dir, "nodes", name)
+        for sub in ("state", "logs"):
+            os.makedirs(os.path.join(nd, sub), exist_ok=True)
+        os.makedirs(os.path.dirname(socket_path(self.dir, name)), exist_ok=True)
+        reg["nodes"][name] = {"k": k, "host": node_address(k), "port": free_port(node_address(k)), "pid": None}
+        return name
+
+    def start_node(self, reg: Dict, name: str) -> None:
+        n = self.node(reg, name)
+        if n.get("pid") and _alive(n["pid"]):
+            raise PilotError(f"{name} is already running (pid {n['pid']})")
+        nd = os.path.join(self.dir, "nodes", name)
+        env = dict(os.environ)
+        for var in ("MYSQLPILOT_CONFIG", "MYSQL_ROOT_PASSWORD", "MYSQL_REPL_PASSWORD", "MYSQL_PASSWORD"):
+            env.pop(var, None)                   # the node reads its secrets from the 0600 config file
+        env.update(node_env(self.dir, name, n["k"], n["port"], reg["consul"], reg.get("durability")))
+        out = open(os.path.join(nd, "logs", "supervisor.out"), "ab")
+        p = subprocess.Popen([sys.executable, "-m", "mysqlpilot.local.supervisor", "--config", CP_CONFIG,
+                              "--node-dir", nd], env=env, stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=nd)
+        out.close()
+        n["pid"] = p.pid
+        self.echo(f"started {name} at {n['host']}:{n['port']} (supervisor pid {p.pid})")
+
+    # ---- readiness ---------------------------------------------------------------------------
+    def wait_ready(self, nodes: int, timeout: float) -> Dict:
+        from ..status import gather
+        cfg = self.cfg()
+        deadline = time.monotonic() + timeout
+        last = ""
+        st: Dict = {}
+        while time.monotonic() < deadline:
+            try:
+                st = gather(cfg, history=0)
+            except PilotError as exc:
+                st = {}
+                line = f"waiting: {exc}"
+            else:
+                line = self.progress_line(st)
+                if self.ready(st, nodes):
+                    self.echo(f"ready: {line}")
+                    return st
+            if line != last:
+                self.echo(line)
+                last = line
+            time.sleep(1.0)
+        raise PilotError(f"cluster not ready after {timeout:.0f}s: {last}; see {self.dir}/nodes/*/logs/")
+
+    @staticmethod
+    def ready(st: Dict, nodes: int) -> bool:
+        p = st.get("primary")
+        if not p:
+            return False
+        byname = {n["name"]: n for n in st["nodes"]}
+        pn = byname.get(p)
+        if not pn or not pn["healthy"] or pn["read_only"] is not False:
+            return False
+        addr = f"{pn['host']}:{pn['port']}"
+        reps = [n for n in st["nodes"] if n["name"] != p and n["healthy"] and n["replicating_from"] == addr]
+        return len(reps) >= nodes - 1
+
+    @staticmethod
+    def progress_line(st: Dict) -> str:
+        parts = [f"primary {st.get('primary') or '-'}"]
+        for n in st.get("nodes", []):
+            parts.append(f"{n['name']} {n['role']}{'' if n['healthy'] else ' (' + (n['message'] or 'unhealthy') + ')'}")
+        return "; ".join(parts)
+
+    # ---- other verbs -------------------------------------------------------------------------
+    def add(self) -> str:
+        reg = self.load()
+        k = max(n["k"] for n in reg["nodes"].values()) + 1 if reg["nodes"] else 1
+        name = self.create_node(reg, k)
+        self.save(reg)
+        self.start_node(reg, name)
+        self.save(reg)
+        return name
+
+    def pgid(self, reg: Dict, name: str) -> int:
+        n = self.node(reg, name)
+        if not n.get("pid") or not _alive(n["pid"]):
+            raise PilotError(f"{name} is not running")
+        return os.getpgid(n["pid"])
+
+    def kill(self, name: str, sig: str = "KILL", timeout: float = 180) -> None:
+        reg = self.load()
+        n = self.node(reg, name)
+        if sig == "KILL":
+            os.killpg(self.pgid(reg, name), signal.SIGKILL)      # the whole node: supervisor, hooks, mysqld
+        else:
+            pg = self.pgid(reg, name)
+            os.kill(n["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _alive(n["pid"]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _alive(n["pid"]):
+                os.killpg(pg, signal.SIGKILL)
+                raise PilotError(f"{name} did not stop within {timeout:.0f}s; killed it")
+            try:
+                os.killpg(pg, signal.SIGTERM)                   # stragglers of that node only
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while _alive(n["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.echo(f"{name} stopped ({sig})")
+
+    def start(self, name: str) -> None:
+        reg = self.load()
+        self.start_node(reg, name)
+        self.save(reg)
+
+    def signal_node(self, name: str, sig: int) -> None:
+        reg = self.load()
+        os.killpg(self.pgid(reg, name), sig)
+
+    def down(self) -> None:
+        reg = self.load()
+        running = [n for n, v in reg["nodes"].items() if v.get("pid") and _alive(v["pid"])]
+        try:
+            from ..status import gather
+            primary = gather(self.cfg(), history=0).get("primary")
+        except PilotError:
+            primary = None
+        # Replicas first: the primary then has nobody to hand over to and stops without a switchover.
+        for name in sorted(running, key=lambda n: n == primary):
+            try:
+                self.kill(name, "TERM", timeout=120)
+            except PilotError as exc:
+                self.echo(str(exc))
+        ConsulAgent.stop_from_pidfile(os.path.join(self.dir, "consul"))
+        self.echo(f"cluster in {self.dir} stopped; data kept")
+
+    def list(self) -> List[str]:
+        reg = self.load()
+        return [f"{name} {v['host']}:{v['port']} {'running pid ' + str(v['pid']) if v.get('pid') and _alive(v['pid']) else 'stopped'}"
+                for name, v in sorted(reg["nodes"].items(), key=lambda x: x[1]["k"])]

@@ -188,7 +188,8 @@ class Node:
         if not probe["up"]:
             return False, "down", f"mysqld not answering: {probe.get('error', '')}"
         st = probe["status"]
-        if leader is not None and self.sid and leader.session == self.sid:
+        # Reporting only: the leader key names us. Decisions use the session id (observe()).
+        if leader is not None and leader.name == self.cfg.node_name:
             if probe["read_only"] is False:
                 return True, "primary", "primary, writable"
             return True, "primary", "primary, promotion in progress"
@@ -263,7 +264,9 @@ class Node:
                 return False, (f"semi-sync: replica(s) {', '.join(lost)} unreachable and may hold "
                                "acknowledged commits; not promoting automatically"), []
         ranking = analysis.rank_candidates(cands, self.policy, must, self.flavor.gtid_contains)
-        free_for = time.monotonic() - (self.free_since or time.monotonic())
+        # Nobody can take the lock during Consul's lock-delay: count the grace from its end, or the
+        # second best would race the best at the very moment the lock becomes free.
+        free_for = time.monotonic() - (self.free_since or time.monotonic()) - self.cfg.lock_delay
         ok, why = analysis.my_turn(ranking, self.cfg.node_name, free_for, self.policy.failover_grace)
         return ok, why, ranking
 
@@ -559,8 +562,8 @@ class Node:
             self.heartbeat(False, msg)     # mysqld died in a live container: drop the session now
         elif self.sid and probe["up"]:
             self.heartbeat(True, msg)
-        if role == "fenced":
-            self.fence(msg)
+        # Fencing is the HA loop's job: it holds ha.lock and a consistent view; a hook must not act on
+        # a view that may be a moment stale (it could fence a primary that was just promoted).
         m = self.member_state(probe, healthy, role, msg)
         try:
             self.dcs.publish_member(self.sid, m)

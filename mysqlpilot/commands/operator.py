@@ -35,11 +35,16 @@ def _wait_for_leader(dcs, target: str, timeout: float, request_key: str) -> Opti
     return f"{target} did not become primary within {timeout:.0f}s"
 
 
-def _last_record(dcs, target: str, since: float) -> Optional[dict]:
-    for rec in reversed(dcs.history()):
-        if rec.get("new_primary") == target and rec.get("time", 0) >= since:
-            return rec
-    return None
+def _last_record(dcs, target: str, since: float, wait: float = 5.0) -> Optional[dict]:
+    """The history record of the promotion we asked for; it lands just after the leader key changes."""
+    deadline = time.monotonic() + wait
+    while True:
+        for rec in reversed(dcs.history()):
+            if rec.get("new_primary") == target and rec.get("time", 0) >= since:
+                return rec
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
 
 
 @click.command("switchover")

@@ -69,6 +69,7 @@ class Node:
         self.last_leader: Optional[LeaderInfo] = None
         self.last_decision = ""
         self._fence_lock = threading.Lock()
+        self._fence_srv: Optional[Server] = None
         self._stop = threading.Event()
 
     # ---- connections -------------------------------------------------------------------------
@@ -142,14 +143,24 @@ class Node:
     # ---- fencing -----------------------------------------------------------------------------
     def fence(self, reason: str) -> None:
         with self._fence_lock:
-            try:
-                srv = self.local()
-                srv.set_read_only(True)
-                killed = srv.kill_client_connections()
+            # A connection kept open for this: after a freeze (SIGSTOP, VM pause) fencing must not wait
+            # for a new login.
+            srv, self._fence_srv = self._fence_srv, None
+            for attempt in (1, 2):
+                try:
+                    srv = srv or self.local()
+                    srv.set_read_only(True)
+                    killed = srv.kill_client_connections()
+                    log.warning("FENCED: read-only now (%s); killed %s client connections", reason, killed)
+                    break
+                except PilotError as exc:
+                    if srv is not None:
+                        srv.close()
+                    srv = None
+                    if attempt == 2:
+                        log.error("fencing failed (%s): %s", reason, exc)
+            if srv is not None:
                 srv.close()
-                log.warning("FENCED: read-only now (%s); killed %s client connections", reason, killed)
-            except PilotError as exc:
-                log.error("fencing failed (%s): %s", reason, exc)
             self.writable_primary = False
         try:
             self.dcs.deregister_service(self._primary_service_id())
@@ -159,9 +170,16 @@ class Node:
     def _watchdog(self) -> None:
         """Fence on time alone: a primary that cannot renew must be read-only before its lease ends,
         even when a Consul call hangs inside the main loop."""
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.05):
             if self.writable_primary and self.lease_left() <= 0:
                 self.fence("lease expired: could not renew the Consul session in time")
+            elif self.writable_primary and self._fence_srv is None:
+                with self._fence_lock:
+                    try:
+                        self._fence_srv = self.local()
+                        self._fence_srv.ping()
+                    except PilotError:
+                        self._fence_srv = None
 
     # ---- observation -------------------------------------------------------------------------
     def probe_local(self) -> Dict:

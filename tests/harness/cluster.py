@@ -117,7 +117,8 @@ class Cluster:
 
     def connect_socket(self, node: str):
         """root@localhost over the node's socket: the account mysqlpilot itself uses."""
-        sock = os.path.join(self.dir, "nodes", node, "state", "mysqld.sock")
+        from mysqlpilot.local.cluster import socket_path
+        sock = socket_path(self.dir, node)
         return pymysql.connect(unix_socket=sock, user="root", password=self.settings["root_password"],
                                connect_timeout=2, autocommit=True)
 

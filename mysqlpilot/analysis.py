@@ -239,8 +239,9 @@ def mariadb_errant(mine: str, leader_now: str, promoted: str, leader_server_id: 
         lseq = ln.get(dom, (0, 0))[1]
         pseq = pr.get(dom, (0, 0))[1]
         if seq > lseq or (seq > pseq and srv != leader_server_id and pr):
-            start = max(pseq, 0) + 1 if seq > pseq else lseq + 1
-            out.append(f"{dom}-{srv}-{start}..{seq}" if start < seq else f"{dom}-{srv}-{seq}")
+            # A position only proves its last GTID errant; earlier ones after the promotion point may
+            # be too, which the moved-aside binlogs show.
+            out.append(f"{dom}-{srv}-{seq}")
     return ",".join(out)
 
 

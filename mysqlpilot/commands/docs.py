@@ -1,0 +1,43 @@
+"""`mysqlpilot docs config-reference`: docs/configuration.md generated from the config schema."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..errors import PilotError
+
+DEFAULT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "docs",
+                       "configuration.md")
+
+
+@click.group("docs")
+def docs() -> None:
+    """Generated documentation."""
+
+
+@docs.command("config-reference")
+@click.option("--check", is_flag=True, help="Exit 1 if the file differs from the code instead of writing it.")
+@click.option("--path", default=DEFAULT, show_default=True)
+def config_reference(check: bool, path: str) -> None:
+    """Write the configuration reference from mysqlpilot/config.py."""
+    from ..config import reference_markdown
+    text = reference_markdown() + "\n"
+    if check:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                same = fh.read() == text
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise PilotError(f"{path} is out of date with mysqlpilot/config.py; run `mysqlpilot docs "
+                             "config-reference`")
+        click.echo(f"{path} is up to date")
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    click.echo(f"wrote {path}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(docs)

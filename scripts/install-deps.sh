@@ -14,6 +14,7 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(
 command -v mariadb-backup >/dev/null 2>&1 || need_pkgs+=(mariadb-backup)
 command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+[ -x /usr/sbin/nft ] || need_pkgs+=(nftables)      # `mysqlpilot local partition`
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need_pkgs[*]}"
   apt_update

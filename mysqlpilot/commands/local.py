@@ -78,6 +78,23 @@ def unpause(node, dir) -> None:
     click.echo(f"{node} resumed (SIGCONT)")
 
 
+@local.command("partition")
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+@click.option("--full", is_flag=True, help="Also cut clients and other nodes off its mysqld.")
+def partition(node, dir, full) -> None:
+    """Cut a node off from Consul (nftables drop on loopback): it must fence itself."""
+    _cluster(dir).partition(node, full)
+
+
+@local.command("heal")
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+def heal(node, dir) -> None:
+    """Undo `local partition`."""
+    _cluster(dir).heal(node)
+
+
 @local.command("down")
 @click.option("--dir", "dir", required=True)
 def down(dir) -> None:

@@ -32,6 +32,15 @@ def node_address(k: int) -> str:
     return f"127.0.1.{k}"
 
 
+PARTITIONABLE = 16          # nodes 1..16 reach Consul on their own address 127.0.2.K
+
+
+def consul_address_for(k: int, consul: str) -> str:
+    """Each node talks to Consul on its own loopback address, so one node can be cut off alone."""
+    port = consul.rsplit(":", 1)[1]
+    return f"127.0.2.{k}:{port}" if k <= PARTITIONABLE else consul
+
+
 def socket_path(dir: str, name: str) -> str:
     """Unix socket paths are limited to ~107 bytes; keep them short whatever DIR is."""
     h = hashlib.sha1(os.path.abspath(dir).encode()).hexdigest()[:10]
@@ -96,7 +105,9 @@ class LocalCluster:
         if not os.path.exists(CP_CONFIG):
             raise PilotError(f"{CP_CONFIG} is missing; run mysqlpilot local from a checkout of the repository")
         os.makedirs(self.dir, exist_ok=True)
-        agent = ConsulAgent(os.path.join(self.dir, "consul")).start(detach=True)
+        agent = ConsulAgent(os.path.join(self.dir, "consul"),
+                            extra_client_addrs=[f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)]
+                            ).start(detach=True)
         self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability)
         reg = {"consul": agent.address, "durability": durability, "nodes": {}}
         self.save(reg)
@@ -158,7 +169,8 @@ class LocalCluster:
         env = dict(os.environ)
         for var in ("MYSQLPILOT_CONFIG", "MYSQL_ROOT_PASSWORD", "MYSQL_REPL_PASSWORD", "MYSQL_PASSWORD"):
             env.pop(var, None)                   # the node reads its secrets from the 0600 config file
-        env.update(node_env(self.dir, name, n["k"], n["port"], reg["consul"], reg.get("durability")))
+        env.update(node_env(self.dir, name, n["k"], n["port"], consul_address_for(n["k"], reg["consul"]),
+                            reg.get("durability")))
         out = open(os.path.join(nd, "logs", "supervisor.out"), "ab")
         p = subprocess.Popen([sys.executable, "-m", "mysqlpilot.local.supervisor", "--config", CP_CONFIG,
                               "--node-dir", nd], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -274,9 +286,59 @@ class LocalCluster:
             except PilotError as exc:
                 self.echo(str(exc))
         ConsulAgent.stop_from_pidfile(os.path.join(self.dir, "consul"))
+        if any(n.get("partitioned") for n in reg["nodes"].values()):
+            for n in reg["nodes"].values():
+                n.pop("partitioned", None)
+            self.apply_partitions(reg)
+            self.save(reg)
         self.echo(f"cluster in {self.dir} stopped; data kept")
 
     def list(self) -> List[str]:
         reg = self.load()
         return [f"{name} {v['host']}:{v['port']} {'running pid ' + str(v['pid']) if v.get('pid') and _alive(v['pid']) else 'stopped'}"
                 for name, v in sorted(reg["nodes"].items(), key=lambda x: x[1]["k"])]
+
+    # ---- network partitions (nftables, loopback only) ------------------------------------------
+    def nft_table(self) -> str:
+        return "mysqlpilot_" + hashlib.sha1(self.dir.encode()).hexdigest()[:10]
+
+    def apply_partitions(self, reg: Dict) -> None:
+        import shutil
+        nft = shutil.which("nft") or "/usr/sbin/nft"
+        if not os.access(nft, os.X_OK):
+            raise PilotError("nft is not installed: run scripts/install-deps.sh (it installs nftables)")
+        table = self.nft_table()
+        port = reg["consul"].rsplit(":", 1)[1]
+        rules = []
+        for name, n in sorted(reg["nodes"].items()):
+            mode = n.get("partitioned")
+            if not mode:
+                continue
+            if n["k"] > PARTITIONABLE:
+                raise PilotError(f"{name} cannot be partitioned: only node1..node{PARTITIONABLE} have their own "
+                                 "Consul address")
+            # Dropped, not rejected: a partition looks like silence, and calls time out.
+            rules.append(f"ip daddr 127.0.2.{n['k']} tcp dport {port} drop")
+            if mode == "full":
+                rules.append(f"ip daddr {n['host']} tcp dport {n['port']} drop")
+        script = f"table inet {table}\ndelete table inet {table}\n"
+        if rules:
+            script += f"table inet {table} {{\n chain out {{\n  type filter hook output priority 0; policy accept;\n"
+            script += "".join(f"  {r}\n" for r in rules) + " }\n}\n"
+        p = subprocess.run([nft, "-f", "-"], input=script, text=True, capture_output=True)
+        if p.returncode != 0:
+            raise PilotError(f"nft refused the partition rules: {p.stderr.strip().splitlines()[0] if p.stderr else p.returncode}")
+
+    def partition(self, name: str, full: bool = False) -> None:
+        reg = self.load()
+        self.node(reg, name)["partitioned"] = "full" if full else "consul"
+        self.apply_partitions(reg)
+        self.save(reg)
+        self.echo(f"{name} cut off from Consul" + (" and from every mysqld client" if full else ""))
+
+    def heal(self, name: str) -> None:
+        reg = self.load()
+        self.node(reg, name).pop("partitioned", None)
+        self.apply_partitions(reg)
+        self.save(reg)
+        self.echo(f"{name} reconnected")

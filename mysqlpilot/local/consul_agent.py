@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import requests
 
@@ -33,9 +33,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ConsulAgent:
-    def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1"):
+    def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1",
+                 extra_client_addrs: Sequence[str] = ()):
         self.data_dir = data_dir
         self.bind = bind
+        # Extra loopback addresses the HTTP API also listens on: `mysqlpilot local` gives each node its
+        # own, so `local partition` can cut one node off from Consul and nobody else.
+        self.client_addrs = [bind] + list(extra_client_addrs)
         self.http_port = http_port or free_port(bind)
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None
@@ -50,7 +54,7 @@ class ConsulAgent:
 
     def start(self, timeout: float = 30, detach: bool = False) -> "ConsulAgent":
         os.makedirs(os.path.join(self.data_dir, "data"), exist_ok=True)
-        argv = [find_consul_binary(), "agent", "-dev", "-bind", self.bind, "-client", self.bind,
+        argv = [find_consul_binary(), "agent", "-dev", "-bind", self.bind, "-client", " ".join(self.client_addrs),
                 "-http-port", str(self.http_port), "-dns-port", "-1", "-grpc-port", "-1",
                 "-serf-lan-port", str(free_port(self.bind)), "-serf-wan-port", str(free_port(self.bind)),
                 "-server-port", str(free_port(self.bind)), "-data-dir", os.path.join(self.data_dir, "data"),

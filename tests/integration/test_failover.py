@@ -208,3 +208,29 @@ def test_errant_transactions_move_the_datadir_aside_and_rebuild(cluster):
     # The rebuilt replica has the primary's rows and not the errant one.
     got = {r[0] for r in cluster.sql(v["host"], v["port"], "SELECT id FROM fo.e")}
     assert got == {1, 2}
+
+
+def test_primary_cut_off_from_consul_fences_before_anyone_takes_over(cluster):
+    """The split-brain case: clients still reach the old primary, Consul does not. Its lease runs out
+    and it turns read-only before the lock can pass to anyone else (docs/timing.md)."""
+    st = cluster.wait_healthy(3)
+    old = st["primary"]
+    poll = poller_for(cluster, st)
+    poll.start()
+    load = start_load(cluster, st, "fo.partition")
+    cluster.cli("local", "partition", old, "--dir", cluster.dir)
+    try:
+        st2 = cluster.wait_healthy(2, timeout=90, primary_not=old)
+        time.sleep(1.0)
+        load.stop()
+        poll.stop()
+        assert not poll.violations(), f"two writable nodes at {poll.violations()[:3]}"
+        assert_all_acked_present(cluster, st2, load)
+        # Still reachable by clients, and read-only.
+        o = cluster.node(st, old)
+        assert cluster.sql(o["host"], o["port"], "SELECT @@global.read_only")[0][0] == 1
+        assert "lease expired" in cluster.node_log(old, "pilot")
+    finally:
+        cluster.cli("local", "heal", old, "--dir", cluster.dir)
+    st3 = wait_rejoined(cluster, old)
+    assert cluster.node(st3, old)["role"] == "replica"

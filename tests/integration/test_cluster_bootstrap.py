@@ -63,14 +63,18 @@ def test_replica_waits_for_the_first_snapshot(cluster):
     """The original example's race: replicas started before the first backup never recovered."""
     import consul
     cluster.up(1)
-    st = cluster.wait_healthy(1, timeout=120)
+    # Let the bootstrap snapshot finish first: it holds the snapshot lock while it runs.
+    cluster.wait_for(lambda st: st if st["snapshot"] else None, 120, "the first snapshot")
     s = cluster.settings
     host, port = s["consul"].split(":")
     kv_root = f"{s.get('consul_prefix', 'mysqlpilot')}/{s.get('cluster', 'mysql')}"
     c = consul.Consul(host=host, port=int(port))
     # Pretend no snapshot exists yet, and hold the snapshot lock so the primary cannot take one.
     sid = c.session.create(ttl=60, lock_delay=0, behavior="release", checks=[])
-    assert c.kv.put(f"{kv_root}/locks/snapshot", "test", acquire=sid)
+    deadline = time.monotonic() + 30
+    while not c.kv.put(f"{kv_root}/locks/snapshot", "test", acquire=sid):
+        assert time.monotonic() < deadline, "snapshot lock never free"
+        time.sleep(0.2)
     c.kv.delete(f"{kv_root}/snapshots/latest")
     cluster.cli("local", "add", "--dir", cluster.dir)
     new = "node2"

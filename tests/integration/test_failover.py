@@ -205,7 +205,10 @@ def test_errant_transactions_move_the_datadir_aside_and_rebuild(cluster):
     assert "errant" in log or "1236" in log or "REBUILD" in log, log[-3000:]
     st2 = wait_rejoined(cluster, None)
     assert cluster.node(st2, victim)["role"] == "replica"
-    # The rebuilt replica has the primary's rows and not the errant one.
+    # The rebuilt replica has the primary's rows and not the errant one (once it has caught up).
+    pn = cluster.node(st2, st2["primary"])
+    pos = cluster.sql(pn["host"], pn["port"], "SELECT @@gtid_current_pos")[0][0]
+    assert cluster.sql(v["host"], v["port"], f"SELECT MASTER_GTID_WAIT('{pos}', 60)")[0][0] == 0
     got = {r[0] for r in cluster.sql(v["host"], v["port"], "SELECT id FROM fo.e")}
     assert got == {1, 2}
 

@@ -111,7 +111,9 @@ class MariaDBFlavor(Flavor):
         return "SELECT @@GLOBAL.gtid_binlog_pos"
 
     def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
-        out = [f"SET GLOBAL rpl_semi_sync_master_timeout = {int(timeout_ms)}"] if enabled else []
+        # AFTER_SYNC: no other client sees a commit before a replica has it (lossless semi-sync).
+        out = [f"SET GLOBAL rpl_semi_sync_master_timeout = {int(timeout_ms)}",
+               "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC"] if enabled else []
         return out + [f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if enabled else 'OFF'}"]
 
     def semi_sync_replica(self, enabled: bool) -> List[str]:

@@ -147,6 +147,8 @@ class MySQLFlavor(Flavor):
     def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
         p = "source" if self.new_semisync else "master"
         out = [f"SET GLOBAL rpl_semi_sync_{p}_timeout = {int(timeout_ms)}"] if enabled else []
+        if enabled and self.at_least(5, 7):
+            out.append(f"SET GLOBAL rpl_semi_sync_{p}_wait_point = AFTER_SYNC")   # 5.6 has AFTER_COMMIT only
         return out + [f"SET GLOBAL rpl_semi_sync_{p}_enabled = {'ON' if enabled else 'OFF'}"]
 
     def semi_sync_replica(self, enabled: bool) -> List[str]:

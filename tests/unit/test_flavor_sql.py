@@ -108,11 +108,15 @@ def test_gtid_queries_and_waits():
 def test_semi_sync_names():
     m = get_flavor(*MARIADB)
     assert m.semi_sync_primary(True, 500) == ["SET GLOBAL rpl_semi_sync_master_timeout = 500",
+                                              "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
                                               "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
     assert m.semi_sync_replica(False) == ["SET GLOBAL rpl_semi_sync_slave_enabled = OFF"]
     assert get_flavor(*MY8023).semi_sync_primary(False, 1) == ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"]
     assert get_flavor(*MY84).semi_sync_primary(True, 9) == ["SET GLOBAL rpl_semi_sync_source_timeout = 9",
+                                                            "SET GLOBAL rpl_semi_sync_source_wait_point = AFTER_SYNC",
                                                             "SET GLOBAL rpl_semi_sync_source_enabled = ON"]
+    assert get_flavor("percona", "5.6").semi_sync_primary(True, 9) == [
+        "SET GLOBAL rpl_semi_sync_master_timeout = 9", "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
     assert get_flavor(*MY84).semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_replica_enabled = ON"]
     st = get_flavor(*MY84).parse_semi_sync_status({"Rpl_semi_sync_source_clients": "2",
                                                    "Rpl_semi_sync_source_status": "ON"})

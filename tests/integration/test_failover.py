@@ -208,7 +208,11 @@ def test_errant_transactions_move_the_datadir_aside_and_rebuild(cluster):
     # The rebuilt replica has the primary's rows and not the errant one (once it has caught up).
     pn = cluster.node(st2, st2["primary"])
     pos = cluster.sql(pn["host"], pn["port"], "SELECT @@gtid_current_pos")[0][0]
-    assert cluster.sql(v["host"], v["port"], f"SELECT MASTER_GTID_WAIT('{pos}', 60)")[0][0] == 0
+    conn = cluster.connect(v["host"], v["port"], timeout=90)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT MASTER_GTID_WAIT('{pos}', 60)")
+        assert cur.fetchone()[0] == 0
+    conn.close()
     got = {r[0] for r in cluster.sql(v["host"], v["port"], "SELECT id FROM fo.e")}
     assert got == {1, 2}
 

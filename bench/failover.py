@@ -105,8 +105,10 @@ def main() -> int:
     ap.add_argument("--dir", default=None)
     args = ap.parse_args()
     work = args.dir or tempfile.mkdtemp(prefix="mysqlpilot-bench-")
+    # Repeated failovers on purpose: lift the anti-flapping budget for the benchmark.
     c = Cluster(os.path.join(work, "cl"), env={"MYSQL_ROOT_PASSWORD": "bench-root-pw",
-                                               "MYSQL_REPL_PASSWORD": "bench-repl-pw"})
+                                               "MYSQL_REPL_PASSWORD": "bench-repl-pw",
+                                               "MYSQLPILOT_FAILOVER_BUDGET": "1000"})
     results = {}
     try:
         c.up(3, "--durability", args.durability)

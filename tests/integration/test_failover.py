@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     c = Cluster(str(tmp_path_factory.mktemp("fo") / "cl"),
-                env={"MYSQL_ROOT_PASSWORD": "root-Secret-2", "MYSQL_REPL_PASSWORD": "repl-Secret-2"})
+                env={"MYSQL_ROOT_PASSWORD": "root-Secret-2", "MYSQL_REPL_PASSWORD": "repl-Secret-2",
+                     # this module fails over on purpose more often than the default budget allows
+                     "MYSQLPILOT_FAILOVER_BUDGET": "50"})
     c.up(3, "--durability", "semi-sync")
     c.wait_healthy(3, timeout=120)
     yield c

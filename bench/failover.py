@@ -32,7 +32,8 @@ def bounds(cfg) -> dict:
     return {
         "node SIGKILL": cfg.check_ttl + lease_anchor + cfg.lock_delay + cfg.loop_wait + promote,
         "mysqld crash": cfg.loop_wait + 2 + cfg.lock_delay + cfg.loop_wait + promote,
-        "switchover": cfg.loop_wait + 2 * cfg.loop_wait + promote,
+        # target already caught up: one wake-up of its loop plus the promotion
+        "switchover": cfg.loop_wait + promote,
     }
 
 
@@ -82,9 +83,13 @@ def trial(c: Cluster, scenario: str) -> tuple:
     elif scenario == "mysqld crash":
         c.kill_mysqld(old)
     else:
+        # Planned switchover: what matters is how long writes were refused, which the new primary
+        # measures from the moment the old one fenced until it accepts writes (recorded in history).
         target = sorted(n["name"] for n in st["nodes"] if n["name"] != old)[0]
-        threading.Thread(target=c.cli, args=("switchover", "--to", target), kwargs={"config": True},
-                         daemon=True).start()
+        c.cli("switchover", "--to", target, config=True)
+        rec = c.status()["history"][-1]
+        c.wait_healthy(3, timeout=120, primary_not=old)
+        return float(rec["durations"]["write_unavailable"]), time.time() - t0
     fw = FirstWrite(c, old)
     fw.start()
     live = 2 if scenario == "node SIGKILL" else 3
@@ -127,6 +132,9 @@ def main() -> int:
         c.down()
     print()
     print(f"failover on this machine, {args.trials} trials each, durability {args.durability}")
+    print("first write = fault until the new primary accepts a write (switchover: writes refused, from "
+          "history);")
+    print("all replicating = fault until every live replica replicates from the new primary")
     hdr = f"{'scenario':<14} {'first write p50':>16} {'p95':>7} {'all replicating p50':>20} {'p95':>7} " \
           f"{'documented bound':>17}"
     print(hdr)

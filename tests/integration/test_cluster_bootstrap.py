@@ -55,6 +55,19 @@ def test_three_nodes_at_once_one_primary_two_restored_replicas(cluster):
     with pytest.raises(pymysql.err.OperationalError) as ei:
         cluster.sql(replicas[0]["host"], replicas[0]["port"], "CREATE DATABASE must_fail")
     assert ei.value.args[0] == 1290, ei.value
+    # Secrets stay out of every process's argv and out of every log.
+    secrets = ("root-Secret-1", "repl-Secret-1")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                argv = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        assert not any(sec in argv for sec in secrets), argv.replace("\0", " ")
+    for log_path in glob.glob(os.path.join(cluster.dir, "**", "*.log"), recursive=True):
+        with open(log_path, errors="replace") as fh:
+            text = fh.read()
+        assert not any(sec in text for sec in secrets), log_path
     human = cluster.cli("status", config=True).stdout
     assert p["name"] in human and "primary" in human
 

@@ -1,0 +1,113 @@
+"""Docker images, checked without an engine: COPY sources, pinned + verified downloads, user,
+entrypoint, and the config the images ship."""
+import os
+import re
+import shlex
+
+import pytest
+import yaml
+
+from mysqlpilot import config
+from mysqlpilot.cli import main
+from mysqlpilot.local import cp_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKERFILES = [os.path.join(REPO, "docker", d, "Dockerfile") for d in ("percona-5.6", "mariadb")]
+
+
+def instructions(path):
+    """(INSTRUCTION, argument) pairs with continuations joined and comments dropped."""
+    out, cur = [], ""
+    with open(path) as fh:
+        for line in fh:
+            s = line.rstrip("\n")
+            if not cur and (not s.strip() or s.lstrip().startswith("#")):
+                continue
+            if s.rstrip().endswith("\\"):
+                cur += s.rstrip()[:-1] + " "
+                continue
+            cur += s
+            word, _, rest = cur.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+            cur = ""
+    return out
+
+
+@pytest.fixture(params=DOCKERFILES, ids=lambda p: os.path.basename(os.path.dirname(p)))
+def dockerfile(request):
+    return request.param
+
+
+def test_every_copy_source_exists(dockerfile):
+    copies = [a for i, a in instructions(dockerfile) if i in ("COPY", "ADD")]
+    assert copies
+    for arg in copies:
+        parts = [p for p in shlex.split(arg) if not p.startswith("--")]
+        for src in parts[:-1]:
+            assert os.path.exists(os.path.join(REPO, src)), f"{dockerfile}: COPY source {src} missing"
+
+
+def test_downloads_are_pinned_and_verified(dockerfile):
+    args = {a.split("=")[0] for i, a in instructions(dockerfile) if i == "ARG"}
+    found = 0
+    for i, a in instructions(dockerfile):
+        if i != "RUN":
+            continue
+        for url_cmd in re.findall(r"\b(?:curl|wget)\s+-[^&|;]*", a):
+            m = re.search(r'"?(https://[^"\s]+)"?', url_cmd)
+            assert m, url_cmd
+            found += 1
+            assert "latest" not in m.group(1), f"unpinned download {m.group(1)}"
+            target = re.search(r"-\S*o\s*(\S+)", url_cmd).group(1)
+            assert f"{target}\" | sha256sum -c" in a or f"{target} | sha256sum -c" in a, \
+                f"{target} downloaded without a sha256 check"
+        for var in re.findall(r"\$\{?(\w+_SHA256)\}?", a):
+            assert var in args
+            assert f'test -n "${var}"' in a, f"{var} must be required: the build fails without it"
+    assert found >= 1          # ContainerPilot at least comes from outside apt
+
+
+def test_runs_as_mysql_via_containerpilot_with_the_shipped_config(dockerfile):
+    ins = instructions(dockerfile)
+    users = [a for i, a in ins if i == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert [a for i, a in ins if i == "ENTRYPOINT"][-1] == '["containerpilot"]'
+    env = " ".join(a for i, a in ins if i == "ENV")
+    assert "CONTAINERPILOT=/etc/containerpilot.json5" in env
+    assert any(i == "COPY" and a.startswith("docker/containerpilot.json5 /etc/containerpilot.json5")
+               for i, a in ins)
+    # The image's flavor settings are a valid mysqlpilot config.
+    vals = dict(re.findall(r"(MYSQLPILOT_\w+)=(\S+)", env))
+    argdefaults = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for i, a in ins if i == "ARG"), re.M))
+    vals = {k: re.sub(r"\$\{(\w+)\}", lambda m: argdefaults[m.group(1)], v) for k, v in vals.items()}
+    cfg = config.load(env=dict(vals, MYSQL_ROOT_PASSWORD="x", MYSQL_REPL_PASSWORD="y", HOSTNAME="n1"))
+    assert cfg.mysqld_user == "mysql" and cfg.datadir == "/var/lib/mysql"
+
+
+def test_hooks_in_the_shipped_config_are_installed_commands():
+    cfg = cp_config.load(os.path.join(REPO, "docker", "containerpilot.json5"), {"HOST": "10.0.0.5"})
+    for job in cfg["jobs"]:
+        for cmd in (job.get("exec"), (job.get("health") or {}).get("exec")):
+            if cmd:
+                prog, sub = cmd.split()[:2]
+                assert prog == "mysqlpilot" and sub in main.commands, cmd
+    # The console script the images install is the same entry point.
+    with open(os.path.join(REPO, "pyproject.toml")) as fh:
+        assert 'mysqlpilot = "mysqlpilot.cli:main"' in fh.read()
+
+
+def test_compose_file():
+    with open(os.path.join(REPO, "docker", "compose.yml")) as fh:
+        comp = yaml.safe_load(fh)
+    nodes = [s for n, s in comp["services"].items() if n.startswith("mysql-")]
+    assert len(nodes) == 3 and {"consul", "s3"} <= set(comp["services"])
+    for svc in nodes:
+        ctx = os.path.normpath(os.path.join(REPO, "docker", svc["build"]["context"]))
+        assert os.path.isfile(os.path.join(ctx, svc["build"]["dockerfile"]))
+        assert svc["env_file"] == "compose.env" and "environment" not in svc
+    with open(os.path.join(REPO, "docker", "compose.env.example")) as fh:
+        example = dict(line.strip().split("=", 1) for line in fh if "=" in line and not line.startswith("#"))
+    for key in ("MYSQL_ROOT_PASSWORD", "MYSQL_REPL_PASSWORD", "AWS_SECRET_ACCESS_KEY"):
+        assert example[key] == "CHANGE-ME"
+    env = dict(example, MYSQL_ROOT_PASSWORD="a", MYSQL_REPL_PASSWORD="b", MYSQL_PASSWORD="c", HOSTNAME="mysql-1")
+    assert config.load(env=env).store == "s3"

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Replica bootstrap benchmark: time-to-ready against data size, with snapshot and restore throughput,
+beside two baselines measured in the same run on the same data:
+
+  mysqlpilot   mariadb-backup | zstd | S3 multipart  ->  download | zstd -d | mbstream, prepare,
+               start, seed GTID, replicate until caught up
+  dump         mariadb-dump --single-transaction --gtid | mariadb  into a fresh instance
+  raw pipe     the same number of bytes through the same zstd and the same S3 upload and download,
+               no backup tool: the ceiling for the pipeline
+
+    python3 bench/bootstrap.py --sizes 100,1000
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mysqlpilot import mysqld  # noqa: E402
+from mysqlpilot.snapshot import restore_snapshot, take_snapshot  # noqa: E402
+from mysqlpilot.store.base import part_size_for  # noqa: E402
+from mysqlpilot.store.s3 import S3Store  # noqa: E402
+from tests.harness.mariadb_server import Instance  # noqa: E402
+from tests.harness.s3_server import S3Server  # noqa: E402
+
+ROW = 1000          # bytes of payload per row
+
+
+def fill(inst: Instance, mb: int) -> None:
+    adm = inst.admin()
+    adm.set_read_only(False)
+    adm.execute(["CREATE DATABASE IF NOT EXISTS bench",
+                 "CREATE TABLE bench.t (id BIGINT PRIMARY KEY, a CHAR(200), b VARCHAR(1000)) ENGINE=InnoDB"])
+    rows = mb * 1_000_000 // ROW
+    batch = 2000
+    for start in range(0, rows, batch):
+        n = min(batch, rows - start)
+        adm.execute("INSERT INTO bench.t SELECT seq, MD5(seq), REPEAT(SHA2(seq, 256), 12) FROM "
+                    f"bench.seq_{start + 1}_to_{start + n}")
+    adm.close()
+
+
+def new_instance(base: str, name: str, host: str) -> Instance:
+    return Instance(name, host, os.path.join(base, name), {"MYSQLPILOT_INNODB_BUFFER_POOL_SIZE": "256M"})
+
+
+def replica_ready(src: Instance, base: str, store, manifest) -> float:
+    """Restore the snapshot into a fresh node, start it, seed, replicate, wait until caught up."""
+    t0 = time.monotonic()
+    rep = new_instance(base, "rep", "127.0.1.212")
+    restore_snapshot(rep.cfg, rep.flavor, store, manifest, datadir=rep.cfg.datadir, mysqld_user="root")
+    rep.start()
+    adm = rep.admin()
+    adm.seed_gtid(manifest.gtid)
+    adm.change_source(src.host, src.port, src.cfg.repl_user, src.cfg.repl_password)
+    adm.start_replica()
+    gtid = src.admin().gtid_executed()
+    assert adm.wait_for_gtid(gtid, 600), "replica did not catch up"
+    took = time.monotonic() - t0
+    adm.close()
+    rep.teardown()
+    return took
+
+
+def dump_baseline(src: Instance, base: str) -> tuple:
+    dst = new_instance(base, "dumpdst", "127.0.1.213").setup()
+    t0 = time.monotonic()
+    with mysqld.client_defaults_file("root", src.cfg.root_password, socket=src.cfg.socket) as sf, \
+            mysqld.client_defaults_file("root", dst.cfg.root_password, socket=dst.cfg.socket) as df:
+        dst.admin().set_read_only(False)
+        dump = subprocess.Popen(["mariadb-dump", f"--defaults-extra-file={sf}", "--single-transaction", "--gtid",
+                                 "--databases", "bench"], stdout=subprocess.PIPE)
+        load = subprocess.run(["mariadb", f"--defaults-extra-file={df}"], stdin=dump.stdout)
+        dump.wait()
+    took = time.monotonic() - t0
+    assert load.returncode == 0 and dump.returncode == 0, "dump | mysql failed"
+    n = dst.admin().scalar("SELECT COUNT(*) FROM bench.t")
+    dst.teardown()
+    return took, int(n)
+
+
+def raw_pipe(store, datadir: str, nbytes: int, level: int) -> tuple:
+    """The datadir's own bytes (as much as the backup streamed) through the same zstd and the same store,
+    up and down, with no backup tool: the ceiling of the pipeline."""
+    key = f"raw/{int(time.time())}.zst"
+    up = store.begin_upload(key, part_size_for(nbytes))
+    t0 = time.monotonic()
+    gen = subprocess.Popen(["sh", "-c", 'tar -cf - -C "$1" . 2>/dev/null | head -c "$2"', "sh", datadir,
+                            str(nbytes)], stdout=subprocess.PIPE)
+    z = subprocess.Popen(["zstd", f"-{level}", "-T0", "-q", "-c"], stdin=gen.stdout, stdout=subprocess.PIPE)
+    sha = hashlib.sha256()
+    for chunk in iter(lambda: z.stdout.read(1 << 20), b""):
+        sha.update(chunk)
+        up.write(chunk)
+    gen.wait()
+    z.wait()
+    up.complete()
+    t_up = time.monotonic() - t0
+    t0 = time.monotonic()
+    src = store.open_read(key)
+    d = subprocess.Popen(["zstd", "-d", "-q", "-c"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    for chunk in iter(lambda: src.read(1 << 20), b""):
+        sha.update(chunk)
+        d.stdin.write(chunk)
+    d.stdin.close()
+    d.wait()
+    return t_up, time.monotonic() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="replica bootstrap benchmark")
+    ap.add_argument("--sizes", default="100,1000", help="data sizes in MB")
+    args = ap.parse_args()
+    base = tempfile.mkdtemp(prefix="mysqlpilot-bench-boot-")
+    s3 = S3Server(os.path.join(base, "s3"))
+    os.makedirs(s3.base)
+    rows = []
+    try:
+        s3.start()
+        s3.client().create_bucket(Bucket="bench")
+        store = S3Store("bench", "b", s3.endpoint, "us-east-1", s3.access_key, s3.secret_key)
+        for mb in [int(x) for x in args.sizes.split(",") if x]:
+            src = new_instance(base, f"src{mb}", "127.0.1.211").setup()
+            print(f"[{mb} MB] generating data ...", flush=True)
+            fill(src, mb)
+            t0 = time.monotonic()
+            m = take_snapshot(src.cfg, src.flavor, store, password=src.cfg.root_password)
+            t_snap = time.monotonic() - t0
+            t0 = time.monotonic()
+            t_ready = replica_ready(src, base, store, m)
+            print(f"[{mb} MB] snapshot {t_snap:.1f}s, replica ready {t_ready:.1f}s; dump baseline ...", flush=True)
+            t_dump, n = dump_baseline(src, base)
+            t_rup, t_rdown = raw_pipe(store, src.cfg.datadir, m.raw_bytes, src.cfg.compression_level)
+            raw = m.raw_bytes / 1e6
+            rows.append((mb, raw, m.bytes / 1e6, t_snap, t_ready, t_dump, t_rup, t_rdown))
+            src.teardown()
+            shutil.rmtree(os.path.join(base, f"src{mb}"), ignore_errors=True)
+    finally:
+        s3.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    print()
+    print("replica bootstrap on this machine (MB = 10^6 bytes of backup stream; S3 = SeaweedFS on loopback)")
+    hdr = (f"{'data':>6} {'stream':>8} {'stored':>8} | {'snapshot':>9} {'MB/s':>6} | {'replica ready':>13} "
+           f"{'MB/s':>6} | {'dump|mysql':>10} | {'raw up':>7} {'MB/s':>6} {'raw down':>8} {'MB/s':>6}")
+    print(hdr)
+    print("-" * len(hdr))
+    for mb, raw, stored, ts, tr, td, tu, tdn in rows:
+        print(f"{mb:>4}MB {raw:>7.0f}M {stored:>7.0f}M | {ts:>8.1f}s {raw / ts:>6.0f} | {tr:>12.1f}s "
+              f"{raw / tr:>6.0f} | {td:>9.1f}s | {tu:>6.1f}s {raw / tu:>6.0f} {tdn:>7.1f}s {raw / tdn:>6.0f}")
+    for mb, raw, stored, ts, tr, td, tu, tdn in rows:
+        print(f"{mb} MB: replica ready {td / tr:.1f}x faster than dump|mysql; snapshot at {tu / ts * 100:.0f}% "
+              f"and restore path at {tdn / tr * 100:.0f}% of the raw pipe's speed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Snapshot stores: part sizing, the local store's atomic publish, the S3 multipart lifecycle (moto)."""
+import os
+
+import boto3
+import pytest
+
+from mysqlpilot.errors import PilotError
+from mysqlpilot.store.base import MAX_PARTS, MIB, MIN_PART, part_size_for
+from mysqlpilot.store.local import LocalStore
+
+
+@pytest.mark.parametrize("size", [0, 1, 10 * MIB, 50 * 1024 * MIB, 2 * 1024 ** 4, 5 * 1024 ** 4])
+def test_part_size_keeps_under_the_part_limit_with_headroom(size):
+    ps = part_size_for(size)
+    assert ps >= MIN_PART and ps % MIB == 0
+    assert (size * 1.5) / ps <= 9000 < MAX_PARTS
+
+
+def test_local_upload_is_invisible_until_complete_and_abort_leaves_nothing(tmp_path):
+    st = LocalStore(str(tmp_path / "s"))
+    st.check()
+    up = st.begin_upload("snapshots/a/data", 0)
+    up.write(b"x" * 10)
+    assert not st.exists("snapshots/a/data") and st.list("snapshots/") == []
+    up.abort()
+    assert os.listdir(tmp_path / "s" / "snapshots" / "a") == []
+    up = st.begin_upload("snapshots/a/data", 0)
+    up.write(b"abc")
+    assert up.complete() == 3 and st.get_bytes("snapshots/a/data") == b"abc"
+    assert st.list("snapshots/") == ["snapshots/a/data"]
+    with pytest.raises(PilotError):
+        st.open_read("../etc/passwd")
+
+
+def test_s3_multipart_completes_only_on_complete_and_aborts_cleanly():
+    moto = pytest.importorskip("moto")
+    from mysqlpilot.store.s3 import S3Store
+    with moto.mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bucket-k")
+        st = S3Store("bucket-k", "p", None, "us-east-1", "k", "s")
+        st.check()
+        up = st.begin_upload("x/data", MIN_PART)
+        up.write(b"a" * (MIN_PART + 1))           # one part sent
+        assert st.pending_uploads() == ["p/x/data"] and not st.exists("x/data")
+        up.abort()
+        assert st.pending_uploads() == [] and st.list("") == []
+        up = st.begin_upload("x/data", MIN_PART)
+        up.write(b"b" * (MIN_PART + 5))
+        up.write(b"c" * 7)
+        assert up.complete() == MIN_PART + 12
+        assert st.size("x/data") == MIN_PART + 12 and st.pending_uploads() == []
+        small = st.begin_upload("x/small", MIN_PART)
+        small.write(b"tiny")
+        small.complete()
+        assert st.get_bytes("x/small") == b"tiny"
+        with pytest.raises(PilotError, match="does not exist"):
+            S3Store("nope-bucket", "", None, "us-east-1", "k", "s").check()

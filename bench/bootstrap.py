@@ -51,10 +51,10 @@ def new_instance(base: str, name: str, host: str) -> Instance:
     return Instance(name, host, os.path.join(base, name), {"MYSQLPILOT_INNODB_BUFFER_POOL_SIZE": "256M"})
 
 
-def replica_ready(src: Instance, base: str, store, manifest) -> float:
+def replica_ready(src: Instance, base: str, store, manifest, tag: str) -> float:
     """Restore the snapshot into a fresh node, start it, seed, replicate, wait until caught up."""
     t0 = time.monotonic()
-    rep = new_instance(base, "rep", "127.0.1.212")
+    rep = new_instance(base, f"rep{tag}", "127.0.1.212")
     restore_snapshot(rep.cfg, rep.flavor, store, manifest, datadir=rep.cfg.datadir, mysqld_user="root")
     rep.start()
     adm = rep.admin()
@@ -69,8 +69,8 @@ def replica_ready(src: Instance, base: str, store, manifest) -> float:
     return took
 
 
-def dump_baseline(src: Instance, base: str) -> tuple:
-    dst = new_instance(base, "dumpdst", "127.0.1.213").setup()
+def dump_baseline(src: Instance, base: str, tag: str) -> tuple:
+    dst = new_instance(base, f"dumpdst{tag}", "127.0.1.213").setup()
     t0 = time.monotonic()
     with mysqld.client_defaults_file("root", src.cfg.root_password, socket=src.cfg.socket) as sf, \
             mysqld.client_defaults_file("root", dst.cfg.root_password, socket=dst.cfg.socket) as df:
@@ -134,14 +134,15 @@ def main() -> int:
             m = take_snapshot(src.cfg, src.flavor, store, password=src.cfg.root_password)
             t_snap = time.monotonic() - t0
             t0 = time.monotonic()
-            t_ready = replica_ready(src, base, store, m)
+            t_ready = replica_ready(src, base, store, m, str(mb))
             print(f"[{mb} MB] snapshot {t_snap:.1f}s, replica ready {t_ready:.1f}s; dump baseline ...", flush=True)
-            t_dump, n = dump_baseline(src, base)
+            t_dump, n = dump_baseline(src, base, str(mb))
             t_rup, t_rdown = raw_pipe(store, src.cfg.datadir, m.raw_bytes, src.cfg.compression_level)
             raw = m.raw_bytes / 1e6
             rows.append((mb, raw, m.bytes / 1e6, t_snap, t_ready, t_dump, t_rup, t_rdown))
             src.teardown()
-            shutil.rmtree(os.path.join(base, f"src{mb}"), ignore_errors=True)
+            for d in (f"src{mb}", f"rep{mb}", f"dumpdst{mb}"):
+                shutil.rmtree(os.path.join(base, d), ignore_errors=True)
     finally:
         s3.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -47,8 +47,13 @@ def fill(inst: Instance, mb: int) -> None:
     adm.close()
 
 
+MADE = []          # every instance started, torn down at exit even when a step fails
+
+
 def new_instance(base: str, name: str, host: str) -> Instance:
-    return Instance(name, host, os.path.join(base, name), {"MYSQLPILOT_INNODB_BUFFER_POOL_SIZE": "256M"})
+    inst = Instance(name, host, os.path.join(base, name), {"MYSQLPILOT_INNODB_BUFFER_POOL_SIZE": "256M"})
+    MADE.append(inst)
+    return inst
 
 
 def replica_ready(src: Instance, base: str, store, manifest, tag: str) -> float:
@@ -144,6 +149,11 @@ def main() -> int:
             for d in (f"src{mb}", f"rep{mb}", f"dumpdst{mb}"):
                 shutil.rmtree(os.path.join(base, d), ignore_errors=True)
     finally:
+        for inst in MADE:
+            try:
+                inst.teardown()
+            except Exception:  # noqa: BLE001 - best effort: already stopped
+                pass
         s3.stop()
         shutil.rmtree(base, ignore_errors=True)
     print()

@@ -477,6 +477,17 @@ class Node:
     def do_rebuild(self, o, d, extra) -> None:
         reason = d.reason
         errant = o.errant
+        # A rebuild that keeps failing (the newest snapshot cannot follow this primary) must not loop.
+        recent = [t for t in self.state.get("rebuilds", []) if time.time() - t < 600]
+        if len(recent) >= 3:
+            msg = (f"rebuilt {len(recent)} times in 10 minutes and still cannot follow {o.leader.name}: "
+                   f"{reason}; take a fresh snapshot on the primary (`mysqlpilot snapshot --force`) and "
+                   "restart this node")
+            if extra.get("message") != msg:
+                log.error("%s", msg)
+            extra["role"], extra["healthy"], extra["message"] = "rebuilding", False, msg
+            return
+        self.state.update(rebuilds=recent + [time.time()])
         log.error("REBUILD: %s; moving the datadir aside and restoring the newest snapshot", reason)
         self.state.update(rebuild_reason=reason, errant=[e for e in errant.split(",") if e] or None)
         extra["role"], extra["healthy"], extra["message"] = "rebuilding", False, reason

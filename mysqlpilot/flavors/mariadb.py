@@ -94,8 +94,12 @@ class MariaDBFlavor(Flavor):
         return ["RESET SLAVE ALL"]
 
     def seed_gtid(self, gtid: str) -> List[str]:
-        # Replication must be stopped; MASTER_USE_GTID=slave_pos then resumes from here.
-        return [f"SET GLOBAL gtid_slave_pos = {quote(gtid)}"]
+        # Replication must be stopped; MASTER_USE_GTID=slave_pos then resumes from here. The binlog state
+        # is seeded too (only possible while the binlog is empty, i.e. right after a restore): without it
+        # this node, once primary, cannot serve replicas restored from the same snapshot - its binlog
+        # would not prove the snapshot's GTID, and strict mode refuses them (error 1236).
+        return ["RESET MASTER", f"SET GLOBAL gtid_binlog_state = {quote(gtid)}",
+                f"SET GLOBAL gtid_slave_pos = {quote(gtid)}"]
 
     def replica_status_sql(self) -> str:
         return "SHOW SLAVE STATUS"

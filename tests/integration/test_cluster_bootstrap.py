@@ -138,3 +138,27 @@ def test_user_errors_are_one_line(tmp_path):
     assert len(lines) == 1 and "cannot reach Consul at 127.0.0.1:1" in lines[0], p.stderr
     p = Cluster(str(tmp_path / "none"), env=dict(env, MYSQLPILOT_SESSION_TTL="3")).cli("status", check=False)
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and "session_ttl" in p.stderr
+
+
+def test_replica_restored_from_an_old_snapshot_follows_a_primary_that_was_itself_restored(cluster):
+    """A primary whose binlog starts after the snapshot must still serve replicas restored from that
+    snapshot (MariaDB strict mode refuses them, error 1236, unless the restore seeded the binlog state)."""
+    cluster.up(2)
+    st = cluster.wait_healthy(2, timeout=120)
+    restored = next(n["name"] for n in st["nodes"] if n["name"] != st["primary"])
+    # A write from the first primary reaches the restored node's binlog: its binlog now shows that
+    # server's later GTIDs but not the snapshot's own.
+    first = cluster.node(st, st["primary"])
+    cluster.sql(first["host"], first["port"], "CREATE DATABASE before_switch")
+    cluster.cli("switchover", "--to", restored, config=True)
+    st = cluster.wait_healthy(2, timeout=60)
+    assert st["primary"] == restored
+    p = cluster.node(st, restored)
+    cluster.sql(p["host"], p["port"], "CREATE DATABASE after_switch")
+    cluster.cli("local", "add", "--dir", cluster.dir)
+    st = cluster.wait_healthy(3, timeout=180)
+    assert st["primary"] == restored
+    assert "restored" in cluster.node_log("node3", "preStart")
+    n3 = cluster.node(st, "node3")
+    assert cluster.sql(n3["host"], n3["port"], "SHOW DATABASES LIKE 'after_switch'")
+    assert "1236" not in cluster.node_log("node3", "pilot")

@@ -87,7 +87,8 @@ def test_replica_verbs(fv, start, stop, reset, status):
 
 
 def test_seed_gtid():
-    assert get_flavor(*MARIADB).seed_gtid("0-1-5") == ["SET GLOBAL gtid_slave_pos = '0-1-5'"]
+    assert get_flavor(*MARIADB).seed_gtid("0-1-5") == ["RESET MASTER", "SET GLOBAL gtid_binlog_state = '0-1-5'",
+                                                       "SET GLOBAL gtid_slave_pos = '0-1-5'"]
     g = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
     for fv in (MY56, MY57, MY8022, MY8023, PERCONA56):
         assert get_flavor(*fv).seed_gtid(g) == ["RESET MASTER", f"SET GLOBAL gtid_purged = '{g}'"]

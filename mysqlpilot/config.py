@@ -377,7 +377,7 @@ def _cross_check(cfg: Config) -> None:
 def reference_markdown() -> str:
     """The configuration reference for docs/configuration.md, generated from SCHEMA."""
     out = ["# Configuration reference", "",
-           "Generated from `mysqlpilot/config.py` by `mysqlpilot config reference`; do not edit by hand.",
+           "Generated from `mysqlpilot/config.py` by `mysqlpilot docs config-reference`; do not edit by hand.",
            "", "Values come from the YAML file given by `--config` or `$MYSQLPILOT_CONFIG`, overlaid by "
            "environment variables (the first variable listed that is set wins).", ""]
     groups: List[str] = []

@@ -1,8 +1,12 @@
 """Render the Marathon app group from the config, so operators do not hand-edit JSON.
 
 Secrets are referenced by name (Marathon `secrets` + env `{"secret": ...}`); no secret value is ever
-written. Per-node settings (name, address, port, datadir, server_id) are left to each task: ContainerPilot
-and mysqlpilot take them from Marathon's HOST and PORT0 and the container's hostname.
+written. Per-node settings (name, address, port, server_id) are left to each task: ContainerPilot and
+mysqlpilot take them from Marathon's HOST and PORT0 and the container's hostname.
+
+Layout: ONE persistent volume holds the state dir with the datadir inside it. Restore and rebuild rename
+directories between the two (scratch -> datadir, datadir -> *.aside-*), which fails across filesystems
+and on a mount point, so the datadir must be a plain subdirectory of the same volume.
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from . import config as config_mod
 # Keys that differ per task or per image; never rendered into the group.
 PER_TASK = {"node_name", "advertise_host", "port", "server_id", "datadir", "state_dir", "socket", "mycnf",
             "mysqld_bin", "mysqld_user", "bind_address", "store_path", "priority", "nofailover"}
+# The images' layout (docker/*/Dockerfile ENV); tests keep the two in step.
+STATE_DIR = "/var/lib/mysqlpilot"
+DATADIR = STATE_DIR + "/data"
 SECRET_NAMES = {"root_password": "root-password", "repl_password": "repl-password", "password": "app-password",
                 "consul_token": "consul-token", "s3_access_key": "s3-access-key", "s3_secret_key": "s3-secret-key"}
 
@@ -35,7 +42,14 @@ def app_env(cfg) -> Dict[str, Any]:
         if val is None or val == "":
             continue
         env[key.env[0]] = str(val).lower() if isinstance(val, bool) else str(val)
+    env["MYSQLPILOT_STATE_DIR"] = STATE_DIR
+    env["MYSQLPILOT_DATADIR"] = DATADIR
     return env
+
+
+def mesos_dns_name(app_id: str) -> str:
+    """Mesos-DNS name of a Marathon app: path segments reversed, joined by '-' (/g/consul -> consul-g)."""
+    return "-".join(reversed([p for p in app_id.split("/") if p])) + ".marathon.mesos"
 
 
 def render_group(cfg, *, group_id: str = "/mysqlpilot", instances: int = 3,
@@ -44,7 +58,7 @@ def render_group(cfg, *, group_id: str = "/mysqlpilot", instances: int = 3,
     gid = "/" + group_id.strip("/")
     env = app_env(cfg)
     if consul_app:
-        env["CONSUL"] = f"consul-{gid.strip('/').replace('/', '-')}.marathon.mesos:8500"
+        env["CONSUL"] = f"{mesos_dns_name(gid + '/consul')}:8500"
     secrets = {name: {"source": f"{secret_prefix}/{name}"}
                for key, name in SECRET_NAMES.items() if _referenced(cfg, key)}
     hc_interval = max(5, cfg.health_interval * 5)
@@ -56,9 +70,10 @@ def render_group(cfg, *, group_id: str = "/mysqlpilot", instances: int = 3,
             "type": "DOCKER",
             "docker": {"image": image, "forcePullImage": False},
             "volumes": [
-                # A persistent local volume pins each task to its agent and keeps its datadir.
-                {"containerPath": "mysqldata", "mode": "RW", "persistent": {"type": "root", "size": disk}},
-                {"containerPath": cfg.datadir, "hostPath": "mysqldata", "mode": "RW"},
+                # A persistent local volume pins each task to its agent and keeps its data. Marathon wants
+                # a relative path for it, so a second volume mounts it at the absolute state dir.
+                {"containerPath": "pilotdata", "mode": "RW", "persistent": {"type": "root", "size": disk}},
+                {"containerPath": STATE_DIR, "hostPath": "pilotdata", "mode": "RW"},
             ],
         },
         "networks": [{"mode": "host"}],

@@ -187,6 +187,7 @@ def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, d
     """Restore into `datadir`; returns the GTID position to seed. Leaves nothing half-restored."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     os.makedirs(cfg.state_dir, exist_ok=True)
+    _check_same_filesystem(cfg.state_dir, datadir)
     scratch = os.path.join(cfg.state_dir, f"restore-{manifest.id}-{stamp}")
     os.makedirs(scratch)
     aside: Optional[str] = None
@@ -220,6 +221,20 @@ def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, d
         if aside and not os.path.exists(datadir):
             os.rename(aside, datadir)                    # put the old datadir back
         raise
+
+
+def _check_same_filesystem(state_dir: str, datadir: str) -> None:
+    """Restore renames the prepared copy into place and the old datadir aside; both fail on a mount
+    point or across filesystems. Say so before downloading anything."""
+    if os.path.ismount(datadir):
+        raise PilotError(f"datadir {datadir} is a mount point; restore and rebuild must rename it: mount the "
+                         f"volume at a parent (e.g. the state dir) and put the datadir inside it")
+    parent = os.path.dirname(os.path.abspath(datadir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if os.stat(parent).st_dev != os.stat(state_dir).st_dev:
+        raise PilotError(f"datadir {datadir} and state_dir {state_dir} are on different filesystems; restore "
+                         "renames between them: put both on one volume")
 
 
 def _current_user() -> str:

@@ -1,5 +1,6 @@
 """Docker images, checked without an engine: COPY sources, pinned + verified downloads, user,
 entrypoint, and the config the images ship."""
+import json
 import os
 import re
 import shlex
@@ -7,7 +8,7 @@ import shlex
 import pytest
 import yaml
 
-from mysqlpilot import config
+from mysqlpilot import config, marathon
 from mysqlpilot.cli import main
 from mysqlpilot.local import cp_config
 
@@ -58,6 +59,11 @@ def test_downloads_are_pinned_and_verified(dockerfile):
             assert m, url_cmd
             found += 1
             assert "latest" not in m.group(1), f"unpinned download {m.group(1)}"
+            # Every variable in the URL is a build arg with a pinned default version.
+            defaults = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(x for j, x in instructions(dockerfile)
+                                                                  if j == "ARG"), re.M))
+            for var in re.findall(r"\$\{?(\w+)\}?", m.group(1)):
+                assert re.fullmatch(r"[\d.]+(-\d+)?", defaults.get(var, "")), f"{var} in {m.group(1)} not pinned"
             target = re.search(r"-\S*o\s*(\S+)", url_cmd).group(1)
             assert f"{target}\" | sha256sum -c" in a or f"{target} | sha256sum -c" in a, \
                 f"{target} downloaded without a sha256 check"
@@ -81,7 +87,33 @@ def test_runs_as_mysql_via_containerpilot_with_the_shipped_config(dockerfile):
     argdefaults = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for i, a in ins if i == "ARG"), re.M))
     vals = {k: re.sub(r"\$\{(\w+)\}", lambda m: argdefaults[m.group(1)], v) for k, v in vals.items()}
     cfg = config.load(env=dict(vals, MYSQL_ROOT_PASSWORD="x", MYSQL_REPL_PASSWORD="y", HOSTNAME="n1"))
-    assert cfg.mysqld_user == "mysql" and cfg.datadir == "/var/lib/mysql"
+    assert cfg.mysqld_user == "mysql"
+    assert cfg.flavor == ("percona" if "percona" in dockerfile else "mariadb")
+
+
+def test_one_volume_holds_the_datadir_as_a_plain_subdirectory(dockerfile):
+    """Restore renames scratch -> datadir and rebuild renames datadir -> *.aside-*: both fail (EXDEV,
+    EBUSY) if the datadir is a mount point or on another filesystem than the state dir."""
+    ins = instructions(dockerfile)
+    env = dict(re.findall(r"(MYSQLPILOT_\w+)=(\S+)", " ".join(a for i, a in ins if i == "ENV")))
+    state, data = env["MYSQLPILOT_STATE_DIR"], env["MYSQLPILOT_DATADIR"]
+    assert os.path.dirname(data) == state
+    volumes = [v for i, a in ins if i == "VOLUME" for v in json.loads(a)]
+    assert volumes == [state]
+    # The Marathon group mounts its persistent volume at the same place and sets the same paths.
+    assert (marathon.STATE_DIR, marathon.DATADIR) == (state, data)
+    # The mysql user owns the state dir (ContainerPilot, the hooks and mysqld run as mysql).
+    assert any(i == "RUN" and re.search(rf"chown -R mysql:mysql [^&]*{re.escape(state)}\b", a) for i, a in ins)
+
+
+def test_entrypoint_and_hooks_are_installed_on_path(dockerfile):
+    runs = " ".join(a for i, a in instructions(dockerfile) if i == "RUN")
+    # ContainerPilot lands in /usr/local/bin, which every base image has on PATH.
+    assert re.search(r"tar -xzf \S+containerpilot\S* -C /usr/local/bin containerpilot", runs)
+    # mysqlpilot is pip-installed from the copied sources; a venv's script is linked onto PATH.
+    assert re.search(r"pip install [^&]*/src\b", runs)
+    if "venv" in runs:
+        assert re.search(r"ln -s (\S+)/bin/mysqlpilot /usr/local/bin/mysqlpilot", runs)
 
 
 def test_hooks_in_the_shipped_config_are_installed_commands():
@@ -105,6 +137,8 @@ def test_compose_file():
         ctx = os.path.normpath(os.path.join(REPO, "docker", svc["build"]["context"]))
         assert os.path.isfile(os.path.join(ctx, svc["build"]["dockerfile"]))
         assert svc["env_file"] == "compose.env" and "environment" not in svc
+        assert [v.split(":", 1)[1] for v in svc["volumes"]] == [marathon.STATE_DIR]
+    assert len({s["volumes"][0].split(":")[0] for s in nodes}) == 3       # a volume of its own each
     with open(os.path.join(REPO, "docker", "compose.env.example")) as fh:
         example = dict(line.strip().split("=", 1) for line in fh if "=" in line and not line.startswith("#"))
     for key in ("MYSQL_ROOT_PASSWORD", "MYSQL_REPL_PASSWORD", "AWS_SECRET_ACCESS_KEY"):

@@ -85,7 +85,49 @@ def test_render_is_valid_and_stateful(validator, kw, monkeypatch):
     assert ("dependencies" in app) == kw.get("consul_app", True)
 
 
-def test_config_reference_matches_the_code():
-    from mysqlpilot.config import reference_markdown
-    with open(os.path.join(REPO, "docs", "configuration.md")) as fh:
-        assert fh.read() == reference_markdown() + "\n", "run `mysqlpilot docs config-reference`"
+
+def test_one_persistent_volume_holds_state_dir_and_datadir(monkeypatch):
+    """Restore/rebuild rename between the state dir and the datadir: same volume, datadir not a mount."""
+    from mysqlpilot import marathon
+    monkeypatch.setenv("MYSQL_ROOT_PASSWORD", "x")
+    monkeypatch.setenv("MYSQL_REPL_PASSWORD", "y")
+    app = render_group(load_for_render(EXAMPLE))["apps"][-1]
+    vols = app["container"]["volumes"]
+    persistent = [v for v in vols if "persistent" in v]
+    assert len(persistent) == 1 and "/" not in persistent[0]["containerPath"]   # Marathon: relative
+    mounts = [v["containerPath"] for v in vols if v.get("hostPath") == persistent[0]["containerPath"]]
+    assert mounts == [marathon.STATE_DIR] == [app["env"]["MYSQLPILOT_STATE_DIR"]]
+    assert os.path.dirname(app["env"]["MYSQLPILOT_DATADIR"]) == marathon.STATE_DIR
+
+
+@pytest.mark.parametrize("gid,name", [("/mysqlpilot", "consul-mysqlpilot.marathon.mesos:8500"),
+                                      ("/prod/db/", "consul-db-prod.marathon.mesos:8500")])
+def test_consul_address_is_the_mesos_dns_name_of_the_consul_app(gid, name, monkeypatch):
+    monkeypatch.setenv("MYSQL_ROOT_PASSWORD", "x")
+    monkeypatch.setenv("MYSQL_REPL_PASSWORD", "y")
+    group = render_group(load_for_render(EXAMPLE), group_id=gid)
+    ids = [a["id"] for a in group["apps"]]
+    assert ids == [f"/{gid.strip('/')}/consul", f"/{gid.strip('/')}/mysql"]
+    assert group["apps"][1]["env"]["CONSUL"] == name
+
+
+def test_cli_writes_the_file_and_keeps_real_secrets_out(tmp_path, validator):
+    out = tmp_path / "group.json"
+    env = dict(os.environ, PYTHONPATH=REPO, MYSQL_ROOT_PASSWORD="Real-Secret-1", MYSQL_REPL_PASSWORD="Real-Secret-2",
+               AWS_SECRET_ACCESS_KEY="Real-Secret-3", CONSUL_HTTP_TOKEN="Real-Secret-4", CONSUL="consul.local:8500")
+    env.pop("MYSQLPILOT_CONFIG", None)
+    res = subprocess.run([sys.executable, "-m", "mysqlpilot", "--config", EXAMPLE, "marathon", "render",
+                          "--no-consul", "--instances", "5", "--mem", "4096", "-o", str(out)],
+                         capture_output=True, text=True, cwd=REPO, env=env)
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    for s in ("Real-Secret-1", "Real-Secret-2", "Real-Secret-3", "Real-Secret-4"):
+        assert s not in text and s not in res.stdout + res.stderr
+    group = json.loads(text)
+    assert errors(validator, group) == []
+    assert [a["id"] for a in group["apps"]] == ["/mysqlpilot/mysql"]
+    app = group["apps"][0]
+    assert (app["instances"], app["mem"]) == (5, 4096)
+    assert app["env"]["CONSUL"] == "consul.local:8500" and "dependencies" not in app
+    assert app["env"]["CONSUL_HTTP_TOKEN"] == {"secret": "consul-token"}
+    assert app["secrets"]["consul-token"] == {"source": "mysqlpilot/consul-token"}

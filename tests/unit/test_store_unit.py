@@ -55,3 +55,13 @@ def test_s3_multipart_completes_only_on_complete_and_aborts_cleanly():
         assert st.get_bytes("x/small") == b"tiny"
         with pytest.raises(PilotError, match="does not exist"):
             S3Store("nope-bucket", "", None, "us-east-1", "k", "s").check()
+
+
+def test_restore_refuses_a_mount_point_datadir_before_downloading(tmp_path):
+    from mysqlpilot.snapshot import _check_same_filesystem
+    with pytest.raises(PilotError, match="is a mount point"):
+        _check_same_filesystem(str(tmp_path), "/proc")
+    _check_same_filesystem(str(tmp_path), str(tmp_path / "not" / "yet" / "data"))   # same fs: fine
+    if os.stat("/dev/shm").st_dev != os.stat(str(tmp_path)).st_dev:
+        with pytest.raises(PilotError, match="different filesystems"):
+            _check_same_filesystem(str(tmp_path), "/dev/shm/mp-data")

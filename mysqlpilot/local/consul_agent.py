@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Optional, Sequence
+import uuid
+from typing import Optional, Sequence, Tuple
 
 import requests
 
@@ -33,10 +34,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ConsulAgent:
+    """`consul agent -dev` on loopback, every port free-picked; a context manager too."""
+
     def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1",
-                 extra_client_addrs: Sequence[str] = ()):
+                 log_path: Optional[str] = None, extra_client_addrs: Sequence[str] = ()):
         self.data_dir = data_dir
         self.bind = bind
+        self.log_path = log_path or os.path.join(data_dir, "consul.log")
         # Extra loopback addresses the HTTP API also listens on: `mysqlpilot local` gives each node its
         # own, so `local partition` can cut one node off from Consul and nobody else.
         self.client_addrs = [bind] + list(extra_client_addrs)
@@ -53,42 +57,58 @@ class ConsulAgent:
         return os.path.join(self.data_dir, "consul.pid")
 
     def start(self, timeout: float = 30, detach: bool = False) -> "ConsulAgent":
+        """Start and wait for a leader. detach=True: own session, survives us (`mysqlpilot local up`)."""
         os.makedirs(os.path.join(self.data_dir, "data"), exist_ok=True)
+        ports = {flag: free_port(self.bind) for flag in
+                 ("-dns-port", "-grpc-port", "-serf-lan-port", "-serf-wan-port", "-server-port")}
         argv = [find_consul_binary(), "agent", "-dev", "-bind", self.bind, "-client", " ".join(self.client_addrs),
-                "-http-port", str(self.http_port), "-dns-port", "-1", "-grpc-port", "-1",
-                "-serf-lan-port", str(free_port(self.bind)), "-serf-wan-port", str(free_port(self.bind)),
-                "-server-port", str(free_port(self.bind)), "-data-dir", os.path.join(self.data_dir, "data"),
-                "-node", f"mysqlpilot-local-{self.http_port}", "-log-level", "warn"]
-        log = open(os.path.join(self.data_dir, "consul.log"), "ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=detach)
-        log.close()
+                "-http-port", str(self.http_port), "-data-dir", os.path.join(self.data_dir, "data"),
+                # unique: several dev agents may run side by side (tests, local clusters)
+                "-node", f"mysqlpilot-dev-{uuid.uuid4().hex[:8]}", "-log-level", "warn"]
+        for flag, port in ports.items():
+            argv += [flag, str(port)]
+        with open(self.log_path, "ab") as logfh:
+            self.proc = subprocess.Popen(argv, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=detach)
         self.pid = self.proc.pid
-        with open(self.pidfile, "w") as fh:
-            fh.write(f"{self.pid} {self.http_port}\n")
+        if detach:
+            with open(self.pidfile, "w") as fh:
+                fh.write(f"{self.pid} {self.http_port}\n")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise PilotError(f"consul exited with {self.proc.returncode}; see {self.data_dir}/consul.log")
+                code = self.proc.returncode
+                self.pid = None
+                self._drop_pidfile()
+                raise PilotError(f"consul agent exited with status {code} at start; see {self.log_path}")
             try:
                 r = requests.get(f"http://{self.address}/v1/status/leader", timeout=1)
                 if r.ok and r.json():
                     return self
-            except requests.RequestException:
+            except (requests.RequestException, ValueError):
                 pass
             time.sleep(0.2)
         self.stop()
-        raise PilotError(f"consul did not elect a leader within {timeout}s; see {self.data_dir}/consul.log")
+        raise PilotError(f"consul agent at {self.address} elected no leader within {timeout:.0f}s; "
+                         f"see {self.log_path}")
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 10s."""
         if self.pid:
-            _terminate(self.pid)
             if self.proc is not None:
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
+                _terminate_child(self.proc)
+            else:
+                _terminate(self.pid)
             self.pid = None
+        self._drop_pidfile()
+
+    def _drop_pidfile(self) -> None:
+        pid, _ = self.read_pidfile(self.data_dir)
+        if pid is not None and (pid == self.pid or not _alive(pid)):
+            try:
+                os.unlink(self.pidfile)
+            except FileNotFoundError:
+                pass
 
     def __enter__(self) -> "ConsulAgent":
         return self.start()
@@ -97,23 +117,33 @@ class ConsulAgent:
         self.stop()
 
     @staticmethod
-    def read_pidfile(data_dir: str):
+    def read_pidfile(data_dir: str) -> Tuple[Optional[int], Optional[int]]:
+        """(pid, http_port) from `<data_dir>/consul.pid`, or (None, None)."""
         try:
-            pid, port = open(os.path.join(data_dir, "consul.pid")).read().split()
+            with open(os.path.join(data_dir, "consul.pid")) as fh:
+                pid, port = fh.read().split()
             return int(pid), int(port)
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             return None, None
 
     @classmethod
     def is_running(cls, data_dir: str) -> bool:
         pid, _ = cls.read_pidfile(data_dir)
-        return bool(pid and _alive(pid))
+        return bool(pid and _alive(pid) and _is_consul(pid))
 
     @classmethod
-    def stop_from_pidfile(cls, data_dir: str) -> None:
+    def stop_from_pidfile(cls, data_dir: str) -> bool:
+        """Stop a detached agent; False if none ran. A recycled pid (not consul) is left alone."""
         pid, _ = cls.read_pidfile(data_dir)
-        if pid:
+        stopped = False
+        if pid and _alive(pid) and _is_consul(pid):
             _terminate(pid)
+            stopped = True
+        try:
+            os.unlink(os.path.join(data_dir, "consul.pid"))
+        except FileNotFoundError:
+            pass
+        return stopped
 
 
 def _alive(pid: int) -> bool:
@@ -126,6 +156,26 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except OSError:
         return True
+
+
+def _is_consul(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return True                      # no /proc: trust the pid file
+    return b"consul" in os.path.basename(argv[0]) and b"agent" in argv
+
+
+def _terminate_child(proc: subprocess.Popen, timeout: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _terminate(pid: int, timeout: float = 10) -> None:

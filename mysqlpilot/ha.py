@@ -66,11 +66,20 @@ class Node:
         self.writable_primary = False       # this process made mysqld writable under the lock
         self.leader_index = 0
         self.free_since: Optional[float] = None
-        self.last_leader: Optional[LeaderInfo] = None
+        # Persisted: on-change and a restarted loop are new processes, and must still know whose
+        # failure they are handling (failover budget, semi-sync check, history's old primary).
+        self.last_leader: Optional[LeaderInfo] = self._saved_leader()
         self.last_decision = ""
         self._fence_lock = threading.Lock()
         self._fence_srv: Optional[Server] = None
         self._stop = threading.Event()
+
+    def _saved_leader(self) -> Optional[LeaderInfo]:
+        text = self.state.get("last_leader")
+        try:
+            return LeaderInfo.from_json(text) if text else None
+        except (ValueError, TypeError, AttributeError):
+            return None                  # a name only, from an older release, or garbage
 
     # ---- connections -------------------------------------------------------------------------
     def local(self) -> Server:
@@ -349,7 +358,8 @@ class Node:
             getattr(self, "do_" + d.action)(o, d, extra)
             if o.leader is not None:
                 self.last_leader = o.leader
-                self.state.update(last_leader=o.leader.name)
+                if self.state.get("last_leader") != o.leader.to_json():
+                    self.state.update(last_leader=o.leader.to_json())
             self.publish(extra, o)
         return d
 

@@ -61,6 +61,7 @@ class Candidate:
     gtid_received: str = ""          # everything it has, applied or still in the relay log
     gtid_count: int = 0              # size of gtid_received, for ordering
     contains: Dict[str, bool] = field(default_factory=dict)   # other name -> received ⊇ other's
+    was_primary: bool = False        # the primary whose loss started this election
 
 
 @dataclass
@@ -75,6 +76,10 @@ def rank_candidates(cands: Sequence[Candidate], policy: Policy,
                     must_contain: str = "", contains_fn: Optional[Callable[[str, str], bool]] = None
                     ) -> List[Ranked]:
     """Order failover candidates: most advanced first, then priority tag, then name.
+
+    The primary whose loss started the election (say mysqld crashed and came back) still stands, so
+    its transactions are not thrown away when it is the most advanced; among equals it ranks last, as
+    whatever made it fail may do so again.
 
     A candidate that lacks transactions another eligible reachable member has is ranked after it; one
     that does not contain `must_contain` (with semi-sync: what the old primary acknowledged) is not
@@ -103,13 +108,16 @@ def rank_candidates(cands: Sequence[Candidate], policy: Policy,
         # how many eligible others hold something this one lacks
         return sum(1 for o in eligible if o.name != c.name and not c.contains.get(o.name, True))
 
-    ordered = sorted(eligible, key=lambda c: (behind_count(c), -c.gtid_count, -c.priority, c.name))
+    ordered = sorted(eligible, key=lambda c: (behind_count(c), -c.gtid_count, c.was_primary, -c.priority,
+                                              c.name))
     for i, c in enumerate(ordered):
         lacks = [o.name for o in eligible if o.name != c.name and not c.contains.get(o.name, True)]
         if i == 0:
             why = "most advanced" + (f", priority {c.priority}" if len(ordered) > 1 else "")
         elif lacks:
             why = f"behind {', '.join(lacks)}"
+        elif c.was_primary:
+            why = f"as advanced as {ordered[0].name}; the failed primary goes last among equals"
         else:
             why = f"as advanced as {ordered[0].name}; loses on priority/name"
         out[c.name] = Ranked(c.name, True, why, rank=i)

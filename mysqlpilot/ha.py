@@ -29,8 +29,11 @@ REQUEST_MAX_AGE = 120.0
 
 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
-                     extra: Optional[List[Candidate]] = None) -> List[Candidate]:
-    """Fresh failover facts, read from each live member's mysqld directly (published state is stale)."""
+                     extra: Optional[List[Candidate]] = None, old_primary: Optional[str] = None
+                     ) -> List[Candidate]:
+    """Fresh failover facts, read from each live member's mysqld directly (published state is stale).
+
+    Only members with a live session are asked: a frozen or cut-off old primary has none."""
     cands: List[Candidate] = list(extra or [])
     for m in members:
         if not m.alive:
@@ -47,6 +50,7 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
             cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
             log.info("candidate %s unreachable: %s", m.name, exc)
     for c in cands:
+        c.was_primary = c.name == old_primary
         c.gtid_count = flavor.gtid_count(c.gtid_received)
         for o in cands:
             if o.name != c.name and o.reachable:
@@ -266,13 +270,15 @@ class Node:
         return self.flavor.gtid_subtract(mine, theirs), theirs
 
     def gather_candidates(self, members: List[MemberState], probe: Dict) -> List[Candidate]:
-        exclude = self.last_leader.name if self.last_leader is not None else None
+        # Every node ranks the same set, the old primary included (if it is alive again), so that they
+        # agree on the winner.
+        old = self.last_leader.name if self.last_leader is not None else None
         me = self.cfg.node_name
         st = probe.get("status") or {}
         mine = Candidate(me, True, probe["up"], self.cfg.nofailover, self.cfg.priority, st.get("lag_seconds"),
                          probe.get("received") or probe.get("executed", ""))
-        others = [m for m in members if m.name not in (me, exclude)]
-        return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine])
+        others = [m for m in members if m.name != me]
+        return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine], old_primary=old)
 
     def takeover_verdict(self, members: List[MemberState], probe: Dict
                          ) -> Tuple[bool, str, List[analysis.Ranked]]:
@@ -435,8 +441,8 @@ class Node:
                     reason)
         self._ensure_primary_service()
         self.state.update(errant=None)
-        old = self.last_leader.name if self.last_leader and self.last_leader.name != self.cfg.node_name \
-            else None
+        # The old primary may be this very node: its mysqld crashed, came back and was still the best.
+        old = self.last_leader.name if self.last_leader else None
         if req and req.get("to") == self.cfg.node_name:
             kind = req.get("kind", "switchover")
             why = req.get("reason", kind)

@@ -92,19 +92,23 @@ class Cluster:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; last status:\n"
                              f"{json.dumps(last, indent=1)}\n{self.logs_tail()}")
 
+    @staticmethod
+    def healthy(st: Dict, n: int, primary_not: Optional[str] = None) -> Optional[Dict]:
+        """`st` if it shows a writable healthy primary and n-1 healthy replicas replicating from it."""
+        p = st["primary"]
+        if not p or p == primary_not:
+            return None
+        nodes = {x["name"]: x for x in st["nodes"]}
+        pn = nodes.get(p)
+        if not pn or not pn["healthy"] or pn["read_only"] is not False:
+            return None
+        reps = [x for x in st["nodes"] if x["name"] != p and x["healthy"]
+                and x["replicating_from"] == f"{pn['host']}:{pn['port']}"]
+        return st if len(reps) >= n - 1 else None
+
     def wait_healthy(self, n: int, timeout: float = 240, primary_not: Optional[str] = None) -> Dict:
-        def ok(st):
-            p = st["primary"]
-            if not p or p == primary_not:
-                return None
-            nodes = {x["name"]: x for x in st["nodes"]}
-            pn = nodes.get(p)
-            if not pn or not pn["healthy"] or pn["read_only"] is not False:
-                return None
-            reps = [x for x in st["nodes"] if x["name"] != p and x["healthy"]
-                    and x["replicating_from"] == f"{pn['host']}:{pn['port']}"]
-            return st if len(reps) >= n - 1 else None
-        return self.wait_for(ok, timeout, f"one primary and {n - 1} replicas replicating from it")
+        return self.wait_for(lambda st: self.healthy(st, n, primary_not), timeout,
+                             f"one primary and {n - 1} replicas replicating from it")
 
     # ---- SQL ------------------------------------------------------------------------------------
     def node(self, st: Dict, name: str) -> Dict:

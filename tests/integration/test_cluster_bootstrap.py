@@ -107,6 +107,8 @@ def test_replica_waits_for_the_first_snapshot(cluster):
 def test_corrupt_snapshot_is_rejected_and_nothing_is_half_restored(cluster):
     cluster.up(1)
     cluster.wait_healthy(1, timeout=120)
+    # The first snapshot runs in the background after the promotion: corrupt it once it is published.
+    cluster.wait_for(lambda st: st["snapshot"], 120, "the first snapshot")
     objs = glob.glob(os.path.join(cluster.dir, "snapshots", "**", "*.zst"), recursive=True)
     assert objs, "no snapshot object in the local store"
     path = max(objs, key=os.path.getmtime)

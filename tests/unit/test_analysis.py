@@ -227,3 +227,16 @@ def test_switchover_target_choice():
     assert t is None and "not a member" in why
     t, why = A.choose_switchover_target([member("p")], "p", None)
     assert t is None and "no healthy replica" in why
+
+
+def test_the_failed_primary_ranks_last_among_equals_but_wins_when_ahead():
+    cs = with_contains([cand("a", 10), cand("b", 10), cand("c", 10)])
+    cs[0].was_primary = True
+    r = {x.name: x for x in A.rank_candidates(cs, Policy())}
+    assert (r["b"].rank, r["c"].rank, r["a"].rank) == (0, 1, 2)
+    assert "failed primary" in r["a"].why
+    # It holds a transaction nobody else received: promoting anyone else would throw it away.
+    cs = with_contains([cand("a", 11), cand("b", 10), cand("c", 10)])
+    cs[0].was_primary = True
+    r = {x.name: x for x in A.rank_candidates(cs, Policy())}
+    assert r["a"].rank == 0 and "behind a" in r["b"].why

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 REQUEST_KEY = "switchover"        # <kv_root>/switchover: pending switchover / manual failover
 REQUEST_MAX_AGE = 120.0
+SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
+                    "commits from now on may be lost on failover")
 
 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
@@ -74,6 +76,7 @@ class Node:
         # failure they are handling (failover budget, semi-sync check, history's old primary).
         self.last_leader: Optional[LeaderInfo] = self._saved_leader()
         self.last_decision = ""
+        self._semi_sync_lapsed = False
         self._fence_lock = threading.Lock()
         self._fence_srv: Optional[Server] = None
         self._stop = threading.Event()
@@ -222,6 +225,9 @@ class Node:
         # Reporting only: the leader key names us. Decisions use the session id (observe()).
         if leader is not None and leader.name == self.cfg.node_name:
             if probe["read_only"] is False:
+                semi = probe.get("semi_sync")
+                if semi is not None and not semi.get("status"):
+                    return True, "primary", SEMI_SYNC_LAPSED
                 return True, "primary", "primary, writable"
             return True, "primary", "primary, promotion in progress"
         if leader is None:
@@ -313,6 +319,13 @@ class Node:
         probe = self.probe_local()
         leader, self.leader_index = self.dcs.get_leader()
         healthy, role, message = self.health_of(probe, leader)
+        lapsed = message == SEMI_SYNC_LAPSED
+        if lapsed != self._semi_sync_lapsed:
+            if lapsed:
+                log.warning("%s", message)
+            else:
+                log.info("semi-sync acknowledgements are back: no acknowledged commit can be lost")
+            self._semi_sync_lapsed = lapsed
         t_hb = time.monotonic()
         # A failing check invalidates our session at once: the fast path when mysqld dies.
         if probe.get("refused"):

@@ -69,7 +69,7 @@ def render(st: Dict[str, Any]) -> str:
     for n in st["nodes"]:
         if n.get("errant"):
             lines.append(f"! {n['name']} has errant transactions: {', '.join(n['errant'])}")
-        if n["message"] and not n["healthy"]:
+        if n["message"] and (not n["healthy"] or (n["role"] == "primary" and n["message"] != "primary, writable")):
             lines.append(f"! {n['name']}: {n['message']}")
     s = st["snapshot"]
     if s:

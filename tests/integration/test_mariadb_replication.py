@@ -165,5 +165,12 @@ def test_semi_sync_switches(mariadb_factory):
     st = pa.semi_sync_status()
     assert st["status"] is True and st["clients"] == 1, st
     assert pb.semi_sync_status()["replica_status"] is True
+    # No replica acknowledges within the timeout: the primary falls back to async on its own, and
+    # this is the status the HA loop reports as a lapsed durability promise.
+    pa.semi_sync_primary(True, 300)
+    pb.stop_replica()
+    pa.execute("INSERT INTO app.s VALUES (1)")
+    st = pa.semi_sync_status()
+    assert st["status"] is False and st["clients"] == 0, st
     pa.semi_sync_primary(False, 5000)
     assert pa.semi_sync_status()["status"] is False

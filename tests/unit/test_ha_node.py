@@ -1,4 +1,4 @@
-"""What the HA loop remembers across processes: on-change and a restarted loop are new processes."""
+"""Node logic that needs no server: memory across processes, the role and health it reports."""
 from mysqlpilot import config
 from mysqlpilot.ha import Node
 from mysqlpilot.model import LeaderInfo
@@ -23,3 +23,17 @@ def test_an_unreadable_memory_is_ignored(tmp_path):
     for junk in ("db1", '"db1"', "[1]", "{"):
         StateFile(str(tmp_path)).update(last_leader=junk)
         assert make_node(tmp_path).last_leader is None
+
+
+def test_primary_reports_a_semi_sync_fallback_but_stays_healthy(tmp_path):
+    from mysqlpilot.ha import SEMI_SYNC_LAPSED
+    node = make_node(tmp_path)
+    me = LeaderInfo("db2", "10.0.0.2", 3306)
+    probe = {"up": True, "read_only": False, "status": None, "semi_sync": {"status": True, "clients": 2}}
+    assert node.health_of(probe, me) == (True, "primary", "primary, writable")
+    probe["semi_sync"] = {"status": False, "clients": 0}
+    assert node.health_of(probe, me) == (True, "primary", SEMI_SYNC_LAPSED)
+    assert "may be lost" in SEMI_SYNC_LAPSED
+    # async clusters never probe semi-sync
+    del probe["semi_sync"]
+    assert node.health_of(probe, me)[2] == "primary, writable"

@@ -98,7 +98,7 @@ def rank_candidates(cands: Sequence[Candidate], policy: Policy,
         elif c.lag_seconds is not None and c.lag_seconds > policy.max_lag_on_failover:
             why = f"lag {c.lag_seconds:.0f}s exceeds max_lag_on_failover {policy.max_lag_on_failover:.0f}s"
         elif must_contain and contains_fn is not None and not contains_fn(c.gtid_received, must_contain):
-            why = f"lacks acknowledged transactions {must_contain}"
+            why = f"lacks transactions of the old primary (it had {must_contain})"
         if why:
             out[c.name] = Ranked(c.name, False, why)
         else:

@@ -78,8 +78,8 @@ SCHEMA: Tuple[Key, ...] = (
     _k("flavor_version", "str", "10.11", "Server version the SQL dialect follows, e.g. 10.11, 5.6, 5.7, "
        "8.0, 8.4.", "MYSQLPILOT_FLAVOR_VERSION", group="mysqld"),
     _k("datadir", "str", "/var/lib/mysql", "mysqld data directory.", "MYSQLPILOT_DATADIR", group="mysqld"),
-    _k("state_dir", "str", "/var/lib/mysqlpilot", "Where mysqlpilot keeps its own state, lock files, "
-       "moved-aside datadirs and restore scratch space.", "MYSQLPILOT_STATE_DIR", group="mysqld"),
+    _k("state_dir", "str", "/var/lib/mysqlpilot", "Where mysqlpilot keeps its own state, lock files "
+       "and restore scratch space. Moved-aside datadirs go beside the datadir (`<datadir>.aside-<time>`).", "MYSQLPILOT_STATE_DIR", group="mysqld"),
     _k("socket", "str", None, "mysqld socket; defaults to `<state_dir>/mysqld.sock`.",
        "MYSQLPILOT_SOCKET", group="mysqld"),
     _k("mysqld_bin", "str", None, "mysqld executable; defaults to the flavor's own (mariadbd or mysqld) "
@@ -109,10 +109,12 @@ SCHEMA: Tuple[Key, ...] = (
     _k("fence_margin", "int", 2, "A primary that has not renewed its session and check for "
        "min(session_ttl, check_ttl) - fence_margin seconds turns itself read-only.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
        group="timing"),
-    _k("health_interval", "int", 2, "Seconds between health hook runs.", "MYSQLPILOT_HEALTH_INTERVAL",
+    _k("health_interval", "int", 2, "Seconds between health hook runs. ContainerPilot reads it from the environment only: set "
+       "the variable in containers, not just the YAML key.", "MYSQLPILOT_HEALTH_INTERVAL",
        minimum=1, maximum=600, group="timing"),
-    _k("check_ttl", "int", 6, "TTL in seconds of the node's Consul health check; a node that stops "
-       "reporting healthy loses its session after this.", "MYSQLPILOT_CHECK_TTL", minimum=2,
+    _k("check_ttl", "int", 6, "TTL in seconds of the node's liveness check, "
+       "linked to its session: a node that stops reporting that mysqld answers loses its session after this. "
+       "ContainerPilot's service check uses it too, from the environment only.", "MYSQLPILOT_CHECK_TTL", minimum=2,
        maximum=3600, group="timing"),
     _k("loop_wait", "int", 1, "Longest a blocking watch on the leader key waits before the loop runs "
        "again.", "MYSQLPILOT_LOOP_WAIT", minimum=1, maximum=60, group="timing"),

@@ -101,12 +101,22 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
         if lm is not None and lm.alive and lm.healthy:
             raise PilotError(f"primary {leader.name} is alive and healthy; use `mysqlpilot switchover`, or "
                              "--force to abandon it")
+    if old is None:
+        # The lock is already free: the old primary is the last one history names.
+        old = next((h.get("new_primary") for h in reversed(dcs.history()) if h.get("new_primary")), None)
+    # What the old primary last published it had: a target lacking any of it would lose those commits.
+    old_m = next((m for m in members if m.name == old), None)
+    must = old_m.gtid_executed if old_m else ""
     cands = probe_candidates(flavor, [m for m in members if m.name != old], cfg.root_password)
     policy = analysis.Policy.from_config(cfg)
-    ranking = analysis.rank_candidates(cands, policy, "", flavor.gtid_contains)
+    ranking = analysis.rank_candidates(cands, policy, must, flavor.gtid_contains)
     for r in ranking:
         click.echo(f"  candidate {r.name}: {'eligible' if r.eligible else 'NOT eligible'}, {r.why}")
     best = next((r for r in ranking if r.rank == 0), None)
+    if best is None and force and not to:
+        # Forced: the old primary's last transactions are given up; pick the best of what is left.
+        best = next((r for r in analysis.rank_candidates(cands, policy, "", flavor.gtid_contains)
+                     if r.rank == 0), None)
     target = to or (best.name if best else None)
     if target is None:
         raise PilotError("no eligible candidate to promote; see the list above (or --to NODE --force)")
@@ -114,6 +124,10 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     if mine is None:
         raise PilotError(f"{target} is not a live member of the cluster")
     if not force:
+        unreachable = [c.name for c in cands if not c.reachable]
+        if unreachable:
+            raise PilotError(f"cannot reach {', '.join(unreachable)}, which may hold transactions {target} "
+                             "lacks; bring it back (or stop it), or use --force")
         if not mine.eligible:
             raise PilotError(f"{target} is not eligible: {mine.why}; use --force to promote it anyway")
         if mine.rank != 0:

@@ -172,6 +172,67 @@ def test_failover_command_refuses_while_primary_is_healthy_and_pause_shows(clust
     assert not cluster.status()["paused"]
 
 
+def _silence(host: str, port: int, table: str) -> None:
+    """Drop every packet mysqld at host:port sends over TCP: its replicas stop receiving binlog events,
+    while its Consul session (an outgoing connection from another port) and its socket keep working."""
+    import subprocess
+    script = (f"table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n chain out {{\n"
+              f"  type filter hook output priority 0; policy accept;\n  ip saddr {host} tcp sport {port} drop\n"
+              " }\n}\n")
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, capture_output=True)
+
+
+def _unsilence(table: str) -> None:
+    import subprocess
+    subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
+
+
+def test_manual_failover_refuses_to_lose_commits_unless_forced(cluster):
+    """The primary commits something no replica received, then dies. `mysqlpilot failover` names what
+    would be lost and refuses; --force promotes the best replica, and the old primary comes back only
+    after its datadir (holding that commit) was moved aside."""
+    import glob
+    st = cluster.wait_healthy(3)
+    old = st["primary"]
+    o = cluster.node(st, old)
+    cluster.cli("pause", "--reason", "test: manual failover", config=True)
+    table = f"mptest{os.getpid()}"
+    try:
+        _silence(o["host"], o["port"], table)
+        conn = cluster.connect_socket(old)
+        with conn.cursor() as cur:
+            # Fall back to async at once instead of after semi_sync_timeout_ms.
+            cur.execute("SET GLOBAL rpl_semi_sync_master_timeout = 200")
+            cur.execute("CREATE DATABASE IF NOT EXISTS fo")
+            cur.execute("CREATE TABLE IF NOT EXISTS fo.lost (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO fo.lost VALUES (1)")
+            cur.execute("SELECT @@gtid_binlog_pos")
+            pos = cur.fetchone()[0]
+        conn.close()
+        cluster.wait_for(lambda s: set(pos.split(",")) <= set(cluster.node(s, old)["gtid_executed"].split(",")),
+                         30, f"{old} to publish {pos}")
+        cluster.cli("local", "kill", old, "--dir", cluster.dir, "--signal", "KILL")
+    finally:
+        _unsilence(table)
+    cluster.wait_for(lambda s: s["primary"] is None, 60, "the leader key to be free")
+    p = cluster.cli("failover", config=True, check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "no eligible candidate" in p.stderr, p.stderr
+    assert p.stdout.count("lacks transactions of the old primary") == 2, p.stdout
+    assert cluster.status()["primary"] is None
+    p = cluster.cli("failover", "--force", config=True)
+    st2 = cluster.wait_healthy(2, timeout=60, primary_not=old)
+    assert st2["history"][-1]["kind"] == "manual-failover"
+    cluster.cli("resume", config=True)
+    cluster.cli("local", "start", old, "--dir", cluster.dir)
+    st3 = wait_rejoined(cluster, old)
+    assert cluster.node(st3, old)["role"] == "replica"
+    assert glob.glob(os.path.join(cluster.dir, "nodes", old, "data.aside-*")), "old datadir not kept"
+    pn = cluster.node(st3, st3["primary"])
+    assert not cluster.sql(pn["host"], pn["port"], "SELECT 1 FROM information_schema.TABLES "
+                           "WHERE TABLE_SCHEMA = 'fo' AND TABLE_NAME = 'lost'")
+
+
 def test_scale_down_of_the_primary_hands_over_first(cluster):
     st = cluster.wait_healthy(3)
     old = st["primary"]

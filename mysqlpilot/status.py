@@ -20,8 +20,11 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
             role = "down" if role in ("primary", "replica", "candidate", "fenced") else role
         nodes.append({
             "name": m.name, "host": m.host, "port": m.port, "role": role,
-            "healthy": bool(m.alive and m.healthy), "read_only": m.read_only,
-            "replicating_from": m.replicating_from, "lag_seconds": m.lag_seconds,
+            # A node without a live session reports nothing current: its last read_only ("OFF" on a
+            # dead primary) would read like a second writable primary.
+            "healthy": bool(m.alive and m.healthy), "read_only": m.read_only if m.alive else None,
+            "replicating_from": m.replicating_from if m.alive else None,
+            "lag_seconds": m.lag_seconds if m.alive else None,
             "gtid_executed": m.gtid_executed, "errant": m.errant,
             "message": m.message if m.alive else f"no live session: down or cut off (last said: {m.message})",
             "priority": m.priority, "nofailover": m.nofailover,

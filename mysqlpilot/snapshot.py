@@ -177,6 +177,47 @@ def list_snapshots(store: Store) -> List[SnapshotManifest]:
     return sorted(out, key=lambda m: m.created, reverse=True)
 
 
+def find_snapshot(store: Store, snapshot_id: str) -> SnapshotManifest:
+    key = f"{PREFIX}/{snapshot_id}/manifest.json"
+    if "/" in snapshot_id or not store.exists(key):
+        raise SnapshotError(f"no snapshot {snapshot_id!r} in {store.describe()}; see `mysqlpilot snapshot list`")
+    try:
+        return SnapshotManifest.from_json(store.get_bytes(key).decode())
+    except (ValueError, TypeError) as exc:
+        raise SnapshotError(f"manifest {key} in {store.describe()} is unreadable ({exc.__class__.__name__}); "
+                            "pick another snapshot") from None
+
+
+def verify_snapshot(store: Store, manifest: SnapshotManifest) -> str:
+    """Read the whole object and check it against its manifest; returns the progress summary."""
+    sha = hashlib.sha256()
+    prog = Progress(f"verify {manifest.id}", total=manifest.bytes)
+    n = 0
+    src = store.open_read(manifest.object_key)
+    try:
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            sha.update(chunk)
+            n += len(chunk)
+            prog.add(len(chunk))
+    except PilotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - network errors mid-download
+        raise SnapshotError(f"verify {manifest.id}: download from {store.describe()} failed: "
+                            f"{exc.__class__.__name__}") from None
+    finally:
+        src.close()
+    _check_sum(manifest, sha.hexdigest(), n)
+    return prog.finish()
+
+
+def _check_sum(manifest: SnapshotManifest, got: str, n: int) -> None:
+    if got != manifest.sha256 or n != manifest.bytes:
+        raise SnapshotError(f"snapshot {manifest.id} failed its checksum (expected sha256 "
+                            f"{manifest.sha256[:16]}… and {manifest.bytes} bytes, got {got[:16]}… and {n}); it is "
+                            "corrupt: take a new one on the primary (`mysqlpilot snapshot --force`), or point "
+                            "replicas at an older one (`mysqlpilot snapshot use ID`)")
+
+
 def latest_snapshot(store: Store) -> Optional[SnapshotManifest]:
     snaps = list_snapshots(store)
     return snaps[0] if snaps else None
@@ -283,11 +324,7 @@ def _download_extract(flavor, store: Store, manifest: SnapshotManifest, target: 
         zrc, erc = zstd.wait(), ext.wait()
         zerr.join(5)
         eerr.join(5)
-    got = sha.hexdigest()
-    if got != manifest.sha256 or n != manifest.bytes:
-        raise SnapshotError(f"snapshot {manifest.id} failed its checksum (expected sha256 "
-                            f"{manifest.sha256[:16]}… and {manifest.bytes} bytes, got {got[:16]}… and {n}); it is "
-                            "corrupt: take a new snapshot or pick another with `mysqlpilot snapshot list`")
+    _check_sum(manifest, sha.hexdigest(), n)
     if zrc != 0:
         raise SnapshotError(f"snapshot {manifest.id} is corrupt: decompression failed: "
                             f"{_first_error(zerr.text())}; take a new snapshot")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import click
 
@@ -93,6 +94,18 @@ def partition(node, dir, full) -> None:
 def heal(node, dir) -> None:
     """Undo `local partition`."""
     _cluster(dir).heal(node)
+
+
+@local.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("node")
+@click.option("--dir", "dir", required=True)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+def exec_(node, dir, args) -> None:
+    """Run `mysqlpilot ARGS` as NODE does (its config, socket, state): `docker exec` for a local cluster.
+
+    Example: mysqlpilot local exec node1 --dir DIR -- snapshot --force
+    """
+    sys.exit(_cluster(dir).exec_in(node, list(args)))
 
 
 @local.command("down")

@@ -47,5 +47,38 @@ def snapshot_list(obj, as_json: bool) -> None:
                    f"{s.bytes / 1e6:>9.1f} {s.source:<12} {s.gtid or '-'}{mark}")
 
 
+@snapshot.command("verify")
+@click.argument("snapshot_id")
+@click.pass_obj
+def snapshot_verify(obj, snapshot_id: str) -> None:
+    """Read a snapshot back from the store and check it against its manifest's sha256 and size."""
+    from ..snapshot import find_snapshot, verify_snapshot
+    from ..store import open_store
+    store = open_store(obj.config())
+    m = find_snapshot(store, snapshot_id)
+    click.echo(f"snapshot {m.id}: intact ({verify_snapshot(store, m)})")
+
+
+@snapshot.command("use")
+@click.argument("snapshot_id")
+@click.option("--no-verify", is_flag=True, help="Publish without reading the object back first.")
+@click.pass_obj
+def snapshot_use(obj, snapshot_id: str, no_verify: bool) -> None:
+    """Point new and rebuilt replicas at this snapshot (say the newest one is corrupt)."""
+    from ..dcs.consul import ConsulDCS
+    from ..snapshot import find_snapshot, verify_snapshot
+    from ..store import open_store
+    cfg = obj.config()
+    dcs = ConsulDCS.from_config(cfg)
+    store = open_store(cfg)
+    m = find_snapshot(store, snapshot_id)
+    if not no_verify:
+        verify_snapshot(store, m)
+    dcs.set_latest_snapshot(m.__dict__.copy())
+    click.echo(f"new replicas now restore {m.id} (taken {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.created))}"
+               f", GTID {m.gtid or '-'}); they replicate from there, so the primary must still hold its binlogs "
+               "from that GTID on")
+
+
 def register(group: click.Group) -> None:
     group.add_command(snapshot)

@@ -161,16 +161,28 @@ class LocalCluster:
         reg["nodes"][name] = {"k": k, "host": node_address(k), "port": free_port(node_address(k)), "pid": None}
         return name
 
-    def start_node(self, reg: Dict, name: str) -> None:
+    def env_of(self, reg: Dict, name: str) -> Dict[str, str]:
+        """The environment a node's processes run with, as ContainerPilot's would inside its container."""
         n = self.node(reg, name)
-        if n.get("pid") and _alive(n["pid"]):
-            raise PilotError(f"{name} is already running (pid {n['pid']})")
-        nd = os.path.join(self.dir, "nodes", name)
         env = dict(os.environ)
         for var in ("MYSQLPILOT_CONFIG", "MYSQL_ROOT_PASSWORD", "MYSQL_REPL_PASSWORD", "MYSQL_PASSWORD"):
             env.pop(var, None)                   # the node reads its secrets from the 0600 config file
         env.update(node_env(self.dir, name, n["k"], n["port"], consul_address_for(n["k"], reg["consul"]),
                             reg.get("durability")))
+        return env
+
+    def exec_in(self, name: str, args: List[str]) -> int:
+        """Run `mysqlpilot ARGS` as node NAME would (`docker exec` for a local cluster)."""
+        env = self.env_of(self.load(), name)
+        return subprocess.call([sys.executable, "-m", "mysqlpilot", *args], env=env,
+                               cwd=os.path.join(self.dir, "nodes", name))
+
+    def start_node(self, reg: Dict, name: str) -> None:
+        n = self.node(reg, name)
+        if n.get("pid") and _alive(n["pid"]):
+            raise PilotError(f"{name} is already running (pid {n['pid']})")
+        nd = os.path.join(self.dir, "nodes", name)
+        env = self.env_of(reg, name)
         out = open(os.path.join(nd, "logs", "supervisor.out"), "ab")
         p = subprocess.Popen([sys.executable, "-m", "mysqlpilot.local.supervisor", "--config", CP_CONFIG,
                               "--node-dir", nd], env=env, stdout=out, stderr=subprocess.STDOUT,

@@ -107,11 +107,14 @@ def test_replica_waits_for_the_first_snapshot(cluster):
 def test_corrupt_snapshot_is_rejected_and_nothing_is_half_restored(cluster):
     cluster.up(1)
     cluster.wait_healthy(1, timeout=120)
-    # The first snapshot runs in the background after the promotion: corrupt it once it is published.
-    cluster.wait_for(lambda st: st["snapshot"], 120, "the first snapshot")
-    objs = glob.glob(os.path.join(cluster.dir, "snapshots", "**", "*.zst"), recursive=True)
-    assert objs, "no snapshot object in the local store"
-    path = max(objs, key=os.path.getmtime)
+    # The first snapshot runs in the background after the promotion.
+    first = cluster.wait_for(lambda st: st["snapshot"], 120, "the first snapshot")["id"]
+    # A second one, taken the way an operator would inside the primary's container.
+    cluster.cli("local", "exec", "node1", "--dir", cluster.dir, "--", "snapshot", "--force")
+    newest = cluster.status()["snapshot"]["id"]
+    assert newest != first
+    path = os.path.join(cluster.dir, "snapshots", "snapshots", newest, "data.xbstream.zst")
+    assert os.path.exists(path), glob.glob(os.path.join(cluster.dir, "snapshots", "**"), recursive=True)
     with open(path, "r+b") as fh:
         fh.seek(os.path.getsize(path) // 2)
         b = fh.read(1)
@@ -129,6 +132,17 @@ def test_corrupt_snapshot_is_rejected_and_nothing_is_half_restored(cluster):
     data = os.path.join(node_dir, "data")
     assert not os.path.isdir(data) or not os.listdir(data), os.listdir(data)
     assert not glob.glob(os.path.join(node_dir, "state", "restore-*"))
+    # The operator checks, points replicas at the intact older snapshot, and the node joins.
+    p = cluster.cli("snapshot", "verify", newest, config=True, check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "failed its checksum" in p.stderr, p.stderr
+    assert "intact" in cluster.cli("snapshot", "verify", first, config=True).stdout
+    cluster.cli("snapshot", "use", first, config=True)
+    assert cluster.status()["snapshot"]["id"] == first
+    cluster.cli("local", "kill", "node2", "--dir", cluster.dir, "--signal", "KILL", check=False)
+    cluster.cli("local", "start", "node2", "--dir", cluster.dir)
+    st = cluster.wait_healthy(2, timeout=120)
+    assert f"restoring snapshot {first}" in cluster.node_log("node2", "preStart")
+    assert cluster.node(st, "node2")["role"] == "replica"
 
 
 def test_user_errors_are_one_line(tmp_path):

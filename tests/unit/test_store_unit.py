@@ -65,3 +65,30 @@ def test_restore_refuses_a_mount_point_datadir_before_downloading(tmp_path):
     if os.stat("/dev/shm").st_dev != os.stat(str(tmp_path)).st_dev:
         with pytest.raises(PilotError, match="different filesystems"):
             _check_same_filesystem(str(tmp_path), "/dev/shm/mp-data")
+
+
+def test_find_and_verify_a_snapshot_in_the_local_store(tmp_path):
+    import hashlib
+    from mysqlpilot.errors import SnapshotError
+    from mysqlpilot.model import SnapshotManifest
+    from mysqlpilot.snapshot import find_snapshot, verify_snapshot
+    st = LocalStore(str(tmp_path / "s"))
+    data = os.urandom(3 * MIB + 7)
+    st.put_bytes("snapshots/s1/data.xbstream.zst", data)
+    m = SnapshotManifest("s1", 1.0, "db1", "snapshots/s1/data.xbstream.zst", len(data), len(data),
+                         hashlib.sha256(data).hexdigest(), "mariadb", "10.11", "0-1-5")
+    st.put_bytes("snapshots/s1/manifest.json", m.to_json().encode())
+    got = find_snapshot(st, "s1")
+    assert got == m and "MB" in verify_snapshot(st, got)
+    for bad in ("s2", "../s1", "s1/x"):
+        with pytest.raises(SnapshotError, match="snapshot list"):
+            find_snapshot(st, bad)
+    st.put_bytes("snapshots/s1/data.xbstream.zst", data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(SnapshotError, match="failed its checksum"):
+        verify_snapshot(st, got)
+    st.put_bytes("snapshots/s1/data.xbstream.zst", data[:-1])
+    with pytest.raises(SnapshotError, match="failed its checksum"):
+        verify_snapshot(st, got)
+    st.put_bytes("snapshots/s3/manifest.json", b"{not json")
+    with pytest.raises(SnapshotError, match="unreadable"):
+        find_snapshot(st, "s3")

@@ -37,13 +37,15 @@ class ConsulAgent:
     """`consul agent -dev` on loopback, every port free-picked; a context manager too."""
 
     def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1",
-                 log_path: Optional[str] = None, extra_client_addrs: Sequence[str] = ()):
+                 log_path: Optional[str] = None, extra_client_addrs: Sequence[str] = (),
+                 extra_args: Sequence[str] = ()):
         self.data_dir = data_dir
         self.bind = bind
         self.log_path = log_path or os.path.join(data_dir, "consul.log")
         # Extra loopback addresses the HTTP API also listens on: `mysqlpilot local` gives each node its
         # own, so `local partition` can cut one node off from Consul and nobody else.
         self.client_addrs = [bind] + list(extra_client_addrs)
+        self.extra_args = list(extra_args)          # e.g. `-hcl` with an ACL block (tests)
         self.http_port = http_port or free_port(bind)
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None
@@ -67,6 +69,7 @@ class ConsulAgent:
                 "-node", f"mysqlpilot-dev-{uuid.uuid4().hex[:8]}", "-log-level", "warn"]
         for flag, port in ports.items():
             argv += [flag, str(port)]
+        argv += self.extra_args
         with open(self.log_path, "ab") as logfh:
             self.proc = subprocess.Popen(argv, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=detach)

@@ -1,4 +1,6 @@
 """The Consul adapter against a real Consul 1.8.7 agent."""
+import json
+import os
 import threading
 import time
 
@@ -114,3 +116,28 @@ def test_unreachable_consul_is_one_line():
     with pytest.raises(PilotError) as ei:
         d.get_leader()
     assert "cannot reach Consul at 127.0.0.1:1" in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_a_refused_acl_token_is_one_line_and_never_shown(tmp_path):
+    """A Consul with ACLs on (default deny): a wrong token gets a one-line error naming the address and
+    what to check, never the token; the right one works."""
+    import subprocess
+    import sys
+    from mysqlpilot.local.consul_agent import ConsulAgent
+    master = "3f1c7d0e-0000-4000-8000-5ec2e7aa0001"
+    acl = ('acl { enabled = true, default_policy = "deny", enable_token_persistence = false, '
+           f'tokens {{ master = "{master}", agent = "{master}" }} }}')
+    with ConsulAgent(str(tmp_path), extra_args=["-hcl", acl]) as agent:
+        env = dict(os.environ, CONSUL=f"127.0.0.1:{agent.http_port}", MYSQL_ROOT_PASSWORD="r-secret-9",
+                   MYSQL_REPL_PASSWORD="p-secret-9")
+        env.pop("MYSQLPILOT_CONFIG", None)
+        wrong = "bad0bad0-0000-4000-8000-00000000beef"
+        p = subprocess.run([sys.executable, "-m", "mysqlpilot", "status"], env=dict(env, CONSUL_HTTP_TOKEN=wrong),
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert "ACL token" in p.stderr and f"127.0.0.1:{agent.http_port}" in p.stderr, p.stderr
+        assert wrong not in p.stderr + p.stdout and "Traceback" not in p.stderr
+        p = subprocess.run([sys.executable, "-m", "mysqlpilot", "status", "--json"],
+                           env=dict(env, CONSUL_HTTP_TOKEN=master), capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["primary"] is None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .model import FailoverRecord, LeaderInfo, MemberState
+from .model import LeaderInfo, MemberState
 
 # Actions a pass of the HA loop can take.
 FENCE = "fence"              # make mysqld read-only and kill client connections

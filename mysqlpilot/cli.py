@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import click
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import IO, List, Optional
+from typing import IO, Iterator, List, Optional
 
 from . import mysqld
 from .errors import PilotError, SnapshotError
@@ -190,32 +190,48 @@ def find_snapshot(store: Store, snapshot_id: str) -> SnapshotManifest:
 
 def verify_snapshot(store: Store, manifest: SnapshotManifest) -> str:
     """Read the whole object and check it against its manifest; returns the progress summary."""
-    sha = hashlib.sha256()
-    prog = Progress(f"verify {manifest.id}", total=manifest.bytes)
-    n = 0
-    src = store.open_read(manifest.object_key)
-    try:
-        for chunk in iter(lambda: src.read(CHUNK), b""):
-            sha.update(chunk)
-            n += len(chunk)
-            prog.add(len(chunk))
-    except PilotError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - network errors mid-download
-        raise SnapshotError(f"verify {manifest.id}: download from {store.describe()} failed: "
-                            f"{exc.__class__.__name__}") from None
-    finally:
-        src.close()
-    _check_sum(manifest, sha.hexdigest(), n)
-    return prog.finish()
+    src = _CheckedRead(store, manifest, "verify")
+    for _ in src.chunks():
+        pass
+    src.check()
+    return src.prog.finish()
 
 
-def _check_sum(manifest: SnapshotManifest, got: str, n: int) -> None:
-    if got != manifest.sha256 or n != manifest.bytes:
-        raise SnapshotError(f"snapshot {manifest.id} failed its checksum (expected sha256 "
-                            f"{manifest.sha256[:16]}… and {manifest.bytes} bytes, got {got[:16]}… and {n}); it is "
-                            "corrupt: take a new one on the primary (`mysqlpilot snapshot --force`), or point "
-                            "replicas at an older one (`mysqlpilot snapshot use ID`)")
+class _CheckedRead:
+    """Streams a snapshot object from the store, hashing and counting it, with progress lines."""
+
+    def __init__(self, store: Store, manifest: SnapshotManifest, what: str):
+        self.store, self.manifest, self.what = store, manifest, what
+        self.sha = hashlib.sha256()
+        self.n = 0
+        self.prog = Progress(f"{what} {manifest.id}", total=manifest.bytes)
+
+    def chunks(self) -> Iterator[bytes]:
+        src = self.store.open_read(self.manifest.object_key)
+        try:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                self.sha.update(chunk)
+                self.n += len(chunk)
+                self.prog.add(len(chunk))
+                yield chunk
+        except PilotError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network errors mid-download
+            raise SnapshotError(f"{self.what} {self.manifest.id}: download from {self.store.describe()} "
+                                f"failed: {exc.__class__.__name__}") from None
+        finally:
+            try:
+                src.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def check(self) -> None:
+        m, got = self.manifest, self.sha.hexdigest()
+        if got != m.sha256 or self.n != m.bytes:
+            raise SnapshotError(f"snapshot {m.id} failed its checksum (expected sha256 {m.sha256[:16]}… and "
+                                f"{m.bytes} bytes, got {got[:16]}… and {self.n}); it is corrupt: take a new one on "
+                                "the primary (`mysqlpilot snapshot --force`), or point replicas at an older one "
+                                "(`mysqlpilot snapshot use ID`)")
 
 
 def latest_snapshot(store: Store) -> Optional[SnapshotManifest]:
@@ -284,8 +300,7 @@ def _current_user() -> str:
 
 
 def _download_extract(flavor, store: Store, manifest: SnapshotManifest, target: str) -> None:
-    sha = hashlib.sha256()
-    prog = Progress(f"restore {manifest.id} download", total=manifest.bytes)
+    src = _CheckedRead(store, manifest, "restore")
     zstd = subprocess.Popen(["zstd", "-d", "-q", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     ext = subprocess.Popen(flavor.extract_cmd(target), stdin=zstd.stdout, stdout=subprocess.DEVNULL,
@@ -294,29 +309,15 @@ def _download_extract(flavor, store: Store, manifest: SnapshotManifest, target: 
     zerr, eerr = _Drain(zstd.stderr), _Drain(ext.stderr)
     zerr.start()
     eerr.start()
-    n = 0
     broken = None
-    src = store.open_read(manifest.object_key)
     try:
-        for chunk in iter(lambda: src.read(CHUNK), b""):
-            sha.update(chunk)
-            n += len(chunk)
-            prog.add(len(chunk))
+        for chunk in src.chunks():
             if broken is None:
                 try:
                     zstd.stdin.write(chunk)
                 except BrokenPipeError as exc:
                     broken = exc     # keep reading: the checksum says whether the object is corrupt
-    except PilotError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - network errors mid-download
-        raise SnapshotError(f"restore {manifest.id}: download from {store.describe()} failed: "
-                            f"{exc.__class__.__name__}") from None
     finally:
-        try:
-            src.close()
-        except Exception:  # noqa: BLE001
-            pass
         try:
             zstd.stdin.close()
         except BrokenPipeError:
@@ -324,10 +325,10 @@ def _download_extract(flavor, store: Store, manifest: SnapshotManifest, target: 
         zrc, erc = zstd.wait(), ext.wait()
         zerr.join(5)
         eerr.join(5)
-    _check_sum(manifest, sha.hexdigest(), n)
+    src.check()
     if zrc != 0:
         raise SnapshotError(f"snapshot {manifest.id} is corrupt: decompression failed: "
                             f"{_first_error(zerr.text())}; take a new snapshot")
     if erc != 0 or broken is not None:
         raise SnapshotError(f"restore {manifest.id}: unpacking failed: {_first_error(eerr.text())}")
-    prog.finish()
+    src.prog.finish()

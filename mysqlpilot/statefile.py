@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator
 
 
 class StateFile:

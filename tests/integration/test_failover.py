@@ -3,7 +3,6 @@
 One semi-sync cluster serves the whole module; each test leaves it with one primary and two replicas.
 """
 import os
-import signal
 import time
 
 import pytest
@@ -162,7 +161,7 @@ def test_switchover_under_write_load_loses_nothing(cluster):
 
 
 def test_failover_command_refuses_while_primary_is_healthy_and_pause_shows(cluster):
-    st = cluster.wait_healthy(3)
+    cluster.wait_healthy(3)
     p = cluster.cli("failover", config=True, check=False)
     assert p.returncode == 1 and "alive and healthy" in p.stderr and p.stderr.count("\n") == 1
     cluster.cli("pause", "--reason", "test maintenance", config=True)

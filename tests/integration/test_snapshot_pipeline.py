@@ -1,6 +1,5 @@
 """Snapshot and restore against real mariadbd + mariadb-backup, to SeaweedFS (S3) and a directory."""
 import os
-import subprocess
 
 import pytest
 

@@ -1,7 +1,6 @@
 """ContainerPilot config: the Go-template subset, JSON5, and the shipped file's wiring."""
 import os
 
-import click
 import pytest
 
 from mysqlpilot.cli import main

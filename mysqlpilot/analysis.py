@@ -138,6 +138,12 @@ def my_turn(ranking: Sequence[Ranked], me: str, free_for: float, grace: float) -
     return False, f"waiting {grace * mine.rank - free_for:.1f}s for better candidates"
 
 
+def after_clean_stop(history: Sequence[dict]) -> bool:
+    """The last primary stopped on purpose with nobody to hand over to (pre-stop recorded it): the next
+    election is a cold start, not a failover, and spends no failover budget."""
+    return bool(history) and history[-1].get("kind") == "shutdown"
+
+
 def failover_budget(history: Sequence[dict], now: float, policy: Policy) -> Tuple[bool, str]:
     """Anti-flapping: (allowed, reason). Spent once `budget` automatic failovers fell in the window;
     re-arms after `failover_rearm` seconds without one."""

@@ -291,7 +291,7 @@ class Node:
         now = time.time()
         history = self.dcs.history()
         allowed, why = analysis.failover_budget(history, now, self.policy)
-        if self.last_leader is not None and not allowed:
+        if self.last_leader is not None and not allowed and not analysis.after_clean_stop(history):
             return False, why, []
         cands = self.gather_candidates(members, probe)
         must = ""
@@ -455,7 +455,8 @@ class Node:
         self._ensure_primary_service()
         self.state.update(errant=None)
         # The old primary may be this very node: its mysqld crashed, came back and was still the best.
-        old = self.last_leader.name if self.last_leader else None
+        history = self.dcs.history()
+        old = self.last_leader.name if self.last_leader and not analysis.after_clean_stop(history) else None
         if req and req.get("to") == self.cfg.node_name:
             kind = req.get("kind", "switchover")
             why = req.get("reason", kind)
@@ -464,7 +465,6 @@ class Node:
                 durations["write_unavailable"] = round(time.time() - float(req["fenced_at"]), 3)
             self.dcs.put_json(REQUEST_KEY, None)
         else:
-            history = self.dcs.history()
             kind = "failover" if old else ("bootstrap" if not history else "election")
             why = reason if not old else f"primary {old} lost its session; {reason}"
             durations = {"promote": round(took, 3)}
@@ -475,10 +475,7 @@ class Node:
                              candidates=[{"name": r.name, "chosen": r.name == self.cfg.node_name,
                                           "why": r.why} for r in ranking],
                              durations=durations)
-        try:
-            self.dcs.append_history(rec.to_dict())
-        except PilotError as exc:
-            log.error("could not record history: %s", exc)
+        self._record(rec)
         if not self.dcs.get_latest_snapshot():
             self.spawn_snapshot("first primary: taking the first snapshot now")
 
@@ -564,6 +561,12 @@ class Node:
         log.warning("handed the leader lock to %s at GTID %s", target, gtid or "-")
         return True
 
+    def _record(self, rec: FailoverRecord) -> None:
+        try:
+            self.dcs.append_history(rec.to_dict())
+        except PilotError as exc:
+            log.error("could not record history: %s", exc)
+
     def _primary_service_id(self) -> str:
         return f"{self.cfg.primary_service}-{self.cfg.node_name}"
 
@@ -646,6 +649,9 @@ class Node:
             target, why = analysis.choose_switchover_target(members, self.cfg.node_name, None)
             if target is None:
                 self.fence(f"stopping; {why}")
+                self._record(FailoverRecord(kind="shutdown", time=time.time(), old_primary=self.cfg.node_name,
+                                            new_primary=None, reason=f"pre-stop with no replica to hand over "
+                                            f"to ({why}); the next election is a cold start"))
                 self.dcs.release_leader(self.sid)
                 self._leave()
                 return f"primary stopping with no replica to hand over to ({why})"

@@ -108,7 +108,7 @@ class SnapshotManifest:
 @dataclass
 class FailoverRecord:
     """One entry of `<kv_root>/history`: every failover and switchover."""
-    kind: str                         # failover | switchover | manual-failover | bootstrap
+    kind: str                         # failover | switchover | manual-failover | bootstrap | election | shutdown
     time: float
     old_primary: Optional[str]
     new_primary: Optional[str]

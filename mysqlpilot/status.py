@@ -86,5 +86,5 @@ def render(st: Dict[str, Any]) -> str:
             d = h.get("durations") or {}
             dur = ", ".join(f"{k} {v}s" for k, v in d.items())
             lines.append(f"  {_fmt_time(h.get('time'))} {h.get('kind')}: {h.get('old_primary') or '-'} -> "
-                         f"{h.get('new_primary')} ({h.get('reason')}){' [' + dur + ']' if dur else ''}")
+                         f"{h.get('new_primary') or '-'} ({h.get('reason')}){' [' + dur + ']' if dur else ''}")
     return "\n".join(lines)

@@ -240,3 +240,13 @@ def test_the_failed_primary_ranks_last_among_equals_but_wins_when_ahead():
     cs[0].was_primary = True
     r = {x.name: x for x in A.rank_candidates(cs, Policy())}
     assert r["a"].rank == 0 and "behind a" in r["b"].why
+
+
+def test_a_clean_stop_makes_the_next_election_a_cold_start():
+    assert not A.after_clean_stop([])
+    assert not A.after_clean_stop([{"kind": "shutdown"}, {"kind": "bootstrap"}])
+    assert A.after_clean_stop([{"kind": "failover"}, {"kind": "shutdown"}])
+    # A shutdown is no automatic failover: it spends no budget.
+    hist = [{"kind": "failover", "time": 100.0}, {"kind": "shutdown", "time": 110.0}]
+    ok, why = A.failover_budget(hist, 120.0, Policy(failover_budget=2))
+    assert ok and why.startswith("1/2")

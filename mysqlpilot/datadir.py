@@ -3,6 +3,7 @@ newest snapshot (waiting for one if none exists yet). Used by `pre-start` and `r
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -12,7 +13,7 @@ from . import mysqld
 from .dcs.consul import ConsulDCS
 from .errors import PilotError, SnapshotError
 from .flavors import get_flavor
-from .model import SnapshotManifest
+from .model import MemberState, SnapshotManifest
 from .snapshot import restore_snapshot
 from .sqlclient import Server
 from .statefile import StateFile
@@ -58,8 +59,24 @@ class Preparer:
         log.info("cluster was bootstrapped by %s; waiting for its first snapshot", who)
         return self.restore(self.wait_for_snapshot())
 
+    def announce(self, role: str, message: str) -> None:
+        """Tell `status` what pre-start is doing. Best effort; the GTIDs last published stay (the
+        election's acknowledged-commit check reads them)."""
+        try:
+            cur = next((m for m in self.dcs.members() if m.name == self.cfg.node_name), None)
+            base = cur or MemberState(name=self.cfg.node_name, host=self.cfg.advertise_host, port=self.cfg.port,
+                                      server_id=self.cfg.server_id, priority=self.cfg.priority,
+                                      nofailover=self.cfg.nofailover, flavor=self.flavor.name,
+                                      version=self.flavor.version)
+            self.dcs.publish_member(None, dataclasses.replace(
+                base, host=self.cfg.advertise_host, port=self.cfg.port, role=role, healthy=False,
+                read_only=None, replicating_from=None, lag_seconds=None, message=message, updated=time.time()))
+        except PilotError as exc:
+            log.debug("could not publish the pre-start state: %s", exc)
+
     def bootstrap(self) -> None:
         """First primary: initialise the datadir and create the users from the environment."""
+        self.announce("bootstrapping", "initialising the first primary's datadir")
         log.warning("BOOTSTRAP: %s initialises a new cluster %r in %s", self.cfg.node_name, self.cfg.cluster,
                     self.cfg.datadir)
         mysqld.init_datadir(self.cfg, self.flavor)
@@ -97,6 +114,7 @@ class Preparer:
                 last_log = time.monotonic()
                 log.info("waiting for the first snapshot: %.0fs elapsed, giving up in %.0fs",
                          time.monotonic() - start, left)
+                self.announce("waiting", f"waiting for the first snapshot; gives up in {left:.0f}s")
 
     def restore(self, manifest: SnapshotManifest) -> str:
         store = open_store(self.cfg)
@@ -105,6 +123,8 @@ class Preparer:
             try:
                 log.info("restoring snapshot %s (%d MB, GTID %s) from %s, attempt %d", manifest.id,
                          manifest.bytes // 1_000_000, manifest.gtid or "-", store.describe(), attempt)
+                self.announce("restoring", f"restoring snapshot {manifest.id} ({manifest.bytes / 1e6:.0f} MB), "
+                                           f"attempt {attempt}")
                 gtid = restore_snapshot(self.cfg, self.flavor, store, manifest, datadir=self.cfg.datadir,
                                         mysqld_user=self.cfg.mysqld_user)
                 self.state.update(seed_gtid=gtid or manifest.gtid or None, rebuild_reason=None)

@@ -11,13 +11,18 @@ def _from_dict(cls, data: Dict[str, Any]):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+# What pre-start publishes while it prepares the datadir; the node has no session yet.
+STARTING_ROLES = ("bootstrapping", "waiting", "restoring")
+
+
 @dataclass
 class MemberState:
     """What a node publishes about itself under `<kv_root>/members/<name>` (and what status shows)."""
     name: str
     host: str
     port: int
-    role: str = "unknown"              # primary | replica | starting | fenced | rebuilding | unknown
+    role: str = "unknown"              # primary | replica | candidate | fenced | rebuilding | down, or a
+                                      # STARTING_ROLES one that pre-start publishes before any session
     healthy: bool = False
     read_only: Optional[bool] = None
     replicating_from: Optional[str] = None   # host:port of its source, if replicating

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 from . import analysis
 from .dcs.consul import ConsulDCS
+from .model import STARTING_ROLES, MemberState
 
 
 def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, Any]:
@@ -26,7 +27,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
             "replicating_from": m.replicating_from if m.alive else None,
             "lag_seconds": m.lag_seconds if m.alive else None,
             "gtid_executed": m.gtid_executed, "errant": m.errant,
-            "message": m.message if m.alive else f"no live session: down or cut off (last said: {m.message})",
+            "message": _message(m),
             "priority": m.priority, "nofailover": m.nofailover,
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
         })
@@ -45,6 +46,15 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
         "history": hist[-history:] if history else [],
     }
+
+
+def _message(m: MemberState) -> str:
+    if m.alive:
+        return m.message
+    if m.role in STARTING_ROLES:
+        ago = f" ({max(0.0, time.time() - m.updated):.0f}s ago)" if m.updated else ""
+        return f"starting: {m.message}{ago}"
+    return f"no live session: down or cut off (last said: {m.message})"
 
 
 def _fmt_time(ts: Optional[float]) -> str:

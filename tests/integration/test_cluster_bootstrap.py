@@ -96,6 +96,10 @@ def test_replica_waits_for_the_first_snapshot(cluster):
         assert time.monotonic() < deadline, cluster.node_log(new, "preStart")
         time.sleep(0.5)
     assert "restored" not in cluster.node_log(new, "preStart")
+    # Status says so too, plainly.
+    n2 = cluster.wait_for(lambda st: next((n for n in st["nodes"] if n["name"] == new and n["role"] == "waiting"),
+                                          None), 30, f"status to show {new} waiting")
+    assert not n2["healthy"] and n2["message"].startswith("starting: waiting for the first snapshot"), n2
     # Release: the primary takes its snapshot, the waiting replica restores it and joins.
     c.kv.put(f"{kv_root}/locks/snapshot", "test", release=sid)
     c.session.destroy(sid)

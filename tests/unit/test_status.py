@@ -60,3 +60,14 @@ def test_a_primary_warning_is_shown_though_it_is_healthy():
     dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [member("db1", "primary", True, False, SEMI_SYNC_LAPSED)])
     text = status.render(status.gather(cfg(), dcs))
     assert f"! db1: {SEMI_SYNC_LAPSED}" in text
+
+
+def test_a_starting_node_says_what_pre_start_is_doing():
+    m = member("db2", "restoring", False, None, "restoring snapshot s1 (900 MB), attempt 1")
+    m.updated = time.time() - 42
+    dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [member("db1", "primary", True, False, "primary, writable"), m])
+    st = status.gather(cfg(), dcs)
+    n = {x["name"]: x for x in st["nodes"]}["db2"]
+    assert (n["role"], n["healthy"]) == ("restoring", False)
+    assert n["message"].startswith("starting: restoring snapshot s1") and "(42s ago)" in n["message"]
+    assert "! db2: starting: restoring snapshot s1" in status.render(st)

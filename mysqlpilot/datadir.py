@@ -35,7 +35,7 @@ class Preparer:
     def pre_start(self) -> str:
         """Returns what it did: kept | bootstrapped | restored | rebuilt."""
         os.makedirs(self.cfg.state_dir, exist_ok=True)
-        self.state.update(stopping=None)
+        self.state.update(stopping=None, starting=True)      # until the HA loop first holds a session
         mysqld.write_mycnf(self.cfg, self.flavor)
         leader, _ = self.dcs.get_leader()          # also proves Consul is reachable, with a clear error
         if self.state.get("rebuild_reason"):

@@ -128,6 +128,8 @@ class Node:
             self.state.update(session=sid)
         if sid and healthy:
             self.last_ok = sent
+            if self.state.get("starting"):
+                self.state.update(starting=None)
 
     def heartbeat(self, alive: bool, note: str) -> bool:
         """Drive the liveness check linked to our session: pass while mysqld answers, fail at once
@@ -220,6 +222,8 @@ class Node:
     def health_of(self, probe: Dict, leader: Optional[LeaderInfo]) -> Tuple[bool, str, str]:
         """(healthy, role, message) from what mysqld and Consul say."""
         if not probe["up"]:
+            if self.state.get("starting"):
+                return False, "starting", "mysqld is starting"
             return False, "down", f"mysqld not answering: {probe.get('error', '')}"
         st = probe["status"]
         # Reporting only: the leader key names us. Decisions use the session id (observe()).
@@ -388,8 +392,16 @@ class Node:
         if extra.get("refresh"):
             leader, _ = self.dcs.get_leader()
             extra["healthy"], role, extra["message"] = self.health_of(probe, leader)
-        m = self.member_state(probe, extra["healthy"], role, extra["message"], o.errant)
+        self.publish_member(probe, self.member_state(probe, extra["healthy"], role, extra["message"], o.errant))
+
+    def publish_member(self, probe: Dict, m: MemberState) -> None:
         try:
+            if not probe["up"]:
+                # mysqld cannot say what it holds now: keep what it last said, which the election's
+                # acknowledged-commit check reads (a crashed primary's position must not read as empty).
+                cur = next((x for x in self.dcs.members() if x.name == m.name), None)
+                if cur is not None:
+                    m.gtid_executed, m.gtid_received = cur.gtid_executed, cur.gtid_received
             self.dcs.publish_member(self.sid, m)
         except PilotError as exc:
             log.debug("publish failed: %s", exc)
@@ -625,11 +637,7 @@ class Node:
             self.heartbeat(True, msg)
         # Fencing is the HA loop's job: it holds ha.lock and a consistent view; a hook must not act on
         # a view that may be a moment stale (it could fence a primary that was just promoted).
-        m = self.member_state(probe, healthy, role, msg)
-        try:
-            self.dcs.publish_member(self.sid, m)
-        except PilotError as exc:
-            log.debug("publish failed: %s", exc)
+        self.publish_member(probe, self.member_state(probe, healthy, role, msg))
         return healthy, msg
 
     def pre_stop(self, timeout: float = 60.0) -> str:

@@ -12,7 +12,7 @@ def _from_dict(cls, data: Dict[str, Any]):
 
 
 # What pre-start publishes while it prepares the datadir; the node has no session yet.
-STARTING_ROLES = ("bootstrapping", "waiting", "restoring")
+STARTING_ROLES = ("bootstrapping", "waiting", "restoring", "starting")
 
 
 @dataclass

@@ -37,3 +37,34 @@ def test_primary_reports_a_semi_sync_fallback_but_stays_healthy(tmp_path):
     # async clusters never probe semi-sync
     del probe["semi_sync"]
     assert node.health_of(probe, me)[2] == "primary, writable"
+
+
+def test_mysqld_not_answering_reads_as_starting_until_the_first_session(tmp_path):
+    node = make_node(tmp_path)
+    probe = {"up": False, "read_only": None, "status": None, "error": "no socket"}
+    assert node.health_of(probe, None)[:2] == (False, "down")
+    StateFile(str(tmp_path)).update(starting=True)       # pre-start ran
+    assert node.health_of(probe, None) == (False, "starting", "mysqld is starting")
+
+
+class RecordingDCS:
+    def __init__(self, members):
+        self._members, self.published = members, []
+
+    def members(self):
+        return self._members
+
+    def publish_member(self, sid, m):
+        self.published.append(m)
+
+
+def test_a_node_whose_mysqld_is_down_keeps_its_last_published_gtids(tmp_path):
+    from mysqlpilot.model import MemberState
+    node = make_node(tmp_path)
+    node.dcs = RecordingDCS([MemberState("db2", "h", 1, gtid_executed="0-1-77", gtid_received="0-1-78")])
+    down = {"up": False, "read_only": None, "status": None, "error": "gone"}
+    node.publish_member(down, node.member_state(down, False, "down", "mysqld not answering"))
+    assert (node.dcs.published[-1].gtid_executed, node.dcs.published[-1].gtid_received) == ("0-1-77", "0-1-78")
+    up = {"up": True, "read_only": True, "status": None, "executed": "0-1-80", "received": "0-1-80"}
+    node.publish_member(up, node.member_state(up, True, "replica", "ok"))
+    assert node.dcs.published[-1].gtid_executed == "0-1-80"

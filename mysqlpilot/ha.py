@@ -395,6 +395,9 @@ class Node:
         self.publish_member(probe, self.member_state(probe, extra["healthy"], role, extra["message"], o.errant))
 
     def publish_member(self, probe: Dict, m: MemberState) -> None:
+        if not self.sid and self.state.get("starting") and m.role not in ("down", "starting"):
+            # Published without a session, this would read as "down" until the first one exists.
+            m.role, m.message = "starting", f"joining: {m.message}"
         try:
             if not probe["up"]:
                 # mysqld cannot say what it holds now: keep what it last said, which the election's

@@ -68,3 +68,16 @@ def test_a_node_whose_mysqld_is_down_keeps_its_last_published_gtids(tmp_path):
     up = {"up": True, "read_only": True, "status": None, "executed": "0-1-80", "received": "0-1-80"}
     node.publish_member(up, node.member_state(up, True, "replica", "ok"))
     assert node.dcs.published[-1].gtid_executed == "0-1-80"
+
+
+def test_a_node_without_its_first_session_publishes_starting(tmp_path):
+    node = make_node(tmp_path)
+    node.dcs = RecordingDCS([])
+    up = {"up": True, "read_only": True, "status": None, "executed": "0-1-80", "received": "0-1-80"}
+    StateFile(str(tmp_path)).update(starting=True)
+    node.publish_member(up, node.member_state(up, True, "candidate", "no primary; awaiting election"))
+    assert (node.dcs.published[-1].role, node.dcs.published[-1].message) == (
+        "starting", "joining: no primary; awaiting election")
+    node.sid = "s-1"
+    node.publish_member(up, node.member_state(up, True, "candidate", "no primary; awaiting election"))
+    assert node.dcs.published[-1].role == "candidate"

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import uuid
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import requests
 
@@ -27,10 +27,25 @@ def find_consul_binary() -> str:
                      "set $MYSQLPILOT_CONSUL_BIN")
 
 
+def free_ports(n: int, host: str = "127.0.0.1", avoid: Sequence[int] = ()) -> List[int]:
+    """n distinct ports free on host now. The sockets are held open together: picked one at a time,
+    the kernel may hand out the same port twice (seen: SeaweedFS's S3 and filer ports collided)."""
+    socks: List[socket.socket] = []
+    try:
+        while len(socks) < n:
+            s = socket.socket()
+            socks.append(s)
+            s.bind((host, 0))
+            if s.getsockname()[1] in avoid:
+                continue                    # keep it bound, so it is not offered again; pick another
+        return [p for p in (s.getsockname()[1] for s in socks) if p not in avoid][:n]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 class ConsulAgent:
@@ -61,8 +76,8 @@ class ConsulAgent:
     def start(self, timeout: float = 30, detach: bool = False) -> "ConsulAgent":
         """Start and wait for a leader. detach=True: own session, survives us (`mysqlpilot local up`)."""
         os.makedirs(os.path.join(self.data_dir, "data"), exist_ok=True)
-        ports = {flag: free_port(self.bind) for flag in
-                 ("-dns-port", "-grpc-port", "-serf-lan-port", "-serf-wan-port", "-server-port")}
+        flags = ("-dns-port", "-grpc-port", "-serf-lan-port", "-serf-wan-port", "-server-port")
+        ports = dict(zip(flags, free_ports(len(flags), self.bind, avoid=[self.http_port])))
         argv = [find_consul_binary(), "agent", "-dev", "-bind", self.bind, "-client", " ".join(self.client_addrs),
                 "-http-port", str(self.http_port), "-data-dir", os.path.join(self.data_dir, "data"),
                 # unique: several dev agents may run side by side (tests, local clusters)

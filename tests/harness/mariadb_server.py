@@ -10,7 +10,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from typing import Dict, List, Optional
@@ -19,6 +18,7 @@ import pytest
 
 from mysqlpilot import config, mysqld
 from mysqlpilot.flavors import get_flavor
+from mysqlpilot.local.consul_agent import free_port
 from mysqlpilot.sqlclient import Server
 
 ROOT_PASSWORD = "root-'pw\\1"      # quote and backslash on purpose: exercises escaping
@@ -29,12 +29,6 @@ _hosts = itertools.count(1)
 def mariadbd_available() -> bool:
     return bool(shutil.which("mariadbd") or os.access("/usr/sbin/mariadbd", os.X_OK)) and \
         bool(shutil.which("mariadb-install-db"))
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class Instance:

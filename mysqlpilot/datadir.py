@@ -63,8 +63,7 @@ class Preparer:
         """Tell `status` what pre-start is doing. Best effort; the GTIDs last published stay (the
         election's acknowledged-commit check reads them)."""
         try:
-            cur = next((m for m in self.dcs.members() if m.name == self.cfg.node_name), None)
-            base = cur or MemberState(name=self.cfg.node_name, host=self.cfg.advertise_host, port=self.cfg.port,
+            base = self.dcs.member(self.cfg.node_name) or MemberState(name=self.cfg.node_name, host=self.cfg.advertise_host, port=self.cfg.port,
                                       server_id=self.cfg.server_id, priority=self.cfg.priority,
                                       nofailover=self.cfg.nofailover, flavor=self.flavor.name,
                                       version=self.flavor.version)

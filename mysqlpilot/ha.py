@@ -402,7 +402,7 @@ class Node:
             if not probe["up"]:
                 # mysqld cannot say what it holds now: keep what it last said, which the election's
                 # acknowledged-commit check reads (a crashed primary's position must not read as empty).
-                cur = next((x for x in self.dcs.members() if x.name == m.name), None)
+                cur = self.dcs.member(m.name)
                 if cur is not None:
                     m.gtid_executed, m.gtid_received = cur.gtid_executed, cur.gtid_received
             self.dcs.publish_member(self.sid, m)

@@ -180,6 +180,18 @@ class ConsulDCS:
             out.append(m)
         return out
 
+    def member(self, name: str) -> Optional[MemberState]:
+        """One member's published state (alive set from its key's Session), or None."""
+        _, it = self._call("member read", self.c.kv.get, self.key(f"members/{name}"))
+        if not it or not it.get("Value"):
+            return None
+        try:
+            m = MemberState.from_json(it["Value"].decode() if isinstance(it["Value"], bytes) else it["Value"])
+        except (ValueError, TypeError, AttributeError):
+            return None
+        m.alive = bool(it.get("Session"))
+        return m
+
     def delete_member(self, name: str) -> None:
         self._call("member delete", self.c.kv.delete, self.key(f"members/{name}"))
 

@@ -17,7 +17,8 @@ import yaml
 
 from .. import config as config_mod
 from ..errors import PilotError
-from .consul_agent import REPO, ConsulAgent, _alive, free_port
+from .consul_agent import REPO, ConsulAgent, _alive
+from .ports import free_port
 
 log = logging.getLogger(__name__)
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import requests
 
 from ..errors import PilotError
+from .ports import free_port, free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,27 +25,6 @@ def find_consul_binary() -> str:
             return c
     raise PilotError("no consul binary: run scripts/install-deps.sh (it unpacks Consul 1.8.7 into .cache/) or "
                      "set $MYSQLPILOT_CONSUL_BIN")
-
-
-def free_ports(n: int, host: str = "127.0.0.1", avoid: Sequence[int] = ()) -> List[int]:
-    """n distinct ports free on host now. The sockets are held open together: picked one at a time,
-    the kernel may hand out the same port twice (seen: SeaweedFS's S3 and filer ports collided)."""
-    socks: List[socket.socket] = []
-    try:
-        while len(socks) < n:
-            s = socket.socket()
-            socks.append(s)
-            s.bind((host, 0))
-            if s.getsockname()[1] in avoid:
-                continue                    # keep it bound, so it is not offered again; pick another
-        return [p for p in (s.getsockname()[1] for s in socks) if p not in avoid][:n]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    return free_ports(1, host)[0]
 
 
 class ConsulAgent:

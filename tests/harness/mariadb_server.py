@@ -18,7 +18,7 @@ import pytest
 
 from mysqlpilot import config, mysqld
 from mysqlpilot.flavors import get_flavor
-from mysqlpilot.local.consul_agent import free_port
+from mysqlpilot.local.ports import free_port
 from mysqlpilot.sqlclient import Server
 
 ROOT_PASSWORD = "root-'pw\\1"      # quote and backslash on purpose: exercises escaping

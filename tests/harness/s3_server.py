@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from mysqlpilot.local.consul_agent import free_ports
+from mysqlpilot.local.ports import free_ports
 
 ACCESS_KEY = "mysqlpilot-test"
 SECRET_KEY = "mysqlpilot-test-secret"

@@ -57,12 +57,14 @@ def test_dead_holder_value_is_not_trusted_and_members_follow_sessions(consul_age
     assert d.acquire_leader(sid, LeaderInfo("b", "h", 1))
     d.publish_member(sid, MemberState("b", "h", 1, role="primary"))
     assert [m.alive for m in d.members()] == [True]
+    assert d.member("b").alive and d.member("b").role == "primary" and d.member("nobody") is None
     d.destroy_session(sid)
     # behavior release keeps the Value; the reader must see no leader.
     raw = d.c.kv.get(d.key("leader"))[1]
     assert raw["Value"] and not raw.get("Session")
     assert d.get_leader()[0] is None
     assert [m.alive for m in d.members()] == [False]
+    assert d.member("b").alive is False
 
 
 def test_failing_the_linked_check_kills_the_session_at_once_and_lock_delay_holds(consul_agent, consul_kv_root):

@@ -51,8 +51,8 @@ class RecordingDCS:
     def __init__(self, members):
         self._members, self.published = members, []
 
-    def members(self):
-        return self._members
+    def member(self, name):
+        return next((m for m in self._members if m.name == name), None)
 
     def publish_member(self, sid, m):
         self.published.append(m)

@@ -92,7 +92,9 @@ def _first_error(stderr: str) -> str:
 
 
 def new_snapshot_id(node_name: str, now: Optional[float] = None) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now or time.time())) + f"-{node_name}"
+    # Milliseconds: an operator's `snapshot --force` can follow the periodic one within a second.
+    now = now or time.time()
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now * 1000) % 1000:03d}Z-{node_name}"
 
 
 def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Optional[str] = None,
@@ -101,6 +103,8 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
     node_name = node_name or cfg.node_name
     sid = new_snapshot_id(node_name)
     key = f"{PREFIX}/{sid}/data.xbstream.zst"
+    if store.exists(f"{PREFIX}/{sid}/manifest.json") or store.exists(key):
+        raise SnapshotError(f"snapshot {sid} already exists in {store.describe()}; not overwriting it, try again")
     estimate = estimate_bytes if estimate_bytes is not None else _dir_size(cfg.datadir)
     upload = store.begin_upload(key, part_size_for(estimate))
     os.makedirs(cfg.state_dir, exist_ok=True)

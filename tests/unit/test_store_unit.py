@@ -92,3 +92,9 @@ def test_find_and_verify_a_snapshot_in_the_local_store(tmp_path):
     st.put_bytes("snapshots/s3/manifest.json", b"{not json")
     with pytest.raises(SnapshotError, match="unreadable"):
         find_snapshot(st, "s3")
+
+
+def test_snapshot_ids_within_one_second_differ_and_sort_by_time():
+    from mysqlpilot.snapshot import new_snapshot_id
+    a, b = new_snapshot_id("db1", 1795594053.101), new_snapshot_id("db1", 1795594053.734)
+    assert a != b and a < b and a.endswith("Z-db1") and "/" not in a

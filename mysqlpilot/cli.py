@@ -14,7 +14,7 @@ import click
 
 from . import config as config_mod
 from .errors import PilotError
-from .logsetup import setup_logging
+from .logsetup import mask_secrets, setup_logging
 
 COMMAND_MODULES = ("hooks", "operator", "snapshots", "local", "marathon", "docs")
 
@@ -44,8 +44,7 @@ class PilotGroup(click.Group):
             msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             obj = ctx.obj
             cfg = getattr(obj, "_cfg", None)
-            for secret in (cfg.secrets() if cfg else []):
-                msg = msg.replace(secret, "<hidden>")
+            msg = mask_secrets(msg, cfg.secrets() if cfg else [])
             click.echo(f"mysqlpilot: error: {msg}", err=True)
             ctx.exit(1)
 

@@ -5,7 +5,6 @@ Every failure is a one-line PilotError naming the server; passwords never appear
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -13,6 +12,7 @@ import pymysql
 import pymysql.cursors
 
 from .errors import PilotError
+from .logsetup import SecretMask
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,11 @@ class SQLError(PilotError):
 class Server:
     def __init__(self, flavor, host: Optional[str] = None, port: Optional[int] = None,
                  socket: Optional[str] = None, user: str = "root", password: Optional[str] = None,
-                 connect_timeout: float = 3, read_timeout: float = 30):
+                 connect_timeout: float = 3, read_timeout: float = 30, probe: bool = False):
+        """`probe=True` bounds every read and write (the handshake's included) by connect_timeout too,
+        so a hung mysqld (SIGSTOP, stuck I/O) fails the probe within about connect_timeout seconds
+        instead of read_timeout. Use it (or `Server.for_probe`) for liveness and GTID probes; keep the
+        default for statements that may legitimately run longer."""
         if not host and not socket:
             raise PilotError("Server needs a host and port or a socket path")
         self.flavor = flavor
@@ -47,9 +51,23 @@ class Server:
         self.user = user
         self._password = password
         self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.probe = probe
+        # pymysql reads the server's greeting with the read timeout, not the connect timeout.
+        self.read_timeout = connect_timeout if probe else read_timeout
+        self.write_timeout = self.read_timeout
         self._secrets: List[str] = [p for p in [password] if p]
+        self._mask_key: Optional[tuple] = None
+        self._mask = SecretMask()
         self._c: Optional[pymysql.connections.Connection] = None
+
+    @classmethod
+    def for_probe(cls, flavor, *, timeout: float = 2, host: Optional[str] = None, port: Optional[int] = None,
+                  socket: Optional[str] = None, user: str = "root", password: Optional[str] = None
+                  ) -> "Server":
+        """A Server whose connect, read and write timeouts are all `timeout` seconds: every probe of a
+        hung or frozen mysqld fails (SQLError) within about `timeout` seconds."""
+        return cls(flavor, host=host, port=port, socket=socket, user=user, password=password,
+                   connect_timeout=timeout, probe=True)
 
     # ---- plumbing ----------------------------------------------------------------------------
     @property
@@ -66,16 +84,20 @@ class Server:
         self.close()
 
     def _scrub(self, text: str) -> str:
-        text = str(text)
-        for s in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(s, "<hidden>")
-        # Whatever follows PASSWORD in echoed SQL is hidden too, even if we never saw that secret.
-        text = re.sub(r"(PASSWORD\s*(=|\(|BY)\s*)'(?:[^'\\]|\\.)*'", r"\1'<hidden>'", text, flags=re.I)
-        return " ".join(text.split())
+        """Every form of every secret this Server saw (as typed, SQL-escaped, repr'd) and whatever literal
+        follows PASSWORD / IDENTIFIED BY in echoed SQL, even a secret we never saw: see logsetup."""
+        key = tuple(self._secrets)
+        if self._mask_key != key:
+            self._mask, self._mask_key = SecretMask(key), key
+        return " ".join(self._mask(text).split())
 
     def _connect_error(self, exc: Exception) -> PilotError:
         code = exc.args[0] if getattr(exc, "args", None) and isinstance(exc.args[0], int) else 0
         msg = self._scrub(exc.args[1] if len(getattr(exc, "args", ())) > 1 else exc)
+        if code == CR_SERVER_LOST and "timed out" in str(msg):
+            # Connected, but no greeting: mysqld is hung (stopped, stuck on I/O) or badly overloaded.
+            return SQLError(f"MySQL at {self.where} did not answer within {self.read_timeout:g}s (hung or "
+                            f"overloaded?): {msg}", code)
         if code == ER_ACCESS_DENIED:
             hint = _PASSWORD_HINT.get(self.user, "its password")
             return SQLError(f"MySQL at {self.where} refused user {self.user!r}: wrong password? check {hint}",
@@ -90,7 +112,7 @@ class Server:
             return self._c
         kw: Dict[str, Any] = dict(user=self.user, password=self._password or "", autocommit=True,
                                   connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-                                  write_timeout=self.read_timeout, charset="utf8mb4",
+                                  write_timeout=self.write_timeout, charset="utf8mb4",
                                   cursorclass=pymysql.cursors.DictCursor)
         if self.host:
             kw.update(host=self.host, port=self.port)

@@ -24,7 +24,8 @@ HAND_OVER = "hand_over"      # switchover requested from this primary
 class Policy:
     session_ttl: int = 10
     check_ttl: int = 6
-    fence_margin: int = 2
+    lock_delay: int = 4
+    fence_margin: int = 1
     failover_grace: float = 3.0
     max_lag_on_failover: float = 30.0
     durability: str = "async"
@@ -34,19 +35,20 @@ class Policy:
 
     @classmethod
     def from_config(cls, cfg) -> "Policy":
-        return cls(session_ttl=cfg.session_ttl, check_ttl=cfg.check_ttl, fence_margin=cfg.fence_margin,
+        return cls(session_ttl=cfg.session_ttl, check_ttl=cfg.check_ttl, lock_delay=cfg.lock_delay,
+                   fence_margin=cfg.fence_margin,
                    failover_grace=cfg.failover_grace, max_lag_on_failover=cfg.max_lag_on_failover,
                    durability=cfg.durability, failover_budget=cfg.failover_budget,
                    failover_window=cfg.failover_window, failover_rearm=cfg.failover_rearm)
 
     @property
     def lease(self) -> float:
-        """Seconds after a successful renew+heartbeat that this node may still act as primary.
+        """Seconds after a successful session renew was sent that this node may still be writable.
 
-        Consul will not invalidate the session before the earlier of the session TTL and the check TTL;
-        the margin covers the time fencing itself takes.
+        However the session ends, nobody can take the lock until lock_delay after its end, which is after
+        the renew was sent (lease.py); fence_margin is what fencing itself may take.
         """
-        return min(self.session_ttl, self.check_ttl) - self.fence_margin
+        return self.lock_delay - self.fence_margin
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Candidate:
     gtid_count: int = 0              # size of gtid_received, for ordering
     contains: Dict[str, bool] = field(default_factory=dict)   # other name -> received ⊇ other's
     was_primary: bool = False        # the primary whose loss started this election
+    caught_up: bool = True           # it has applied everything it received (no relay backlog)
+    sql_running: bool = True         # its SQL thread runs (True when it is not a replica)
 
 
 @dataclass
@@ -72,52 +76,72 @@ class Ranked:
     rank: int = -1                   # 0 = best; -1 if not eligible
 
 
+def _ineligible(c: Candidate, policy: Policy, must_contain: str,
+                contains_fn: Optional[Callable[[str, str], bool]]) -> str:
+    if not c.reachable:
+        return "unreachable"
+    if not c.healthy:
+        return "unhealthy"
+    if c.nofailover:
+        return "tagged nofailover"
+    if not c.caught_up and not c.sql_running:
+        # It would never apply what it holds: promoting it would wait forever, or lose that backlog.
+        return "SQL thread stopped with received transactions unapplied"
+    if policy.durability != "semi-sync":
+        # Async: max_lag_on_failover bounds what a promotion may wait for. An unknown lag (NULL: the
+        # source is gone) is not zero, unless nothing is left to apply.
+        if c.lag_seconds is None and not c.caught_up:
+            return "lag unknown with a relay backlog (its source is gone)"
+        if c.lag_seconds is not None and c.lag_seconds > policy.max_lag_on_failover:
+            return f"lag {c.lag_seconds:.0f}s exceeds max_lag_on_failover {policy.max_lag_on_failover:.0f}s"
+    if must_contain and contains_fn is not None and not contains_fn(c.gtid_received, must_contain):
+        return f"lacks transactions of the old primary (it had {must_contain})"
+    return ""
+
+
 def rank_candidates(cands: Sequence[Candidate], policy: Policy,
-                    must_contain: str = "", contains_fn: Optional[Callable[[str, str], bool]] = None
-                    ) -> List[Ranked]:
-    """Order failover candidates: most advanced first, then priority tag, then name.
+                    must_contain: str = "", contains_fn: Optional[Callable[[str, str], bool]] = None,
+                    strict: bool = True) -> List[Ranked]:
+    """Order failover candidates.
 
-    The primary whose loss started the election (say mysqld crashed and came back) still stands, so
-    its transactions are not thrown away when it is the most advanced; among equals it ranks last, as
-    whatever made it fail may do so again.
+    What must survive is the union of what every reachable member received, eligible or not (a lagging or
+    nofailover replica may hold the only copy of an acknowledged commit). With `strict`, a candidate that
+    lacks anything another reachable member holds cannot win: the election waits until that member catches
+    up or becomes eligible itself. One that does not contain `must_contain` (with semi-sync: what the old
+    primary last published) is not eligible either.
 
-    A candidate that lacks transactions another eligible reachable member has is ranked after it; one
-    that does not contain `must_contain` (with semi-sync: what the old primary acknowledged) is not
-    eligible at all.
+    Among those left: caught up first (promotes at once), then the failed primary last (whatever made it
+    fail may do so again), then priority, then name. Without `strict` (`failover --force`), candidates
+    that lack something are ranked after those that do not, by how many others hold more.
     """
     out: Dict[str, Ranked] = {}
     eligible: List[Candidate] = []
+    reachable = [c for c in cands if c.reachable]
     for c in cands:
-        why = ""
-        if not c.reachable:
-            why = "unreachable"
-        elif not c.healthy:
-            why = "unhealthy"
-        elif c.nofailover:
-            why = "tagged nofailover"
-        elif c.lag_seconds is not None and c.lag_seconds > policy.max_lag_on_failover:
-            why = f"lag {c.lag_seconds:.0f}s exceeds max_lag_on_failover {policy.max_lag_on_failover:.0f}s"
-        elif must_contain and contains_fn is not None and not contains_fn(c.gtid_received, must_contain):
-            why = f"lacks transactions of the old primary (it had {must_contain})"
+        why = _ineligible(c, policy, must_contain, contains_fn)
+        lacks = [o.name for o in reachable if o.name != c.name and not c.contains.get(o.name, True)]
+        if not why and strict and lacks:
+            why = f"lacks transactions that {', '.join(lacks)} hold{'s' if len(lacks) == 1 else ''}"
         if why:
             out[c.name] = Ranked(c.name, False, why)
         else:
             eligible.append(c)
 
-    def behind_count(c: Candidate) -> int:
-        # how many eligible others hold something this one lacks
-        return sum(1 for o in eligible if o.name != c.name and not c.contains.get(o.name, True))
+    def behind(c: Candidate) -> List[str]:
+        return [o.name for o in eligible if o.name != c.name and not c.contains.get(o.name, True)]
 
-    ordered = sorted(eligible, key=lambda c: (behind_count(c), -c.gtid_count, c.was_primary, -c.priority,
-                                              c.name))
+    ordered = sorted(eligible, key=lambda c: (len(behind(c)), -c.gtid_count, not c.caught_up, c.was_primary,
+                                              -c.priority, c.name))
     for i, c in enumerate(ordered):
-        lacks = [o.name for o in eligible if o.name != c.name and not c.contains.get(o.name, True)]
         if i == 0:
-            why = "most advanced" + (f", priority {c.priority}" if len(ordered) > 1 else "")
-        elif lacks:
-            why = f"behind {', '.join(lacks)}"
+            why = "holds every transaction any reachable member has" if strict else "most advanced"
+            why += f", priority {c.priority}" if len(ordered) > 1 else ""
+        elif behind(c):
+            why = f"behind {', '.join(behind(c))}"
         elif c.was_primary:
             why = f"as advanced as {ordered[0].name}; the failed primary goes last among equals"
+        elif not c.caught_up and ordered[0].caught_up:
+            why = f"as advanced as {ordered[0].name}, which has no relay backlog to apply"
         else:
             why = f"as advanced as {ordered[0].name}; loses on priority/name"
         out[c.name] = Ranked(c.name, True, why, rank=i)
@@ -175,6 +199,7 @@ class Observation:
     replication_ok: bool = False      # both threads running
     replication_errno: int = 0        # last IO errno (1236: source lacks our GTIDs)
     errant: str = ""                  # transactions we have that the leader lacks
+    errant_unknown: str = ""          # why the errant check could not run (never follow without it)
     needs_rebuild: str = ""           # reason we cannot be a replica from this datadir
     paused: bool = False
     stopping: bool = False            # pre-stop runs: never take the lock
@@ -208,11 +233,17 @@ def decide(o: Observation) -> Decision:
         return Decision(FENCE, "writable but not holding the leader lock")
 
     if o.leader is not None:
+        if not o.leader.promoted:
+            # Its relay log is not applied yet: comparing GTIDs now would call our commits errant.
+            return Decision(WAIT, f"primary {o.leader.name} is still promoting", o.leader)
         if o.needs_rebuild:
             return Decision(REBUILD, o.needs_rebuild, o.leader)
         if o.errant:
             return Decision(REBUILD, f"errant transactions the primary {o.leader.name} lacks: {o.errant}",
                             o.leader)
+        if o.errant_unknown:
+            return Decision(WAIT, f"not following {o.leader.name} until the errant-transaction check "
+                            f"completes: {o.errant_unknown}", o.leader)
         if o.replication_errno == 1236:
             return Decision(REBUILD, f"primary {o.leader.name} refused our GTID position (error 1236)",
                             o.leader)

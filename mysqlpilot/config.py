@@ -104,10 +104,12 @@ SCHEMA: Tuple[Key, ...] = (
     _k("session_ttl", "int", 10, "Consul session TTL in seconds (Consul allows 10 to 86400). Consul may "
        "keep a dead session up to twice this.", "MYSQLPILOT_SESSION_TTL", minimum=10, maximum=86400,
        group="timing"),
-    _k("lock_delay", "int", 3, "Consul lock-delay in seconds after a session dies; must exceed "
-       "fence_margin.", "MYSQLPILOT_LOCK_DELAY", minimum=0, maximum=60, group="timing"),
-    _k("fence_margin", "int", 2, "A primary that has not renewed its session and check for "
-       "min(session_ttl, check_ttl) - fence_margin seconds turns itself read-only.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
+    _k("lock_delay", "int", 4, "Seconds nobody may take the lock after a session ends (Consul's "
+       "lock-delay, and every candidate's own wait). The primary's lease is lock_delay - fence_margin "
+       "seconds from its last session renew; at least 2.", "MYSQLPILOT_LOCK_DELAY", minimum=3, maximum=60,
+       group="timing"),
+    _k("fence_margin", "int", 1, "Seconds fencing may take: a primary whose lease ended has this long to "
+       "confirm read-only before it stops mysqld.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
        group="timing"),
     _k("health_interval", "int", 2, "Seconds between health hook runs. ContainerPilot reads it from the environment only: set "
        "the variable in containers, not just the YAML key.", "MYSQLPILOT_HEALTH_INTERVAL",
@@ -354,13 +356,10 @@ def _fill_defaults(cfg: Config) -> None:
 
 
 def _cross_check(cfg: Config) -> None:
-    if cfg.lock_delay <= cfg.fence_margin:
+    if cfg.lock_delay - cfg.fence_margin < 2:
         raise ConfigError(f"config key lock_delay ({cfg.lock_delay}s) must exceed fence_margin "
-                          f"({cfg.fence_margin}s) so a fenced primary is read-only before anyone can take "
-                          "the lock")
-    if cfg.fence_margin >= min(cfg.session_ttl, cfg.check_ttl):
-        raise ConfigError(f"config key fence_margin ({cfg.fence_margin}s) must be below session_ttl "
-                          f"({cfg.session_ttl}s) and check_ttl ({cfg.check_ttl}s)")
+                          f"({cfg.fence_margin}s) by at least 2s: the primary's lease is the difference, and "
+                          "its session is renewed four times per lease")
     if cfg.health_interval >= cfg.check_ttl:
         raise ConfigError(f"config key check_ttl ({cfg.check_ttl}s) must exceed health_interval "
                           f"({cfg.health_interval}s) or the check flaps between runs")

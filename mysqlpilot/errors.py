@@ -15,7 +15,3 @@ class ConfigError(PilotError):
 
 class SnapshotError(PilotError):
     """A snapshot could not be taken, found, or verified."""
-
-
-class FencedError(PilotError):
-    """This node lost (or could not confirm) the leader lock and fenced itself read-only."""

@@ -1,7 +1,9 @@
 """The HA loop (Patroni's ha.py, orchestrator's "recovery" half): observe, decide (analysis.py), act.
 
-One `Node` per mysqld. `mysqlpilot watch` runs `Node.run_forever()`; the hooks call single methods.
-Every pass holds the node's ha.lock so the loop, on-change and pre-stop never act at the same time.
+One `Node` per mysqld. `mysqlpilot watch` runs `Node.run_forever()`: the pass loop, plus the heartbeat
+(session, liveness check, lease), the mysqld prober and the fence watchdog, each its own thread (lease.py).
+The hooks call single methods. Every pass holds the node's ha.lock so the loop, on-change and pre-stop
+never act at the same time.
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import analysis
+from . import analysis, mysqld
 from .analysis import Candidate, Decision, Observation, Policy
+from .dcs.base import ClusterView, Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
 from .flavors import get_flavor
+from .lease import Fencer, Heartbeat, Lease, Watchdog, boottime
 from .model import FailoverRecord, LeaderInfo, MemberState
 from .sqlclient import Server
 from .statefile import StateFile, ha_lock
@@ -28,6 +32,9 @@ REQUEST_KEY = "switchover"        # <kv_root>/switchover: pending switchover / m
 REQUEST_MAX_AGE = 120.0
 SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
                     "commits from now on may be lost on failover")
+MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
+PROMOTION_BACKOFF = 30.0          # a node whose promotion failed stands aside this long
+PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log (the lease is kept meanwhile)
 
 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
@@ -42,12 +49,12 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
             continue
         try:
             srv = Server(flavor, host=m.host, port=m.port, user="root", password=root_password,
-                         connect_timeout=2)
-            recv = srv.gtid_received() or srv.gtid_executed()
+                         connect_timeout=2, read_timeout=2)
+            executed = srv.gtid_executed()
             st = srv.replica_status() or {}
+            recv = flavor.gtid_union(executed, st["retrieved"]) if st.get("retrieved") else executed
             srv.close()
-            cands.append(Candidate(m.name, True, m.healthy, m.nofailover, m.priority, st.get("lag_seconds"),
-                                   recv))
+            cands.append(candidate_from(m.name, m.nofailover, m.priority, executed, recv, st, flavor))
         except PilotError as exc:
             cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
             log.info("candidate %s unreachable: %s", m.name, exc)
@@ -60,6 +67,14 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
     return cands
 
 
+def candidate_from(name: str, nofailover: bool, priority: int, executed: str, received: str,
+                   status: Optional[Dict], flavor) -> Candidate:
+    st = status or {}
+    return Candidate(name, True, True, nofailover, priority, st.get("lag_seconds"), received or executed,
+                     caught_up=flavor.gtid_contains(executed, received or ""),
+                     sql_running=bool(st.get("sql_running")) if st else True)
+
+
 class Node:
     def __init__(self, cfg, dcs: Optional[ConsulDCS] = None):
         self.cfg = cfg
@@ -67,19 +82,17 @@ class Node:
         self.dcs = dcs or ConsulDCS.from_config(cfg)
         self.state = StateFile(cfg.state_dir)
         self.policy = Policy.from_config(cfg)
-        self.sid: Optional[str] = None
-        self.last_ok: float = 0.0           # monotonic time a renew + heartbeat was last SENT and succeeded
-        self.writable_primary = False       # this process made mysqld writable under the lock
+        self.lease = Lease(self.state, self.policy.lease)
+        self.fencer = Fencer(self._fence_conn, self.lease, cfg)
         self.leader_index = 0
-        self.free_since: Optional[float] = None
         # Persisted: on-change and a restarted loop are new processes, and must still know whose
         # failure they are handling (failover budget, semi-sync check, history's old primary).
         self.last_leader: Optional[LeaderInfo] = self._saved_leader()
         self.last_decision = ""
         self._semi_sync_lapsed = False
-        self._fence_lock = threading.Lock()
-        self._fence_srv: Optional[Server] = None
+        self._sql_ok_at = -1e9            # boot-time clock of the prober's last answer from mysqld
         self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
 
     def _saved_leader(self) -> Optional[LeaderInfo]:
         text = self.state.get("last_leader")
@@ -88,134 +101,138 @@ class Node:
         except (ValueError, TypeError, AttributeError):
             return None                  # a name only, from an older release, or garbage
 
+    @property
+    def sid(self) -> Optional[str]:
+        sid = self.state.get("session")
+        return sid if isinstance(sid, str) and sid else None
+
     # ---- connections -------------------------------------------------------------------------
-    def local(self) -> Server:
+    def local(self, read_timeout: float = 30) -> Server:
         return Server(self.flavor, socket=self.cfg.socket, user="root", password=self.cfg.root_password,
-                      connect_timeout=2)
+                      connect_timeout=2, read_timeout=read_timeout)
+
+    def probe_conn(self) -> Server:
+        """For probes: a hung mysqld costs at most the connect timeout, handshake included."""
+        return self.local(read_timeout=2)
+
+    def _fence_conn(self) -> Server:
+        # Short enough that a blocked statement returns inside fence_margin; lock_wait_timeout is 1 s.
+        return Server(self.flavor, socket=self.cfg.socket, user="root", password=self.cfg.root_password,
+                      connect_timeout=1, read_timeout=1.5)
 
     def remote(self, host: str, port: int) -> Server:
         return Server(self.flavor, host=host, port=port, user="root", password=self.cfg.root_password,
-                      connect_timeout=2)
+                      connect_timeout=2, read_timeout=2)
 
-    # ---- lease -------------------------------------------------------------------------------
+    # ---- lease, heartbeat, fencing -------------------------------------------------------------
     def lease_left(self) -> float:
-        if not self.last_ok:
-            return -1.0
-        return self.last_ok + self.policy.lease - time.monotonic()
+        sid = self.sid
+        return self.lease.left(sid) if sid else -1.0
 
-    def ensure_session(self, healthy: bool, sent: Optional[float] = None) -> None:
-        """Renew (or create) our session; track the lease. A node that is not healthy gets none.
-
-        `sent` is when the heartbeat that preceded this renew was sent: the lease counts from the
-        earlier of the two, so Consul cannot expire the check or the session before our lease ends.
-        """
-        sent = time.monotonic() if sent is None else sent
-        sid = self.sid or self.state.get("session")
-        if sid:
-            ttl = self.dcs.renew_session(sid)
-            if ttl is None:
-                log.warning("Consul session %s is gone; creating a new one", sid[:8])
-                sid = None
-        if not sid and healthy:
-            try:
-                sid = self.dcs.create_session(self.cfg.session_ttl, self.cfg.lock_delay,
-                                              ["serfHealth", self.cfg.liveness_check_id])
-            except PilotError as exc:
-                log.info("no session yet: %s", exc)
-                sid = None
-        self.sid = sid
-        if self.state.get("session") != sid:
-            self.state.update(session=sid)
-        if sid and healthy:
-            self.last_ok = sent
-            if self.state.get("starting"):
-                self.state.update(starting=None)
-
-    def heartbeat(self, alive: bool, note: str) -> bool:
-        """Drive the liveness check linked to our session: pass while mysqld answers, fail at once
-        when it does not (that invalidates the session immediately: the fast failover path).
-
-        Replication health is NOT part of it: a replica whose primary just died must keep its session
-        to stand in the election. ContainerPilot's own service check carries the health hook's verdict.
-        """
-        cid = self.cfg.liveness_check_id
-        try:
-            if alive:
-                try:
-                    self.dcs.pass_check(cid, note)
-                except PilotError:
-                    self.dcs.register_check(cid, f"mysqlpilot liveness of {self.cfg.node_name}",
-                                            self.cfg.check_ttl)
-                    self.dcs.pass_check(cid, note)
-            else:
-                for c in (cid, self.cfg.check_id):
-                    try:
-                        self.dcs.fail_check(c, note)
-                    except PilotError:
-                        pass
-            return True
-        except PilotError as exc:
-            log.debug("check update failed: %s", exc)
+    def mysqld_alive(self) -> Optional[bool]:
+        """False: mysqld is not running (no process). True: it answered the prober recently. None: it runs
+        but does not answer us (hung, or refusing our login)."""
+        if mysqld.mysqld_pid(self.cfg) is None:
             return False
+        return True if boottime() - self._sql_ok_at < self.cfg.check_ttl else None
 
-    # ---- fencing -----------------------------------------------------------------------------
-    def fence(self, reason: str) -> None:
-        with self._fence_lock:
-            # A connection kept open for this: after a freeze (SIGSTOP, VM pause) fencing must not wait
-            # for a new login.
-            srv, self._fence_srv = self._fence_srv, None
-            for attempt in (1, 2):
-                try:
-                    srv = srv or self.local()
-                    srv.set_read_only(True)
-                    killed = srv.kill_client_connections()
-                    log.warning("FENCED: read-only now (%s); killed %s client connections", reason, killed)
-                    break
-                except PilotError as exc:
-                    if srv is not None:
-                        srv.close()
-                    srv = None
-                    if attempt == 2:
-                        log.error("fencing failed (%s): %s", reason, exc)
-            if srv is not None:
-                srv.close()
-            self.writable_primary = False
+    def _prober(self) -> None:
+        srv = None
+        while not self._stop.wait(0.5):
+            try:
+                srv = srv or self.probe_conn()
+                srv.scalar("SELECT 1")
+                self._sql_ok_at = boottime()
+            except PilotError:
+                if srv is not None:
+                    srv.close()
+                srv = None
+
+    def beat(self) -> None:
+        """One heartbeat: pass the liveness check and renew the session, then extend the lease from the
+        moment they were sent. When mysqld is gone, give up the lease *before* failing the check, which
+        ends the session at once (the fast failover path)."""
+        alive = self.mysqld_alive()
+        cid = self.cfg.liveness_check_id
+        if alive is False:
+            if self.state.get("starting"):
+                return
+            self.lease.void("mysqld is not running")
+            try:
+                self.dcs.fail_check(cid, "mysqld is not running")
+            except PilotError as exc:
+                log.debug("check fail: %s", exc)
+            return
+        if alive is None:
+            return               # hung or refusing us: the lease lapses and the watchdog fences
+        if self.state.get("stopping") and not self.sid:
+            return
+        sent = boottime()
+        try:
+            self.dcs.pass_check(cid, "mysqld answers")
+        except PilotError:
+            self.dcs.register_check(cid, f"mysqlpilot liveness of {self.cfg.node_name}", self.cfg.check_ttl)
+            self.dcs.pass_check(cid, "mysqld answers")
+        sid = self.sid
+        if sid and self.dcs.renew_session(sid) is None:
+            log.warning("Consul session %s is gone; creating a new one", sid[:8])
+            self.lease.void("session gone")
+            sid = None
+        if not sid:
+            sid = self.dcs.create_session(self.cfg.session_ttl, self.cfg.lock_delay,
+                                          ["serfHealth", self.cfg.liveness_check_id])
+            self.state.update(session=sid)
+        self.lease.extend(sid, sent)
+        if self.state.get("starting"):
+            self.state.update(starting=None)
+
+    def fence(self, reason: str, urgent: bool = False) -> str:
+        """Fence now. Urgent: another node may already hold the lock, so the deadline is short."""
+        now = boottime()
+        deadline = now + 0.5 if urgent else max(self.lease.expires_at() + self.cfg.fence_margin, now + 0.5)
+        result = self.fencer.fence(reason, deadline)
         try:
             self.dcs.deregister_service(self._primary_service_id())
         except PilotError:
             pass
+        return result
 
-    def _watchdog(self) -> None:
-        """Fence on time alone: a primary that cannot renew must be read-only before its lease ends,
-        even when a Consul call hangs inside the main loop."""
-        while not self._stop.wait(0.05):
-            if self.writable_primary and self.lease_left() <= 0:
-                self.fence("lease expired: could not renew the Consul session in time")
-            elif self.writable_primary and self._fence_srv is None:
-                with self._fence_lock:
-                    try:
-                        self._fence_srv = self.local()
-                        self._fence_srv.ping()
-                    except PilotError:
-                        self._fence_srv = None
+    def start_threads(self, heartbeat: bool = True) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._prober, name="mysqld-prober", daemon=True),
+                         Watchdog(self.lease, self.fencer, self.cfg.fence_margin)]
+        if heartbeat:
+            self._threads.append(Heartbeat(self.beat, max(0.2, min(1.0, self.policy.lease / 4))))
+        for t in self._threads:
+            t.start()
+
+    def stop_threads(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            if hasattr(t, "stop"):
+                t.stop()
+        self._threads = []
 
     # ---- observation -------------------------------------------------------------------------
     def probe_local(self) -> Dict:
         """mysqld's own view: up, read_only, replication, GTIDs."""
         out: Dict = {"up": False, "read_only": None, "status": None, "executed": "", "received": ""}
         try:
-            srv = self.local()
+            srv = self.probe_conn()
             out["read_only"] = srv.read_only()
             out["status"] = srv.replica_status()
             out["executed"] = srv.gtid_executed()
-            out["received"] = srv.gtid_received()
+            st = out["status"] or {}
+            out["received"] = self.flavor.gtid_union(out["executed"], st["retrieved"]) \
+                if st.get("retrieved") else out["executed"]
             if self.cfg.durability == "semi-sync" and out["read_only"] is False:
                 out["semi_sync"] = srv.semi_sync_status()
             out["up"] = True
             srv.close()
         except PilotError as exc:
             out["error"] = str(exc)
-            # mysqld answered but refused us: it is alive, so do not drop the session over a config error.
             out["refused"] = "refused user" in str(exc)
         return out
 
@@ -234,6 +251,8 @@ class Node:
                     return True, "primary", SEMI_SYNC_LAPSED
                 return True, "primary", "primary, writable"
             return True, "primary", "primary, promotion in progress"
+        if st and not st.get("sql_running") and st.get("last_sql_error"):
+            return False, "replica", f"replication SQL thread stopped: {st.get('last_sql_error')}"
         if leader is None:
             return True, "candidate", "no primary; awaiting election"
         if probe["read_only"] is False:
@@ -267,9 +286,10 @@ class Node:
             message=message, updated=time.time())
 
     def errant_against(self, leader: LeaderInfo, mine: str) -> Tuple[str, str]:
-        """(errant GTIDs, leader's executed set). Raises PilotError if the leader is unreachable."""
+        """(errant GTIDs, leader's set). Raises PilotError if the leader is unreachable. Compared with
+        everything the leader has, relay log included."""
         srv = self.remote(leader.host, leader.port)
-        theirs = srv.gtid_executed()
+        theirs = srv.gtid_received()
         srv.close()
         if not mine:
             return "", theirs
@@ -284,44 +304,55 @@ class Node:
         # agree on the winner.
         old = self.last_leader.name if self.last_leader is not None else None
         me = self.cfg.node_name
-        st = probe.get("status") or {}
-        mine = Candidate(me, True, probe["up"], self.cfg.nofailover, self.cfg.priority, st.get("lag_seconds"),
-                         probe.get("received") or probe.get("executed", ""))
+        mine = candidate_from(me, self.cfg.nofailover, self.cfg.priority, probe.get("executed", ""),
+                              probe.get("received", ""), probe.get("status"), self.flavor)
+        mine.healthy = bool(probe["up"])
         others = [m for m in members if m.name != me]
         return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine], old_primary=old)
 
-    def takeover_verdict(self, members: List[MemberState], probe: Dict
+    def takeover_verdict(self, view: ClusterView, probe: Dict, free_for: float
                          ) -> Tuple[bool, str, List[analysis.Ranked]]:
-        now = time.time()
-        history = self.dcs.history()
-        allowed, why = analysis.failover_budget(history, now, self.policy)
+        """May this node take the free lock now? `free_for`: seconds since this node first saw this
+        generation of the lock free."""
+        if free_for < self.cfg.lock_delay:
+            # Our own lock-delay: Consul keeps its own only in its leader's memory (lost on a restart).
+            return False, f"waiting out lock-delay ({self.cfg.lock_delay - free_for:.1f}s left)", []
+        failed = self.state.get("promotion_failed")
+        if isinstance(failed, (int, float)) and 0 <= boottime() - failed < PROMOTION_BACKOFF:
+            return False, f"my last promotion failed {boottime() - failed:.0f}s ago; standing aside", []
+        history = view.history
+        allowed, why = analysis.failover_budget(history, time.time(), self.policy)
         if self.last_leader is not None and not allowed and not analysis.after_clean_stop(history):
             return False, why, []
-        cands = self.gather_candidates(members, probe)
+        cands = self.gather_candidates(view.members, probe)
         must = ""
         if self.cfg.durability == "semi-sync" and self.last_leader is not None:
-            old = next((m for m in members if m.name == self.last_leader.name), None)
-            must = old.gtid_executed if old else ""
+            old = view.member(self.last_leader.name)
+            must = old.gtid_received or old.gtid_executed if old else ""
             lost = [c.name for c in cands if not c.reachable]
             if lost:
                 return False, (f"semi-sync: replica(s) {', '.join(lost)} unreachable and may hold "
                                "acknowledged commits; not promoting automatically"), []
         ranking = analysis.rank_candidates(cands, self.policy, must, self.flavor.gtid_contains)
-        # Nobody can take the lock during Consul's lock-delay: count the grace from its end, or the
-        # second best would race the best at the very moment the lock becomes free.
-        free_for = time.monotonic() - (self.free_since or time.monotonic()) - self.cfg.lock_delay
-        ok, why = analysis.my_turn(ranking, self.cfg.node_name, free_for, self.policy.failover_grace)
+        ok, why = analysis.my_turn(ranking, self.cfg.node_name, free_for - self.cfg.lock_delay,
+                                   self.policy.failover_grace)
         return ok, why, ranking
 
-    def pending_request(self) -> Optional[Dict]:
-        req = self.dcs.get_json(REQUEST_KEY)
-        if not req or time.time() - float(req.get("requested", 0)) > REQUEST_MAX_AGE:
-            return None
-        return req
+    def _free_for(self, lock_index: int) -> float:
+        """Seconds since this node (any of its processes) first saw lock generation `lock_index` free."""
+        seen = self.state.get("free_seen")
+        now = boottime()
+        if not (isinstance(seen, dict) and seen.get("lock_index") == lock_index
+                and isinstance(seen.get("since"), (int, float)) and seen["since"] <= now):
+            seen = {"lock_index": lock_index, "since": now}
+            self.state.update(free_seen=seen)
+        return now - seen["since"]
 
-    def observe(self) -> Tuple[Observation, Dict]:
+    def observe(self) -> Tuple[Observation, Dict, ClusterView]:
         probe = self.probe_local()
-        leader, self.leader_index = self.dcs.get_leader()
+        view = self.dcs.get_cluster()
+        leader = view.leader
+        self.leader_index = view.index
         healthy, role, message = self.health_of(probe, leader)
         lapsed = message == SEMI_SYNC_LAPSED
         if lapsed != self._semi_sync_lapsed:
@@ -330,54 +361,53 @@ class Node:
             else:
                 log.info("semi-sync acknowledgements are back: no acknowledged commit can be lost")
             self._semi_sync_lapsed = lapsed
-        t_hb = time.monotonic()
-        # A failing check invalidates our session at once: the fast path when mysqld dies.
         if probe.get("refused"):
             log.error("%s", probe.get("error"))
-            hb_ok = False
-        else:
-            hb_ok = self.heartbeat(probe["up"], message)
-        self.ensure_session(probe["up"] and hb_ok, sent=t_hb)
-        if leader is not None and self.sid and leader.session == self.sid and probe["read_only"] is False:
-            self.writable_primary = True
-        i_hold = bool(leader is not None and self.sid and leader.session == self.sid)
+        sid = self.sid
+        i_hold = bool(leader is not None and sid and leader.session == sid)
         st = probe.get("status") or {}
         src = f"{st['source_host']}:{st.get('source_port')}" if st.get("source_host") else None
-        req = self.pending_request()
+        req = view.request
+        if req is not None and not (0 <= time.time() - req.requested <= REQUEST_MAX_AGE):
+            req = None
         o = Observation(
             me=self.cfg.node_name, now=time.time(), mysqld_up=probe["up"], read_only=probe["read_only"],
-            have_session=bool(self.sid), lease_left=self.lease_left(), leader=leader, i_hold_lock=i_hold,
+            have_session=bool(sid), lease_left=self.lease_left(), leader=leader, i_hold_lock=i_hold,
             replicating_from=src, replication_ok=bool(st.get("io_running") and st.get("sql_running")),
-            replication_errno=int(st.get("last_io_errno") or 0), paused=bool(self.dcs.get_paused()),
-            stopping=bool(self.state.get("stopping")), switchover_to=(req or {}).get("to"),
+            replication_errno=int(st.get("last_io_errno") or 0), paused=bool(view.paused),
+            stopping=bool(self.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.state.get("rebuild_reason", "") or "")
         extra = {"probe": probe, "role": role, "healthy": healthy, "message": message, "request": req}
         if leader is None:
-            if self.free_since is None:
-                self.free_since = time.monotonic()
-            if probe["up"] and self.sid and not o.stopping and req is None and not o.paused:
-                members = self.dcs.members()
-                ok, why, ranking = self.takeover_verdict(members, probe)
+            free_for = self._free_for(view.lock_index)
+            extra["free_for"] = free_for
+            if probe["up"] and sid and not o.stopping and req is None and not o.paused:
+                ok, why, ranking = self.takeover_verdict(view, probe, free_for)
                 o.takeover = (ok, why)
                 extra["ranking"] = ranking
-        else:
-            self.free_since = None
-            if not i_hold and probe["up"] and not (src == leader.address and o.replication_ok):
-                try:
-                    o.errant, _ = self.errant_against(leader, probe.get("executed", ""))
-                except PilotError as exc:
-                    log.info("cannot compare GTIDs with %s yet: %s", leader.name, exc)
-        return o, extra
+            elif req is not None and req.to == self.cfg.node_name and not req.handed_over \
+                    and free_for < self.cfg.lock_delay:
+                # A manual failover destroyed the old primary's session: it may not have fenced yet.
+                o.switchover_to = None
+                o.takeover = (False, f"request designates us; waiting out lock-delay "
+                                     f"({self.cfg.lock_delay - free_for:.1f}s left)")
+        elif not i_hold and probe["up"] and leader.promoted and not (src == leader.address and o.replication_ok):
+            try:
+                o.errant, _ = self.errant_against(leader, probe.get("executed", ""))
+            except PilotError as exc:
+                o.errant_unknown = str(exc)
+        return o, extra, view
 
     # ---- actions -----------------------------------------------------------------------------
     def run_once(self) -> Decision:
         with ha_lock(self.cfg.state_dir):
-            o, extra = self.observe()
+            o, extra, view = self.observe()
             d = analysis.decide(o)
             summary = f"{d.action}: {d.reason}"
             if summary != self.last_decision:
                 log.info("decision %s", summary)
                 self.last_decision = summary
+            extra["view"] = view
             getattr(self, "do_" + d.action)(o, d, extra)
             if o.leader is not None:
                 self.last_leader = o.leader
@@ -390,7 +420,7 @@ class Node:
         role = extra["role"]
         probe = self.probe_local() if extra.get("refresh") else extra["probe"]
         if extra.get("refresh"):
-            leader, _ = self.dcs.get_leader()
+            leader = self.dcs.get_cluster().leader
             extra["healthy"], role, extra["message"] = self.health_of(probe, leader)
         self.publish_member(probe, self.member_state(probe, extra["healthy"], role, extra["message"], o.errant))
 
@@ -413,85 +443,96 @@ class Node:
         pass
 
     def do_stay_primary(self, o, d, extra) -> None:
-        self.writable_primary = True
         self._ensure_primary_service()
-        if not self.dcs.get_latest_snapshot():
+        if not extra["view"].latest_snapshot:
             self.spawn_snapshot("no snapshot exists yet")
 
     def do_fence(self, o, d, extra) -> None:
-        self.fence(d.reason)
+        # Not the holder: another node may be primary already, so fence at once.
+        self.fence(d.reason, urgent=not o.i_hold_lock)
         extra["refresh"] = True
 
     def do_take_lock(self, o, d, extra) -> None:
-        req = extra.get("request")
+        req: Optional[Request] = extra.get("request")
         info = LeaderInfo(self.cfg.node_name, self.cfg.advertise_host, self.cfg.port, self.cfg.server_id,
                           since=time.time())
         if not self.dcs.acquire_leader(self.sid, info):
             log.info("leader lock not acquired (held, or in Consul's lock-delay)")
             return
         log.warning("acquired the leader lock (%s)", d.reason)
-        self.promote(o, d.reason, extra.get("ranking", []), req)
+        self.promote(o, d.reason, extra.get("ranking", []), req, extra)
         extra["refresh"] = True
 
     def do_promote(self, o, d, extra) -> None:
-        self.promote(o, d.reason, [], None)
+        self.promote(o, d.reason, [], None, extra)
         extra["refresh"] = True
 
-    def promote(self, o: Observation, reason: str, ranking, req: Optional[Dict]) -> None:
+    def promote(self, o: Observation, reason: str, ranking, req: Optional[Request], extra: Dict) -> None:
         t0 = time.monotonic()
         srv = self.local()
         st = srv.replica_status()
         if st:
-            # Apply everything already received before accepting writes.
-            if not srv.wait_relay_applied(timeout=60):
-                log.error("relay log not applied within 60s; staying read-only and releasing the lock")
+            # Apply everything already received before accepting writes. The heartbeat keeps the lease
+            # meanwhile, so this wait is not cut short by it.
+            if not srv.wait_relay_applied(timeout=PROMOTE_WAIT):
+                log.error("relay log not applied within %.0fs; staying read-only, releasing the lock and "
+                          "standing aside for %.0fs", time.monotonic() - t0, PROMOTION_BACKOFF)
+                self.state.update(promotion_failed=boottime())
                 self.dcs.release_leader(self.sid)
                 return
             srv.stop_replica()
             srv.reset_replica_all()
+        # A restored snapshot's seed belongs to following, never to a node that has been primary.
+        self.state.update(seed_gtid=None, promotion_failed=None)
         gtid = srv.gtid_executed()
         info = LeaderInfo(self.cfg.node_name, self.cfg.advertise_host, self.cfg.port, self.cfg.server_id,
                           since=time.time(), promoted_gtid=gtid)
-        if not self.dcs.update_leader(self.sid, info):
+        if not self.dcs.acquire_leader(self.sid, info):
             log.error("lost the leader lock during promotion; staying read-only")
-            return
-        if self.lease_left() <= 0:
-            log.error("lease expired during promotion; staying read-only")
             return
         if self.cfg.durability == "semi-sync":
             srv.semi_sync_replica(False)
             srv.semi_sync_primary(True, self.cfg.semi_sync_timeout_ms)
+        left = self.lease_left()
+        if left < MIN_LEASE_TO_PROMOTE:
+            log.error("lease has %.2fs left (under %.1fs) after %.1fs of promotion; staying read-only until "
+                      "the session is renewed", left, MIN_LEASE_TO_PROMOTE, time.monotonic() - t0)
+            return
         srv.set_read_only(False)
-        self.writable_primary = True
         srv.close()
+        info.promoted = True
+        self.dcs.acquire_leader(self.sid, info)
         took = time.monotonic() - t0
         log.warning("PROMOTED: %s is the writable primary at GTID %s (%s)", self.cfg.node_name, gtid or "-",
                     reason)
         self._ensure_primary_service()
         self.state.update(errant=None)
-        # The old primary may be this very node: its mysqld crashed, came back and was still the best.
-        history = self.dcs.history()
+        view: ClusterView = extra["view"]
+        history = view.history
         old = self.last_leader.name if self.last_leader and not analysis.after_clean_stop(history) else None
-        if req and req.get("to") == self.cfg.node_name:
-            kind = req.get("kind", "switchover")
-            why = req.get("reason", kind)
-            durations = {"promote": round(took, 3)}
-            if req.get("fenced_at"):
-                durations["write_unavailable"] = round(time.time() - float(req["fenced_at"]), 3)
+        durations = {"promote": round(took, 3)}
+        if req is not None and req.to == self.cfg.node_name:
+            kind, why = req.kind, req.reason or req.kind
+            if req.fenced_at:
+                durations["write_unavailable"] = round(time.time() - float(req.fenced_at), 3)
             self.dcs.put_json(REQUEST_KEY, None)
+            old = req.origin or old
+        elif old == self.cfg.node_name and o.leader is not None and o.leader.name == old:
+            # We held the lock all along and only fenced (lease lapse, a blocked pass): not a failover.
+            kind, why = "re-promotion", f"{reason}; this node kept the lock"
+        elif old == self.cfg.node_name:
+            kind, why = "failover", f"primary {old} (this node) lost its session and won again; {reason}"
         else:
             kind = "failover" if old else ("bootstrap" if not history else "election")
             why = reason if not old else f"primary {old} lost its session; {reason}"
-            durations = {"promote": round(took, 3)}
-            if self.free_since is not None:
-                durations["leader_free"] = round(time.monotonic() - self.free_since, 3)
-        rec = FailoverRecord(kind=kind, time=time.time(), old_primary=old or (req or {}).get("from"),
-                             new_primary=self.cfg.node_name, reason=why,
-                             candidates=[{"name": r.name, "chosen": r.name == self.cfg.node_name,
-                                          "why": r.why} for r in ranking],
+            if "free_for" in extra:
+                durations["leader_free"] = round(extra["free_for"], 3)
+        rec = FailoverRecord(kind=kind, time=time.time(), old_primary=old, new_primary=self.cfg.node_name,
+                             reason=why, candidates=[{"name": r.name, "chosen": r.name == self.cfg.node_name,
+                                                      "why": r.why} for r in ranking],
                              durations=durations)
         self._record(rec)
-        if not self.dcs.get_latest_snapshot():
+        if not view.latest_snapshot:
             self.spawn_snapshot("first primary: taking the first snapshot now")
 
     def do_follow(self, o, d, extra) -> None:
@@ -533,27 +574,31 @@ class Node:
         self.state.update(rebuild_reason=reason, errant=[e for e in errant.split(",") if e] or None)
         extra["role"], extra["healthy"], extra["message"] = "rebuilding", False, reason
         # run-mysqld performs the rebuild before it starts mysqld again.
-        from .mysqld import stop_mysqld
-        stop_mysqld(self.cfg)
+        mysqld.stop_mysqld(self.cfg)
 
     def do_hand_over(self, o, d, extra) -> None:
-        req = extra.get("request") or {}
-        self.hand_over(req.get("to"), req)
+        req: Optional[Request] = extra.get("request")
+        self.hand_over(req.to if req else "", req, extra["view"])
         extra["refresh"] = True
 
-    def hand_over(self, target: str, req: Dict) -> bool:
-        """Planned switchover from this primary: fence, let the target catch up, release the lock."""
-        members = {m.name: m for m in self.dcs.members()}
-        tm = members.get(target)
+    def hand_over(self, target: str, req: Optional[Request], view: ClusterView) -> bool:
+        """Planned switchover from this primary: fence (confirmed), let the target catch up, release."""
+        tm = view.member(target)
         if tm is None:
             log.error("switchover target %s is not a member; ignoring the request", target)
             self.dcs.put_json(REQUEST_KEY, None)
             return False
         t_fence = time.time()
-        self.fence(f"switchover to {target}")
+        fenced = self.fence(f"switchover to {target}")
+        if fenced != "read-only":
+            # mysqld is gone: the session ends with it and the election takes over, lock-delay included.
+            log.error("switchover to %s aborted: fencing ended with %s; not releasing the lock", target, fenced)
+            self.dcs.put_json(REQUEST_KEY, None)
+            return False
         srv = self.local()
         gtid = srv.gtid_executed()
         srv.close()
+        t0 = time.monotonic()
         try:
             tsrv = self.remote(tm.host, tm.port)
             caught_up = tsrv.wait_for_gtid(gtid, timeout=30) if gtid else True
@@ -561,17 +606,19 @@ class Node:
         except PilotError as exc:
             caught_up, gtid = False, f"{gtid} ({exc})"
         if not caught_up or self.lease_left() <= 0:
-            log.error("switchover to %s aborted: it did not apply %s in 30s; staying primary", target, gtid)
+            log.error("switchover to %s aborted after %.1fs: it did not apply %s (lease left %.1fs); staying "
+                      "primary", target, time.monotonic() - t0, gtid, self.lease_left())
             self.dcs.put_json(REQUEST_KEY, None)
-            if self.lease_left() > 0:
+            if self.lease_left() > MIN_LEASE_TO_PROMOTE:
                 srv = self.local()
                 srv.set_read_only(False)
                 srv.close()
-                self.writable_primary = True
             return False
-        req = dict(req, to=target, fenced_at=t_fence, gtid=gtid, **{"from": self.cfg.node_name})
-        req.setdefault("requested", time.time())
-        self.dcs.put_json(REQUEST_KEY, req)
+        body = {"to": target, "kind": req.kind if req else "switchover",
+                "reason": (req.reason if req else "") or "switchover", "from": self.cfg.node_name,
+                "requested": (req.requested if req and req.requested else time.time()),
+                "fenced_at": t_fence, "gtid": gtid, "handed_over": True}
+        self.dcs.put_json(REQUEST_KEY, body)
         self.dcs.release_leader(self.sid)
         log.warning("handed the leader lock to %s at GTID %s", target, gtid or "-")
         return True
@@ -603,8 +650,9 @@ class Node:
 
     # ---- the loop ----------------------------------------------------------------------------
     def run_forever(self) -> None:
-        wd = threading.Thread(target=self._watchdog, name="fence-watchdog", daemon=True)
-        wd.start()
+        # The watchdog first, before any Consul call: a restarted loop of a cut-off primary must fence
+        # on the lease it finds in the state file.
+        self.start_threads()
         log.info("HA loop started for %s (%s); session ttl %ss, lock-delay %ss, lease %ss",
                  self.cfg.node_name, self.cfg.address, self.cfg.session_ttl, self.cfg.lock_delay,
                  self.policy.lease)
@@ -614,74 +662,80 @@ class Node:
                 self.run_once()
             except PilotError as exc:
                 log.error("%s", exc)
+            except Exception as exc:  # noqa: BLE001 - the loop never dies; the watchdog still guards the lease
+                log.exception("HA pass failed unexpectedly: %s", exc)
             wait = max(0.2, self.cfg.loop_wait - (time.monotonic() - t0))
             try:
                 # Wake at once when the leader key changes.
                 self.dcs.watch_leader(self.leader_index, wait)
-            except PilotError as exc:
+            except Exception as exc:  # noqa: BLE001
                 log.error("%s", exc)
                 self._stop.wait(wait)
 
     def stop(self) -> None:
         self._stop.set()
+        self.stop_threads()
 
     # ---- hooks -------------------------------------------------------------------------------
     def health_hook(self) -> Tuple[bool, str]:
-        """ContainerPilot's health check: renew, confirm the role, publish. Exit code follows `healthy`."""
+        """ContainerPilot's health check: report the role and publish it. It never touches the session or
+        the liveness check: only the watch's heartbeat does, so that whatever invalidates the session is
+        preceded by giving up the lease."""
         probe = self.probe_local()
-        leader, _ = self.dcs.get_leader()
-        self.sid = self.state.get("session")
-        if self.sid and self.dcs.renew_session(self.sid) is None:
-            self.sid = None
+        leader = self.dcs.get_cluster().leader
         healthy, role, msg = self.health_of(probe, leader)
-        if not probe["up"] and not probe.get("refused"):
-            self.heartbeat(False, msg)     # mysqld died in a live container: drop the session now
-        elif self.sid and probe["up"]:
-            self.heartbeat(True, msg)
-        # Fencing is the HA loop's job: it holds ha.lock and a consistent view; a hook must not act on
-        # a view that may be a moment stale (it could fence a primary that was just promoted).
         self.publish_member(probe, self.member_state(probe, healthy, role, msg))
         return healthy, msg
 
     def pre_stop(self, timeout: float = 60.0) -> str:
-        """SIGTERM: a primary hands over with a switchover before mysqld stops. Never costs a commit."""
+        """SIGTERM: a primary hands over with a switchover before mysqld stops. Never costs a commit.
+        It keeps its own heartbeat: ContainerPilot stops the watch job at the same time."""
         self.state.update(stopping=True)
+        self.start_threads()
+        try:
+            return self._pre_stop(timeout)
+        finally:
+            self.stop_threads()
+
+    def _pre_stop(self, timeout: float) -> str:
         with ha_lock(self.cfg.state_dir):
-            probe = self.probe_local()
-            leader, _ = self.dcs.get_leader()
-            self.sid = self.state.get("session")
-            if not (leader is not None and self.sid and leader.session == self.sid):
+            view = self.dcs.get_cluster()
+            leader = view.leader
+            sid = self.sid
+            if not (leader is not None and sid and leader.session == sid):
                 self._leave()
                 return "replica stopping"
-            if probe["up"]:
-                t_hb = time.monotonic()
-                self.ensure_session(self.heartbeat(True, "stopping: handing over"), sent=t_hb)
-            members = self.dcs.members()
-            target, why = analysis.choose_switchover_target(members, self.cfg.node_name, None)
+            target, why = analysis.choose_switchover_target(view.members, self.cfg.node_name, None)
             if target is None:
-                self.fence(f"stopping; {why}")
+                fenced = self.fence(f"stopping; {why}")
                 self._record(FailoverRecord(kind="shutdown", time=time.time(), old_primary=self.cfg.node_name,
                                             new_primary=None, reason=f"pre-stop with no replica to hand over "
                                             f"to ({why}); the next election is a cold start"))
-                self.dcs.release_leader(self.sid)
+                if fenced != "read-only":
+                    return f"primary stopping with no replica to hand over to ({why}); fence: {fenced}"
+                self.stop_threads()
+                self.dcs.release_leader(sid)
                 self._leave()
                 return f"primary stopping with no replica to hand over to ({why})"
-            req = {"to": target, "kind": "switchover", "reason": f"pre-stop of {self.cfg.node_name}: {why}",
-                   "requested": time.time()}
-            if not self.hand_over(target, req):
+            req = Request(to=target, kind="switchover", reason=f"pre-stop of {self.cfg.node_name}: {why}",
+                          requested=time.time())
+            if not self.hand_over(target, req, view):
                 return "switchover failed; primary stays until mysqld stops"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            leader, _ = self.dcs.get_leader()
+            leader = self.dcs.get_cluster().leader
             if leader is not None and leader.name == target:
+                self.stop_threads()
                 self._leave()
                 return f"handed over to {target}"
             time.sleep(0.2)
         return f"handed the lock to {target}, which has not taken it yet"
 
     def _leave(self) -> None:
-        if self.sid:
+        sid = self.sid
+        self.lease.void("leaving")
+        if sid:
             try:
-                self.dcs.destroy_session(self.sid)
+                self.dcs.destroy_session(sid)
             except PilotError:
                 pass

@@ -6,9 +6,36 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 
-def _from_dict(cls, data: Dict[str, Any]):
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in names})
+def _check(kind: str, v: Any, name: str) -> Any:
+    """Validate one value against a field annotation (kept as a string by `from __future__`)."""
+    if kind.startswith("Optional["):
+        return None if v is None else _check(kind[9:-1], v, name)
+    ok = {
+        "str": lambda x: isinstance(x, str),
+        "int": lambda x: isinstance(x, int) and not isinstance(x, bool),
+        "float": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
+        "bool": lambda x: isinstance(x, bool),
+        "List[str]": lambda x: isinstance(x, list) and all(isinstance(i, str) for i in x),
+        "List[Dict[str, Any]]": lambda x: isinstance(x, list) and all(isinstance(i, dict) for i in x),
+        "Dict[str, Any]": lambda x: isinstance(x, dict),
+        "Dict[str, float]": lambda x: isinstance(x, dict) and all(
+            isinstance(i, (int, float)) and not isinstance(i, bool) for i in x.values()),
+    }.get(kind)
+    if ok is not None and not ok(v):
+        raise ValueError(f"field {name!r} is {type(v).__name__} {str(v)[:40]!r}, expected {kind}")
+    return float(v) if kind == "float" else v
+
+
+def _from_dict(cls, data: Any):
+    """Build a dataclass from decoded JSON, rejecting wrong types with a ValueError that names the field:
+    values come from Consul, where anyone with write access can put anything."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    kw = {f.name: _check(str(f.type), data[f.name], f.name) for f in fields(cls) if f.name in data}
+    try:
+        return cls(**kw)
+    except TypeError as exc:
+        raise ValueError(f"missing field: {exc}") from None
 
 
 # What pre-start publishes while it prepares the datadir; the node has no session yet.
@@ -65,6 +92,7 @@ class LeaderInfo:
     server_id: int = 0
     since: float = 0.0
     promoted_gtid: str = ""           # GTID position at the moment this node became primary
+    promoted: bool = False            # promotion finished (relay log applied): safe to compare GTIDs with
     session: str = ""                 # filled by the reader from the key's Session field
 
     def to_json(self) -> str:
@@ -113,14 +141,14 @@ class SnapshotManifest:
 @dataclass
 class FailoverRecord:
     """One entry of `<kv_root>/history`: every failover and switchover."""
-    kind: str                         # failover | switchover | manual-failover | bootstrap | election | shutdown
+    kind: str                         # failover | switchover | manual-failover | bootstrap | election |
+                                      # shutdown | re-promotion
     time: float
     old_primary: Optional[str]
     new_primary: Optional[str]
     reason: str
     candidates: List[Dict[str, Any]] = field(default_factory=list)   # {name, chosen, why}
     durations: Dict[str, float] = field(default_factory=dict)        # detect, promote, total, ...
-    lost_gtids: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

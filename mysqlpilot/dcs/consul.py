@@ -21,11 +21,13 @@ import requests
 
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
+from .base import DCS, ClusterView, decode_json, parse_history, parse_leader, parse_member, parse_object, \
+    parse_request
 
 log = logging.getLogger(__name__)
 
 
-class ConsulDCS:
+class ConsulDCS(DCS):
     def __init__(self, host: str, port: int, kv_root: str, node_name: str, scheme: str = "http",
                  token: Optional[str] = None, ca: Optional[str] = None, timeout: float = 5):
         self.host, self.port = host, int(port)
@@ -128,16 +130,10 @@ class ConsulDCS:
         return out
 
     # ---- leader ----------------------------------------------------------------------------------
-    @staticmethod
-    def _leader_from(item: Optional[Dict[str, Any]]) -> Optional[LeaderInfo]:
-        if not item or not item.get("Session") or not item.get("Value"):
-            return None          # behavior release keeps the Value of a dead holder: ignore it
-        try:
-            return LeaderInfo.from_json(item["Value"].decode() if isinstance(item["Value"], bytes)
-                                        else item["Value"], session=item["Session"])
-        except (ValueError, TypeError):
-            log.warning("leader key holds an unreadable value; treating it as free")
+    def _leader_from(self, item: Optional[Dict[str, Any]]) -> Optional[LeaderInfo]:
+        if not item:
             return None
+        return parse_leader(self.key("leader"), item.get("Value"), item.get("Session"))
 
     def get_leader(self) -> Tuple[Optional[LeaderInfo], int]:
         index, item = self._call("leader read", self.c.kv.get, self.key("leader"), consistency="consistent")
@@ -170,30 +166,44 @@ class ConsulDCS:
 
     def members(self) -> List[MemberState]:
         _, items = self._call("members read", self.c.kv.get, self.key("members/"), recurse=True)
-        out = []
-        for it in items or []:
-            try:
-                m = MemberState.from_json(it["Value"].decode() if isinstance(it["Value"], bytes) else it["Value"])
-            except (ValueError, TypeError, AttributeError):
-                continue
-            m.alive = bool(it.get("Session"))
-            out.append(m)
-        return out
+        out = [parse_member(it.get("Key", ""), it.get("Value"), it.get("Session")) for it in items or []]
+        return [m for m in out if m is not None]
 
     def member(self, name: str) -> Optional[MemberState]:
         """One member's published state (alive set from its key's Session), or None."""
         _, it = self._call("member read", self.c.kv.get, self.key(f"members/{name}"))
-        if not it or not it.get("Value"):
+        if not it:
             return None
-        try:
-            m = MemberState.from_json(it["Value"].decode() if isinstance(it["Value"], bytes) else it["Value"])
-        except (ValueError, TypeError, AttributeError):
-            return None
-        m.alive = bool(it.get("Session"))
-        return m
+        return parse_member(self.key(f"members/{name}"), it.get("Value"), it.get("Session"))
 
-    def delete_member(self, name: str) -> None:
-        self._call("member delete", self.c.kv.delete, self.key(f"members/{name}"))
+    # ---- the whole view, one consistent read --------------------------------------------------------
+    def get_cluster(self) -> ClusterView:
+        """Leader, members, request, history, pause flag and snapshot pointer from one consistent read
+        of the prefix, so every decision of a pass looks at the same moment."""
+        index, items = self._call("cluster read", self.c.kv.get, self.kv_root + "/", recurse=True,
+                                  consistency="consistent")
+        v = ClusterView(index=int(index or 0))
+        pre = self.kv_root + "/"
+        for it in items or []:
+            key = it.get("Key", "")
+            rel = key[len(pre):] if key.startswith(pre) else key
+            val = it.get("Value")
+            if rel == "leader":
+                v.leader = parse_leader(key, val, it.get("Session"))
+                v.lock_index = int(it.get("LockIndex") or 0)
+            elif rel.startswith("members/"):
+                m = parse_member(key, val, it.get("Session"))
+                if m is not None:
+                    v.members.append(m)
+            elif rel == "switchover":
+                v.request = parse_request(key, val)
+            elif rel == "history":
+                v.history = parse_history(key, val)
+            elif rel == "paused":
+                v.paused = parse_object(key, val)
+            elif rel == "snapshots/latest":
+                v.latest_snapshot = parse_object(key, val)
+        return v
 
     # ---- snapshots and locks ---------------------------------------------------------------------
     def get_latest_snapshot(self) -> Optional[Dict[str, Any]]:
@@ -201,6 +211,44 @@ class ConsulDCS:
 
     def set_latest_snapshot(self, manifest: Dict[str, Any]) -> None:
         self.put_json("snapshots/latest", manifest)
+
+    def latest_snapshot_with_index(self) -> Tuple[Optional[Dict[str, Any]], int]:
+        """snapshots/latest (consistent read) and its ModifyIndex; 0 when the key is absent, which as a
+        check-and-set index means "only if still absent"."""
+        _, item = self._call("read snapshots/latest", self.c.kv.get, self.key("snapshots/latest"),
+                             consistency="consistent")
+        return self._decode(item), (int(item.get("ModifyIndex") or 0) if item else 0)
+
+    def publish_snapshot(self, sid: str, manifest: Dict[str, Any], expected_index: int) -> bool:
+        """Write snapshots/latest in one Consul transaction that also proves `sid` still holds the
+        leader lock (KV check-session on <kv_root>/leader) and that latest is unchanged since it was read
+        at `expected_index` (KV cas; 0 = still absent). True if written; False if either check failed,
+        and then nothing was written. Other failures raise PilotError."""
+        import base64
+        from consul.callback import CB
+
+        value = base64.b64encode(json.dumps(manifest).encode()).decode()
+        ops = [{"KV": {"Verb": "check-session", "Key": self.key("leader"), "Session": sid}},
+               {"KV": {"Verb": "cas", "Key": self.key("snapshots/latest"), "Value": value,
+                       "Index": int(expected_index)}}]
+        headers = {"X-Consul-Token": self.c.token} if getattr(self.c, "token", None) else {}
+
+        def outcome(resp) -> Tuple[bool, str]:
+            if resp.code == 409:                    # a check failed: the transaction was rolled back
+                try:
+                    errs = json.loads(resp.body).get("Errors") or []
+                except (ValueError, AttributeError):
+                    errs = []
+                return False, "; ".join(f"op {e.get('OpIndex')}: {e.get('What')}" for e in errs) or resp.body
+            CB._status(resp, allow_404=False)
+            return True, ""
+
+        # py-consul's txn.put sends no ACL token, so the request is made here with ours.
+        ok, why = self._call("snapshot publish", self.c.http.put, outcome, "/v1/txn", data=json.dumps(ops),
+                             headers=headers)
+        if not ok:
+            log.debug("snapshot publish refused by Consul: %s", why)
+        return ok
 
     def wait_latest_snapshot(self, index: int, wait: float) -> Tuple[Optional[Dict[str, Any]], int]:
         new_index, item = self._call("snapshot watch", self.c.kv.get, self.key("snapshots/latest"),
@@ -223,7 +271,7 @@ class ConsulDCS:
         k = self.key("history")
         for _ in range(50):
             index, item = self._call("history read", self.c.kv.get, k, consistency="consistent")
-            cur = self._decode(item) or []
+            cur = parse_history(k, (item or {}).get("Value"))     # unreadable entries are dropped
             cur = (cur + [record])[-keep:]
             if self._call("history write", self.c.kv.put, k, json.dumps(cur), cas=int(item["ModifyIndex"])
                           if item else 0):
@@ -232,8 +280,13 @@ class ConsulDCS:
         raise PilotError(f"could not append to {k} in Consul at {self.where}: too much contention")
 
     def history(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
-        h = self.get_json("history") or []
+        _, item = self._call("read history", self.c.kv.get, self.key("history"), consistency="consistent")
+        h = parse_history(self.key("history"), (item or {}).get("Value"))
         return h[-limit:] if limit else h
+
+    def get_request(self):
+        _, item = self._call("read switchover", self.c.kv.get, self.key("switchover"), consistency="consistent")
+        return parse_request(self.key("switchover"), (item or {}).get("Value"))
 
     def set_paused(self, paused: bool, reason: str = "") -> None:
         if paused:
@@ -242,17 +295,12 @@ class ConsulDCS:
             self._call("unpause", self.c.kv.delete, self.key("paused"))
 
     def get_paused(self) -> Optional[Dict[str, Any]]:
-        return self.get_json("paused")
+        return parse_object(self.key("paused"), self.get_json("paused"))
 
-    @staticmethod
-    def _decode(item: Optional[Dict[str, Any]]) -> Any:
-        if not item or item.get("Value") in (None, b"", ""):
+    def _decode(self, item: Optional[Dict[str, Any]]) -> Any:
+        if not item:
             return None
-        raw = item["Value"]
-        try:
-            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        except ValueError:
-            return None
+        return decode_json(item.get("Key", ""), item.get("Value"))
 
     def get_json(self, rel: str) -> Any:
         _, item = self._call(f"read {rel}", self.c.kv.get, self.key(rel), consistency="consistent")

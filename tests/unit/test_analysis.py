@@ -8,7 +8,7 @@ from mysqlpilot.analysis import Candidate, Observation, Policy
 from mysqlpilot.model import LeaderInfo, MemberState
 
 ME = "n1"
-LEADER = LeaderInfo("n2", "127.0.1.2", 3306, server_id=2, session="s2")
+LEADER = LeaderInfo("n2", "127.0.1.2", 3306, server_id=2, session="s2", promoted=True)
 
 
 def obs(**kw):
@@ -118,6 +118,10 @@ def test_most_advanced_wins_over_priority():
     r = A.rank_candidates(cs, Policy())
     assert [x.name for x in r if x.rank == 0] == ["b"]
     a = next(x for x in r if x.name == "a")
+    # a lacks what b holds: it cannot win, not even after the grace periods.
+    assert not a.eligible and "lacks transactions that b holds" in a.why
+    # Forced (`failover --force`): ordered, behind b.
+    a = next(x for x in A.rank_candidates(cs, Policy(), strict=False) if x.name == "a")
     assert a.eligible and a.rank == 1 and "behind b" in a.why
 
 
@@ -135,11 +139,52 @@ def test_ties_broken_by_priority_then_name():
     ({"lag_seconds": 99.0}, "lag"),
 ])
 def test_ineligible_reasons(kw, why):
-    cs = with_contains([cand("x", 50, **kw), cand("y", 5)])
+    cs = with_contains([cand("x", 5, **kw), cand("y", 50)])
     r = A.rank_candidates(cs, Policy(max_lag_on_failover=30))
     x = next(v for v in r if v.name == "x")
     assert not x.eligible and why in x.why and x.rank == -1
     assert next(v for v in r if v.name == "y").rank == 0
+
+
+@pytest.mark.parametrize("kw", [{"healthy": False}, {"nofailover": True}, {"lag_seconds": 99.0},
+                                {"caught_up": False, "sql_running": False}])
+@pytest.mark.parametrize("durability", ["async", "semi-sync"])
+def test_an_ineligible_member_holding_more_makes_the_election_wait(kw, durability):
+    """Item 5: a lagging, nofailover or unhealthy replica can hold the only copy of an acknowledged
+    commit; nobody who lacks it may win (the old code counted only eligible members)."""
+    cs = with_contains([cand("x", 50, **kw), cand("y", 5), cand("z", 5)])
+    r = {v.name: v for v in A.rank_candidates(cs, Policy(durability=durability, max_lag_on_failover=30))}
+    if durability == "semi-sync" and "lag_seconds" in kw:
+        assert r["x"].rank == 0           # lag does not exclude under semi-sync: it applies, then promotes
+        return
+    assert not r["x"].eligible
+    for n in ("y", "z"):
+        assert not r[n].eligible and "lacks transactions that x holds" in r[n].why
+        # and the grace fallback cannot bypass it
+        assert not A.my_turn(list(r.values()), n, 1e6, 3.0)[0]
+
+
+def test_an_unknown_lag_is_not_zero():
+    """Items 7 and 10: NULL lag (the source is gone) with a relay backlog is not eligible in async mode,
+    and a stopped SQL thread with a backlog never is; a caught-up replica with NULL lag is fine."""
+    p = Policy(durability="async")
+    backlog = cand("a", 10, lag_seconds=None, caught_up=False)
+    r = A.rank_candidates(with_contains([backlog]), p)
+    assert not r[0].eligible and "lag unknown" in r[0].why
+    r = A.rank_candidates(with_contains([cand("a", 10, lag_seconds=None, caught_up=True)]), p)
+    assert r[0].rank == 0
+    stopped = cand("a", 10, lag_seconds=None, caught_up=False, sql_running=False)
+    for pol in (p, Policy(durability="semi-sync")):
+        r = A.rank_candidates(with_contains([stopped]), pol)
+        assert not r[0].eligible and "SQL thread stopped" in r[0].why
+
+
+def test_a_catching_up_node_never_wins_against_one_holding_more():
+    """Issue 13's chain: a rebuilt node, still catching up, won when its source died."""
+    cs = with_contains([cand("n3", 7, lag_seconds=None, caught_up=False), cand("n1", 12), cand("n2", 12)])
+    for pol in (Policy(durability="async"), Policy(durability="semi-sync")):
+        r = {v.name: v for v in A.rank_candidates(cs, pol)}
+        assert not r["n3"].eligible and r["n1"].rank == 0 and r["n2"].rank == 1
 
 
 def test_semi_sync_requires_acknowledged_transactions():
@@ -179,9 +224,10 @@ def test_failover_budget_spends_and_rearms():
     assert A.failover_budget([{"kind": "failover", "time": 0.0}] * 5, 10_000, p)[0]  # out of window
 
 
-def test_lease_uses_the_shorter_ttl():
-    assert Policy(session_ttl=10, check_ttl=6, fence_margin=2).lease == 4
-    assert Policy(session_ttl=10, check_ttl=30, fence_margin=3).lease == 7
+def test_lease_is_lock_delay_minus_fence_margin_whatever_the_ttls():
+    """Item 3: the lease no longer assumes sessions end only by TTL."""
+    assert Policy(session_ttl=10, check_ttl=6, lock_delay=4, fence_margin=1).lease == 3
+    assert Policy(session_ttl=60, check_ttl=30, lock_delay=10, fence_margin=3).lease == 7
 
 
 # ---- MariaDB errant detection ------------------------------------------------------------------
@@ -239,7 +285,7 @@ def test_the_failed_primary_ranks_last_among_equals_but_wins_when_ahead():
     cs = with_contains([cand("a", 11), cand("b", 10), cand("c", 10)])
     cs[0].was_primary = True
     r = {x.name: x for x in A.rank_candidates(cs, Policy())}
-    assert r["a"].rank == 0 and "behind a" in r["b"].why
+    assert r["a"].rank == 0 and "lacks transactions that a holds" in r["b"].why
 
 
 def test_a_clean_stop_makes_the_next_election_a_cold_start():

@@ -53,7 +53,7 @@ def test_server_id_is_stable_and_distinct():
     ({"CONSUL": "nohostport"}, "consul (from $CONSUL): expected host:port"),
     ({"MYSQLPILOT_DURABILITY": "sync"}, "durability (from $MYSQLPILOT_DURABILITY): must be one of async, "
                                          "semi-sync"),
-    ({"MYSQLPILOT_LOCK_DELAY": "1"}, "lock_delay (1s) must exceed fence_margin"),
+    ({"MYSQLPILOT_LOCK_DELAY": "4", "MYSQLPILOT_FENCE_MARGIN": "3"}, "lock_delay (4s) must exceed fence_margin"),
     ({"MYSQLPILOT_STORE": "s3"}, "s3_bucket is required"),
     ({"MYSQL_USER": "app"}, "password is required when user is set"),
     ({"MYSQLPILOT_NOFAILOVER": "maybe"}, "nofailover"),

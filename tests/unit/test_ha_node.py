@@ -78,6 +78,6 @@ def test_a_node_without_its_first_session_publishes_starting(tmp_path):
     node.publish_member(up, node.member_state(up, True, "candidate", "no primary; awaiting election"))
     assert (node.dcs.published[-1].role, node.dcs.published[-1].message) == (
         "starting", "joining: no primary; awaiting election")
-    node.sid = "s-1"
+    StateFile(str(tmp_path)).update(session="s-1")
     node.publish_member(up, node.member_state(up, True, "candidate", "no primary; awaiting election"))
     assert node.dcs.published[-1].role == "candidate"

@@ -1,0 +1,176 @@
+"""What the HA code knows of a DCS: the interface, and one typed, validated view of the cluster per pass.
+
+Every value read from the DCS goes through a parser here. A malformed value (anyone with write access
+to the KV can put anything there) becomes "absent" with one warning line; it never raises in the loop.
+"""
+from __future__ import annotations
+
+import abc
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from ..model import FailoverRecord, LeaderInfo, MemberState, _from_dict
+
+log = logging.getLogger(__name__)
+
+_warned: Dict[str, str] = {}
+
+
+def _warn_once(key: str, msg: str) -> None:
+    """One line per bad key and problem, not one per pass."""
+    if _warned.get(key) != msg:
+        _warned[key] = msg
+        log.warning("ignoring Consul key %s: %s; fix or delete it (consul kv put / kv delete)", key, msg)
+
+
+def decode_json(key: str, raw: Any) -> Any:
+    if raw in (None, b"", ""):
+        return None
+    try:
+        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        _warn_once(key, f"not JSON ({str(exc)[:60]})")
+        return None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A pending switchover or manual failover (`<kv_root>/switchover`)."""
+    to: str
+    kind: str = "switchover"           # switchover | manual-failover
+    origin: Optional[str] = None       # the primary it moves away from ("from" in the JSON)
+    reason: str = ""
+    requested: float = 0.0             # epoch seconds
+    force: bool = False
+    handed_over: bool = False          # written by the old primary once its fence was confirmed
+    fenced_at: Optional[float] = None
+    gtid: str = ""
+
+
+def parse_leader(key: str, value: Any, session: Optional[str]) -> Optional[LeaderInfo]:
+    if not session or value in (None, b"", ""):
+        return None          # behavior release keeps a dead holder's Value: without a Session it is free
+    data = decode_json(key, value)
+    try:
+        info = _from_dict(LeaderInfo, data)
+    except ValueError as exc:
+        _warn_once(key, str(exc))
+        return None
+    info.session = session
+    return info
+
+
+def parse_member(key: str, value: Any, session: Optional[str]) -> Optional[MemberState]:
+    data = decode_json(key, value)
+    if data is None:
+        return None
+    try:
+        m = _from_dict(MemberState, data)
+    except ValueError as exc:
+        _warn_once(key, str(exc))
+        return None
+    m.alive = bool(session)
+    return m
+
+
+def parse_request(key: str, value: Any) -> Optional[Request]:
+    data = decode_json(key, value)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        _warn_once(key, "expected a JSON object")
+        return None
+    d = dict(data)
+    if "from" in d:
+        d["origin"] = d.pop("from")
+    try:
+        req = _from_dict(Request, {k: v for k, v in d.items()})
+    except ValueError as exc:
+        _warn_once(key, str(exc))
+        return None
+    return req
+
+
+def parse_history(key: str, value: Any) -> List[Dict[str, Any]]:
+    data = decode_json(key, value)
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        _warn_once(key, "expected a JSON list")
+        return []
+    out = []
+    for i, entry in enumerate(data):
+        try:
+            out.append(_from_dict(FailoverRecord, entry).to_dict())
+        except ValueError as exc:
+            _warn_once(f"{key}[{i}]", str(exc))
+    return out
+
+
+def parse_object(key: str, value: Any) -> Optional[Dict[str, Any]]:
+    data = decode_json(key, value)
+    if data is not None and not isinstance(data, dict):
+        _warn_once(key, "expected a JSON object")
+        return None
+    return data
+
+
+@dataclass
+class ClusterView:
+    """Everything one pass decides on, read in one consistent request."""
+    leader: Optional[LeaderInfo] = None
+    lock_index: int = 0                 # the leader key's LockIndex: one value per lock generation
+    index: int = 0                      # the DCS index of the read (for blocking watches)
+    members: List[MemberState] = field(default_factory=list)
+    request: Optional[Request] = None
+    history: List[Dict[str, Any]] = field(default_factory=list)
+    paused: Optional[Dict[str, Any]] = None
+    latest_snapshot: Optional[Dict[str, Any]] = None
+
+    def member(self, name: str) -> Optional[MemberState]:
+        return next((m for m in self.members if m.name == name), None)
+
+
+class DCS(abc.ABC):
+    """The primitives the HA loop needs. ConsulDCS implements them; tests use a fake."""
+
+    @abc.abstractmethod
+    def get_cluster(self) -> ClusterView: ...
+
+    @abc.abstractmethod
+    def watch_leader(self, index: int, wait: float): ...
+
+    @abc.abstractmethod
+    def create_session(self, ttl: int, lock_delay: int, checks: List[str]) -> str: ...
+
+    @abc.abstractmethod
+    def renew_session(self, sid: str) -> Optional[int]: ...
+
+    @abc.abstractmethod
+    def destroy_session(self, sid: str) -> None: ...
+
+    @abc.abstractmethod
+    def acquire_leader(self, sid: str, info: LeaderInfo) -> bool: ...
+
+    @abc.abstractmethod
+    def release_leader(self, sid: str) -> bool: ...
+
+    @abc.abstractmethod
+    def publish_member(self, sid: Optional[str], state: MemberState) -> None: ...
+
+    @abc.abstractmethod
+    def append_history(self, record: Dict[str, Any], keep: int = 50) -> None: ...
+
+    @abc.abstractmethod
+    def put_json(self, rel: str, value: Any, cas: Optional[int] = None) -> bool: ...
+
+    @abc.abstractmethod
+    def register_check(self, check_id: str, name: str, ttl: int) -> None: ...
+
+    @abc.abstractmethod
+    def pass_check(self, check_id: str, note: str = "") -> None: ...
+
+    @abc.abstractmethod
+    def fail_check(self, check_id: str, note: str = "") -> None: ...

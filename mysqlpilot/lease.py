@@ -1,0 +1,222 @@
+"""The lease and fencing: how long this node may stay writable, and how it stops being writable.
+
+The proof (docs/timing.md):
+- A session renew *sent* at t succeeded, so the session was alive after t.
+- However a session ends (TTL, a failed or deregistered check, an agent leaving, `failover` destroying
+  it), nobody can take the lock for lock_delay after that: Consul's lock-delay, and, because Consul keeps
+  lock-delay only in its leader's memory, every candidate's own wait of lock_delay after it first sees
+  the key free (ha.py). So no other node can be writable before t + lock_delay.
+- The lease ends at t + lock_delay - fence_margin. It is kept in the state file on the boot-time clock,
+  so a restarted process, or another hook, knows it; a freeze (SIGSTOP, VM pause) does not stop that clock.
+- When it ends, the watchdog fences: kill client connections, set read-only (short lock wait), kill
+  again, confirm. If that is not confirmed by t + lock_delay, it SIGKILLs mysqld.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+from . import mysqld
+from .errors import PilotError
+from .statefile import StateFile
+
+log = logging.getLogger(__name__)
+
+KEY = "lease"
+
+
+def boottime() -> float:
+    """Seconds since boot, counting suspend; the same clock in every process of the machine."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class Lease:
+    """`until` on the boot-time clock, bound to the session whose renew earned it."""
+
+    def __init__(self, state: StateFile, span: float, clock: Callable[[], float] = boottime):
+        self.state = state
+        self.span = float(span)
+        self.clock = clock
+
+    def _read(self):
+        d = self.state.get(KEY)
+        if not isinstance(d, dict) or not isinstance(d.get("until"), (int, float)):
+            return "", 0.0
+        return str(d.get("session") or ""), float(d["until"])
+
+    def extend(self, sid: str, sent: float) -> None:
+        """A renew of `sid` sent at `sent` (this clock) succeeded."""
+        self.state.update(**{KEY: {"session": sid, "until": sent + self.span}})
+
+    def void(self, why: str) -> None:
+        if self._read()[1] > 0:
+            log.info("lease given up: %s", why)
+        self.state.update(**{KEY: {"session": "", "until": 0.0}})
+
+    def expires_at(self) -> float:
+        return self._read()[1]
+
+    def left(self, sid: Optional[str] = None) -> float:
+        """Seconds left (<= 0: none). With `sid`, only a lease earned by that session counts."""
+        held, until = self._read()
+        if until <= 0 or (sid is not None and held != sid):
+            return -1.0
+        return until - self.clock()
+
+
+class Fencer:
+    """Make mysqld refuse writes, and prove it; stop mysqld when that cannot be proven in time."""
+
+    def __init__(self, connect: Callable[[], "object"], lease: Lease, cfg, clock: Callable[[], float] = boottime,
+                 kill_mysqld: Optional[Callable[[], bool]] = None, mysqld_running: Optional[Callable[[], bool]] = None):
+        self.connect = connect              # -> sqlclient.Server with short timeouts
+        self.lease = lease
+        self.cfg = cfg
+        self.clock = clock
+        self.kill_mysqld = kill_mysqld or self._kill_mysqld
+        self.mysqld_running = mysqld_running or (lambda: mysqld.mysqld_pid(cfg) is not None)
+        self._lock = threading.Lock()
+        self._srv = None
+
+    # A connection kept open, so fencing after a freeze does not wait for a login; checked before use
+    # because it dies after wait_timeout or a mysqld restart.
+    def _conn(self):
+        if self._srv is not None:
+            try:
+                self._srv.scalar("SELECT 1")
+                return self._srv
+            except PilotError:
+                self._drop()
+        self._srv = self.connect()
+        return self._srv
+
+    def _drop(self) -> None:
+        srv, self._srv = self._srv, None
+        if srv is not None:
+            srv.close()
+
+    def keep_warm(self) -> None:
+        with self._lock:
+            try:
+                self._conn()
+            except PilotError:
+                self._drop()
+
+    def read_only(self) -> Optional[bool]:
+        """mysqld's read_only, or None when it cannot be asked."""
+        with self._lock:
+            try:
+                return self._conn().read_only()
+            except PilotError:
+                self._drop()
+                return None
+
+    def _kill_mysqld(self) -> bool:
+        pid = mysqld.mysqld_pid(self.cfg)
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        return True
+
+    def fence(self, reason: str, deadline: float) -> str:
+        """Returns "read-only" (confirmed), "mysqld down", or "mysqld killed". Never returns with mysqld
+        writable. `deadline` is on this fencer's clock: past it, mysqld is killed."""
+        with self._lock:
+            self.lease.void(f"fencing: {reason}")
+            t0, last = self.clock(), ""
+            while True:
+                try:
+                    srv = self._conn()
+                    # Clients first: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
+                    # its client gets an error, not an acknowledgement.
+                    killed = srv.kill_client_connections()
+                    srv.execute("SET SESSION lock_wait_timeout = 1")
+                    srv.set_read_only(True)
+                    killed += srv.kill_client_connections()
+                    if srv.read_only():
+                        log.warning("FENCED: read-only, confirmed in %.2fs (%s); killed %d client connections",
+                                    self.clock() - t0, reason, killed)
+                        return "read-only"
+                    last = "read_only still OFF after setting it"
+                except PilotError as exc:
+                    last = str(exc)
+                    self._drop()
+                if not self.mysqld_running():
+                    log.warning("FENCED: mysqld is not running (%s)", reason)
+                    return "mysqld down"
+                if self.clock() >= deadline:
+                    killed_it = self.kill_mysqld()
+                    log.error("FENCED by stopping mysqld: read-only not confirmed in %.2fs (%s): %s",
+                              self.clock() - t0, reason, last)
+                    self._drop()
+                    return "mysqld killed" if killed_it else "mysqld down"
+                time.sleep(0.05)
+
+
+class Watchdog(threading.Thread):
+    """Fences on time alone: whatever the HA loop is doing, and whichever process made mysqld writable,
+    mysqld is not writable once the lease has ended."""
+
+    def __init__(self, lease: Lease, fencer: Fencer, margin: float, tick: float = 0.05,
+                 clock: Callable[[], float] = boottime):
+        super().__init__(name="fence-watchdog", daemon=True)
+        self.lease, self.fencer, self.margin, self.tick, self.clock = lease, fencer, margin, tick, clock
+        self._stop_ev = threading.Event()
+        self._checked = -1e9
+        self._warmed = -1e9
+
+    def check_once(self) -> Optional[str]:
+        now = self.clock()
+        if self.lease.left() > 0:
+            self._checked = -1e9
+            if now - self._warmed >= 1.0:
+                self._warmed = now
+                self.fencer.keep_warm()
+            return None
+        if now - self._checked < 0.25:
+            return None
+        self._checked = now
+        ro = self.fencer.read_only()
+        if ro is True or (ro is None and not self.fencer.mysqld_running()):
+            return None
+        # Writable, or cannot tell while mysqld runs: fence. The deadline is when another node could first
+        # hold the lock; when that has passed (we were frozen), fence at once.
+        deadline = max(self.lease.expires_at() + self.margin, now + 0.5)
+        return self.fencer.fence("lease expired: this node cannot prove it holds the leader lock", deadline)
+
+    def run(self) -> None:
+        while not self._stop_ev.wait(self.tick):
+            try:
+                self.check_once()
+            except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any bug
+                log.error("fence watchdog: %s", exc)
+
+    def stop(self) -> None:
+        self._stop_ev.set()
+
+
+class Heartbeat(threading.Thread):
+    """Keeps the node's session and liveness check, and so the lease, from a thread of its own: no slow
+    pass, SQL call or snapshot can starve it."""
+
+    def __init__(self, beat: Callable[[], None], interval: float):
+        super().__init__(name="heartbeat", daemon=True)
+        self.beat, self.interval = beat, interval
+        self._stop_ev = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            t0 = time.monotonic()
+            try:
+                self.beat()
+            except Exception as exc:  # noqa: BLE001 - keep beating; the lease lapses on its own if this fails
+                log.error("heartbeat: %s", exc)
+            if self._stop_ev.wait(max(0.05, self.interval - (time.monotonic() - t0))):
+                return
+
+    def stop(self) -> None:
+        self._stop_ev.set()

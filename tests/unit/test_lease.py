@@ -1,0 +1,247 @@
+"""The lease, the fencer, the watchdog and the heartbeat, driven step by step over fakes (safety items
+1-3). Real-server versions of the fencing cases are in tests/integration/test_fencing.py."""
+import pytest
+
+from mysqlpilot import config
+from mysqlpilot.errors import PilotError
+from mysqlpilot.ha import Node
+from mysqlpilot.lease import Fencer, Lease, Watchdog
+from mysqlpilot.statefile import StateFile
+
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+class FakeServer:
+    """Records what fencing does; `blocked` makes SET GLOBAL read_only fail as a lock-wait timeout would."""
+
+    def __init__(self, log, ro=False, blocked=0, dead=False):
+        self.log, self.ro, self.blocked, self.dead = log, ro, blocked, dead
+
+    def scalar(self, sql):
+        if self.dead:
+            raise PilotError("gone")
+        return 1
+
+    def kill_client_connections(self):
+        self.log.append("kill")
+        return 2
+
+    def execute(self, sql):
+        self.log.append(sql)
+
+    def set_read_only(self, on):
+        if self.blocked:
+            self.blocked -= 1
+            self.log.append("set_ro:timeout")
+            raise PilotError("(1205) Lock wait timeout exceeded")
+        self.log.append("set_ro")
+        self.ro = on
+
+    def read_only(self):
+        return self.ro
+
+    def close(self):
+        pass
+
+
+def make_fencer(tmp_path, srv_factory, clock, running=True):
+    events = []
+    lease = Lease(StateFile(str(tmp_path)), 3.0, clock=clock)
+
+    def kill():
+        events.append("SIGKILL mysqld")
+        return True
+    f = Fencer(srv_factory, lease, cfg=None, clock=clock, kill_mysqld=kill, mysqld_running=lambda: running)
+    return f, lease, events
+
+
+def test_a_lease_survives_the_process_that_earned_it(tmp_path):
+    """Item 1: the lease lives in the state file on the boot-time clock, not in one process's memory."""
+    clock = Clock()
+    Lease(StateFile(str(tmp_path)), 3.0, clock=clock).extend("s1", clock())
+    again = Lease(StateFile(str(tmp_path)), 3.0, clock=clock)        # a restarted watch, or on-change
+    assert again.left("s1") == pytest.approx(3.0)
+    assert again.left("s2") < 0                  # earned by another session: not ours
+    clock.t += 3.01
+    assert again.left() < 0
+
+
+def test_fencing_kills_clients_before_read_only_and_retries_until_confirmed(tmp_path):
+    """Item 2: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only; clients are killed
+    first, the statement has a short lock wait, and it is retried until read-only is confirmed."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, blocked=2)
+    f, lease, events = make_fencer(tmp_path, lambda: srv, clock)
+    assert f.fence("test", deadline=clock.t + 10) == "read-only"
+    assert srv.ro is True and events == []
+    assert log[0] == "kill" and log.index("kill") < log.index("SET SESSION lock_wait_timeout = 1")
+    assert log.count("set_ro:timeout") == 2 and log[-1] == "kill"
+
+
+def test_fencing_stops_mysqld_when_read_only_is_not_confirmed_by_the_deadline(tmp_path):
+    """Item 2: the self-fencing of last resort."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, blocked=10 ** 6)
+
+    def factory():
+        clock.t += 0.4                  # every attempt costs time
+        return srv
+    f, lease, events = make_fencer(tmp_path, factory, clock)
+    f._srv = None
+    srv.dead = True                     # the kept connection is checked, and replaced, every attempt
+    assert f.fence("test", deadline=clock.t + 1.0) == "mysqld killed"
+    assert events == ["SIGKILL mysqld"]
+
+
+def test_fencing_a_mysqld_that_is_gone_needs_no_kill(tmp_path):
+    clock = Clock()
+
+    def refuse():
+        raise PilotError("cannot connect")
+    f, lease, events = make_fencer(tmp_path, refuse, clock, running=False)
+    assert f.fence("test", deadline=clock.t + 1.0) == "mysqld down" and events == []
+
+
+def test_fencing_voids_the_lease_first(tmp_path):
+    clock = Clock()
+    f, lease, _ = make_fencer(tmp_path, lambda: FakeServer([]), clock)
+    lease.extend("s1", clock())
+    f.fence("test", deadline=clock.t + 1)
+    assert lease.left() < 0
+
+
+def test_the_kept_fencing_connection_is_checked_not_trusted(tmp_path):
+    clock, log = Clock(), []
+    made = []
+
+    def factory():
+        made.append(FakeServer(log))
+        return made[-1]
+    f, _, _ = make_fencer(tmp_path, factory, clock)
+    f.keep_warm()
+    made[0].dead = True                 # wait_timeout closed it, or mysqld restarted
+    assert f.fence("test", deadline=clock.t + 1) == "read-only"
+    assert len(made) == 2 and made[1].ro is True
+
+
+def test_watchdog_fences_a_writable_mysqld_it_never_made_writable(tmp_path):
+    """Item 1: a restarted watch, or a promotion made by on-change: the watchdog looks at mysqld itself."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, ro=False)
+    f, lease, _ = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock() - 10)       # left by an earlier process, long expired
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    assert wd.check_once() == "read-only" and srv.ro is True
+
+
+def test_watchdog_leaves_a_valid_lease_and_a_read_only_server_alone(tmp_path):
+    clock, log = Clock(), []
+    srv = FakeServer(log, ro=False)
+    f, lease, _ = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock())
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    assert wd.check_once() is None and srv.ro is False
+    clock.t += 3.5
+    assert wd.check_once() == "read-only"
+    clock.t += 0.3
+    assert wd.check_once() is None and "set_ro" in log      # read-only now: checked, not fenced again
+
+
+def test_watchdog_fences_when_it_cannot_ask_a_running_mysqld(tmp_path):
+    clock = Clock()
+
+    def refuse():
+        raise PilotError("hung")
+    f, lease, events = make_fencer(tmp_path, refuse, clock, running=True)
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    clock_ticks = iter(range(100))
+    orig = f.clock
+    f.clock = lambda: orig() + next(clock_ticks)        # time passes while it retries
+    assert wd.check_once() == "mysqld killed" and events == ["SIGKILL mysqld"]
+
+
+# ---- the heartbeat ---------------------------------------------------------------------------------
+
+class RecordingDCS:
+    def __init__(self, events, clock=None, renew_ok=True):
+        self.events, self.clock, self.renew_ok = events, clock, renew_ok
+
+    def pass_check(self, cid, note=""):
+        self.events.append("pass")
+
+    def fail_check(self, cid, note=""):
+        self.events.append("fail_check")
+
+    def register_check(self, *a):
+        self.events.append("register")
+
+    def renew_session(self, sid):
+        self.events.append("renew")
+        if self.clock is not None:
+            self.clock.t += 2.0          # a slow Consul
+        return 10 if self.renew_ok else None
+
+    def create_session(self, *a):
+        self.events.append("create")
+        return "s-new"
+
+
+def node(tmp_path, dcs):
+    env = {"MYSQL_ROOT_PASSWORD": "pw", "MYSQL_REPL_PASSWORD": "pw2", "HOSTNAME": "db1",
+           "MYSQLPILOT_STATE_DIR": str(tmp_path)}
+    return Node(config.load(None, env=env), dcs=dcs)
+
+
+def test_mysqld_gone_gives_up_the_lease_before_failing_the_check(tmp_path, monkeypatch):
+    """Item 3: failing the check ends the session at once, so the lease goes first."""
+    events = []
+    n = node(tmp_path, RecordingDCS(events))
+    n.state.update(session="s1")
+    n.lease.extend("s1", 1e12)
+    monkeypatch.setattr(n, "mysqld_alive", lambda: False)
+    orig_void = n.lease.void
+    n.lease.void = lambda why: (events.append("void"), orig_void(why))
+    n.beat()
+    assert events == ["void", "fail_check"] and n.lease.left() < 0
+
+
+def test_a_hung_mysqld_is_neither_reported_alive_nor_renewed(tmp_path, monkeypatch):
+    """Item 3: a probe error (1040, 1135, a hang) never fails the check; the lease just lapses."""
+    events = []
+    n = node(tmp_path, RecordingDCS(events))
+    n.state.update(session="s1")
+    monkeypatch.setattr(n, "mysqld_alive", lambda: None)
+    n.beat()
+    assert events == []
+
+
+def test_the_lease_counts_from_when_the_renew_was_sent(tmp_path, monkeypatch):
+    import mysqlpilot.ha as ha
+    clock = Clock()
+    events = []
+    n = node(tmp_path, RecordingDCS(events, clock=clock))
+    n.lease.clock = clock
+    monkeypatch.setattr(ha, "boottime", clock)
+    n.state.update(session="s1")
+    monkeypatch.setattr(n, "mysqld_alive", lambda: True)
+    t_sent = clock()
+    n.beat()
+    assert events == ["pass", "renew"]
+    assert n.lease.expires_at() == pytest.approx(t_sent + n.policy.lease)
+
+
+def test_a_session_that_is_gone_voids_the_lease_and_a_new_one_starts_fresh(tmp_path, monkeypatch):
+    events = []
+    n = node(tmp_path, RecordingDCS(events, renew_ok=False))
+    n.state.update(session="s1")
+    n.lease.extend("s1", 1e12)
+    monkeypatch.setattr(n, "mysqld_alive", lambda: True)
+    n.beat()
+    assert events == ["pass", "renew", "create"]
+    assert n.sid == "s-new" and n.lease.left("s1") < 0 and n.lease.left("s-new") > 0

@@ -186,11 +186,11 @@ class Node:
         if self.state.get("starting"):
             self.state.update(starting=None)
 
-    def fence(self, reason: str, urgent: bool = False) -> str:
+    def fence(self, reason: str, urgent: bool = False, keep_lease: bool = False) -> str:
         """Fence now. Urgent: another node may already hold the lock, so the deadline is short."""
         now = boottime()
         deadline = now + 0.5 if urgent else max(self.lease.expires_at() + self.cfg.fence_margin, now + 0.5)
-        result = self.fencer.fence(reason, deadline)
+        result = self.fencer.fence(reason, deadline, keep_lease=keep_lease)
         try:
             self.dcs.deregister_service(self._primary_service_id())
         except PilotError:
@@ -589,7 +589,7 @@ class Node:
             self.dcs.put_json(REQUEST_KEY, None)
             return False
         t_fence = time.time()
-        fenced = self.fence(f"switchover to {target}")
+        fenced = self.fence(f"switchover to {target}", keep_lease=True)
         if fenced != "read-only":
             # mysqld is gone: the session ends with it and the election takes over, lock-delay included.
             log.error("switchover to %s aborted: fencing ended with %s; not releasing the lock", target, fenced)
@@ -605,9 +605,9 @@ class Node:
             tsrv.close()
         except PilotError as exc:
             caught_up, gtid = False, f"{gtid} ({exc})"
-        if not caught_up or self.lease_left() <= 0:
-            log.error("switchover to %s aborted after %.1fs: it did not apply %s (lease left %.1fs); staying "
-                      "primary", target, time.monotonic() - t0, gtid, self.lease_left())
+        if not caught_up:
+            log.error("switchover to %s aborted after %.1fs: it did not apply %s; staying primary", target,
+                      time.monotonic() - t0, gtid)
             self.dcs.put_json(REQUEST_KEY, None)
             if self.lease_left() > MIN_LEASE_TO_PROMOTE:
                 srv = self.local()

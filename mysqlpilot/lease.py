@@ -122,11 +122,13 @@ class Fencer:
         os.kill(pid, signal.SIGKILL)
         return True
 
-    def fence(self, reason: str, deadline: float) -> str:
+    def fence(self, reason: str, deadline: float, keep_lease: bool = False) -> str:
         """Returns "read-only" (confirmed), "mysqld down", or "mysqld killed". Never returns with mysqld
-        writable. `deadline` is on this fencer's clock: past it, mysqld is killed."""
+        writable. `deadline` is on this fencer's clock: past it, mysqld is killed. `keep_lease`: a
+        switchover fences while it still holds the lock, and may have to stay primary."""
         with self._lock:
-            self.lease.void(f"fencing: {reason}")
+            if not keep_lease:
+                self.lease.void(f"fencing: {reason}")
             t0, last = self.clock(), ""
             while True:
                 try:

@@ -1,0 +1,224 @@
+"""`Node` driven through the safety issue's interleavings, step by step, over fakes of Consul and mysqld
+(tests/unit/fakes.py). Each test names the item it proves."""
+import threading
+
+from mysqlpilot import analysis
+from mysqlpilot.dcs.base import Request
+from mysqlpilot.lease import boottime
+from mysqlpilot.model import LeaderInfo, MemberState
+
+from .fakes import FakeDCS, FakeMySQL, give_session, make_node
+
+
+def cluster(tmp_path, monkeypatch, names=("n1", "n2", "n3"), **env):
+    dcs = FakeDCS()
+    servers = {n: FakeMySQL(n) for n in names}
+    nodes = {n: make_node(tmp_path, n, dcs, servers, monkeypatch, **env) for n in names}
+    return dcs, servers, nodes
+
+
+def make_primary(dcs, servers, node, promoted=True, gtid="0-1-10"):
+    sid = give_session(node, dcs)
+    me = node.cfg.node_name
+    servers[me].ro, servers[me].executed = False, gtid
+    dcs.acquire_leader(sid, LeaderInfo(me, f"h-{me}", 3306, promoted=promoted, promoted_gtid=gtid))
+    return sid
+
+
+def lock_delay_passed(node, dcs):
+    node.state.update(free_seen={"lock_index": dcs.lock_index, "since": boottime() - 60})
+
+
+def replica_of(servers, name, leader, executed="0-1-10", retrieved=""):
+    s = servers[name]
+    s.executed, s.retrieved = executed, retrieved
+    s.replica = {"source_host": f"h-{leader}", "source_port": 3306, "io_running": False, "sql_running": True,
+                 "lag_seconds": None}
+
+
+def test_a_switchover_whose_fence_is_not_confirmed_never_releases_the_lock(tmp_path, monkeypatch):
+    """Item 2: hand_over released the lock (no lock-delay) after a failed fence."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    n1 = nodes["n1"]
+    make_primary(dcs, servers, n1)
+    n1.lease.extend(n1.sid, boottime() - n1.policy.lease + 0.2)     # the deadline comes soon
+    servers["n1"].fail_read_only = True
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    assert n1.hand_over("n2", Request(to="n2"), dcs.get_cluster()) is False
+    assert "release" not in dcs.events
+    assert servers["n1"].up is False                # stopped: the self-fencing of last resort
+    assert "switchover" not in dcs.kv
+
+
+def test_a_confirmed_switchover_marks_the_hand_over_so_the_target_skips_lock_delay(tmp_path, monkeypatch):
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    n1, n2 = nodes["n1"], nodes["n2"]
+    make_primary(dcs, servers, n1)
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    servers["n2"].replica["io_running"] = True
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    assert n1.hand_over("n2", Request(to="n2", requested=1e10), dcs.get_cluster())
+    assert servers["n1"].ro is True and "release" in dcs.events
+    req = dcs.get_cluster().request
+    assert req.handed_over and req.to == "n2"
+    dcs.kv["switchover"]["requested"] = __import__("time").time()
+    d = n2.run_once()                                # first sight of the free key: no lock-delay wait
+    assert d.action == analysis.TAKE_LOCK and servers["n2"].ro is False
+    assert dcs.get_cluster().history[-1]["kind"] == "switchover"
+
+
+def test_a_manual_failover_target_waits_out_lock_delay_itself(tmp_path, monkeypatch):
+    """Item 3: `failover` destroys the old primary's session; that primary may not have fenced yet."""
+    import time
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    sid1 = make_primary(dcs, servers, nodes["n1"])
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    dcs.kv["switchover"] = {"to": "n2", "from": "n1", "kind": "manual-failover", "requested": time.time()}
+    dcs.destroy_session(sid1)
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "lock-delay" in d.reason
+    lock_delay_passed(n2, dcs)
+    assert n2.run_once().action == analysis.TAKE_LOCK
+
+
+def test_candidates_wait_out_lock_delay_even_when_consul_forgot_it(tmp_path, monkeypatch):
+    """Consul keeps lock-delay in its leader's memory only: a restarted Consul server lets anyone
+    acquire at once. The candidate's own wait still holds."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    sid1 = make_primary(dcs, servers, nodes["n1"])
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    dcs.invalidate(sid1)                            # the fake has no lock-delay at all
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "lock-delay" in d.reason and servers["n2"].ro
+    lock_delay_passed(n2, dcs)
+    assert n2.run_once().action == analysis.TAKE_LOCK and servers["n2"].ro is False
+
+
+def test_a_failed_promotion_backs_off_instead_of_retaking_the_lock(tmp_path, monkeypatch):
+    """Item 7: a replica whose relay log cannot be applied won, released, and took the lock again."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n2",))
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1", retrieved="0-1-12")
+    servers["n2"].replica["lag_seconds"] = 1.0
+    servers["n2"].apply_ok = False
+    monkeypatch.setattr("mysqlpilot.ha.PROMOTE_WAIT", 0.1)
+    lock_delay_passed(n2, dcs)
+    assert n2.run_once().action == analysis.TAKE_LOCK
+    assert dcs.events[-2:] == ["acquire n2", "release"] and servers["n2"].ro is True
+    lock_delay_passed(n2, dcs)
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "standing aside" in d.reason
+
+
+def test_a_promotion_clears_the_restore_seed(tmp_path, monkeypatch):
+    """Item 10: seed_gtid survived promotion, so a later follow ran the seed (RESET MASTER on MySQL)."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n2",))
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    n2.state.update(seed_gtid="0-1-5")
+    lock_delay_passed(n2, dcs)
+    assert n2.run_once().action == analysis.TAKE_LOCK and servers["n2"].ro is False
+    assert n2.state.get("seed_gtid") is None
+
+
+def test_a_follower_never_follows_without_a_completed_errant_check(tmp_path, monkeypatch):
+    """Item 8: the errant check was skipped on a connection error, and auto-position keeps extra GTIDs."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    make_primary(dcs, servers, nodes["n1"])
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    servers["n2"].executed = "0-2-11"              # extra transactions of its own
+    servers["n1"].up = False                       # the check cannot run
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "errant" in d.reason
+    assert not any(c.startswith("change_source") for c in servers["n2"].calls)
+
+
+def test_followers_wait_until_the_new_primary_has_applied_its_relay_log(tmp_path, monkeypatch):
+    """Item 6: the winner held the lock before applying its relay log, and others holding what it had
+    only received were declared errant and rebuilt."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    n1 = nodes["n1"]
+    sid1 = make_primary(dcs, servers, n1, promoted=False, gtid="0-1-10")
+    servers["n1"].retrieved = "0-1-12"             # received, not applied yet
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    servers["n2"].executed = "0-1-12"
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "still promoting" in d.reason
+    # Promotion done: relay log applied, then the key says so.
+    servers["n1"].executed, servers["n1"].retrieved = "0-1-12", ""
+    dcs.acquire_leader(sid1, LeaderInfo("n1", "h-n1", 3306, promoted=True, promoted_gtid="0-1-12"))
+    d = n2.run_once()
+    assert d.action == analysis.FOLLOW, d.reason
+
+
+def test_a_lagging_replica_holding_more_keeps_its_commits(tmp_path, monkeypatch):
+    """Item 5 / issue 13: the caught-up replica lacks what the lagging one holds; it must not win, and
+    the lagging one (semi-sync: lag does not exclude) wins and applies its backlog first."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n2", "n3"), MYSQLPILOT_DURABILITY="semi-sync")
+    for n in ("n2", "n3"):
+        give_session(nodes[n], dcs)
+        lock_delay_passed(nodes[n], dcs)
+        dcs.members[n] = MemberState(n, f"h-{n}", 3306, alive=True, healthy=True)
+    replica_of(servers, "n2", "n1", executed="0-1-10")
+    replica_of(servers, "n3", "n1", executed="0-1-8", retrieved="0-1-11")
+    servers["n3"].replica["lag_seconds"] = None
+    d2 = nodes["n2"].run_once()
+    assert d2.action == analysis.WAIT and "lacks transactions that n3 holds" in d2.reason
+    d3 = nodes["n3"].run_once()
+    assert d3.action == analysis.TAKE_LOCK and servers["n3"].executed == "0-1-11" and servers["n3"].ro is False
+
+
+def test_a_self_re_promotion_is_recorded_as_such_and_spends_no_budget(tmp_path, monkeypatch):
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1",))
+    n1 = nodes["n1"]
+    make_primary(dcs, servers, n1)
+    n1.run_once()
+    servers["n1"].ro = True                         # fenced on a lease lapse, kept the lock
+    assert n1.run_once().action == analysis.PROMOTE and servers["n1"].ro is False
+    rec = dcs.get_cluster().history[-1]
+    assert rec["kind"] == "re-promotion"
+    assert analysis.failover_budget([rec] * 10, rec["time"], n1.policy)[0]
+
+
+def test_a_writable_node_without_the_lock_fences_at_once(tmp_path, monkeypatch):
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    make_primary(dcs, servers, nodes["n1"])
+    give_session(nodes["n2"], dcs)
+    servers["n2"].ro = False
+    assert nodes["n2"].run_once().action == analysis.FENCE and servers["n2"].ro is True
+
+
+def test_hostile_values_in_consul_never_stop_the_loop(tmp_path, monkeypatch):
+    """Item 4: a non-numeric request time, a non-object request or history entry, a string priority or
+    a null leader raised in every node's loop, so `watch` crash-looped."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    make_primary(dcs, servers, nodes["n1"])
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    for raw in (b'{"to": "n2", "requested": "soon"}', b'"switchover"', b"[1]", b"null"):
+        dcs.raw["switchover"] = raw
+        dcs.raw["history"] = b'[1, "x", {"kind": 5}]'
+        assert n2.run_once().action in (analysis.FOLLOW, analysis.WAIT)
+    # And whatever still raises, the loop goes on: three passes, each blowing up.
+    calls = []
+
+    def boom():
+        calls.append(1)
+        if len(calls) >= 3:
+            n2._stop.set()
+        raise TypeError("unexpected")
+    monkeypatch.setattr(n2, "run_once", boom)
+    monkeypatch.setattr(n2, "start_threads", lambda heartbeat=True: None)
+    t = threading.Thread(target=n2.run_forever)
+    t.start()
+    t.join(20)
+    assert not t.is_alive() and len(calls) == 3

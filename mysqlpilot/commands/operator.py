@@ -115,7 +115,7 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     best = next((r for r in ranking if r.rank == 0), None)
     if best is None and force and not to:
         # Forced: the old primary's last transactions are given up; pick the best of what is left.
-        best = next((r for r in analysis.rank_candidates(cands, policy, "", flavor.gtid_contains)
+        best = next((r for r in analysis.rank_candidates(cands, policy, "", flavor.gtid_contains, strict=False)
                      if r.rank == 0), None)
     target = to or (best.name if best else None)
     if target is None:

@@ -250,6 +250,17 @@ class ConsulDCS(DCS):
             log.debug("snapshot publish refused by Consul: %s", why)
         return ok
 
+    def moved_aside_counts(self) -> Dict[str, Dict[str, Any]]:
+        """Per node, what it last published under moved_aside/<node> (datadir.moved_aside_report)."""
+        pre = self.key("moved_aside/")
+        _, items = self._call("read moved_aside", self.c.kv.get, pre, recurse=True)
+        out: Dict[str, Dict[str, Any]] = {}
+        for it in items or []:
+            val = self._decode(it)
+            if isinstance(val, dict) and it.get("Key", "").startswith(pre):
+                out[it["Key"][len(pre):]] = val
+        return out
+
     def wait_latest_snapshot(self, index: int, wait: float) -> Tuple[Optional[Dict[str, Any]], int]:
         new_index, item = self._call("snapshot watch", self.c.kv.get, self.key("snapshots/latest"),
                                      index=int(index) or None, wait=f"{max(1, int(wait))}s",
@@ -295,7 +306,8 @@ class ConsulDCS(DCS):
             self._call("unpause", self.c.kv.delete, self.key("paused"))
 
     def get_paused(self) -> Optional[Dict[str, Any]]:
-        return parse_object(self.key("paused"), self.get_json("paused"))
+        _, item = self._call("read paused", self.c.kv.get, self.key("paused"), consistency="consistent")
+        return parse_object(self.key("paused"), (item or {}).get("Value"))
 
     def _decode(self, item: Optional[Dict[str, Any]]) -> Any:
         if not item:

@@ -1,0 +1,137 @@
+"""Fencing on a real mariadbd (safety items 1 and 2): what the unit tests in test_lease.py drive over fakes.
+
+- A commit waiting for a semi-sync ACK that no replica will send blocks SET GLOBAL read_only (seen live:
+  two writable nodes for ~10 s). Fencing kills the clients first and confirms read-only at once; the
+  client gets an error, never an acknowledgement.
+- A mysqld that cannot be made read-only (frozen) is SIGKILLed by the deadline.
+- A restarted watch whose Consul is unreachable fences a writable mysqld whose lease ended.
+"""
+import os
+import signal
+import threading
+import time
+
+import pymysql
+import pytest
+
+from mysqlpilot import config, mysqld
+from mysqlpilot.ha import Node
+from mysqlpilot.lease import Fencer, Lease, boottime
+from mysqlpilot.local.ports import free_port
+from mysqlpilot.statefile import StateFile
+
+
+def fence_conn(inst):
+    from mysqlpilot.sqlclient import Server
+    return lambda: Server(inst.flavor, socket=inst.cfg.socket, user="root", password=inst.cfg.root_password,
+                          connect_timeout=1, read_timeout=1.5)
+
+
+def blocked_writer(inst, result):
+    c = pymysql.connect(host=inst.host, port=inst.port, user="root", password=inst.cfg.root_password,
+                        autocommit=True, read_timeout=30)
+    try:
+        c.cursor().execute("INSERT INTO fence.t VALUES (1)")
+        result["outcome"] = "acknowledged"
+    except pymysql.err.MySQLError as exc:
+        result["outcome"] = f"error {exc.args[0]}"
+
+
+def writable_semi_sync_primary(inst):
+    a = inst.admin()
+    a.execute(["SET GLOBAL read_only = OFF", "CREATE DATABASE IF NOT EXISTS fence",
+               "CREATE TABLE IF NOT EXISTS fence.t (id INT PRIMARY KEY)",
+               # No replica: every commit waits for an ACK that never comes (timeout far beyond the test).
+               "SET GLOBAL rpl_semi_sync_master_enabled = ON", "SET GLOBAL rpl_semi_sync_master_timeout = 600000",
+               "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON"])
+    a.close()
+
+
+def wait_state(inst, state, timeout=10):
+    a = inst.admin()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = a.query("SELECT STATE AS s FROM information_schema.PROCESSLIST")
+        if any(state in str(r["s"]) for r in rows):
+            a.close()
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no thread reached state {state!r}")
+
+
+def test_fence_confirms_read_only_past_a_commit_waiting_for_a_semi_sync_ack(mariadb_factory, tmp_path):
+    inst = mariadb_factory("p")
+    writable_semi_sync_primary(inst)
+    result = {}
+    t = threading.Thread(target=blocked_writer, args=(inst, result))
+    t.start()
+    wait_state(inst, "semi-sync ACK")
+    # The old fence: SET GLOBAL read_only waits behind that commit (here 1 s of lock wait, then 1205).
+    old = inst.admin()
+    old.execute("SET SESSION lock_wait_timeout = 1")
+    with pytest.raises(Exception, match="1205"):
+        old.set_read_only(True)
+    old.close()
+    lease = Lease(StateFile(str(tmp_path / "st")), 3.0)
+    f = Fencer(fence_conn(inst), lease, inst.cfg)
+    t0 = time.monotonic()
+    assert f.fence("test", deadline=boottime() + 5) == "read-only"
+    took = time.monotonic() - t0
+    t.join(10)
+    assert result["outcome"].startswith("error"), result       # never acknowledged
+    srv = inst.admin()
+    assert srv.read_only() is True
+    assert took < 5, f"fencing took {took:.1f}s"                 # confirmed, not by the kill fallback
+    assert mysqld.mysqld_pid(inst.cfg) is not None
+
+
+def test_fence_stops_a_mysqld_it_cannot_make_read_only(mariadb_factory, tmp_path):
+    inst = mariadb_factory("f")
+    inst.admin().execute("SET GLOBAL read_only = OFF")
+    pid = mysqld.mysqld_pid(inst.cfg)
+    os.kill(pid, signal.SIGSTOP)             # hung: no login, no statement completes
+    try:
+        lease = Lease(StateFile(str(tmp_path / "st")), 3.0)
+        f = Fencer(fence_conn(inst), lease, inst.cfg)
+        assert f.fence("test", deadline=boottime() + 1.0) == "mysqld killed"
+        inst._reap()
+        assert mysqld.mysqld_pid(inst.cfg) is None
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_restarted_watch_fences_while_consul_is_unreachable(mariadb_factory):
+    """Item 1: the primary is cut off from Consul and its watch restarts: the new process cannot read
+    the leader key, yet it fences, from the lease it finds in the state file and mysqld's own state."""
+    inst = mariadb_factory("w")
+    inst.admin().execute("SET GLOBAL read_only = OFF")
+    dead = free_port("127.0.0.1")                 # nothing listens: every Consul call fails
+    cfg = config.load(env=dict(**{
+        "MYSQL_ROOT_PASSWORD": inst.cfg.root_password, "MYSQL_REPL_PASSWORD": inst.cfg.repl_password,
+        "MYSQLPILOT_DATADIR": inst.cfg.datadir, "MYSQLPILOT_STATE_DIR": inst.cfg.state_dir,
+        "MYSQLPILOT_SOCKET": inst.cfg.socket, "MYSQLPILOT_PORT": str(inst.port),
+        "MYSQLPILOT_NODE": "w", "CONSUL": f"127.0.0.1:{dead}"}))
+    state = StateFile(cfg.state_dir)
+    # What the dead watch left: its session and a lease that ran out a moment ago.
+    state.update(session="sid-of-the-dead-watch")
+    Lease(state, 3.0).extend("sid-of-the-dead-watch", boottime() - 3.5)
+    node = Node(cfg)
+    node.start_threads()
+    try:
+        def read_only():
+            srv = inst.admin()          # fencing kills every client connection, ours included
+            try:
+                return srv.read_only()
+            finally:
+                srv.close()
+        deadline = time.time() + 10
+        while time.time() < deadline and not read_only():
+            time.sleep(0.1)
+        assert read_only() is True
+        with pytest.raises(Exception):
+            node.run_once()                          # the pass itself cannot reach Consul
+    finally:
+        node.stop()

@@ -617,7 +617,7 @@ class Node:
         body = {"to": target, "kind": req.kind if req else "switchover",
                 "reason": (req.reason if req else "") or "switchover", "from": self.cfg.node_name,
                 "requested": (req.requested if req and req.requested else time.time()),
-                "fenced_at": t_fence, "gtid": gtid, "handed_over": True}
+                "fenced_at": t_fence, "handed_over": True}
         self.dcs.put_json(REQUEST_KEY, body)
         self.dcs.release_leader(self.sid)
         log.warning("handed the leader lock to %s at GTID %s", target, gtid or "-")

@@ -41,8 +41,24 @@ class Lease:
         self.state = state
         self.span = float(span)
         self.clock = clock
+        self._cache = (None, ("", 0.0))
 
     def _read(self):
+        # The watchdog asks 20 times a second; re-parse the file only when it changed (writes are
+        # atomic renames, so a new inode or mtime means new content).
+        try:
+            st = os.stat(self.state.path)
+            # Re-read at least every 0.25 s anyway: an inode can be reused within one mtime tick.
+            sig = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, int(time.monotonic() * 4))
+        except FileNotFoundError:
+            sig = None
+        if sig is not None and sig == self._cache[0]:
+            return self._cache[1]
+        val = self._parse()
+        self._cache = (sig, val)
+        return val
+
+    def _parse(self):
         d = self.state.get(KEY)
         if not isinstance(d, dict) or not isinstance(d.get("until"), (int, float)):
             return "", 0.0

@@ -213,10 +213,6 @@ class Server:
         """MariaDB: @@gtid_current_pos (its position); MySQL: @@gtid_executed."""
         return "".join(str(self.scalar(self.flavor.gtid_executed_sql()) or "").split())
 
-    def gtid_logged(self) -> str:
-        """MariaDB: @@gtid_binlog_pos (what its binlog holds); MySQL: @@gtid_executed."""
-        return "".join(str(self.scalar(self.flavor.gtid_logged_sql()) or "").split())
-
     def gtid_received(self) -> str:
         """Everything this server has, executed or only received into its relay log."""
         executed = self.gtid_executed()

@@ -134,7 +134,7 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
             raise PilotError(f"promoting {target} would lose transactions: {mine.why}; promote "
                              f"{best.name if best else 'the best candidate'} or use --force")
     t0 = time.time()
-    dcs.put_json(REQUEST_KEY, {"to": target, "from": old, "kind": "manual-failover", "force": force,
+    dcs.put_json(REQUEST_KEY, {"to": target, "from": old, "kind": "manual-failover",
                                "reason": f"operator failover{' --force' if force else ''}",
                                "requested": t0})
     if leader is not None and leader.session:

@@ -43,10 +43,8 @@ class Request:
     origin: Optional[str] = None       # the primary it moves away from ("from" in the JSON)
     reason: str = ""
     requested: float = 0.0             # epoch seconds
-    force: bool = False
     handed_over: bool = False          # written by the old primary once its fence was confirmed
     fenced_at: Optional[float] = None
-    gtid: str = ""
 
 
 def parse_leader(key: str, value: Any, session: Optional[str]) -> Optional[LeaderInfo]:

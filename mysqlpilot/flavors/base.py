@@ -186,10 +186,6 @@ class Flavor(abc.ABC):
         """One row, one column: this server's executed position/set."""
 
     @abc.abstractmethod
-    def gtid_logged_sql(self) -> str:
-        """One row, one column: what this server's binlog holds."""
-
-    @abc.abstractmethod
     def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]: ...
 
     @abc.abstractmethod

@@ -110,10 +110,6 @@ class MariaDBFlavor(Flavor):
         # binlog is still empty (gtid_binlog_pos would be "" there).
         return "SELECT @@GLOBAL.gtid_current_pos"
 
-    def gtid_logged_sql(self) -> str:
-        # What this server's binlog holds: what a replica could fetch from it.
-        return "SELECT @@GLOBAL.gtid_binlog_pos"
-
     def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
         # AFTER_SYNC: no other client sees a commit before a replica has it (lossless semi-sync).
         out = [f"SET GLOBAL rpl_semi_sync_master_timeout = {int(timeout_ms)}",

@@ -140,10 +140,6 @@ class MySQLFlavor(Flavor):
     def gtid_executed_sql(self) -> str:
         return "SELECT @@GLOBAL.gtid_executed"
 
-    def gtid_logged_sql(self) -> str:
-        # With log_replica_updates every executed transaction is logged (or purged): the same set.
-        return "SELECT @@GLOBAL.gtid_executed"
-
     def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
         p = "source" if self.new_semisync else "master"
         out = [f"SET GLOBAL rpl_semi_sync_{p}_timeout = {int(timeout_ms)}"] if enabled else []

@@ -41,7 +41,7 @@ def test_a_leader_without_a_session_is_free_whatever_its_value():
 
 
 @pytest.mark.parametrize("raw", [b'"switch"', b"[]", b'{"to": 5}', b'{"to": "n2", "requested": "soon"}',
-                                 b'{"to": "n2", "force": "yes"}', b'{"kind": "switchover"}', b"{"])
+                                 b'{"to": "n2", "handed_over": "yes"}', b'{"kind": "switchover"}', b"{"])
 def test_a_hostile_request_is_no_request(raw):
     assert base.parse_request("k/switchover", raw) is None
 

@@ -58,6 +58,42 @@ class Cluster:
         p = self.cli("status", "--json", config=True, timeout=60)
         return json.loads(p.stdout)
 
+    def status_fast(self) -> Dict:
+        """What `status --json` prints, gathered in this process: no interpreter start per call, which
+        matters when load threads poll it on a 2-core machine. One Consul client per thread."""
+        from mysqlpilot import config as config_mod
+        from mysqlpilot.dcs.consul import ConsulDCS
+        from mysqlpilot.errors import PilotError
+        from mysqlpilot.status import gather
+        tl = self.__dict__.setdefault("_tl", threading.local())
+        if getattr(tl, "dcs", None) is None:
+            tl.cfg = config_mod.load(self.config_path, env={})
+            tl.dcs = ConsulDCS.from_config(tl.cfg)
+        try:
+            return gather(tl.cfg, dcs=tl.dcs, history=50)
+        except PilotError as exc:
+            raise AssertionError(f"status: {exc}") from None
+
+    def registry(self) -> Dict:
+        with open(os.path.join(self.dir, "cluster.json")) as fh:
+            return json.load(fh)
+
+    def addresses(self) -> List[Tuple[str, str, int]]:
+        """(name, host, port) of every node, from the local cluster's registry: known even when down."""
+        reg = self.registry()
+        return [(name, n["host"], int(n["port"])) for name, n in sorted(reg["nodes"].items(),
+                                                                      key=lambda x: x[1]["k"])]
+
+    def set_settings(self, **kv) -> None:
+        """Add keys to the mysqlpilot.yaml `local up` wrote (atomically: hooks read it all the time)."""
+        settings = self.settings
+        settings.update(kv)
+        tmp = self.config_path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(settings, fh, sort_keys=True)
+        os.replace(tmp, self.config_path)
+
     def node_log(self, node: str, job: str) -> str:
         path = os.path.join(self.dir, "nodes", node, "logs", f"{job}.log")
         try:
@@ -77,12 +113,12 @@ class Cluster:
         return "\n".join(out)
 
     # ---- waiting --------------------------------------------------------------------------------
-    def wait_for(self, pred, timeout: float, what: str, interval: float = 0.5):
+    def wait_for(self, pred, timeout: float, what: str, interval: float = 0.5, fast: bool = False):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             try:
-                last = self.status()
+                last = self.status_fast() if fast else self.status()
                 got = pred(last)
                 if got:
                     return got
@@ -105,6 +141,21 @@ class Cluster:
         reps = [x for x in st["nodes"] if x["name"] != p and x["healthy"]
                 and x["replicating_from"] == f"{pn['host']}:{pn['port']}"]
         return st if len(reps) >= n - 1 else None
+
+    @staticmethod
+    def converged(st: Dict, n: int, allow_rebuilding: bool = True) -> Optional[Dict]:
+        """`st` if one writable healthy primary leads and each of the other n-1 nodes replicates from it
+        or (allow_rebuilding) is reported rebuilding: a node restoring a snapshot is where it should be."""
+        p = st["primary"]
+        nodes = {x["name"]: x for x in st["nodes"]}
+        pn = nodes.get(p) if p else None
+        if not pn or not pn["healthy"] or pn["read_only"] is not False:
+            return None
+        addr = f"{pn['host']}:{pn['port']}"
+        ok = [x for x in st["nodes"] if x["name"] != p and (
+            (x["healthy"] and x["replicating_from"] == addr)
+            or (allow_rebuilding and x["role"] in ("rebuilding", "restoring")))]
+        return st if len(ok) >= n - 1 else None
 
     def wait_healthy(self, n: int, timeout: float = 240, primary_not: Optional[str] = None) -> Dict:
         return self.wait_for(lambda st: self.healthy(st, n, primary_not), timeout,
@@ -134,6 +185,40 @@ class Cluster:
                 return cur.fetchall()
         finally:
             conn.close()
+
+    def node_processes(self, node: str) -> List[Tuple[int, str]]:
+        """(pid, command line) of every process in the node's process group (its "container")."""
+        pid = self.registry()["nodes"][node].get("pid")
+        if not pid:
+            return []
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            return []
+        out = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                if os.getpgid(int(d)) != pgid:
+                    continue
+                with open(f"/proc/{d}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except (ProcessLookupError, FileNotFoundError, PermissionError):
+                continue
+            out.append((int(d), cmd))
+        return out
+
+    def kill_job(self, node: str, subcommand: str, sig: int = signal.SIGKILL) -> List[int]:
+        """Signal the node's `mysqlpilot SUBCOMMAND` process(es) only, e.g. the HA loop (`watch`)."""
+        pids = [pid for pid, cmd in self.node_processes(node)
+                if cmd.split()[-1:] == [subcommand] and "mysqlpilot" in cmd]
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return pids
 
     def kill_mysqld(self, node: str) -> int:
         pidfile = None

@@ -90,6 +90,11 @@ SCHEMA: Tuple[Key, ...] = (
        group="mysqld"),
     _k("innodb_buffer_pool_size", "str", "128M", "InnoDB buffer pool size written to my.cnf.",
        "MYSQLPILOT_INNODB_BUFFER_POOL_SIZE", group="mysqld"),
+    _k("max_moved_aside", "int", 3, "Most moved-aside datadirs (`<datadir>.aside-<time>`) kept beside the "
+       "datadir. When this many exist, a rebuild or restore refuses to move another aside and says so, "
+       "instead of filling the disk; mysqlpilot never deletes them: remove the ones you no longer need by "
+       "hand. `mysqlpilot status` shows each node's count. 0 refuses every move aside.",
+       "MYSQLPILOT_MAX_MOVED_ASIDE", minimum=0, maximum=1000, group="mysqld"),
     # consul
     _k("consul", "hostport", "localhost:8500", "Consul agent HTTP address, host:port.", "CONSUL",
        group="consul"),

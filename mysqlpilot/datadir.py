@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from . import mysqld
 from .dcs.consul import ConsulDCS
@@ -22,7 +22,25 @@ from .store import open_store
 log = logging.getLogger(__name__)
 
 INIT_KEY = "initialized"          # <kv_root>/initialized: which node bootstrapped the cluster, CAS-created
+ASIDE_KEY = "moved_aside"         # <kv_root>/moved_aside/<node>: moved_aside_report() of that node
 RESTORE_TRIES = 3
+
+
+def moved_aside_report(cfg) -> Dict[str, Any]:
+    """This node's moved-aside datadirs, as status shows them: {count, limit, newest, updated}.
+    pre-start and rebuild publish it under <kv_root>/moved_aside/<node>; the HA loop may publish it
+    too (say, once a minute) so status also reflects copies an operator removed by hand."""
+    kept = mysqld.moved_aside(cfg.datadir)
+    return {"count": len(kept), "limit": cfg.max_moved_aside, "newest": kept[-1] if kept else "",
+            "updated": time.time()}
+
+
+def publish_moved_aside(dcs, cfg) -> None:
+    """Best effort: put moved_aside_report(cfg) where status reads it."""
+    try:
+        dcs.put_json(f"{ASIDE_KEY}/{cfg.node_name}", moved_aside_report(cfg))
+    except (PilotError, OSError) as exc:
+        log.debug("could not publish the moved-aside count: %s", exc)
 
 
 class Preparer:
@@ -34,6 +52,21 @@ class Preparer:
 
     def pre_start(self) -> str:
         """Returns what it did: kept | bootstrapped | restored | rebuilt."""
+        try:
+            return self._pre_start()
+        finally:
+            publish_moved_aside(self.dcs, self.cfg)
+
+    def _move_aside(self) -> str:
+        aside = mysqld.move_aside(self.cfg.datadir, limit=self.cfg.max_moved_aside)
+        n = len(mysqld.moved_aside(self.cfg.datadir))
+        if n >= self.cfg.max_moved_aside:
+            log.warning("%d moved-aside datadirs now beside %s (max_moved_aside=%d): the next move aside will be "
+                        "refused; remove the ones you no longer need by hand", n, self.cfg.datadir,
+                        self.cfg.max_moved_aside)
+        return aside
+
+    def _pre_start(self) -> str:
         os.makedirs(self.cfg.state_dir, exist_ok=True)
         self.state.update(stopping=None, starting=True)      # until the HA loop first holds a session
         mysqld.write_mycnf(self.cfg, self.flavor)
@@ -45,7 +78,7 @@ class Preparer:
                      self.cfg.datadir)
             return "kept"
         if os.path.isdir(self.cfg.datadir) and os.listdir(self.cfg.datadir):
-            aside = mysqld.move_aside(self.cfg.datadir)
+            aside = self._move_aside()
             log.warning("datadir %s was not an initialised data directory; moved it aside to %s",
                         self.cfg.datadir, aside)
         latest = self.dcs.get_latest_snapshot()
@@ -142,10 +175,16 @@ class Preparer:
         raise last
 
     def rebuild(self) -> str:
+        try:
+            return self._rebuild()
+        finally:
+            publish_moved_aside(self.dcs, self.cfg)
+
+    def _rebuild(self) -> str:
         reason = self.state.get("rebuild_reason")
         if mysqld.datadir_initialised(self.cfg) or (os.path.isdir(self.cfg.datadir)
                                                     and os.listdir(self.cfg.datadir)):
-            aside = mysqld.move_aside(self.cfg.datadir)
+            aside = self._move_aside()
             log.warning("REBUILD (%s): moved the datadir aside to %s (kept, not deleted)", reason, aside)
         latest = self.dcs.get_latest_snapshot()
         manifest = _manifest(latest) if latest else self.wait_for_snapshot()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import logging
 import os
 import pwd
@@ -300,12 +301,35 @@ def stop_mysqld(cfg, timeout: float = 60) -> bool:
     return True
 
 
-def move_aside(path: str) -> str:
+def moved_aside(path: str) -> List[str]:
+    """The `<path>.aside-*` directories that move_aside left beside `path`, oldest first (their names
+    carry the UTC time)."""
+    path = path.rstrip("/") or path
+    return sorted(p for p in glob.glob(glob.escape(path) + ".aside-*") if os.path.isdir(p))
+
+
+def check_room_to_move_aside(path: str, limit: Optional[int]) -> None:
+    """PilotError (one line) if `limit` moved-aside copies of `path` already exist. Nothing is deleted:
+    mysqlpilot never removes a datadir it did not create in the same operation."""
+    if limit is None:
+        return
+    path = path.rstrip("/") or path
+    kept = moved_aside(path)
+    if len(kept) >= limit:
+        raise PilotError(f"refusing to move {path} aside: {len(kept)} moved-aside copies already exist beside "
+                         f"it (max_moved_aside={limit}; oldest {os.path.basename(kept[0]) if kept else '-'}); "
+                         f"check them ({path}.aside-*), delete the ones you no longer need by hand, or raise "
+                         "max_moved_aside, then restart this node")
+
+
+def move_aside(path: str, limit: Optional[int] = None) -> str:
     """Rename path to `<path>.aside-<UTC timestamp>` (never delete); returns the new path, "" if absent.
-    A mount point cannot be renamed: its contents move into the sibling instead."""
+    A mount point cannot be renamed: its contents move into the sibling instead. With `limit`, refuse
+    (PilotError) when that many moved-aside copies already exist (config max_moved_aside)."""
     if not os.path.lexists(path):
         return ""
     path = path.rstrip("/") or path
+    check_room_to_move_aside(path, limit)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = f"{path}.aside-{stamp}"
     n = 1

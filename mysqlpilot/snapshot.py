@@ -249,6 +249,9 @@ def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, d
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     os.makedirs(cfg.state_dir, exist_ok=True)
     _check_same_filesystem(cfg.state_dir, datadir)
+    limit = getattr(cfg, "max_moved_aside", None)
+    if os.path.isdir(datadir) and os.listdir(datadir):
+        mysqld.check_room_to_move_aside(datadir, limit)     # before downloading anything
     scratch = os.path.join(cfg.state_dir, f"restore-{manifest.id}-{stamp}")
     os.makedirs(scratch)
     aside: Optional[str] = None
@@ -266,7 +269,7 @@ def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, d
         log.info("restore %s: prepared in %.1fs", manifest.id, time.monotonic() - t0)
         _, _, gtid = flavor.read_binlog_info(scratch)
         if os.path.isdir(datadir) and os.listdir(datadir):
-            aside = mysqld.move_aside(datadir)
+            aside = mysqld.move_aside(datadir, limit=limit)
         elif os.path.isdir(datadir):
             os.rmdir(datadir)                   # empty: nothing to keep
         os.makedirs(os.path.dirname(os.path.abspath(datadir)), exist_ok=True)

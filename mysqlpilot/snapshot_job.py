@@ -1,10 +1,12 @@
 """The periodic snapshot task: only the primary exports, one node at a time, and the result is
-published in Consul only after the upload and its manifest are complete."""
+published in Consul only after the upload and its manifest are complete, and only if, at that moment,
+this node still holds the leader lock and `snapshots/latest` would not move backwards (one Consul
+transaction: check-session on the leader key, check-and-set on latest)."""
 from __future__ import annotations
 
 import logging
 import time
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
@@ -23,6 +25,52 @@ def snapshot_due(latest: Optional[dict], now: float, interval: int) -> bool:
     return latest is None or now - float(latest.get("created", 0)) >= interval
 
 
+def older_than_latest(manifest: Dict[str, Any], latest: Optional[Dict[str, Any]]) -> str:
+    """Why `manifest` must not replace `latest` (it would move the pointer backwards), or "".
+
+    Judged by `created`. Not by GTID: after a failover that lost unreplicated transactions the new
+    primary's position is legitimately "behind" the old primary's last snapshot (MariaDB compares
+    sequence numbers per domain), and its snapshots must still win."""
+    if not latest:
+        return ""
+    try:
+        mine, theirs = float(manifest.get("created") or 0), float(latest.get("created") or 0)
+    except (TypeError, ValueError):
+        return ""
+    if mine < theirs:
+        return (f"it is older than the current latest {latest.get('id')} (taken {theirs - mine:.0f}s "
+                "later)")
+    return ""
+
+
+def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Optional[Dict[str, Any]],
+            latest_index: int, tries: int = 5) -> bool:
+    """Make `manifest` snapshots/latest, proving in one Consul transaction that this node still holds
+    the leader lock and that latest is what was read at `latest_index` (and checked not newer). If
+    latest changed meanwhile, read it again and re-check. False (with one log line) when refused; the
+    snapshot stays in the store either way."""
+    m = manifest.__dict__.copy()
+    for _ in range(tries):
+        why = older_than_latest(m, latest)
+        if why:
+            log.warning("snapshot %s not published: %s; it stays in the store (`mysqlpilot snapshot use %s` "
+                        "publishes it anyway)", manifest.id, why, manifest.id)
+            return False
+        if dcs.publish_snapshot(sid, m, latest_index):
+            return True
+        leader, _ = dcs.get_leader()
+        if leader is None or leader.session != sid:
+            log.warning("snapshot %s not published: this node no longer holds the leader lock (primary now: "
+                        "%s); it stays in the store, new replicas restore from the primary's snapshots",
+                        manifest.id, leader.name if leader else "none")
+            return False
+        latest, latest_index = dcs.latest_snapshot_with_index()
+        log.info("snapshots/latest changed during snapshot %s (now %s); checking again", manifest.id,
+                 (latest or {}).get("id", "none"))
+    log.warning("snapshot %s not published: snapshots/latest kept changing (%d tries)", manifest.id, tries)
+    return False
+
+
 def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) -> Optional[SnapshotManifest]:
     """Returns the new manifest, or None when there was nothing to do (and says why in the log)."""
     dcs = dcs or ConsulDCS.from_config(cfg)
@@ -35,7 +83,8 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) 
     if not sid or leader.session != sid:
         log.info("snapshot: skipped, this node does not hold the leader session")
         return None
-    latest = dcs.get_latest_snapshot()
+    # The index is the check-and-set base of the publish: latest must not change under a long backup.
+    latest, latest_index = dcs.latest_snapshot_with_index()
     if not force and not snapshot_due(latest, time.time(), cfg.snapshot_interval):
         log.debug("snapshot: not due yet")
         return None
@@ -49,7 +98,8 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) 
         flavor = get_flavor(cfg.flavor, cfg.flavor_version)
         manifest = take_snapshot(cfg, flavor, store, user="root", password=cfg.root_password,
                                  node_name=cfg.node_name)
-        dcs.set_latest_snapshot(manifest.__dict__.copy())
+        if not publish(dcs, sid, manifest, latest, latest_index):
+            return None
         log.info("snapshot %s published as the latest (%d bytes, GTID %s)", manifest.id, manifest.bytes,
                  manifest.gtid or "-")
         return manifest

@@ -13,6 +13,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
     dcs = dcs or ConsulDCS.from_config(cfg)
     leader, _ = dcs.get_leader()
     nodes: List[Dict[str, Any]] = []
+    aside = _moved_aside(dcs)
     for m in sorted(dcs.members(), key=lambda m: m.name):
         role = "primary" if leader is not None and m.name == leader.name else m.role
         if leader is not None and m.name != leader.name and role == "primary":
@@ -30,6 +31,9 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
             "message": _message(m),
             "priority": m.priority, "nofailover": m.nofailover,
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
+            # Moved-aside datadirs beside this node's datadir, as its pre-start/rebuild last counted them.
+            "moved_aside": _int((aside.get(m.name) or {}).get("count")),
+            "moved_aside_limit": _int((aside.get(m.name) or {}).get("limit")),
         })
     snap = dcs.get_latest_snapshot()
     paused = dcs.get_paused()
@@ -46,6 +50,18 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
         "history": hist[-history:] if history else [],
     }
+
+
+def _moved_aside(dcs) -> Dict[str, Dict[str, Any]]:
+    reader = getattr(dcs, "moved_aside_counts", None)     # a stand-in DCS may not offer it
+    return reader() if reader else {}
+
+
+def _int(v: Any) -> Optional[int]:
+    try:
+        return None if v is None else int(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _message(m: MemberState) -> str:
@@ -70,18 +86,23 @@ def render(st: Dict[str, Any]) -> str:
                      " (mysqlpilot resume)")
     elif not st["failover"]["automatic"]:
         lines.append(f"automatic failover OFF: {st['failover']['budget']}")
-    cols = ("name", "address", "role", "healthy", "read_only", "source", "lag", "gtid_executed")
+    cols = ("name", "address", "role", "healthy", "read_only", "source", "lag", "aside", "gtid_executed")
     rows = [cols]
     for n in st["nodes"]:
         rows.append((n["name"], f"{n['host']}:{n['port']}", n["role"], "yes" if n["healthy"] else "NO",
                      {True: "on", False: "OFF", None: "?"}[n["read_only"]], n["replicating_from"] or "-",
-                     "-" if n["lag_seconds"] is None else f"{n['lag_seconds']}s", n["gtid_executed"] or "-"))
+                     "-" if n["lag_seconds"] is None else f"{n['lag_seconds']}s",
+                     "-" if n.get("moved_aside") is None else str(n["moved_aside"]), n["gtid_executed"] or "-"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
     for r in rows:
         lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
     for n in st["nodes"]:
         if n.get("errant"):
             lines.append(f"! {n['name']} has errant transactions: {', '.join(n['errant'])}")
+        limit = n.get("moved_aside_limit")
+        if n.get("moved_aside") and limit is not None and n["moved_aside"] >= limit:
+            lines.append(f"! {n['name']}: {n['moved_aside']} moved-aside datadirs (max_moved_aside={limit}): its "
+                         "next rebuild or restore will refuse; remove old <datadir>.aside-* copies by hand")
         if n["message"] and (not n["healthy"] or (n["role"] == "primary" and n["message"] != "primary, writable")):
             lines.append(f"! {n['name']}: {n['message']}")
     s = st["snapshot"]

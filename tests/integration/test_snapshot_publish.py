@@ -1,0 +1,144 @@
+"""Issue item 9: a snapshot is published as `snapshots/latest` only by the node that still holds the
+leader lock, only over the value it read before the backup, and never moving latest backwards.
+Against a real Consul 1.8.7; the backup itself is stood in for (it is not what is tested here)."""
+import time
+
+import pytest
+
+from mysqlpilot import config, snapshot_job
+from mysqlpilot.dcs.consul import ConsulDCS
+from mysqlpilot.model import LeaderInfo, SnapshotManifest
+from mysqlpilot.statefile import StateFile
+from tests.harness.consul_server import make_dcs
+
+pytestmark = pytest.mark.integration
+
+
+def live_session(d: ConsulDCS, name: str) -> str:
+    cid = f"mysqlpilot-{name}"
+    d.register_check(cid, f"live {name}", 30)
+    d.pass_check(cid, "ok")
+    return d.create_session(10, 0, [cid])
+
+
+def manifest(sid: str, created: float, gtid: str = "0-1-10", node: str = "a") -> SnapshotManifest:
+    return SnapshotManifest(id=sid, created=created, source=node, object_key=f"snapshots/{sid}/data",
+                            bytes=1, raw_bytes=1, sha256="0" * 64, flavor="mariadb", version="10.11",
+                            gtid=gtid)
+
+
+def test_publish_needs_the_leader_session_and_the_index_read_before(consul_agent, consul_kv_root):
+    a = make_dcs(consul_agent, consul_kv_root, "a")
+    b = make_dcs(consul_agent, consul_kv_root, "b")
+    sa, sb = live_session(a, "a"), live_session(b, "b")
+    assert a.acquire_leader(sa, LeaderInfo("a", "h", 1))
+    latest, idx = a.latest_snapshot_with_index()
+    assert (latest, idx) == (None, 0)
+    # Index 0 means "still absent".
+    assert a.publish_snapshot(sa, manifest("s1", 1.0).__dict__, 0) is True
+    assert a.publish_snapshot(sa, manifest("s2", 2.0).__dict__, 0) is False
+    latest, idx = a.latest_snapshot_with_index()
+    assert latest["id"] == "s1" and idx > 0
+    # A session that does not hold the leader lock cannot publish, whatever the index.
+    assert b.publish_snapshot(sb, manifest("s-b", 3.0).__dict__, idx) is False
+    # A stale index cannot overwrite a newer value.
+    assert a.publish_snapshot(sa, manifest("s3", 3.0).__dict__, idx) is True
+    assert a.publish_snapshot(sa, manifest("s4", 4.0).__dict__, idx) is False
+    assert a.get_latest_snapshot()["id"] == "s3"
+    # Deposed: the leader's session is gone; nothing it publishes lands.
+    latest, idx = a.latest_snapshot_with_index()
+    a.destroy_session(sa)
+    assert a.publish_snapshot(sa, manifest("s5", 5.0).__dict__, idx) is False
+    assert a.get_latest_snapshot()["id"] == "s3"
+
+
+@pytest.fixture
+def node_cfg(consul_agent, consul_kv_root, tmp_path):
+    prefix, cluster = consul_kv_root.split("/")
+    return config.load(env={"MYSQL_ROOT_PASSWORD": "r-secret", "MYSQL_REPL_PASSWORD": "p-secret",
+                            "CONSUL": f"127.0.0.1:{consul_agent.http_port}", "MYSQLPILOT_CONSUL_PREFIX": prefix,
+                            "MYSQLPILOT_CLUSTER": cluster, "MYSQLPILOT_NODE": "a",
+                            "MYSQLPILOT_STATE_DIR": str(tmp_path / "state"),
+                            "MYSQLPILOT_STORE_PATH": str(tmp_path / "store")})
+
+
+def primary(cfg):
+    d = ConsulDCS.from_config(cfg)
+    sid = live_session(d, cfg.node_name)
+    assert d.acquire_leader(sid, LeaderInfo(cfg.node_name, "h", 1))
+    StateFile(cfg.state_dir).update(session=sid)
+    return d, sid
+
+
+def stand_in_backup(monkeypatch, during=None, **kw):
+    """take_snapshot replaced by a 'long backup' that runs `during` halfway."""
+    def fake(cfg, flavor, store, **_):
+        if during:
+            during()
+        return manifest(kw.get("id", "new"), kw.get("created", time.time()), kw.get("gtid", "0-1-10"))
+    monkeypatch.setattr(snapshot_job, "take_snapshot", fake)
+
+
+def test_a_primary_deposed_during_its_backup_does_not_publish(node_cfg, consul_agent, consul_kv_root,
+                                                               monkeypatch, caplog):
+    d, sid = primary(node_cfg)
+    d.set_latest_snapshot(manifest("old", time.time() - 100).__dict__)
+    other = make_dcs(consul_agent, consul_kv_root, "b")
+
+    def deposed():
+        # The lease ran out mid-backup; node b is elected and holds the lock now.
+        d.destroy_session(sid)
+        sb = live_session(other, "b")
+        assert other.acquire_leader(sb, LeaderInfo("b", "h2", 2))
+    stand_in_backup(monkeypatch, during=deposed, id="from-deposed")
+    caplog.set_level("INFO")
+    assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
+    assert d.get_latest_snapshot()["id"] == "old"
+    assert "no longer holds the leader lock" in caplog.text
+
+
+def test_a_snapshot_older_than_the_latest_is_not_published(node_cfg, monkeypatch, caplog):
+    d, sid = primary(node_cfg)
+    d.set_latest_snapshot(manifest("newer", time.time() + 50).__dict__)
+    stand_in_backup(monkeypatch, id="older", created=time.time())
+    caplog.set_level("INFO")
+    assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
+    assert d.get_latest_snapshot()["id"] == "newer"
+    assert "older than the current latest newer" in caplog.text
+
+
+def test_latest_changed_during_the_backup_is_checked_again(node_cfg, monkeypatch):
+    """An operator's `snapshot use OLD` mid-backup: the CAS fails, the value is read again, ours is
+    still newer, so it is published. A newer one appearing mid-backup wins instead."""
+    d, sid = primary(node_cfg)
+    d.set_latest_snapshot(manifest("first", time.time() - 100).__dict__)
+    stand_in_backup(monkeypatch, during=lambda: d.set_latest_snapshot(manifest("older", time.time() - 500).__dict__),
+                    id="ours")
+    got = snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d)
+    assert got is not None and got.id == "ours" and d.get_latest_snapshot()["id"] == "ours"
+    stand_in_backup(monkeypatch, during=lambda: d.set_latest_snapshot(manifest("newest", time.time() + 60).__dict__),
+                    id="ours2")
+    assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
+    assert d.get_latest_snapshot()["id"] == "newest"
+
+
+def test_publish_sends_the_acl_token(tmp_path):
+    """py-consul's txn.put sends no token; ours does: with ACLs on (default deny) the right token
+    publishes, a wrong one is a one-line error that never shows the token."""
+    from mysqlpilot.errors import PilotError
+    from mysqlpilot.local.consul_agent import ConsulAgent
+    master = "3f1c7d0e-0000-4000-8000-5ec2e7aa0002"
+    acl = ('acl { enabled = true, default_policy = "deny", enable_token_persistence = false, '
+           f'tokens {{ master = "{master}", agent = "{master}" }} }}')
+    with ConsulAgent(str(tmp_path), extra_args=["-hcl", acl]) as agent:
+        d = ConsulDCS("127.0.0.1", agent.http_port, "mp/acl", "a", token=master)
+        sid = live_session(d, "a")
+        assert d.acquire_leader(sid, LeaderInfo("a", "h", 1))
+        assert d.publish_snapshot(sid, manifest("s1", 1.0).__dict__, 0) is True
+        assert d.get_latest_snapshot()["id"] == "s1"
+        wrong = "bad0bad0-0000-4000-8000-00000000beef"
+        bad = ConsulDCS("127.0.0.1", agent.http_port, "mp/acl", "a", token=wrong)
+        with pytest.raises(PilotError) as ei:
+            bad.publish_snapshot(sid, manifest("s2", 2.0).__dict__, 0)
+        assert "\n" not in str(ei.value) and wrong not in str(ei.value)
+        assert d.get_latest_snapshot()["id"] == "s1"

@@ -98,16 +98,12 @@ class Fencer:
         self._lock = threading.Lock()
         self._srv = None
 
-    # A connection kept open, so fencing after a freeze does not wait for a login; checked before use
-    # because it dies after wait_timeout or a mysqld restart.
+    # A connection kept open, so fencing after a freeze does not wait for a login. It dies after
+    # wait_timeout or a mysqld restart, so every use is checked: a failure drops it and the caller
+    # retries on a new one (no extra round trip before use: after a freeze every millisecond counts).
     def _conn(self):
-        if self._srv is not None:
-            try:
-                self._srv.scalar("SELECT 1")
-                return self._srv
-            except PilotError:
-                self._drop()
-        self._srv = self.connect()
+        if self._srv is None:
+            self._srv = self.connect()
         return self._srv
 
     def _drop(self) -> None:
@@ -118,18 +114,19 @@ class Fencer:
     def keep_warm(self) -> None:
         with self._lock:
             try:
-                self._conn()
+                self._conn().scalar("SELECT 1")
             except PilotError:
                 self._drop()
 
     def read_only(self) -> Optional[bool]:
-        """mysqld's read_only, or None when it cannot be asked."""
+        """mysqld's read_only, or None when it cannot be asked (on a kept and then a new connection)."""
         with self._lock:
-            try:
-                return self._conn().read_only()
-            except PilotError:
-                self._drop()
-                return None
+            for _ in (1, 2):
+                try:
+                    return self._conn().read_only()
+                except PilotError:
+                    self._drop()
+            return None
 
     def _kill_mysqld(self) -> bool:
         pid = mysqld.mysqld_pid(self.cfg)

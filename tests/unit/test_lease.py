@@ -28,14 +28,21 @@ class FakeServer:
             raise PilotError("gone")
         return 1
 
+    def _check(self):
+        if self.dead:
+            raise PilotError("MySQL server has gone away")
+
     def kill_client_connections(self):
+        self._check()
         self.log.append("kill")
         return 2
 
     def execute(self, sql):
+        self._check()
         self.log.append(sql)
 
     def set_read_only(self, on):
+        self._check()
         if self.blocked:
             self.blocked -= 1
             self.log.append("set_ro:timeout")
@@ -44,6 +51,7 @@ class FakeServer:
         self.ro = on
 
     def read_only(self):
+        self._check()
         return self.ro
 
     def close(self):
@@ -93,8 +101,6 @@ def test_fencing_stops_mysqld_when_read_only_is_not_confirmed_by_the_deadline(tm
         clock.t += 0.4                  # every attempt costs time
         return srv
     f, lease, events = make_fencer(tmp_path, factory, clock)
-    f._srv = None
-    srv.dead = True                     # the kept connection is checked, and replaced, every attempt
     assert f.fence("test", deadline=clock.t + 1.0) == "mysqld killed"
     assert events == ["SIGKILL mysqld"]
 

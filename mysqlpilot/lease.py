@@ -140,7 +140,7 @@ class Fencer:
         writable. `deadline` is on this fencer's clock: past it, mysqld is killed. `keep_lease`: a
         switchover fences while it still holds the lock, and may have to stay primary."""
         with self._lock:
-            if not keep_lease:
+            if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
                 self.lease.void(f"fencing: {reason}")
             t0, last = self.clock(), ""
             while True:

@@ -168,6 +168,12 @@ SCHEMA: Tuple[Key, ...] = (
        "before it gives up.", "MYSQLPILOT_SNAPSHOT_WAIT_TIMEOUT", minimum=1, group="snapshots"),
     _k("compression_level", "int", 1, "zstd level for snapshots.", "MYSQLPILOT_COMPRESSION_LEVEL",
        minimum=1, maximum=19, group="snapshots"),
+    _k("force_fresh_bootstrap", "bool", False, "Let a node with an empty datadir bootstrap a new, empty "
+       "cluster although the snapshot store holds snapshots. Without it, a node that finds no trace of the "
+       "cluster in Consul (say Consul lost its data) restores the newest stored snapshot instead and "
+       "publishes it as the latest, and refuses to bootstrap while the store cannot be read. Set it for "
+       "one start only, when starting over on purpose.", "MYSQLPILOT_FORCE_FRESH_BOOTSTRAP",
+       group="snapshots"),
     _k("log_level", "choice", "info", "Log level.", "MYSQLPILOT_LOG_LEVEL",
        choices=("debug", "info", "warning", "error"), group="general"),
 )

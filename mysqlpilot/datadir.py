@@ -14,7 +14,7 @@ from .dcs.consul import ConsulDCS
 from .errors import PilotError, SnapshotError
 from .flavors import get_flavor
 from .model import MemberState, SnapshotManifest
-from .snapshot import restore_snapshot
+from .snapshot import latest_snapshot, restore_snapshot
 from .sqlclient import Server
 from .statefile import StateFile
 from .store import open_store
@@ -84,13 +84,61 @@ class Preparer:
         latest = self.dcs.get_latest_snapshot()
         if latest:
             return self.restore(_manifest(latest))
-        if leader is None and self.dcs.put_json(INIT_KEY, {"node": self.cfg.node_name,
-                                                           "time": time.time()}, cas=0):
-            self.bootstrap()
-            return "bootstrapped"
+        if leader is None:
+            # No leader and no latest: a new cluster, or a Consul that lost its data. The store tells.
+            stored = self.newest_stored_snapshot()
+            if stored is not None:
+                return self.recover_from_store(stored)
+            if self.dcs.put_json(INIT_KEY, {"node": self.cfg.node_name, "time": time.time()}, cas=0):
+                self.bootstrap()
+                return "bootstrapped"
         who = (self.dcs.get_json(INIT_KEY) or {}).get("node", leader.name if leader else "another node")
         log.info("cluster was bootstrapped by %s; waiting for its first snapshot", who)
         return self.restore(self.wait_for_snapshot())
+
+    def newest_stored_snapshot(self) -> Optional[SnapshotManifest]:
+        """The newest snapshot in the store, or None if it holds none (or force_fresh_bootstrap is set).
+        A store that cannot be read is an error: bootstrapping blind could start an empty cluster over
+        existing data."""
+        force = self.cfg.force_fresh_bootstrap
+        try:
+            store = open_store(self.cfg)
+            newest = latest_snapshot(store)
+        except PilotError as exc:
+            if force:
+                log.warning("force_fresh_bootstrap: not checking the snapshot store (%s)", exc)
+                return None
+            raise PilotError(f"cannot read the snapshot store before bootstrapping a new cluster: {exc}; fix "
+                             "the store settings, or set force_fresh_bootstrap to start an empty cluster "
+                             "anyway") from None
+        if newest is not None and force:
+            log.warning("force_fresh_bootstrap is set: ignoring the snapshots in %s (newest %s, taken %s) and "
+                        "bootstrapping an empty cluster; unset it after this start", store.describe(), newest.id,
+                        _when(newest.created))
+            return None
+        return newest
+
+    def recover_from_store(self, m: SnapshotManifest) -> str:
+        """Consul has no trace of the cluster but the store has snapshots: restore the newest rather
+        than bootstrap an empty cluster, and publish it as the latest for the other nodes."""
+        if _family(m.flavor) != _family(self.flavor.name):
+            raise PilotError(f"the snapshot store's newest snapshot {m.id} is {m.flavor} {m.version}, this node "
+                             f"runs {self.flavor.name} {self.flavor.version}; point store settings at this "
+                             "cluster's snapshots, or set force_fresh_bootstrap to start an empty cluster")
+        if not self.dcs.put_json(INIT_KEY, {"node": self.cfg.node_name, "time": time.time(),
+                                            "restored_from": m.id}, cas=0):
+            who = (self.dcs.get_json(INIT_KEY) or {}).get("node", "another node")
+            log.info("cluster was (re)initialised by %s; waiting for its snapshot", who)
+            return self.restore(self.wait_for_snapshot())
+        log.warning("RECOVER: Consul holds no leader, no %s and no snapshots/latest for cluster %r, but the "
+                    "snapshot store holds snapshots: restoring the newest, %s (taken %s, GTID %s), instead of "
+                    "bootstrapping an empty cluster (set force_fresh_bootstrap to start empty)",
+                    INIT_KEY, self.cfg.cluster, m.id, _when(m.created), m.gtid or "-")
+        if not self.dcs.put_json("snapshots/latest", m.__dict__.copy(), cas=0):
+            published = self.dcs.get_latest_snapshot()
+            if published:
+                m = _manifest(published)        # someone published one meanwhile: follow it
+        return self.restore(m)
 
     def announce(self, role: str, message: str) -> None:
         """Tell `status` what pre-start is doing. Best effort; the GTIDs last published stay (the
@@ -191,6 +239,14 @@ class Preparer:
         self.restore(manifest)
         self.state.update(rebuild_reason=None)
         return "rebuilt"
+
+
+def _family(flavor: str) -> str:
+    return "mariadb" if flavor == "mariadb" else "mysql"      # MySQL and Percona share XtraBackup
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(ts or 0)))
 
 
 def _manifest(d: dict) -> SnapshotManifest:

@@ -89,12 +89,41 @@ def test_failing_the_linked_check_kills_the_session_at_once_and_lock_delay_holds
 
 def test_history_cas_keeps_every_record(consul_agent, consul_kv_root):
     d = make_dcs(consul_agent, consul_kv_root, "e")
-    ts = [threading.Thread(target=lambda i=i: d.append_history({"i": i})) for i in range(8)]
+    rec = {"kind": "election", "old_primary": None, "new_primary": "e", "reason": "test"}
+    ts = [threading.Thread(target=lambda i=i: d.append_history(dict(rec, time=float(i)))) for i in range(8)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
-    assert sorted(h["i"] for h in d.history()) == list(range(8))
+    assert sorted(h["time"] for h in d.history()) == [float(i) for i in range(8)]
+
+
+def test_hostile_values_in_consul_read_as_absent_and_status_still_works(consul_agent, consul_kv_root, tmp_path):
+    """Item 4 on the real Consul: with these in the keys, `status --json` failed and a killed primary led
+    to no failover (every node's loop raised)."""
+    import json
+    import subprocess
+    import sys
+    d = make_dcs(consul_agent, consul_kv_root, "h")
+    c = d.c
+    c.kv.put(f"{consul_kv_root}/switchover", json.dumps({"to": "h", "requested": "soon"}))
+    c.kv.put(f"{consul_kv_root}/history", json.dumps([1, "x", {"kind": "failover", "time": "late"}]))
+    c.kv.put(f"{consul_kv_root}/members/m1", json.dumps({"name": "m1", "host": "h", "port": 1, "priority": "hi"}))
+    c.kv.put(f"{consul_kv_root}/members/m2", MemberState("m2", "h", 2).to_json())
+    c.kv.put(f"{consul_kv_root}/leader", "null")
+    c.kv.put(f"{consul_kv_root}/paused", "[]")
+    v = d.get_cluster()
+    assert v.request is None and v.history == [] and v.leader is None and v.paused is None
+    assert [m.name for m in v.members] == ["m2"]
+    assert d.history() == [] and d.get_request() is None and d.get_paused() is None
+    env = {"MYSQL_ROOT_PASSWORD": "x", "MYSQL_REPL_PASSWORD": "y", "MYSQLPILOT_STATE_DIR": str(tmp_path),
+           "CONSUL": f"{d.host}:{d.port}", "MYSQLPILOT_CONSUL_PREFIX": consul_kv_root.rsplit("/", 1)[0],
+           "MYSQLPILOT_CLUSTER": consul_kv_root.rsplit("/", 1)[1], "PATH": "/usr/bin:/bin"}
+    p = subprocess.run([sys.executable, "-m", "mysqlpilot", "status", "--json"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    st = json.loads(p.stdout)
+    assert st["primary"] is None and [n["name"] for n in st["nodes"]] == ["m2"]
 
 
 def test_flags_cas_and_snapshot_wait(consul_agent, consul_kv_root):

@@ -209,7 +209,8 @@ class ReadOnlySampler(threading.Thread):
         self.c, self.nodes, self.period, self.timeout = cluster, nodes, period, timeout
         self.stop_evt = threading.Event()
         self.via_socket: Set[str] = set()
-        self.samples: List[Tuple[float, Tuple[str, ...]]] = []        # (time, writable nodes)
+        # (tick start, nodes that answered OFF within timeout + 0.1 s of it)
+        self.samples: List[Tuple[float, Tuple[str, ...]]] = []
         self.unanswered: Dict[str, int] = {n: 0 for n, _, _ in nodes}
         self.conns: Dict[str, Tuple[str, object]] = {}
         self.pools = {n: ThreadPoolExecutor(1, thread_name_prefix=f"chaos-probe-{n}") for n, _, _ in nodes}
@@ -293,6 +294,7 @@ class FaultEvent:
     primary_after: Optional[str] = None
     start: float = 0.0
     fault_done: float = 0.0            # the fault is over (node restarted, SIGCONT, healed)
+    restore_at: Optional[float] = None  # just before the restart/SIGCONT/heal was sent
     converged_after: Optional[float] = None    # seconds from start; None: not within the bound
     note: str = ""
     acked: int = 0
@@ -300,6 +302,9 @@ class FaultEvent:
     rejected: int = 0
     double_writable: int = 0
     lost: int = 0
+    # freeze/partition of the primary: did another node lead before it came back? Only then does the
+    # fault test what happens to an old primary that returns after a failover.
+    taken_over: Optional[bool] = None
     history: List[str] = field(default_factory=list)
     log: List[str] = field(default_factory=list)
 
@@ -368,6 +373,18 @@ class Verdict:
                     out.append(f"    ... {len(e.log) - per_fault} more")
         return "\n".join(out)
 
+    def _when(self, t: float, w: Tuple[str, ...]) -> str:
+        """A sample's time, its nodes, and where it fell relative to the fault's end (SIGCONT, heal...)."""
+        s = f"{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t % 1 * 1000):03d} {'+'.join(w)}"
+        ev = None
+        for e in self.events:
+            if e.start <= t:
+                ev = e
+        if ev is not None:
+            rel = f", {t - ev.restore_at:+.2f}s from its restore" if ev.restore_at else ""
+            s += f" (#{ev.index} {ev.fault}{rel})"
+        return s
+
     def render(self) -> str:
         c = self.config
         dw = len(self.double_writable)
@@ -394,9 +411,7 @@ class Verdict:
             if ids:
                 lines.append(f"phantom on {name}: {len(ids)}, e.g. {sorted(ids)[:10]}")
         if dw:
-            ex = ", ".join(f"{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t % 1 * 1000):03d} "
-                           f"{'+'.join(w)}" for t, w in self.double_writable[:8])
-            lines.append(f"two writable at: {ex}")
+            lines.append("two writable at: " + ", ".join(self._when(t, w) for t, w in self.double_writable[:12]))
         for f in self.convergence_failures:
             lines.append(f"not converged: {f}")
         for name, n in sorted(self.nodes.items()):
@@ -452,12 +467,12 @@ class ChaosRun:
 
     def settled(self, st: Dict, since: float, allow_rebuilding: bool = True) -> bool:
         """Converged, as every node reported after `since`: right after a restart the Consul view still
-        shows the node's previous life (its session outlives it by up to a TTL)."""
+        shows the node's previous life (its session outlives it by up to a TTL), and a node killed while
+        rebuilding would read as rebuilding forever."""
         if not self.c.converged(st, self.n, allow_rebuilding):
             return False
         now = time.time()
-        return all(n["role"] in ("rebuilding", "restoring") or
-                   (n["age_seconds"] is not None and n["age_seconds"] < now - since) for n in st["nodes"])
+        return all(n["age_seconds"] is not None and n["age_seconds"] < now - since for n in st["nodes"])
 
     def local(self, *args: str) -> str:
         """`mysqlpilot local VERB NODE --dir DIR`; returns '' or the error's last line (never raises)."""
@@ -571,8 +586,13 @@ class ChaosRun:
                   + (f"; {ev.note}" if ev.note else ""))
         return ev
 
-    def _hold(self) -> None:
+    def _hold(self, ev_target: str, primary: Optional[str], notes: List[str]) -> None:
         time.sleep(self.hold)
+        if ev_target == primary:
+            st = self.st()
+            other = st["primary"] if st and st["primary"] not in (None, ev_target) else None
+            self.events[-1].taken_over = other is not None
+            notes.append(f"{other} led before the thaw/heal" if other else "nobody else led before the thaw/heal")
 
     def _do(self, fault: str, target: str, primary: Optional[str]) -> str:
         c, notes = self.c, []
@@ -586,10 +606,12 @@ class ChaosRun:
                     notes.append(f"no other primary within {bound:.0f}s")
                 else:
                     notes.append(f"new primary after {time.time() - t0:.1f}s")
+            self.events[-1].restore_at = time.time()
             notes.append(self.local("start", target))
         elif fault == "kill-replica":
             notes.append(self.local("kill", target, "--signal", "KILL"))
             time.sleep(1.0)
+            self.events[-1].restore_at = time.time()
             notes.append(self.local("start", target))
         elif fault == "crash-mysqld":
             try:
@@ -599,8 +621,9 @@ class ChaosRun:
         elif fault in ("freeze-primary", "freeze-replica"):
             self.paused.add(target)
             notes.append(self.local("pause", target))
-            self._hold()
+            self._hold(target, primary, notes)
             self.paused.discard(target)
+            self.events[-1].restore_at = time.time()
             notes.append(self.local("unpause", target))
         elif fault in ("partition-primary", "partition-full"):
             full = fault == "partition-full"
@@ -608,8 +631,9 @@ class ChaosRun:
             if full and self.sampler is not None:
                 self.sampler.via_socket.add(target)
             notes.append(self.local("partition", target, *(("--full",) if full else ())))
-            self._hold()
+            self._hold(target, primary, notes)
             self.partitioned.discard(target)
+            self.events[-1].restore_at = time.time()
             notes.append(self.local("heal", target))
             if self.sampler is not None:
                 self.sampler.via_socket.discard(target)

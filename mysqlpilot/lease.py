@@ -27,6 +27,7 @@ from .statefile import StateFile
 log = logging.getLogger(__name__)
 
 KEY = "lease"
+ER_LOCK_WAIT_TIMEOUT = 1205
 
 
 def boottime() -> float:
@@ -97,6 +98,7 @@ class Fencer:
         self.mysqld_running = mysqld_running or (lambda: mysqld.mysqld_pid(cfg) is not None)
         self._lock = threading.Lock()
         self._srv = None
+        self.last_seen_writable: Optional[bool] = None     # what keep_warm last read
 
     # A connection kept open, so fencing after a freeze does not wait for a login. It dies after
     # wait_timeout or a mysqld restart, so every use is checked: a failure drops it and the caller
@@ -114,8 +116,9 @@ class Fencer:
     def keep_warm(self) -> None:
         with self._lock:
             try:
-                self._conn().scalar("SELECT 1")
+                self.last_seen_writable = not self._conn().read_only()
             except PilotError:
+                self.last_seen_writable = None
                 self._drop()
 
     def read_only(self) -> Optional[bool]:
@@ -142,11 +145,21 @@ class Fencer:
         with self._lock:
             if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
                 self.lease.void(f"fencing: {reason}")
-            t0, last = self.clock(), ""
+            t0, last, fast = self.clock(), "", True
             while True:
                 try:
                     srv = self._conn()
-                    # Clients first: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
+                    if fast:
+                        # One round trip when no commit is in flight (after a freeze every millisecond is
+                        # a window for clients); NOWAIT, so a blocked commit costs nothing here.
+                        fast = False
+                        try:
+                            srv.execute("SET SESSION lock_wait_timeout = 0")
+                            srv.set_read_only(True)
+                        except PilotError as exc:
+                            if getattr(exc, "errno", 0) != ER_LOCK_WAIT_TIMEOUT:
+                                raise
+                    # Clients next: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
                     # its client gets an error, not an acknowledgement.
                     killed = srv.kill_client_connections()
                     srv.execute("SET SESSION lock_wait_timeout = 1")
@@ -181,21 +194,26 @@ class Watchdog(threading.Thread):
         super().__init__(name="fence-watchdog", daemon=True)
         self.lease, self.fencer, self.margin, self.tick, self.clock = lease, fencer, margin, tick, clock
         self._stop_ev = threading.Event()
-        self._checked = -1e9
+        self._checked = -1.0          # < 0: not checked since the lease ended
         self._warmed = -1e9
 
     def check_once(self) -> Optional[str]:
         now = self.clock()
         if self.lease.left() > 0:
-            self._checked = -1e9
+            self._checked = -1.0
             if now - self._warmed >= 1.0:
                 self._warmed = now
                 self.fencer.keep_warm()
             return None
         if now - self._checked < 0.25:
             return None
+        first = self._checked < 0
         self._checked = now
-        ro = self.fencer.read_only()
+        if first and self.fencer.last_seen_writable:
+            # It was writable a moment ago: no round trip to ask again (the lease may have ended in a freeze).
+            ro = False
+        else:
+            ro = self.fencer.read_only()
         if ro is True or (ro is None and not self.fencer.mysqld_running()):
             return None
         # Writable, or cannot tell while mysqld runs: fence. The deadline is when another node could first

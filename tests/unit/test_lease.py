@@ -6,6 +6,7 @@ from mysqlpilot import config
 from mysqlpilot.errors import PilotError
 from mysqlpilot.ha import Node
 from mysqlpilot.lease import Fencer, Lease, Watchdog
+from mysqlpilot.sqlclient import SQLError
 from mysqlpilot.statefile import StateFile
 
 
@@ -46,7 +47,7 @@ class FakeServer:
         if self.blocked:
             self.blocked -= 1
             self.log.append("set_ro:timeout")
-            raise PilotError("(1205) Lock wait timeout exceeded")
+            raise SQLError("(1205) Lock wait timeout exceeded", 1205)
         self.log.append("set_ro")
         self.ro = on
 
@@ -88,8 +89,19 @@ def test_fencing_kills_clients_before_read_only_and_retries_until_confirmed(tmp_
     f, lease, events = make_fencer(tmp_path, lambda: srv, clock)
     assert f.fence("test", deadline=clock.t + 10) == "read-only"
     assert srv.ro is True and events == []
-    assert log[0] == "kill" and log.index("kill") < log.index("SET SESSION lock_wait_timeout = 1")
+    # One NOWAIT attempt first (one round trip when nothing is committing), then clients, then the
+    # read-only with a lock wait, retried.
+    assert log[:3] == ["SET SESSION lock_wait_timeout = 0", "set_ro:timeout", "kill"]
+    assert log.index("kill") < log.index("SET SESSION lock_wait_timeout = 1")
     assert log.count("set_ro:timeout") == 2 and log[-1] == "kill"
+
+
+def test_fencing_an_idle_primary_takes_one_statement_before_read_only(tmp_path):
+    clock, log = Clock(), []
+    srv = FakeServer(log)
+    f, _, _ = make_fencer(tmp_path, lambda: srv, clock)
+    assert f.fence("test", deadline=clock.t + 10) == "read-only"
+    assert log[:2] == ["SET SESSION lock_wait_timeout = 0", "set_ro"]
 
 
 def test_fencing_stops_mysqld_when_read_only_is_not_confirmed_by_the_deadline(tmp_path):

@@ -494,6 +494,7 @@ class Node:
             srv.semi_sync_replica(False)
             srv.semi_sync_primary(True, self.cfg.semi_sync_timeout_ms)
         left = self.lease_left()
+        self.lease.mark_writer(self.sid)
         if left < MIN_LEASE_TO_PROMOTE:
             log.error("lease has %.2fs left (under %.1fs) after %.1fs of promotion; staying read-only until "
                       "the session is renewed", left, MIN_LEASE_TO_PROMOTE, time.monotonic() - t0)

@@ -27,6 +27,7 @@ from .statefile import StateFile
 log = logging.getLogger(__name__)
 
 KEY = "lease"
+WRITER = "writable_session"
 ER_LOCK_WAIT_TIMEOUT = 1205
 
 
@@ -42,7 +43,7 @@ class Lease:
         self.state = state
         self.span = float(span)
         self.clock = clock
-        self._cache = (None, ("", 0.0))
+        self._cache = (None, ("", 0.0, None))
 
     def _read(self):
         # The watchdog asks 20 times a second; re-parse the file only when it changed (writes are
@@ -60,10 +61,12 @@ class Lease:
         return val
 
     def _parse(self):
-        d = self.state.get(KEY)
-        if not isinstance(d, dict) or not isinstance(d.get("until"), (int, float)):
-            return "", 0.0
-        return str(d.get("session") or ""), float(d["until"])
+        d = self.state.read()
+        lease, writer = d.get(KEY), d.get(WRITER)
+        writer = writer if isinstance(writer, str) and writer else None
+        if not isinstance(lease, dict) or not isinstance(lease.get("until"), (int, float)):
+            return "", 0.0, writer
+        return str(lease.get("session") or ""), float(lease["until"]), writer
 
     def extend(self, sid: str, sent: float) -> None:
         """A renew of `sid` sent at `sent` (this clock) succeeded."""
@@ -79,10 +82,18 @@ class Lease:
 
     def left(self, sid: Optional[str] = None) -> float:
         """Seconds left (<= 0: none). With `sid`, only a lease earned by that session counts."""
-        held, until = self._read()
+        held, until, _ = self._read()
         if until <= 0 or (sid is not None and held != sid):
             return -1.0
         return until - self.clock()
+
+    def mark_writer(self, sid: str) -> None:
+        """mysqld is made writable under `sid`: from now on only a lease of that session lets it stay so.
+        (A session destroyed by `failover` is replaced by a new one; the new lease must not cover writes.)"""
+        self.state.update(**{WRITER: sid})
+
+    def left_for_writer(self) -> float:
+        return self.left(self._read()[2])
 
 
 class Fencer:
@@ -199,7 +210,7 @@ class Watchdog(threading.Thread):
 
     def check_once(self) -> Optional[str]:
         now = self.clock()
-        if self.lease.left() > 0:
+        if self.lease.left_for_writer() > 0:
             self._checked = -1.0
             if now - self._warmed >= 1.0:
                 self._warmed = now

@@ -37,6 +37,10 @@ class StateFile:
             finally:
                 fcntl.flock(lk, fcntl.LOCK_UN)
 
+    def read(self) -> Dict[str, Any]:
+        """Every key at once (one file read)."""
+        return self._read()
+
     def get(self, key: str, default: Any = None) -> Any:
         return self._read().get(key, default)
 

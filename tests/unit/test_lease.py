@@ -171,6 +171,22 @@ def test_watchdog_leaves_a_valid_lease_and_a_read_only_server_alone(tmp_path):
     assert wd.check_once() is None and "set_ro" in log      # read-only now: checked, not fenced again
 
 
+def test_a_new_session_does_not_cover_a_primary_made_writable_under_the_old_one(tmp_path):
+    """`failover` destroys the primary's session; its heartbeat makes a new session and a lease for it.
+    That lease must not keep mysqld writable: the lock belonged to the old session."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, ro=False)
+    f, lease, _ = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock())
+    lease.mark_writer("s1")
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    assert wd.check_once() is None and srv.ro is False
+    lease.void("session gone")
+    lease.extend("s2", clock())                  # the new session's fresh lease
+    assert lease.left() > 0
+    assert wd.check_once() == "read-only" and srv.ro is True
+
+
 def test_watchdog_fences_when_it_cannot_ask_a_running_mysqld(tmp_path):
     clock = Clock()
 

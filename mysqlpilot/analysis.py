@@ -162,6 +162,42 @@ def my_turn(ranking: Sequence[Ranked], me: str, free_for: float, grace: float) -
     return False, f"waiting {grace * mine.rank - free_for:.1f}s for better candidates"
 
 
+PROMOTION_BACKOFF = 30.0          # a node whose promotion failed stands aside this long
+
+
+def takeover_gate(free_for: float, lock_delay: float, failed_ago: Optional[float], history: Sequence[dict],
+                  now: float, had_leader: bool, policy: "Policy") -> Tuple[bool, str]:
+    """The checks of taking the free lock that need no probe of the candidates.
+
+    free_for: seconds since this node first saw this generation of the lock free. Candidates wait out
+    lock-delay themselves: Consul keeps its own only in its leader's memory (a restart forgets it).
+    failed_ago: seconds since this node's last failed promotion, if any."""
+    if free_for < lock_delay:
+        return False, f"waiting out lock-delay ({lock_delay - free_for:.1f}s left)"
+    if failed_ago is not None and 0 <= failed_ago < PROMOTION_BACKOFF:
+        return False, f"my last promotion failed {failed_ago:.0f}s ago; standing aside"
+    allowed, why = failover_budget(history, now, policy)
+    if had_leader and not allowed and not after_clean_stop(history):
+        return False, why
+    return True, why
+
+
+def takeover_turn(cands: Sequence[Candidate], policy: "Policy", me: str, must_contain: str,
+                  contains_fn: Callable[[str, str], bool], grace_clock: float
+                  ) -> Tuple[bool, str, List[Ranked]]:
+    """Rank the candidates and say whether it is `me`'s turn. With semi-sync, an unreachable live
+    member may hold acknowledged commits: nobody is promoted automatically. grace_clock: seconds since
+    lock-delay ended."""
+    if policy.durability == "semi-sync":
+        lost = [c.name for c in cands if not c.reachable]
+        if lost:
+            return False, (f"semi-sync: replica(s) {', '.join(lost)} unreachable and may hold acknowledged "
+                           "commits; not promoting automatically"), []
+    ranking = rank_candidates(cands, policy, must_contain, contains_fn)
+    ok, why = my_turn(ranking, me, grace_clock, policy.failover_grace)
+    return ok, why, ranking
+
+
 def after_clean_stop(history: Sequence[dict]) -> bool:
     """The last primary stopped on purpose with nobody to hand over to (pre-stop recorded it): the next
     election is a cold start, not a failover, and spends no failover budget."""

@@ -33,7 +33,7 @@ REQUEST_MAX_AGE = 120.0
 SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
                     "commits from now on may be lost on failover")
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
-PROMOTION_BACKOFF = 30.0          # a node whose promotion failed stands aside this long
+PROMOTION_BACKOFF = analysis.PROMOTION_BACKOFF
 PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log (the lease is kept meanwhile)
 
 
@@ -314,29 +314,20 @@ class Node:
                          ) -> Tuple[bool, str, List[analysis.Ranked]]:
         """May this node take the free lock now? `free_for`: seconds since this node first saw this
         generation of the lock free."""
-        if free_for < self.cfg.lock_delay:
-            # Our own lock-delay: Consul keeps its own only in its leader's memory (lost on a restart).
-            return False, f"waiting out lock-delay ({self.cfg.lock_delay - free_for:.1f}s left)", []
         failed = self.state.get("promotion_failed")
-        if isinstance(failed, (int, float)) and 0 <= boottime() - failed < PROMOTION_BACKOFF:
-            return False, f"my last promotion failed {boottime() - failed:.0f}s ago; standing aside", []
-        history = view.history
-        allowed, why = analysis.failover_budget(history, time.time(), self.policy)
-        if self.last_leader is not None and not allowed and not analysis.after_clean_stop(history):
+        failed_ago = boottime() - failed if isinstance(failed, (int, float)) else None
+        ok, why = analysis.takeover_gate(free_for, self.cfg.lock_delay, failed_ago, view.history, time.time(),
+                                         self.last_leader is not None, self.policy)
+        if not ok:
             return False, why, []
         cands = self.gather_candidates(view.members, probe)
         must = ""
         if self.cfg.durability == "semi-sync" and self.last_leader is not None:
+            # What the old primary last published: it may have acknowledged all of it.
             old = view.member(self.last_leader.name)
-            must = old.gtid_received or old.gtid_executed if old else ""
-            lost = [c.name for c in cands if not c.reachable]
-            if lost:
-                return False, (f"semi-sync: replica(s) {', '.join(lost)} unreachable and may hold "
-                               "acknowledged commits; not promoting automatically"), []
-        ranking = analysis.rank_candidates(cands, self.policy, must, self.flavor.gtid_contains)
-        ok, why = analysis.my_turn(ranking, self.cfg.node_name, free_for - self.cfg.lock_delay,
-                                   self.policy.failover_grace)
-        return ok, why, ranking
+            must = (old.gtid_received or old.gtid_executed) if old else ""
+        return analysis.takeover_turn(cands, self.policy, self.cfg.node_name, must, self.flavor.gtid_contains,
+                                      free_for - self.cfg.lock_delay)
 
     def _free_for(self, lock_index: int) -> float:
         """Seconds since this node (any of its processes) first saw lock generation `lock_index` free."""
@@ -408,13 +399,20 @@ class Node:
                 log.info("decision %s", summary)
                 self.last_decision = summary
             extra["view"] = view
-            getattr(self, "do_" + d.action)(o, d, extra)
+            self.actions()[d.action](o, d, extra)
             if o.leader is not None:
                 self.last_leader = o.leader
                 if self.state.get("last_leader") != o.leader.to_json():
                     self.state.update(last_leader=o.leader.to_json())
             self.publish(extra, o)
         return d
+
+    def actions(self):
+        """The explicit table from decision to action (orchestrator's recovery switch)."""
+        return {analysis.WAIT: self.do_wait, analysis.STAY_PRIMARY: self.do_stay_primary,
+                analysis.FENCE: self.do_fence, analysis.TAKE_LOCK: self.do_take_lock,
+                analysis.PROMOTE: self.do_promote, analysis.FOLLOW: self.do_follow,
+                analysis.REBUILD: self.do_rebuild, analysis.HAND_OVER: self.do_hand_over}
 
     def publish(self, extra: Dict, o: Observation) -> None:
         role = extra["role"]

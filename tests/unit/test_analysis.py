@@ -296,3 +296,33 @@ def test_a_clean_stop_makes_the_next_election_a_cold_start():
     hist = [{"kind": "failover", "time": 100.0}, {"kind": "shutdown", "time": 110.0}]
     ok, why = A.failover_budget(hist, 120.0, Policy(failover_budget=2))
     assert ok and why.startswith("1/2")
+
+
+# ---- the take-over gate and turn (pure) ----------------------------------------------------------
+
+def test_takeover_gate_waits_out_lock_delay_then_backoff_then_budget():
+    p = Policy(failover_budget=1, failover_window=600, failover_rearm=300)
+    ok, why = A.takeover_gate(1.0, 4, None, [], 1000.0, True, p)
+    assert not ok and "lock-delay (3.0s left)" in why
+    ok, why = A.takeover_gate(5.0, 4, 10.0, [], 1000.0, True, p)
+    assert not ok and "standing aside" in why
+    assert A.takeover_gate(5.0, 4, A.PROMOTION_BACKOFF + 1, [], 1000.0, True, p)[0]
+    spent = [{"kind": "failover", "time": 990.0}]
+    assert not A.takeover_gate(5.0, 4, None, spent, 1000.0, True, p)[0]
+    assert A.takeover_gate(5.0, 4, None, spent, 1000.0, False, p)[0]       # no earlier leader: cold start
+
+
+def test_takeover_turn_refuses_under_semi_sync_while_a_live_member_is_unreachable():
+    cs = with_contains([cand("a", 10), cand("b", 10, reachable=False)])
+    ok, why, ranking = A.takeover_turn(cs, Policy(durability="semi-sync"), "a", "", None, 0.0)
+    assert not ok and "unreachable" in why and ranking == []
+    ok, why, ranking = A.takeover_turn(cs, Policy(durability="async"), "a", "", None, 0.0)
+    assert ok and ranking[0].name == "a"
+
+
+def test_every_decision_has_an_action():
+    from mysqlpilot.ha import Node
+    acts = {v for k, v in vars(A).items() if k.isupper() and isinstance(v, str) and k in (
+        "FENCE", "TAKE_LOCK", "PROMOTE", "STAY_PRIMARY", "FOLLOW", "REBUILD", "WAIT", "HAND_OVER")}
+    table = Node.actions(type("N", (), {f"do_{a}": None for a in acts})())
+    assert set(table) == acts

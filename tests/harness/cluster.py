@@ -209,6 +209,15 @@ class Cluster:
             out.append((int(d), cmd))
         return out
 
+    def signal_group(self, node: str, sig: int) -> float:
+        """Signal the node's whole process group (what `local pause/unpause` do), in-process: returns the
+        time the signal was sent, without a CLI start-up in between (the thaw-window measure needs it)."""
+        pid = self.registry()["nodes"][node].get("pid")
+        t = time.time()
+        if pid:
+            os.killpg(os.getpgid(pid), sig)
+        return t
+
     def kill_job(self, node: str, subcommand: str, sig: int = signal.SIGKILL) -> List[int]:
         """Signal the node's `mysqlpilot SUBCOMMAND` process(es) only, e.g. the HA loop (`watch`)."""
         pids = [pid for pid, cmd in self.node_processes(node)

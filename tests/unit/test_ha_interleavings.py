@@ -222,3 +222,31 @@ def test_hostile_values_in_consul_never_stop_the_loop(tmp_path, monkeypatch):
     t.start()
     t.join(20)
     assert not t.is_alive() and len(calls) == 3
+
+
+def test_a_promotion_longer_than_the_lease_is_not_cut_short(tmp_path, monkeypatch):
+    """Smaller item: waits inside a pass were cut short by the lease. The heartbeat now renews from its
+    own thread while the relay log is applied for longer than the whole lease."""
+    import time as _time
+    from mysqlpilot.lease import Heartbeat
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n2",))
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1", retrieved="0-1-12")
+    servers["n2"].replica["lag_seconds"] = 1.0
+    monkeypatch.setattr(n2, "mysqld_alive", lambda: True)
+    slow = servers["n2"].wait_relay_applied
+
+    def slow_apply(timeout):
+        _time.sleep(n2.policy.lease + 1.0)
+        return slow(timeout)
+    servers["n2"].wait_relay_applied = slow_apply
+    lock_delay_passed(n2, dcs)
+    hb = Heartbeat(n2.beat, 0.2)
+    hb.start()
+    try:
+        assert n2.run_once().action == analysis.TAKE_LOCK
+    finally:
+        hb.stop()
+    assert servers["n2"].ro is False and servers["n2"].executed == "0-1-12"
+    assert dcs.get_cluster().leader.promoted

@@ -81,3 +81,14 @@ def test_a_node_without_its_first_session_publishes_starting(tmp_path):
     StateFile(str(tmp_path)).update(session="s-1")
     node.publish_member(up, node.member_state(up, True, "candidate", "no primary; awaiting election"))
     assert node.dcs.published[-1].role == "candidate"
+
+
+def test_without_a_primary_a_node_whose_replication_broke_does_not_call_itself_healthy(tmp_path):
+    """Item 10: while no one held the lock, every live node reported itself healthy."""
+    node = make_node(tmp_path)
+    ok = {"up": True, "read_only": True, "status": {"io_running": False, "sql_running": True}}
+    assert node.health_of(ok, None) == (True, "candidate", "no primary; awaiting election")
+    broken = {"up": True, "read_only": True,
+              "status": {"io_running": False, "sql_running": False, "last_sql_error": "Duplicate entry"}}
+    healthy, role, msg = node.health_of(broken, None)
+    assert not healthy and "SQL thread stopped: Duplicate entry" in msg

@@ -681,7 +681,14 @@ class Node:
     def health_hook(self) -> Tuple[bool, str]:
         """ContainerPilot's health check: report the role and publish it. It never touches the session or
         the liveness check: only the watch's heartbeat does, so that whatever invalidates the session is
-        preceded by giving up the lease."""
+        preceded by giving up the lease.
+
+        It is also a second, coarse watchdog: if `watch` is dead (crash-looping, killed), nothing else
+        would fence a writable mysqld whose lease ended."""
+        try:
+            Watchdog(self.lease, self.fencer, self.cfg.fence_margin).check_once()
+        except Exception as exc:  # noqa: BLE001 - the report below still runs
+            log.error("health: fence check failed: %s", exc)
         probe = self.probe_local()
         leader = self.dcs.get_cluster().leader
         healthy, role, msg = self.health_of(probe, leader)

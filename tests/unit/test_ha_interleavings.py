@@ -250,3 +250,17 @@ def test_a_promotion_longer_than_the_lease_is_not_cut_short(tmp_path, monkeypatc
         hb.stop()
     assert servers["n2"].ro is False and servers["n2"].executed == "0-1-12"
     assert dcs.get_cluster().leader.promoted
+
+
+def test_the_health_hook_fences_when_watch_is_dead_and_the_lease_ended(tmp_path, monkeypatch):
+    """If `watch` cannot run (killed, crash-looping), its watchdog is gone too: the health hook, which
+    ContainerPilot runs on its own, fences a writable mysqld whose lease ended."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1",))
+    n1 = nodes["n1"]
+    make_primary(dcs, servers, n1)
+    n1.lease.mark_writer(n1.sid)
+    n1.health_hook()
+    assert servers["n1"].ro is False                  # lease valid: left alone
+    n1.lease.extend(n1.sid, boottime() - 60)          # the heartbeat stopped a minute ago
+    n1.health_hook()
+    assert servers["n1"].ro is True

@@ -293,6 +293,40 @@ def _default_host(node: str) -> str:
         return "127.0.0.1"
 
 
+# A secret file is a password or key, not a document: refuse anything larger (a wrong path, say a dump).
+SECRET_FILE_MAX = 64 * 1024
+
+
+def _secret_from_env(key: Key, var: str, env: Mapping[str, str]) -> Optional[Tuple[str, str]]:
+    """A secret from $VAR or from the file $VAR_FILE names (Docker's convention, for secrets mounted as
+    files). Setting both is an error. Messages name the variables and the path, never the value."""
+    file_var = var + "_FILE"
+    direct, path = env.get(var), env.get(file_var)
+    if direct not in (None, "") and path not in (None, ""):
+        raise ConfigError(f"config key {key.name}: set ${var} or ${file_var}, not both")
+    if direct not in (None, ""):
+        return direct, f"${var}"
+    if path in (None, ""):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(SECRET_FILE_MAX + 1)
+    except OSError as exc:
+        raise ConfigError(f"config key {key.name}: cannot read ${file_var} ({path}): "
+                          f"{exc.strerror or exc.__class__.__name__}") from None
+    if len(data) > SECRET_FILE_MAX:
+        raise ConfigError(f"config key {key.name}: ${file_var} ({path}) is larger than {SECRET_FILE_MAX} bytes; "
+                          "it should hold only the secret")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config key {key.name}: ${file_var} ({path}) is not UTF-8 text") from None
+    text = text.rstrip("\r\n")          # files usually end with a newline; the secret does not
+    if text == "":
+        return None                      # an empty file counts as unset, so `required` names it
+    return text, f"${file_var}"
+
+
 def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
          overrides: Optional[Mapping[str, Any]] = None) -> Config:
     """Load YAML at `path` (or $MYSQLPILOT_CONFIG), overlay the environment, validate everything."""
@@ -328,7 +362,12 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
         if key.name in raw:
             val, org = raw[key.name], f"{path}"
         for var in key.env:
-            if env.get(var) not in (None, ""):
+            if key.secret:
+                found = _secret_from_env(key, var, env)
+                if found is not None:
+                    val, org = found
+                    break
+            elif env.get(var) not in (None, ""):
                 val, org = env[var], f"${var}"
                 break
         if overrides and key.name in overrides and overrides[key.name] is not None:
@@ -338,7 +377,8 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
 
     for key in SCHEMA:
         if key.required and values[key.name] in (None, ""):
-            names = " or ".join(["$" + e for e in key.env] + [f"{key.name!r} in the config file"])
+            envs = [n for e in key.env for n in (("$" + e, "$" + e + "_FILE") if key.secret else ("$" + e,))]
+            names = " or ".join(envs + [f"{key.name!r} in the config file"])
             raise ConfigError(f"config key {key.name} is required: set {names}")
 
     cfg = Config(values, origin)
@@ -391,7 +431,10 @@ def reference_markdown() -> str:
     out = ["# Configuration reference", "",
            "Generated from `mysqlpilot/config.py` by `mysqlpilot docs config-reference`; do not edit by hand.",
            "", "Values come from the YAML file given by `--config` or `$MYSQLPILOT_CONFIG`, overlaid by "
-           "environment variables (the first variable listed that is set wins).", ""]
+           "environment variables (the first variable listed that is set wins).", "",
+           "A secret can also come from a file: set `<VARIABLE>_FILE` to its path (say "
+           "`MYSQL_ROOT_PASSWORD_FILE=/run/secrets/mysqlpilot/root-password`) instead of `<VARIABLE>`; setting "
+           "both is an error. The file holds only the secret; trailing newlines are dropped.", ""]
     groups: List[str] = []
     for k in SCHEMA:
         if k.group not in groups:
@@ -405,7 +448,8 @@ def reference_markdown() -> str:
             kind = k.kind if k.kind != "choice" else " \\| ".join(k.choices)
             dflt = "(required)" if k.required else ("" if k.default is None else f"`{k.default}`")
             envs = ", ".join(f"`{e}`" for e in k.env)
-            doc = k.doc + (" Secret: never logged." if k.secret else "")
+            doc = k.doc + (f" Secret: never logged; `{k.env[0]}_FILE` may name a file that holds it."
+                           if k.secret else "")
             out.append(f"| `{k.name}` | {envs} | {kind} | {dflt} | {doc} |")
         out.append("")
     return "\n".join(out)

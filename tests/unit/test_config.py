@@ -91,3 +91,68 @@ def test_secret_bad_type_is_not_echoed(tmp_path):
         load({"MYSQL_ROOT_PASSWORD": ""}, "root_password: [hunter2x, 2]\n", tmp_path)
     assert "root_password" in str(ei.value) and "<hidden>" in str(ei.value)
     assert "hunter2x" not in str(ei.value)
+
+
+def _file_env(tmp_path, **secrets):
+    """Env with the passwords given as *_FILE paths instead of values."""
+    env = {"HOSTNAME": "db1"}
+    for var, text in secrets.items():
+        p = tmp_path / var.lower()
+        p.write_bytes(text if isinstance(text, bytes) else text.encode())
+        env[var + "_FILE"] = str(p)
+    return env
+
+
+def test_secrets_from_files(tmp_path):
+    env = _file_env(tmp_path, MYSQL_ROOT_PASSWORD="root-from-file\n", MYSQL_REPL_PASSWORD="repl-from-file",
+                    CONSUL_HTTP_TOKEN="tok-from-file\r\n", AWS_SECRET_ACCESS_KEY="s3-from-file\n")
+    c = config.load(None, env=env)
+    assert (c.root_password, c.repl_password, c.consul_token, c.s3_secret_key) == \
+        ("root-from-file", "repl-from-file", "tok-from-file", "s3-from-file")
+    assert c.origin["root_password"] == "$MYSQL_ROOT_PASSWORD_FILE"
+    assert {"root-from-file", "tok-from-file"} <= set(c.secrets())     # masked in logs like any secret
+    assert c.redacted()["consul_token"] == "<hidden>"
+
+
+def test_secret_file_inner_whitespace_is_kept(tmp_path):
+    env = _file_env(tmp_path, MYSQL_ROOT_PASSWORD=" a b \n\n", MYSQL_REPL_PASSWORD="x")
+    assert config.load(None, env=env).root_password == " a b "
+
+
+def test_only_secrets_read_files(tmp_path):
+    env = dict(BASE, MYSQLPILOT_CLUSTER_FILE=str(tmp_path / "absent"))
+    assert config.load(None, env=env).cluster == "mysql"
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("both", "set $MYSQL_ROOT_PASSWORD or $MYSQL_ROOT_PASSWORD_FILE, not both"),
+    ("missing", "cannot read $MYSQL_ROOT_PASSWORD_FILE"),
+    ("directory", "cannot read $MYSQL_ROOT_PASSWORD_FILE"),
+    ("empty", "root_password is required: set $MYSQL_ROOT_PASSWORD or $MYSQL_ROOT_PASSWORD_FILE"),
+    ("binary", "is not UTF-8 text"),
+    ("huge", "is larger than"),
+])
+def test_secret_file_errors_name_the_variable_never_the_value(tmp_path, case, needle):
+    p = tmp_path / "root"
+    env = dict(BASE)
+    del env["MYSQL_ROOT_PASSWORD"]
+    env["MYSQL_ROOT_PASSWORD_FILE"] = str(p)
+    if case == "both":
+        p.write_text("rootpw-secret")
+        env["MYSQL_ROOT_PASSWORD"] = "rootpw-secret"
+    elif case == "missing":
+        pass
+    elif case == "directory":
+        p.mkdir()
+    elif case == "empty":
+        p.write_text("\n")
+    elif case == "binary":
+        p.write_bytes(b"rootpw-secret\xff\xfe")
+    elif case == "huge":
+        p.write_text("rootpw-secret" * 10000)
+    with pytest.raises(ConfigError) as ei:
+        config.load(None, env=env)
+    msg = str(ei.value)
+    assert needle in msg and "\n" not in msg and "rootpw-secret" not in msg
+    if case not in ("both", "empty"):
+        assert str(p) in msg

@@ -26,9 +26,12 @@ def local() -> None:
 @click.option("--durability", type=click.Choice(["async", "semi-sync"]), default=None,
               envvar="MYSQLPILOT_DURABILITY")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait until ready.")
-def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout) -> None:
+@click.option("--consul-mode", type=click.Choice(["dev", "server"]), default="dev", show_default=True,
+              help="dev: an in-memory Consul agent. server: a single-node Consul server with a data dir "
+                   "(DIR/consul/data), which `local consul-restart` can restart with its data.")
+def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode) -> None:
     """Start Consul and N nodes; return once one primary and N-1 replicas are healthy."""
-    _cluster(dir).up(nodes, store, s3_endpoint, s3_bucket, durability, timeout)
+    _cluster(dir).up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode)
 
 
 @local.command("add")
@@ -83,9 +86,12 @@ def unpause(node, dir) -> None:
 @click.argument("node")
 @click.option("--dir", "dir", required=True)
 @click.option("--full", is_flag=True, help="Also cut clients and other nodes off its mysqld.")
-def partition(node, dir, full) -> None:
+@click.option("--replicas-only", is_flag=True,
+              help="Cut it off from the other nodes only (replication both ways, their probes); Consul and "
+                   "clients still reach it. Needs cgroup v2 (each node runs in a cgroup of its own).")
+def partition(node, dir, full, replicas_only) -> None:
     """Cut a node off from Consul (nftables drop on loopback): it must fence itself."""
-    _cluster(dir).partition(node, full)
+    _cluster(dir).partition(node, full, replicas_only)
 
 
 @local.command("heal")
@@ -94,6 +100,15 @@ def partition(node, dir, full) -> None:
 def heal(node, dir) -> None:
     """Undo `local partition`."""
     _cluster(dir).heal(node)
+
+
+@local.command("consul-restart")
+@click.option("--dir", "dir", required=True)
+@click.option("--down-for", default=0.0, show_default=True, help="Seconds without a Consul between stop and start.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for a leader after the start.")
+def consul_restart(dir, down_for, timeout) -> None:
+    """Restart the cluster's Consul server with its data kept (clusters started with --consul-mode server)."""
+    _cluster(dir).consul_restart(down_for, timeout)
 
 
 @local.command("exec", context_settings={"ignore_unknown_options": True})

@@ -1,5 +1,8 @@
-"""`mysqlpilot local`: a whole cluster on this machine. A Consul dev agent, and per node a supervisor
-that follows docker/containerpilot.json5, on its own loopback address 127.0.1.K and port."""
+"""`mysqlpilot local`: a whole cluster on this machine. A Consul agent (an in-memory dev agent, or a
+single-node server with a data dir), and per node a supervisor that follows docker/containerpilot.json5,
+on its own loopback address 127.0.1.K and port. Where cgroup v2 is available each node's processes also
+get a cgroup of their own (its "container"), so that `local partition --replicas-only` can tell one
+node's connections from another's on the shared loopback."""
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -98,7 +101,8 @@ class LocalCluster:
 
     # ---- up ----------------------------------------------------------------------------------
     def up(self, nodes: int, store: str = "local", s3_endpoint: Optional[str] = None,
-           s3_bucket: Optional[str] = None, durability: Optional[str] = None, timeout: float = 300) -> None:
+           s3_bucket: Optional[str] = None, durability: Optional[str] = None, timeout: float = 300,
+           consul_mode: str = "dev") -> None:
         if nodes < 1 or nodes > 200:
             raise PilotError("--nodes must be between 1 and 200")
         if os.path.exists(self.reg_path):
@@ -107,12 +111,13 @@ class LocalCluster:
             raise PilotError(f"{CP_CONFIG} is missing; run mysqlpilot local from a checkout of the repository")
         os.makedirs(self.dir, exist_ok=True)
         agent = ConsulAgent(os.path.join(self.dir, "consul"),
-                            extra_client_addrs=[f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)]
-                            ).start(detach=True)
+                            extra_client_addrs=[f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)],
+                            mode=consul_mode).start(detach=True)
         self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability)
-        reg = {"consul": agent.address, "durability": durability, "nodes": {}}
+        reg = {"consul": agent.address, "consul_mode": consul_mode, "durability": durability, "nodes": {}}
         self.save(reg)
-        self.echo(f"consul agent at {agent.address}")
+        self.echo(f"consul {'dev agent' if consul_mode == 'dev' else 'server (data kept in consul/data)'} "
+                  f"at {agent.address}")
         for k in range(1, nodes + 1):
             self.create_node(reg, k)
         self.save(reg)
@@ -168,8 +173,15 @@ class LocalCluster:
         env = dict(os.environ)
         for var in ("MYSQLPILOT_CONFIG", "MYSQL_ROOT_PASSWORD", "MYSQL_REPL_PASSWORD", "MYSQL_PASSWORD"):
             env.pop(var, None)                   # the node reads its secrets from the 0600 config file
+            env.pop(var + "_FILE", None)
         env.update(node_env(self.dir, name, n["k"], n["port"], consul_address_for(n["k"], reg["consul"]),
                             reg.get("durability")))
+        # The config's jobs call `mysqlpilot` by name. Our supervisor maps that to this interpreter; a real
+        # ContainerPilot looks it up on PATH, so this interpreter's bin dir (the project virtualenv's, where
+        # its console script lives) comes first, activated or not.
+        bindir = os.path.dirname(sys.executable)
+        env["PATH"] = os.pathsep.join([bindir] + [p for p in env.get("PATH", "").split(os.pathsep)
+                                                  if p and p != bindir])
         return env
 
     def exec_in(self, name: str, args: List[str]) -> int:
@@ -185,9 +197,20 @@ class LocalCluster:
         nd = os.path.join(self.dir, "nodes", name)
         env = self.env_of(reg, name)
         out = open(os.path.join(nd, "logs", "supervisor.out"), "ab")
+        procs = self.node_cgroup(name, create=True)
+        if procs:
+            procs = os.path.join(procs, "cgroup.procs")
+
+        def enter_cgroup() -> None:       # in the child, before exec: everything the node starts is inside
+            try:
+                with open(procs, "w") as fh:
+                    fh.write(str(os.getpid()))
+            except OSError:
+                pass
         p = subprocess.Popen([sys.executable, "-m", "mysqlpilot.local.supervisor", "--config", CP_CONFIG,
                               "--node-dir", nd], env=env, stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=nd)
+                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=nd,
+                             preexec_fn=enter_cgroup if procs else None)
         out.close()
         n["pid"] = p.pid
         self.echo(f"started {name} at {n['host']}:{n['port']} (supervisor pid {p.pid})")
@@ -304,12 +327,77 @@ class LocalCluster:
                 n.pop("partitioned", None)
             self.apply_partitions(reg)
             self.save(reg)
+        self.remove_cgroups(reg)
         self.echo(f"cluster in {self.dir} stopped; data kept")
+
+    def consul_restart(self, down_for: float = 0.0, timeout: float = 60) -> None:
+        """Restart the cluster's Consul agent with its data (a `--consul-mode server` cluster; a dev agent
+        would come back empty, so it is refused)."""
+        reg = self.load()
+        if reg.get("consul_mode", "dev") != "server":
+            raise PilotError("this cluster's Consul is an in-memory dev agent: a restart would lose every key. "
+                             "Start the cluster with `local up --consul-mode server` to restart Consul")
+        t0 = time.monotonic()
+        ConsulAgent.restart(os.path.join(self.dir, "consul"), down_for=down_for, timeout=timeout)
+        self.echo(f"consul restarted with its data ({time.monotonic() - t0:.1f}s without a Consul)")
 
     def list(self) -> List[str]:
         reg = self.load()
         return [f"{name} {v['host']}:{v['port']} {'running pid ' + str(v['pid']) if v.get('pid') and _alive(v['pid']) else 'stopped'}"
                 for name, v in sorted(reg["nodes"].items(), key=lambda x: x[1]["k"])]
+
+    # ---- per-node cgroups (v2): which node a socket belongs to ---------------------------------
+    @staticmethod
+    def cgroup2_mount() -> Optional[str]:
+        try:
+            with open("/proc/self/mounts") as fh:
+                for line in fh:
+                    f = line.split()
+                    if len(f) > 2 and f[2] == "cgroup2":
+                        return f[1]
+        except OSError:
+            pass
+        return None
+
+    def cgroup_parent(self) -> Optional[str]:
+        root = self.cgroup2_mount()
+        return os.path.join(root, self.nft_table()) if root else None
+
+    def node_cgroup(self, name: str, create: bool = False) -> Optional[str]:
+        """<cgroup2>/mysqlpilot_<hash>/<node>, or None where cgroup v2 cannot be used (not root, none
+        mounted): the node then runs in ours and only `--replicas-only` partitions are unavailable."""
+        parent = self.cgroup_parent()
+        if not parent:
+            return None
+        path = os.path.join(parent, name)
+        if create:
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError:
+                return None
+        return path if os.path.isdir(path) else None
+
+    def remove_cgroups(self, reg: Dict) -> None:
+        """Best effort: a cgroup goes once its processes have (a non-empty one stays)."""
+        parent = self.cgroup_parent()
+        if not parent or not os.path.isdir(parent):
+            return
+        for name in list(reg["nodes"]) + [""]:
+            try:
+                os.rmdir(os.path.join(parent, name) if name else parent)
+            except OSError:
+                pass
+
+    def nft_cgroup(self, name: str) -> Tuple[int, str]:
+        """(level, path) of a node's cgroup as nft's `socket cgroupv2` wants them: the path relative to
+        /sys/fs/cgroup (where nft looks it up), the level counted from the cgroup2 root."""
+        path = self.node_cgroup(name)
+        root = self.cgroup2_mount()
+        if not path or not root:
+            raise PilotError(f"{name} has no cgroup of its own (cgroup v2 not mounted, or not root): "
+                             "--replicas-only needs one to tell its connections apart on loopback")
+        level = len(os.path.relpath(path, root).split(os.sep))
+        return level, os.path.relpath(path, "/sys/fs/cgroup")
 
     # ---- network partitions (nftables, loopback only) ------------------------------------------
     def nft_table(self) -> str:
@@ -331,6 +419,19 @@ class LocalCluster:
                 raise PilotError(f"{name} cannot be partitioned: only node1..node{PARTITIONABLE} have their own "
                                  "Consul address")
             # Dropped, not rejected: a partition looks like silence, and calls time out.
+            if mode == "replicas":
+                # Only between this node and the other nodes, both ways (replication, the HA loops'
+                # probes): Consul and every other client (the harness, applications) still reach it.
+                lvl, cg = self.nft_cgroup(name)
+                for other, o in sorted(reg["nodes"].items()):
+                    if other == name:
+                        continue
+                    olvl, ocg = self.nft_cgroup(other)
+                    rules.append(f'ip daddr {n["host"]} tcp dport {n["port"]} socket cgroupv2 level {olvl} '
+                                 f'"{ocg}" drop')
+                    rules.append(f'ip daddr {o["host"]} tcp dport {o["port"]} socket cgroupv2 level {lvl} '
+                                 f'"{cg}" drop')
+                continue
             rules.append(f"ip daddr 127.0.2.{n['k']} tcp dport {port} drop")
             if mode == "full":
                 rules.append(f"ip daddr {n['host']} tcp dport {n['port']} drop")
@@ -342,12 +443,15 @@ class LocalCluster:
         if p.returncode != 0:
             raise PilotError(f"nft refused the partition rules: {p.stderr.strip().splitlines()[0] if p.stderr else p.returncode}")
 
-    def partition(self, name: str, full: bool = False) -> None:
+    def partition(self, name: str, full: bool = False, replicas_only: bool = False) -> None:
+        if full and replicas_only:
+            raise PilotError("--full and --replicas-only exclude each other")
         reg = self.load()
-        self.node(reg, name)["partitioned"] = "full" if full else "consul"
+        self.node(reg, name)["partitioned"] = "full" if full else ("replicas" if replicas_only else "consul")
         self.apply_partitions(reg)
         self.save(reg)
-        self.echo(f"{name} cut off from Consul" + (" and from every mysqld client" if full else ""))
+        self.echo(f"{name} cut off from the other nodes (Consul and clients still reach it)" if replicas_only
+                  else f"{name} cut off from Consul" + (" and from every mysqld client" if full else ""))
 
     def heal(self, name: str) -> None:
         reg = self.load()

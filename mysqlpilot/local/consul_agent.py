@@ -1,13 +1,15 @@
-"""A Consul dev agent on loopback for `mysqlpilot local` and the tests."""
+"""A Consul agent on loopback for `mysqlpilot local` and the tests: an in-memory `-dev` agent (the
+default), or a real single-node server with a data dir (`mode="server"`) whose state survives a restart."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
 import uuid
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import requests
 
@@ -27,12 +29,23 @@ def find_consul_binary() -> str:
                      "set $MYSQLPILOT_CONSUL_BIN")
 
 
+MODES = ("dev", "server")
+SETTINGS = "agent.json"        # <data_dir>/agent.json: what a restart needs to come back the same
+
+
 class ConsulAgent:
-    """`consul agent -dev` on loopback, every port free-picked; a context manager too."""
+    """`consul agent -dev` on loopback, every port free-picked; a context manager too.
+
+    mode="server": `consul agent -server -bootstrap-expect 1 -data-dir <data_dir>/data`, its KV store,
+    sessions and registrations on disk. Its ports and node name are written to <data_dir>/agent.json so
+    that restart() brings back the same server (a Raft peer must keep its address)."""
 
     def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1",
                  log_path: Optional[str] = None, extra_client_addrs: Sequence[str] = (),
-                 extra_args: Sequence[str] = ()):
+                 extra_args: Sequence[str] = (), mode: str = "dev"):
+        if mode not in MODES:
+            raise PilotError(f"unknown consul mode {mode!r}; known: {', '.join(MODES)}")
+        self.mode = mode
         self.data_dir = data_dir
         self.bind = bind
         self.log_path = log_path or os.path.join(data_dir, "consul.log")
@@ -41,8 +54,52 @@ class ConsulAgent:
         self.client_addrs = [bind] + list(extra_client_addrs)
         self.extra_args = list(extra_args)          # e.g. `-hcl` with an ACL block (tests)
         self.http_port = http_port or free_port(bind)
+        self.ports: Dict[str, int] = {}              # -dns-port etc.; picked at the first start
+        self.node_name = f"mysqlpilot-{mode}-{uuid.uuid4().hex[:8]}"
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None
+
+    @classmethod
+    def from_settings(cls, data_dir: str) -> "ConsulAgent":
+        """The agent a previous start(detach=True) left described in <data_dir>/agent.json."""
+        try:
+            with open(os.path.join(data_dir, SETTINGS)) as fh:
+                s = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise PilotError(f"no usable {SETTINGS} in {data_dir} ({exc}); was this agent started by "
+                             "`mysqlpilot local up`?") from None
+        agent = cls(data_dir, http_port=int(s["http_port"]), bind=s["bind"], extra_client_addrs=s["client_addrs"][1:],
+                    extra_args=s.get("extra_args", []), mode=s.get("mode", "dev"))
+        agent.ports = {k: int(v) for k, v in s["ports"].items()}
+        agent.node_name = s["node"]
+        return agent
+
+    def _save_settings(self) -> None:
+        tmp = os.path.join(self.data_dir, SETTINGS + ".tmp")
+        with open(tmp, "w") as fh:
+            json.dump({"mode": self.mode, "bind": self.bind, "client_addrs": self.client_addrs,
+                       "http_port": self.http_port, "ports": self.ports, "node": self.node_name,
+                       "extra_args": self.extra_args}, fh, indent=1, sort_keys=True)
+        os.replace(tmp, os.path.join(self.data_dir, SETTINGS))
+
+    def argv(self) -> List[str]:
+        flags = ("-dns-port", "-grpc-port", "-serf-lan-port", "-serf-wan-port", "-server-port")
+        if not self.ports:
+            self.ports = dict(zip(flags, free_ports(len(flags), self.bind, avoid=[self.http_port])))
+        argv = [find_consul_binary(), "agent"]
+        if self.mode == "dev":
+            argv.append("-dev")
+        else:
+            # A real single-node server: Raft log, KV, sessions and the agent's own registrations kept in
+            # the data dir. raft_multiplier 1: elects itself in about a second, as -dev does.
+            argv += ["-server", "-bootstrap-expect", "1", "-hcl", "performance { raft_multiplier = 1 }"]
+        argv += ["-bind", self.bind, "-client", " ".join(self.client_addrs),
+                 "-http-port", str(self.http_port), "-data-dir", os.path.join(self.data_dir, "data"),
+                 # unique: several agents may run side by side (tests, local clusters)
+                 "-node", self.node_name, "-log-level", "warn"]
+        for flag, port in self.ports.items():
+            argv += [flag, str(port)]
+        return argv + self.extra_args
 
     @property
     def address(self) -> str:
@@ -55,15 +112,7 @@ class ConsulAgent:
     def start(self, timeout: float = 30, detach: bool = False) -> "ConsulAgent":
         """Start and wait for a leader. detach=True: own session, survives us (`mysqlpilot local up`)."""
         os.makedirs(os.path.join(self.data_dir, "data"), exist_ok=True)
-        flags = ("-dns-port", "-grpc-port", "-serf-lan-port", "-serf-wan-port", "-server-port")
-        ports = dict(zip(flags, free_ports(len(flags), self.bind, avoid=[self.http_port])))
-        argv = [find_consul_binary(), "agent", "-dev", "-bind", self.bind, "-client", " ".join(self.client_addrs),
-                "-http-port", str(self.http_port), "-data-dir", os.path.join(self.data_dir, "data"),
-                # unique: several dev agents may run side by side (tests, local clusters)
-                "-node", f"mysqlpilot-dev-{uuid.uuid4().hex[:8]}", "-log-level", "warn"]
-        for flag, port in ports.items():
-            argv += [flag, str(port)]
-        argv += self.extra_args
+        argv = self.argv()
         with open(self.log_path, "ab") as logfh:
             self.proc = subprocess.Popen(argv, stdout=logfh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=detach)
@@ -71,6 +120,7 @@ class ConsulAgent:
         if detach:
             with open(self.pidfile, "w") as fh:
                 fh.write(f"{self.pid} {self.http_port}\n")
+            self._save_settings()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -106,6 +156,17 @@ class ConsulAgent:
                 os.unlink(self.pidfile)
             except FileNotFoundError:
                 pass
+
+    @classmethod
+    def restart(cls, data_dir: str, down_for: float = 0.0, timeout: float = 60) -> "ConsulAgent":
+        """Stop the detached agent of <data_dir> (SIGTERM: a server does not leave on TERM), wait
+        `down_for` s, start it again with the same ports, node name and data; returns once it has a leader.
+        A dev agent comes back empty: only a server keeps its data."""
+        agent = cls.from_settings(data_dir)
+        cls.stop_from_pidfile(data_dir)
+        if down_for > 0:
+            time.sleep(down_for)
+        return agent.start(timeout=timeout, detach=True)
 
     def __enter__(self) -> "ConsulAgent":
         return self.start()

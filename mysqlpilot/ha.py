@@ -22,7 +22,7 @@ from .dcs.consul import ConsulDCS
 from .errors import PilotError
 from .flavors import get_flavor
 from .lease import Fencer, Heartbeat, Lease, Watchdog, boottime
-from .model import FailoverRecord, LeaderInfo, MemberState
+from .model import STARTING_ROLES, FailoverRecord, LeaderInfo, MemberState
 from .sqlclient import Server
 from .statefile import StateFile, ha_lock
 
@@ -40,24 +40,31 @@ PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
                      extra: Optional[List[Candidate]] = None, old_primary: Optional[str] = None
                      ) -> List[Candidate]:
-    """Fresh failover facts, read from each live member's mysqld directly (published state is stale).
+    """Fresh failover facts, read from each member's mysqld directly (published state is stale).
 
-    Only members with a live session are asked: a frozen or cut-off old primary has none."""
+    A member without a session is asked too: it cannot win, but what it holds counts (its watch may be
+    restarting while its mysqld holds the only copy of an acknowledged commit). Not the old primary: a
+    cut-off or frozen one holds only what no replica acknowledged, and waiting for it would stall the
+    failover it caused."""
     cands: List[Candidate] = list(extra or [])
     for m in members:
-        if not m.alive:
+        if not m.alive and (m.name == old_primary or m.role in ("down", "rebuilding") or m.role in STARTING_ROLES):
             continue
         try:
+            t = 2 if m.alive else 1
             srv = Server(flavor, host=m.host, port=m.port, user="root", password=root_password,
-                         connect_timeout=2, read_timeout=2)
+                         connect_timeout=t, read_timeout=t)
             executed = srv.gtid_executed()
             st = srv.replica_status() or {}
             recv = flavor.gtid_union(executed, st["retrieved"]) if st.get("retrieved") else executed
             srv.close()
-            cands.append(candidate_from(m.name, m.nofailover, m.priority, executed, recv, st, flavor))
+            c = candidate_from(m.name, m.nofailover, m.priority, executed, recv, st, flavor)
+            c.has_session = m.alive
+            cands.append(c)
         except PilotError as exc:
-            cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
-            log.info("candidate %s unreachable: %s", m.name, exc)
+            if m.alive:          # a member without a session that does not answer is simply gone
+                cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
+                log.info("candidate %s unreachable: %s", m.name, exc)
     for c in cands:
         c.was_primary = c.name == old_primary
         c.gtid_count = flavor.gtid_count(c.gtid_received)

@@ -264,3 +264,20 @@ def test_the_health_hook_fences_when_watch_is_dead_and_the_lease_ended(tmp_path,
     n1.lease.extend(n1.sid, boottime() - 60)          # the heartbeat stopped a minute ago
     n1.health_hook()
     assert servers["n1"].ro is True
+
+
+def test_a_replica_without_a_session_still_counts_for_what_it_holds(tmp_path, monkeypatch):
+    """Item 5: only members with a live session were asked. A replica whose watch is restarting (no
+    session) may hold the only copy of an acknowledged commit: nobody lacking it may win meanwhile."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n2", "n3"), MYSQLPILOT_DURABILITY="semi-sync")
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    lock_delay_passed(n2, dcs)
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica")
+    dcs.members["n3"] = MemberState("n3", "h-n3", 3306, alive=False, role="replica")   # no session
+    replica_of(servers, "n2", "n1", executed="0-1-10")
+    replica_of(servers, "n3", "n1", executed="0-1-11")
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "lacks transactions that n3 holds" in d.reason
+    servers["n3"].up = False                     # gone for good: it no longer holds anything we can get
+    assert n2.run_once().action == analysis.TAKE_LOCK

@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,9 +61,16 @@ FAULTS: Dict[str, str] = {
                       "ports and data dir)",
     "replica-mysqld-restart-then-kill-primary": "SIGKILL a replica's mysqld, wait until it answers again "
                                                 "(relay-log recovery), then SIGKILL the primary's node",
-    "store-down-snapshot": "the snapshot store unavailable while the primary takes a forced snapshot",
+    "store-down-snapshot": "the snapshot store unavailable while the primary takes a forced snapshot (from the "
+                           "start, or once its upload has begun); with the store back, a snapshot must work again",
     "store-down-restore": "a replica killed, its datadir emptied (a new volume), restarted with the store "
                           "unavailable until a restore attempt has failed, then the store back",
+}
+
+# Faults that come in variants, one drawn per fault from the seed.
+VARIANTS: Dict[str, Tuple[str, ...]] = {
+    "switchover-under-lock": ("lock-tables", "long-trx"),
+    "store-down-snapshot": ("before", "during"),
 }
 
 # Faults that hold the cluster in a faulty state for HOLD s: with --overlap the next fault starts inside it.
@@ -115,7 +123,7 @@ class FaultSpec:
     index: int
     kind: str
     pick: float = 0.0                   # replica = sorted(replicas)[int(pick * len)]
-    variant: str = ""                   # switchover-under-lock: lock-tables | long-trx
+    variant: str = ""                   # one of VARIANTS[kind]
     overlap_after: Optional[float] = None  # start this many s after the previous fault started (its hold runs)
 
 
@@ -123,8 +131,8 @@ def make_plan(faults: List[str], seed: int, overlap: bool = False, hold: float =
     rng = random.Random(f"{seed}/plan")
     plan: List[FaultSpec] = []
     for k, kind in enumerate(faults, 1):
-        spec = FaultSpec(index=k, kind=kind, pick=rng.random(),
-                         variant=rng.choice(("lock-tables", "long-trx")) if kind == "switchover-under-lock" else "")
+        spec = FaultSpec(index=k, kind=kind, pick=rng.random(), variant=rng.choice(VARIANTS[kind]) if kind in VARIANTS
+                         else "")
         u = rng.random()
         # An overlapping pair: a fault that holds (freeze, partition), and the next one started at a seeded
         # point of its hold. Pairs do not chain: the fault after a pair waits for convergence first.
@@ -807,10 +815,15 @@ class ChaosRun:
             self.events.append(ev)
         st = self.st()
         primary = st["primary"] if st else None
+        on_replica = fault.endswith("replica") or fault == "store-down-restore"
+        if primary is None and not on_replica and fault != "restart-consul":
+            # No primary now (typically the second fault of a pair, inside a freeze or partition of the
+            # primary): strike the next one, once elected, rather than nothing.
+            st = self.wait(lambda s: s["primary"] is not None, max(5.0, min(self.hold, self.bound()))) or st
+            primary = st["primary"] if st else None
         ev.primary_before = primary
         replicas = sorted(n["name"] for n in (st or {}).get("nodes", []) if n["name"] != primary
                           and n["role"] != "down") or sorted(n for n, _, _ in self.c.addresses() if n != primary)
-        on_replica = fault.endswith("replica") or fault == "store-down-restore"
         if fault == "restart-consul":
             ev.target = "consul"
         elif on_replica:
@@ -1048,17 +1061,7 @@ class ChaosRun:
         elif fault == "replica-mysqld-restart-then-kill-primary":
             notes.append(self._replica_restart_then_kill_primary(ev, spec))
         elif fault == "store-down-snapshot":
-            self.store_down()
-            try:
-                p = c.cli("local", "exec", target, "--dir", c.dir, "--", "snapshot", "--force", check=False,
-                          timeout=600)
-                out = [x for x in (p.stdout + p.stderr).strip().splitlines() if x.strip()]
-                notes.append(f"snapshot --force exit {p.returncode}" + (f": {out[-1][:140]}" if out else ""))
-                if p.returncode == 0 and not any("skipped" in x for x in out):
-                    notes.append("(the snapshot did not fail: was the store really down?)")
-            finally:
-                ev.restore_at = time.time()
-                self.store_up()
+            notes.append(self._store_down_snapshot(ev, spec))
         elif fault == "store-down-restore":
             notes.append(self._store_down_restore(ev, target))
         return "; ".join(n for n in notes if n)
@@ -1162,6 +1165,51 @@ class ChaosRun:
                 except (OSError, ValueError):
                     return None
         return None
+
+    def _store_down_snapshot(self, ev: FaultEvent, spec: FaultSpec) -> str:
+        """`snapshot --force` on the primary with the store down from the start (variant before), or taken
+        down once the upload has begun (during: a partial object appears). Then, the store back, a
+        second forced snapshot must work: a failed one may not wedge the job (its Consul lock, say)."""
+        c, notes = self.c, []
+        argv = ["local", "exec", ev.target, "--dir", c.dir, "--", "snapshot", "--force"]
+        before = self._partial_uploads()     # a failed upload may have left one (abort could not unlink it)
+        if spec.variant != "during":
+            self.store_down()
+        try:
+            proc = subprocess.Popen([sys.executable, "-m", "mysqlpilot", *argv], env=c.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+            if spec.variant == "during":
+                t0 = time.time()
+                while proc.poll() is None and time.time() - t0 < 120 and not self._partial_uploads() - before:
+                    time.sleep(0.02)
+                if proc.poll() is None:
+                    self.store_down()
+                    notes.append(f"store down {time.time() - t0:.1f}s into the snapshot, its upload begun")
+                else:
+                    notes.append("the snapshot ended before its upload was seen: store not taken down")
+            try:
+                out = proc.communicate(timeout=600)[0]
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out = proc.communicate()[0] + "\n(killed after 600s)"
+            lines = [x for x in out.strip().splitlines() if x.strip()]
+            notes.append(f"snapshot --force exit {proc.returncode}" + (f": {lines[-1][:140]}" if lines else ""))
+            if proc.returncode == 0 and spec.variant == "before":
+                notes.append("(it did not fail: was the store really down?)")
+        finally:
+            ev.restore_at = time.time()
+            self.store_up()
+        p = c.cli(*argv, check=False, timeout=600)
+        lines = [x for x in (p.stdout + p.stderr).strip().splitlines() if x.strip()]
+        notes.append("with the store back, a forced snapshot " + ("works" if p.returncode == 0 else
+                     f"FAILS (exit {p.returncode}: {lines[-1][:140] if lines else ''})"))
+        left = self._partial_uploads() - before
+        if left:
+            notes.append(f"{len(left)} partial upload(s) left in the store: {', '.join(sorted(left))[:160]}")
+        return "; ".join(n for n in notes if n)
+
+    def _partial_uploads(self) -> Set[str]:
+        return {os.path.join(d, f) for d, _, files in os.walk(self.store_path()) for f in files if ".partial-" in f}
 
     def _store_down_restore(self, ev: FaultEvent, target: str) -> str:
         notes = [self.local("kill", target, "--signal", "KILL")]

@@ -871,6 +871,9 @@ class ChaosRun:
                 f"NOT converged within {bound:.0f}s"
             self.echo(f"          #{ev.index} {conv}; primary {ev.primary_after or 'NONE'}"
                       + (f"; {ev.note}" if ev.note else ""))
+        # A pair's second fault sees a tail of the first one's log window: count each rebuild once.
+        for a, b in zip(evs, evs[1:]):
+            a.rebuilds = max(0, a.rebuilds - b.rebuilds)
         self.check(evs, st if got is not None else None)
 
     # ---- checks after every fault ---------------------------------------------------------------

@@ -43,22 +43,11 @@ class Lease:
         self.state = state
         self.span = float(span)
         self.clock = clock
-        self._cache = (None, ("", 0.0, None))
 
     def _read(self):
-        # The watchdog asks 20 times a second; re-parse the file only when it changed (writes are
-        # atomic renames, so a new inode or mtime means new content).
-        try:
-            st = os.stat(self.state.path)
-            # Re-read at least every 0.25 s anyway: an inode can be reused within one mtime tick.
-            sig = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, int(time.monotonic() * 4))
-        except FileNotFoundError:
-            sig = None
-        if sig is not None and sig == self._cache[0]:
-            return self._cache[1]
-        val = self._parse()
-        self._cache = (sig, val)
-        return val
+        # The file every time: 20 small reads a second are cheap, and a cache keyed on inode and mtime
+        # can be fooled (inodes are reused, timestamps coarse).
+        return self._parse()
 
     def _parse(self):
         d = self.state.read()
@@ -226,6 +215,11 @@ class Watchdog(threading.Thread):
         else:
             ro = self.fencer.read_only()
         if ro is True or (ro is None and not self.fencer.mysqld_running()):
+            return None
+        # A promotion marks its session and checks its lease *before* it turns read_only off: a lease
+        # read after seeing mysqld writable sees that promotion (the first read may predate it).
+        if self.lease.left_for_writer() > 0:
+            self._checked = -1.0
             return None
         # Writable, or cannot tell while mysqld runs: fence. The deadline is when another node could first
         # hold the lock; when that has passed (we were frozen), fence at once.

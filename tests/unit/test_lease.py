@@ -187,6 +187,26 @@ def test_a_new_session_does_not_cover_a_primary_made_writable_under_the_old_one(
     assert wd.check_once() == "read-only" and srv.ro is True
 
 
+def test_a_promotion_between_the_lease_read_and_the_read_only_read_is_not_fenced(tmp_path):
+    """Seen in CI: the health hook read the lease just before a promotion marked its session, then found
+    mysqld writable and fenced the new primary. The lease is read again after seeing it writable."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, ro=True)
+    f, lease, _ = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock() - 60)
+    lease.mark_writer("s1")                        # a previous tenure, long over
+
+    class PromotingServer(FakeServer):
+        def read_only(self):
+            lease.extend("s2", clock())            # meanwhile: the promotion under a new session
+            lease.mark_writer("s2")
+            self.ro = False
+            return False
+    srv = PromotingServer(log, ro=True)
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    assert wd.check_once() is None and srv.ro is False and "set_ro" not in log
+
+
 def test_watchdog_fences_when_it_cannot_ask_a_running_mysqld(tmp_path):
     clock = Clock()
 
@@ -279,3 +299,4 @@ def test_a_session_that_is_gone_voids_the_lease_and_a_new_one_starts_fresh(tmp_p
     n.beat()
     assert events == ["pass", "renew", "create"]
     assert n.sid == "s-new" and n.lease.left("s1") < 0 and n.lease.left("s-new") > 0
+

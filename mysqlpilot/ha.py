@@ -538,6 +538,9 @@ class Node:
                                                       "why": r.why} for r in ranking],
                              durations=durations)
         self._record(rec)
+        # We are the last primary now, also for the next record (a re-promotion is not a failover).
+        self.last_leader = info
+        self.state.update(last_leader=info.to_json())
         if not view.latest_snapshot:
             self.spawn_snapshot("first primary: taking the first snapshot now")
 

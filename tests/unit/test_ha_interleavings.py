@@ -176,6 +176,26 @@ def test_a_lagging_replica_holding_more_keeps_its_commits(tmp_path, monkeypatch)
     assert d3.action == analysis.TAKE_LOCK and servers["n3"].executed == "0-1-11" and servers["n3"].ro is False
 
 
+def test_a_fence_right_after_a_switchover_is_followed_by_a_re_promotion_not_a_failover(tmp_path, monkeypatch):
+    """Seen in CI: the pass that took the lock saw the key free, so the node still remembered the old
+    primary; when it was fenced and re-promoted, history recorded a failover."""
+    import time as _time
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    n1, n2 = nodes["n1"], nodes["n2"]
+    make_primary(dcs, servers, n1)
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    servers["n2"].replica["io_running"] = True
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    n2.run_once()                                    # n2 remembers n1 as its primary
+    assert n1.hand_over("n2", Request(to="n2", requested=_time.time()), dcs.get_cluster())
+    assert n2.run_once().action == analysis.TAKE_LOCK
+    servers["n2"].ro = True                          # fenced a moment later, lock kept
+    assert n2.run_once().action == analysis.PROMOTE
+    kinds = [h["kind"] for h in dcs.get_cluster().history]
+    assert kinds[-2:] == ["switchover", "re-promotion"], kinds
+
+
 def test_a_self_re_promotion_is_recorded_as_such_and_spends_no_budget(tmp_path, monkeypatch):
     dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1",))
     n1 = nodes["n1"]

@@ -237,6 +237,7 @@ class Observation:
     replicating_from: Optional[str] = None   # host:port of current source
     replication_ok: bool = False      # both threads running
     replication_errno: int = 0        # last IO errno (1236: source lacks our GTIDs)
+    replication_error: str = ""       # its text
     errant: str = ""                  # transactions we have that the leader lacks
     errant_unknown: str = ""          # why the errant check could not run (never follow without it)
     needs_rebuild: str = ""           # reason we cannot be a replica from this datadir
@@ -284,8 +285,13 @@ def decide(o: Observation) -> Decision:
             return Decision(WAIT, f"not following {o.leader.name} until the errant-transaction check "
                             f"completes: {o.errant_unknown}", o.leader)
         if o.replication_errno == 1236:
-            return Decision(REBUILD, f"primary {o.leader.name} refused our GTID position (error 1236)",
-                            o.leader)
+            if "purged" in o.replication_error.lower():
+                return Decision(REBUILD, f"primary {o.leader.name} purged the binlogs we need (error 1236)",
+                                o.leader)
+            # Our position is not in its binlog: same sequence number, another server's transaction (a
+            # frozen primary's commit at its thaw, say), which the position comparison cannot see.
+            return Decision(REBUILD, f"errant transactions: primary {o.leader.name} refused our GTID position, "
+                            "which is not in its binlog (error 1236)", o.leader)
         if o.replicating_from == o.leader.address and o.replication_ok:
             return Decision(WAIT, f"replicating from {o.leader.name}", o.leader)
         return Decision(FOLLOW, f"(re)pointing replication at primary {o.leader.name}", o.leader)

@@ -286,6 +286,13 @@ def _stable_server_id(node: str, host: str, port: int) -> int:
     return (zlib.crc32(f"{node}|{host}|{port}".encode()) % 4294967294) + 1
 
 
+def _restored_server_id(state_dir: str) -> int:
+    """The server_id a restore chose (see datadir.Preparer.restore), kept in the node's state file."""
+    from .statefile import StateFile
+    sid = StateFile(state_dir).get("server_id")
+    return sid if isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 2 ** 32 else 0
+
+
 def _default_host(node: str) -> str:
     try:
         return socket.gethostbyname(node)
@@ -399,7 +406,11 @@ def _fill_defaults(cfg: Config) -> None:
         v["advertise_host"] = _default_host(v["node_name"])
         cfg.origin["advertise_host"] = "host name lookup"
     if not v["server_id"]:
-        v["server_id"] = _stable_server_id(v["node_name"], v["advertise_host"], v["port"])
+        v["server_id"] = _restored_server_id(v["state_dir"])
+        cfg.origin["server_id"] = "chosen at the last restore (state file)"
+        if not v["server_id"]:
+            v["server_id"] = _stable_server_id(v["node_name"], v["advertise_host"], v["port"])
+            cfg.origin["server_id"] = "derived from node name, host and port"
     if not v["socket"]:
         v["socket"] = os.path.join(v["state_dir"], "mysqld.sock")
     if not v["mycnf"]:

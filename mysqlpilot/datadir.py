@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import time
 from typing import Any, Dict, Optional
 
@@ -208,6 +209,7 @@ class Preparer:
                 gtid = restore_snapshot(self.cfg, self.flavor, store, manifest, datadir=self.cfg.datadir,
                                         mysqld_user=self.cfg.mysqld_user)
                 self.state.update(seed_gtid=gtid or manifest.gtid or None, rebuild_reason=None)
+                self._new_server_id()
                 log.info("restored snapshot %s; the replica will start from GTID %s", manifest.id,
                          gtid or manifest.gtid)
                 return "restored"
@@ -221,6 +223,24 @@ class Preparer:
             time.sleep(min(30, 2 ** attempt))
         assert last is not None
         raise last
+
+    def _new_server_id(self) -> None:
+        """A restored datadir lacks whatever this node wrote as a primary after the snapshot, and the
+        replication IO thread skips events carrying its own server_id: it would never get them back
+        (seen in the chaos campaign: a rebuilt node ran "caught up" without them). So a restored node
+        takes a new server_id, unless the configuration fixes one."""
+        if not str(self.cfg.origin.get("server_id", "")).startswith(("chosen at", "derived")):
+            log.warning("restored with the configured server_id %s: transactions this node wrote as a primary "
+                        "after the snapshot will not replicate back to it; leave server_id unset (0)",
+                        self.cfg.server_id)
+            return
+        old = self.cfg.server_id
+        new = old
+        while new == old:
+            new = random.randint(1, 2 ** 32 - 1)
+        self.state.update(server_id=new)
+        self.cfg.values["server_id"] = new         # run-mysqld writes my.cnf from this very object
+        log.info("new server_id %s (was %s): the restored datadir must fetch its own old writes again", new, old)
 
     def rebuild(self) -> str:
         try:

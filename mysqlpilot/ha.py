@@ -231,6 +231,9 @@ class Node:
             out["read_only"] = srv.read_only()
             out["status"] = srv.replica_status()
             out["executed"] = srv.gtid_executed()
+            # The live one: a restore gives the node a new server_id that a long-running watch's
+            # config does not know.
+            out["server_id"] = int(srv.scalar("SELECT @@GLOBAL.server_id") or 0)
             st = out["status"] or {}
             out["received"] = self.flavor.gtid_union(out["executed"], st["retrieved"]) \
                 if st.get("retrieved") else out["executed"]
@@ -285,7 +288,7 @@ class Node:
             healthy=healthy, read_only=probe.get("read_only"), replicating_from=src,
             io_running=bool(st.get("io_running")), sql_running=bool(st.get("sql_running")),
             lag_seconds=st.get("lag_seconds"), gtid_executed=probe.get("executed", ""),
-            gtid_received=probe.get("received", ""), server_id=self.cfg.server_id,
+            gtid_received=probe.get("received", ""), server_id=probe.get("server_id") or self.cfg.server_id,
             priority=self.cfg.priority, nofailover=self.cfg.nofailover, flavor=self.flavor.name,
             version=self.flavor.version,
             semi_sync_replicas=int((probe.get("semi_sync") or {}).get("clients", 0) or 0),
@@ -372,7 +375,8 @@ class Node:
             me=self.cfg.node_name, now=time.time(), mysqld_up=probe["up"], read_only=probe["read_only"],
             have_session=bool(sid), lease_left=self.lease_left(), leader=leader, i_hold_lock=i_hold,
             replicating_from=src, replication_ok=bool(st.get("io_running") and st.get("sql_running")),
-            replication_errno=int(st.get("last_io_errno") or 0), paused=bool(view.paused),
+            replication_errno=int(st.get("last_io_errno") or 0),
+            replication_error=str(st.get("last_io_error") or ""), paused=bool(view.paused),
             stopping=bool(self.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.state.get("rebuild_reason", "") or "")
         extra = {"probe": probe, "role": role, "healthy": healthy, "message": message, "request": req}
@@ -459,8 +463,8 @@ class Node:
 
     def do_take_lock(self, o, d, extra) -> None:
         req: Optional[Request] = extra.get("request")
-        info = LeaderInfo(self.cfg.node_name, self.cfg.advertise_host, self.cfg.port, self.cfg.server_id,
-                          since=time.time())
+        info = LeaderInfo(self.cfg.node_name, self.cfg.advertise_host, self.cfg.port,
+                          extra["probe"].get("server_id") or self.cfg.server_id, since=time.time())
         if not self.dcs.acquire_leader(self.sid, info):
             log.info("leader lock not acquired (held, or in Consul's lock-delay)")
             return
@@ -490,7 +494,8 @@ class Node:
         # A restored snapshot's seed belongs to following, never to a node that has been primary.
         self.state.update(seed_gtid=None, promotion_failed=None)
         gtid = srv.gtid_executed()
-        info = LeaderInfo(self.cfg.node_name, self.cfg.advertise_host, self.cfg.port, self.cfg.server_id,
+        server_id = int(srv.scalar("SELECT @@GLOBAL.server_id") or 0) or self.cfg.server_id
+        info = LeaderInfo(self.cfg.node_name, self.cfg.advertise_host, self.cfg.port, server_id,
                           since=time.time(), promoted_gtid=gtid)
         if not self.dcs.acquire_leader(self.sid, info):
             log.error("lost the leader lock during promotion; staying read-only")

@@ -156,3 +156,26 @@ def test_secret_file_errors_name_the_variable_never_the_value(tmp_path, case, ne
     assert needle in msg and "\n" not in msg and "rootpw-secret" not in msg
     if case not in ("both", "empty"):
         assert str(p) in msg
+
+
+def test_a_restore_gives_the_node_a_new_server_id_that_every_later_process_uses(tmp_path):
+    """Seen in the chaos campaign (async, seed 2): a node rebuilt from a snapshot kept its server_id, and
+    replication skips events carrying the replica's own server_id, so what it had written as a primary
+    after the snapshot never came back; it ran "caught up" without those rows."""
+    from mysqlpilot import config as C
+    from mysqlpilot.datadir import Preparer
+    env = {"MYSQL_ROOT_PASSWORD": "x", "MYSQL_REPL_PASSWORD": "y", "MYSQLPILOT_STATE_DIR": str(tmp_path),
+           "MYSQLPILOT_NODE": "db1"}
+    before = C.load(None, env=env)
+    p = Preparer.__new__(Preparer)                # only the state and config parts are exercised
+    from mysqlpilot.statefile import StateFile
+    p.cfg, p.state = before, StateFile(str(tmp_path))
+    p._new_server_id()
+    assert before.server_id != C._stable_server_id("db1", before.advertise_host, before.port)
+    after = C.load(None, env=env)                 # run-mysqld, watch, health: later processes
+    assert after.server_id == before.server_id and after.origin["server_id"].startswith("chosen at")
+    # A server_id fixed in the configuration is kept (and the log says what that costs).
+    fixed = C.load(None, env=dict(env, MYSQLPILOT_SERVER_ID="42"))
+    p.cfg = fixed
+    p._new_server_id()
+    assert fixed.server_id == 42

@@ -289,7 +289,10 @@ def _stable_server_id(node: str, host: str, port: int) -> int:
 def _restored_server_id(state_dir: str) -> int:
     """The server_id a restore chose (see datadir.Preparer.restore), kept in the node's state file."""
     from .statefile import StateFile
-    sid = StateFile(state_dir).get("server_id")
+    try:
+        sid = StateFile(state_dir).get("server_id")
+    except OSError:          # an operator's machine, or a state dir this user cannot read
+        return 0
     return sid if isinstance(sid, int) and not isinstance(sid, bool) and 0 < sid < 2 ** 32 else 0
 
 

@@ -1595,3 +1595,24 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
 def write_json(verdict: Verdict, path: str) -> None:
     with open(path, "w") as fh:
         json.dump(verdict.to_json(), fh, indent=1, default=str)
+
+
+def missing_for_chaos(campaign: bool = False) -> str:
+    """What a chaos run needs and this machine lacks ("" when nothing): the tests skip with it."""
+    import shutil
+    from mysqlpilot.errors import PilotError
+    from mysqlpilot.local.cluster import LocalCluster
+    from mysqlpilot.local.consul_agent import find_consul_binary
+    need = [b for b in ("mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream", "zstd")
+            if not shutil.which(b) and not os.access(f"/usr/sbin/{b}", os.X_OK)]
+    try:
+        find_consul_binary()
+    except PilotError:
+        need.append("consul")
+    if not os.access(shutil.which("nft") or "/usr/sbin/nft", os.X_OK) or os.geteuid() != 0:
+        need.append("nft as root (partitions)")
+    if campaign and not LocalCluster.cgroup2_mount():
+        need.append("cgroup v2 (partition-replicas)")
+    if campaign and not shutil.which("mount"):
+        need.append("mount (store-down faults)")
+    return ", ".join(need)

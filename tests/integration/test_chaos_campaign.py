@@ -14,12 +14,10 @@ never two writable nodes (outside the thaw window, reported apart), no datadir m
 errant transaction, no phantom row, replicas' CHECKSUM TABLE equal to the primary's, nothing of the
 cluster left running. The run stops at the first violation; its one-line verdict names the fault.
 """
-import os
-import shutil
 
 import pytest
 
-from tests.harness.chaos import make_plan, make_schedule, run_chaos, write_json
+from tests.harness.chaos import make_plan, make_schedule, missing_for_chaos, run_chaos, write_json
 from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -31,22 +29,7 @@ PLAN = ["manual-failover", "kill-replica", "crash-mysqld", "kill-watch", "store-
 
 
 def _missing() -> str:
-    from mysqlpilot.errors import PilotError
-    from mysqlpilot.local.cluster import LocalCluster
-    from mysqlpilot.local.consul_agent import find_consul_binary
-    need = [b for b in ("mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream", "zstd")
-            if not shutil.which(b) and not os.access(f"/usr/sbin/{b}", os.X_OK)]
-    try:
-        find_consul_binary()
-    except PilotError:
-        need.append("consul")
-    if not os.access(shutil.which("nft") or "/usr/sbin/nft", os.X_OK) or os.geteuid() != 0:
-        need.append("nft as root (partitions)")
-    if not LocalCluster.cgroup2_mount():
-        need.append("cgroup v2 (partition-replicas)")
-    if not shutil.which("mount"):
-        need.append("mount (store-down faults)")
-    return ", ".join(need)
+    return missing_for_chaos(campaign=True)
 
 
 def test_the_campaign_plan_is_a_function_of_the_seed():

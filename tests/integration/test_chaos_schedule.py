@@ -14,29 +14,17 @@ Samples in the first THAW_WINDOW (0.5 s) after a SIGCONT that show the thawed no
 as `thaw_window`, not hidden; any later one is a violation (the bug this replays kept the thawed
 primary writable for about 10 s). docs/timing.md, "What remains", states this limit.
 """
-import os
-import shutil
 
 import pytest
 
-from tests.harness.chaos import ISSUE13, run_chaos, write_json
+from tests.harness.chaos import ISSUE13, missing_for_chaos, run_chaos, write_json
 from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 
 
 def _missing() -> str:
-    from mysqlpilot.errors import PilotError
-    from mysqlpilot.local.consul_agent import find_consul_binary
-    need = [b for b in ("mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream", "zstd")
-            if not shutil.which(b) and not os.access(f"/usr/sbin/{b}", os.X_OK)]
-    try:
-        find_consul_binary()
-    except PilotError:
-        need.append("consul")
-    if not os.access(shutil.which("nft") or "/usr/sbin/nft", os.X_OK) or os.geteuid() != 0:
-        need.append("nft as root (partitions)")
-    return ", ".join(need)
+    return missing_for_chaos(campaign=False)
 
 
 @pytest.mark.skipif(bool(_missing()), reason=f"needs {_missing()} (scripts/install-deps.sh)")

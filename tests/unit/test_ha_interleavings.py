@@ -25,6 +25,18 @@ def make_primary(dcs, servers, node, promoted=True, gtid="0-1-10"):
     return sid
 
 
+def primary_and_healthy_replica(tmp_path, monkeypatch):
+    """n1 writable primary, n2 its replica, replicating and published healthy (a switchover target)."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    n1, n2 = nodes["n1"], nodes["n2"]
+    make_primary(dcs, servers, n1)
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    servers["n2"].replica["io_running"] = True
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    return dcs, servers, n1, n2
+
+
 def lock_delay_passed(node, dcs):
     node.state.update(free_seen={"lock_index": dcs.lock_index, "since": boottime() - 60})
 
@@ -51,13 +63,7 @@ def test_a_switchover_whose_fence_is_not_confirmed_never_releases_the_lock(tmp_p
 
 
 def test_a_confirmed_switchover_marks_the_hand_over_so_the_target_skips_lock_delay(tmp_path, monkeypatch):
-    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
-    n1, n2 = nodes["n1"], nodes["n2"]
-    make_primary(dcs, servers, n1)
-    give_session(n2, dcs)
-    replica_of(servers, "n2", "n1")
-    servers["n2"].replica["io_running"] = True
-    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
     assert n1.hand_over("n2", Request(to="n2", requested=1e10), dcs.get_cluster())
     assert servers["n1"].ro is True and "release" in dcs.events
     req = dcs.get_cluster().request
@@ -180,13 +186,7 @@ def test_a_fence_right_after_a_switchover_is_followed_by_a_re_promotion_not_a_fa
     """Seen in CI: the pass that took the lock saw the key free, so the node still remembered the old
     primary; when it was fenced and re-promoted, history recorded a failover."""
     import time as _time
-    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
-    n1, n2 = nodes["n1"], nodes["n2"]
-    make_primary(dcs, servers, n1)
-    give_session(n2, dcs)
-    replica_of(servers, "n2", "n1")
-    servers["n2"].replica["io_running"] = True
-    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
     n2.run_once()                                    # n2 remembers n1 as its primary
     assert n1.hand_over("n2", Request(to="n2", requested=_time.time()), dcs.get_cluster())
     assert n2.run_once().action == analysis.TAKE_LOCK

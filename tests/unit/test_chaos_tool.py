@@ -1,7 +1,7 @@
 """The chaos tool's arithmetic and reporting (issue 9), without a cluster: the seeded plan, write
 unavailability from the ledger, percentiles, the one-line verdict and the JSON keys."""
-from tests.harness.chaos import (FAULTS, FaultEvent, Verdict, _stats, longest_gap, make_plan, make_schedule,
-                                 replay_command)
+from tests.harness.chaos import (ASYNC_LOSS_BOUND, FAULTS, FaultEvent, Verdict, _stats, async_loss_problem,
+                                 longest_gap, make_plan, make_schedule, replay_command)
 
 
 def _verdict(**kw) -> Verdict:
@@ -77,10 +77,43 @@ def test_the_first_violation_names_seed_fault_and_replay():
     assert "/tmp/x/cl" in line
 
 
-def test_async_losses_are_reported_not_violations():
+def test_async_losses_within_the_bound_are_reported_not_violations():
     v = _verdict(lost=[5, 6], config={**_verdict().config, "durability": "async"})
     assert v.ok
     assert not _verdict(lost=[5, 6]).ok
+
+
+def test_async_mode_may_lose_writes_only_at_an_unplanned_failover_and_within_the_bound():
+    assert async_loss_problem([("kill-primary", True)], []) is None
+    assert async_loss_problem([("kill-primary", True)], [0.3, -0.1]) is None
+    # A planned hand-over waits for the new primary to hold everything: no loss, even in async mode.
+    for planned in ("switchover", "switchover-under-lock", "term-primary"):
+        assert "no unplanned failover" in async_loss_problem([(planned, True)], [0.2])
+    # No primary change: nothing may be lost.
+    assert "no unplanned failover" in async_loss_problem([("kill-replica", False)], [0.2])
+    assert "no unplanned failover" in async_loss_problem([("crash-mysqld", False)], [0.2])
+    # One unplanned failover in an overlapping pair is enough.
+    assert async_loss_problem([("switchover", True), ("freeze-primary", True)], [0.2]) is None
+    # Older than max_lag_on_failover: the replica promoted lagged more than the bound allows.
+    assert "beyond the max_lag_on_failover bound" in async_loss_problem([("kill-primary", True)],
+                                                                      [ASYNC_LOSS_BOUND + 1])
+
+
+def test_the_async_report_shows_lost_writes_per_unplanned_failover_beside_the_bound():
+    evs = [FaultEvent(index=1, fault="kill-primary", primary_before="node1", primary_after="node2", lost_seen=7,
+                      lost_oldest_age=0.4),
+           FaultEvent(index=2, fault="switchover", primary_before="node2", primary_after="node3"),
+           FaultEvent(index=3, fault="crash-mysqld", primary_before="node3", primary_after="node1", lost_seen=1,
+                      lost_oldest_age=0.1),
+           FaultEvent(index=4, fault="kill-replica", primary_before="node1", primary_after="node1")]
+    v = _verdict(events=evs, lost=list(range(8)), config={**_verdict().config, "durability": "async"})
+    d = v.failover_losses()
+    assert (d["failovers"], d["lost"], d["per_failover"]["max"], d["oldest_lost_age_max"]) == (2, 8, 7.0, 0.4)
+    assert d["bound_s"] == ASYNC_LOSS_BOUND and d["by_kind"]["kill-primary"] == {"failovers": 1, "lost": 7}
+    assert v.to_json()["failover_losses"] == d
+    out = v.render()
+    assert "lost per unplanned failover" in out and f"{ASYNC_LOSS_BOUND:.0f}s" in out
+    assert "per unplanned failover" not in _verdict(events=evs).render()
 
 
 def test_replay_command_carries_what_changes_the_plan():

@@ -1,39 +1,66 @@
 """A directory as snapshot store (tests, single hosts, NFS). Objects appear only by atomic rename."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import BinaryIO, List
 
 from ..errors import PilotError
 from .base import Store, Upload
 
+log = logging.getLogger(__name__)
+
+
+def _store_error(path: str, exc: OSError) -> PilotError:
+    """A store that went away mid-upload (unmounted, read-only, full): one line, not a traceback."""
+    return PilotError(f"snapshot store: {exc.strerror or exc} writing {path}; check that store_path is mounted "
+                      "and writable, then retry the snapshot")
+
 
 class _LocalUpload(Upload):
     def __init__(self, path: str):
         self.path = path
         self.partial = f"{path}.partial-{os.getpid()}"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.fh = open(self.partial, "wb")
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self.fh = open(self.partial, "wb")
+        except OSError as exc:
+            raise _store_error(self.partial, exc) from None
         self.n = 0
 
     def write(self, chunk: bytes) -> None:
-        self.fh.write(chunk)
+        try:
+            self.fh.write(chunk)
+        except OSError as exc:
+            raise _store_error(self.partial, exc) from None
         self.n += len(chunk)
 
     def complete(self) -> int:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        os.replace(self.partial, self.path)
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            os.replace(self.partial, self.path)
+        except OSError as exc:
+            raise _store_error(self.path, exc) from None
         return self.n
 
     def abort(self) -> None:
-        if not self.fh.closed:
-            self.fh.close()
+        try:
+            if not self.fh.closed:
+                self.fh.close()
+        except OSError:
+            pass                              # the store is gone: nothing more to flush
         try:
             os.unlink(self.partial)           # ours alone: created by this upload
         except FileNotFoundError:
-            pass
+            # The store went away under us (unmounted, say): the partial object may reappear with it.
+            # Listings skip it; name it so an operator can remove it.
+            log.warning("snapshot store: could not remove the partial upload %s (the store is not there); "
+                        "snapshots ignore it, remove it once the store is back", self.partial)
+        except OSError as exc:
+            log.warning("snapshot store: could not remove the partial upload %s: %s; snapshots ignore it",
+                        self.partial, exc.strerror)
 
 
 class LocalStore(Store):

@@ -32,6 +32,27 @@ def test_local_upload_is_invisible_until_complete_and_abort_leaves_nothing(tmp_p
         st.open_read("../etc/passwd")
 
 
+def test_a_directory_store_gone_mid_upload_is_a_one_line_error_naming_the_object(tmp_path, caplog):
+    # Seen in the chaos campaign (store-down-snapshot, during): the store unmounted under an upload gave a
+    # raw FileNotFoundError traceback.
+    st = LocalStore(str(tmp_path / "s"))
+    st.check()
+    up = st.begin_upload("snapshots/a/data", 0)
+    up.write(b"x" * 10)
+    os.rename(tmp_path / "s", tmp_path / "gone")       # what an unmount looks like from here
+    with pytest.raises(PilotError) as err:
+        up.complete()
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / "s" / "snapshots" / "a" / "data") in msg and "store_path" in msg
+    up.abort()
+    assert "partial upload" in caplog.text and ".partial-" in caplog.text
+    os.rename(tmp_path / "gone", tmp_path / "s")        # the store back: the partial is never listed
+    assert st.list("snapshots/") == []
+    (tmp_path / "file").write_bytes(b"")               # a store path that cannot be a directory
+    with pytest.raises(PilotError, match="store_path"):
+        LocalStore(str(tmp_path / "file" / "x")).begin_upload("snapshots/k", 0)
+
+
 def test_s3_multipart_completes_only_on_complete_and_aborts_cleanly():
     moto = pytest.importorskip("moto")
     from mysqlpilot.store.s3 import S3Store

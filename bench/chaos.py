@@ -6,7 +6,9 @@ it can be restarted), runs W writers inserting unique ids into one table on the 
 sampler reading every node's @@read_only every ~75 ms, injects faults from a seeded plan one after
 another, or in overlapping pairs (--overlap: the next fault starts inside a freeze's or partition's
 hold), and after each waits (bounded) for one primary with every other node replicating, then checks:
-no acknowledged write missing on the primary (semi-sync), no sample with two writable nodes (samples in
+no acknowledged write missing on the primary (semi-sync; in async mode a write may be missing only after an
+unplanned failover, acknowledged at most max_lag_on_failover before it, and the report shows lost writes
+per failover beside that bound), no sample with two writable nodes (samples in
 the first 0.5 s after a frozen node's SIGCONT are reported apart), no datadir moved aside without an
 errant transaction. At the end also: no phantom row, replicas' CHECKSUM TABLE equal to the primary's,
 and, once the cluster is down, nothing of it left running (processes, nft table, mounts). It stops at

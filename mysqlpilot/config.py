@@ -166,6 +166,12 @@ SCHEMA: Tuple[Key, ...] = (
        "MYSQLPILOT_SNAPSHOT_INTERVAL", minimum=10, group="snapshots"),
     _k("snapshot_wait_timeout", "int", 1800, "How long a new replica waits for the first snapshot "
        "before it gives up.", "MYSQLPILOT_SNAPSHOT_WAIT_TIMEOUT", minimum=1, group="snapshots"),
+    _k("snapshot_method", "choice", "auto", "How a snapshot copies the datadir. `backup-tool`: mariadb-backup "
+       "(MariaDB) or XtraBackup (MySQL 5.6/5.7, Percona) streaming xbstream. `clone`: MySQL's CLONE plugin "
+       "(8.0.17+) copies the datadir into a staging directory under state_dir, streamed as tar. `auto`: clone "
+       "for Oracle MySQL 8.0.17 and later, the backup tool for everything else. Either way the stream goes "
+       "through zstd into the same store and manifest, and a restore reads whichever the manifest names.",
+       "MYSQLPILOT_SNAPSHOT_METHOD", choices=("auto", "backup-tool", "clone"), group="snapshots"),
     _k("compression_level", "int", 1, "zstd level for snapshots.", "MYSQLPILOT_COMPRESSION_LEVEL",
        minimum=1, maximum=19, group="snapshots"),
     _k("force_fresh_bootstrap", "bool", False, "Let a node with an empty datadir bootstrap a new, empty "
@@ -432,9 +438,14 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
     if cfg.user and not cfg.password:
         raise ConfigError("config key password is required when user is set: set $MYSQL_PASSWORD")
-    if cfg.flavor in ("mysql", "percona") and not re.match(r"^(5\.6|5\.7|8\.\d+)", cfg.flavor_version):
+    if cfg.flavor in ("mysql", "percona") and not re.match(r"^(5\.6|5\.7|8\.\d+|9\.\d+)", cfg.flavor_version):
         raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MySQL/Percona version "
-                          "(5.6, 5.7, 8.0, 8.4)")
+                          "(5.6, 5.7, 8.0, 8.4, 9.x)")
+    if cfg.snapshot_method == "clone":
+        from .flavors import get_flavor
+        if not get_flavor(cfg.flavor, cfg.flavor_version).supports_clone:
+            raise ConfigError(f"config key snapshot_method: clone needs the CLONE plugin of MySQL 8.0.17 or later; "
+                              f"{cfg.flavor} {cfg.flavor_version} has none: use backup-tool or auto")
     if cfg.flavor == "mariadb" and not re.match(r"^1\d\.\d+", cfg.flavor_version):
         raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MariaDB version "
                           "(10.x or 11.x)")

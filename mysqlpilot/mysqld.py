@@ -136,7 +136,8 @@ def init_datadir(cfg, flavor, timeout: float = 600) -> None:
     if not os.path.exists(cfg.mycnf):
         write_mycnf(cfg, flavor)
     argv = flavor.install_db_cmd(cfg)
-    exe = _resolve(argv[0])
+    # `mysqld --initialize-insecure`: the configured server binary (mysqld_bin, a wrapper perhaps).
+    exe = server_binary(cfg, flavor) if argv[0] == flavor.server_binary else _resolve(argv[0])
     if not exe:
         raise PilotError(f"{argv[0]} not found on PATH; install the {flavor.name} server package")
     argv[0] = exe

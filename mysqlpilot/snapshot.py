@@ -1,14 +1,17 @@
 """Snapshot and restore pipelines, flavor-agnostic.
 
 take:    backup tool (xbstream on stdout) | zstd | this process (sha256 + multipart upload)
-restore: store | this process (sha256) | zstd -d | xbstream/mbstream -x into a scratch dir; prepare;
-         move into place.
+         or, by the CLONE method (MySQL 8.0.17+): CLONE LOCAL DATA DIRECTORY into a staging dir under
+         state_dir, then tar (on stdout) | zstd | this process; the staging dir is removed.
+restore: store | this process (sha256) | zstd -d | xbstream/mbstream -x (tar -x for a clone) into a
+         scratch dir; prepare (a clone needs none); move into place.
 Neither keeps a full local copy of the compressed stream. The upload is completed only when the backup
 tool exited 0 and said "completed OK!" and zstd exited 0; otherwise it is aborted, so a truncated
 object never becomes visible. A manifest is written last.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -16,7 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import IO, Iterator, List, Optional
+from typing import IO, Iterator, List, Optional, Tuple
 
 from . import mysqld
 from .errors import PilotError, SnapshotError
@@ -97,12 +100,44 @@ def new_snapshot_id(node_name: str, now: Optional[float] = None) -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now * 1000) % 1000:03d}Z-{node_name}"
 
 
+def snapshot_method(cfg, flavor) -> str:
+    """"clone" or "backup-tool": config key snapshot_method, `auto` resolved by flavor and version."""
+    method = getattr(cfg, "snapshot_method", "auto") or "auto"
+    if method == "auto":
+        return flavor.default_snapshot_method
+    if method == "clone" and not flavor.supports_clone:
+        raise SnapshotError(f"snapshot_method clone needs MySQL 8.0.17 or later; {flavor.name} "
+                            f"{flavor.version} has no CLONE plugin")
+    return method
+
+
+def _clone_local(cfg, flavor, user: str, password: Optional[str], staging: str) -> Tuple[str, int, str]:
+    """CLONE LOCAL DATA DIRECTORY into `staging` (must not exist); (binlog file, position, GTID set) of
+    the copy, from performance_schema.clone_status."""
+    from .sqlclient import Server
+    srv = Server(flavor, socket=cfg.socket, user=user, password=password, read_timeout=24 * 3600)
+    try:
+        srv.execute(flavor.clone_local_sql(staging))
+        rows = srv.query(flavor.clone_status_sql())
+    except PilotError as exc:
+        raise SnapshotError(f"CLONE LOCAL DATA DIRECTORY into {staging} failed: {exc}") from None
+    finally:
+        srv.close()
+    row = rows[-1] if rows else {}
+    if str(row.get("state", "")).lower() != "completed":
+        raise SnapshotError(f"CLONE LOCAL into {staging} ended in state {row.get('state')!r}: "
+                            f"{row.get('error_message') or 'no error message'}")
+    gtid = "".join(str(row.get("gtid") or "").split())
+    return str(row.get("binlog_file") or ""), int(row.get("binlog_pos") or 0), gtid
+
+
 def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Optional[str] = None,
                   node_name: Optional[str] = None, estimate_bytes: Optional[int] = None,
                   from_replica: bool = False) -> SnapshotManifest:
     node_name = node_name or cfg.node_name
+    method = snapshot_method(cfg, flavor)
     sid = new_snapshot_id(node_name)
-    key = f"{PREFIX}/{sid}/data.xbstream.zst"
+    key = f"{PREFIX}/{sid}/data.{'tar' if method == 'clone' else 'xbstream'}.zst"
     if store.exists(f"{PREFIX}/{sid}/manifest.json") or store.exists(key):
         raise SnapshotError(f"snapshot {sid} already exists in {store.describe()}; not overwriting it, try again")
     estimate = estimate_bytes if estimate_bytes is not None else _dir_size(cfg.datadir)
@@ -114,10 +149,21 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
     prog = Progress(f"snapshot {sid} upload to {store.describe()}", total=None)
     procs: List[subprocess.Popen] = []
     ok = False
+    position: Optional[Tuple[str, int, str]] = None
     try:
         with mysqld.client_defaults_file(user, password, socket=cfg.socket, dir=cfg.state_dir) as dfile:
-            argv = flavor.backup_cmd(dfile, cfg.datadir, cfg.socket, target_dir=scratch,
-                                     from_replica=from_replica)
+            if method == "clone":
+                # mysqld (as mysqld_user) creates the staging dir inside our scratch dir.
+                mysqld.chown_tree(scratch, cfg.mysqld_user)
+                staging = os.path.join(scratch, "clone")
+                t0 = time.monotonic()
+                position = _clone_local(cfg, flavor, user, password, staging)
+                log.info("snapshot %s: CLONE LOCAL done in %.1fs at GTID %s", sid, time.monotonic() - t0,
+                         position[2] or "-")
+                argv = ["tar", "-C", staging, "-cf", "-", "."]
+            else:
+                argv = flavor.backup_cmd(dfile, cfg.datadir, cfg.socket, target_dir=scratch,
+                                         from_replica=from_replica)
             log.info("snapshot %s: %s | zstd -%d into %s", sid, argv[0], cfg.compression_level,
                      store.describe())
             backup = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -140,20 +186,20 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
             berr.join(5)
             zerr.join(5)
         btxt = berr.text()
-        if brc != 0 or not flavor.backup_ok(btxt):
+        if brc != 0 or (position is None and not flavor.backup_ok(btxt)):
             raise SnapshotError(f"snapshot {sid}: {argv[0]} failed (exit {brc}): {_first_error(btxt)}")
         if zrc != 0 or pump.error is not None:
             raise SnapshotError(f"snapshot {sid}: compression failed (zstd exit {zrc}): "
                                 f"{_first_error(zerr.text()) if zrc else pump.error}")
-        binlog_file, binlog_pos, gtid = flavor.parse_backup_position(btxt)
+        binlog_file, binlog_pos, gtid = position or flavor.parse_backup_position(btxt)
         stored = upload.complete()
         ok = True
         prog.finish()
         manifest = SnapshotManifest(
             id=sid, created=time.time(), source=node_name, object_key=key, bytes=stored, raw_bytes=pump.n,
             sha256=sha.hexdigest(), flavor=flavor.name, version=flavor.version, gtid=gtid,
-            binlog_file=binlog_file, binlog_pos=binlog_pos, compression="zstd", format="xbstream",
-            tool=flavor.backup_tool)
+            binlog_file=binlog_file, binlog_pos=binlog_pos, compression="zstd",
+            format="tar" if method == "clone" else "xbstream", tool="clone" if method == "clone" else flavor.backup_tool)
         # The manifest is written last: a snapshot without one does not exist for readers.
         store.put_bytes(f"{PREFIX}/{sid}/manifest.json", manifest.to_json().encode())
         log.info("snapshot %s complete: %.1f MB stored (%.1f MB raw), GTID %s", sid, stored / 1e6,
@@ -258,16 +304,22 @@ def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, d
     placed = False
     try:
         _download_extract(flavor, store, manifest, scratch)
-        log.info("restore %s: preparing (%s)", manifest.id, flavor.prepare_cmd(scratch)[0])
-        t0 = time.monotonic()
-        p = subprocess.run(flavor.prepare_cmd(scratch), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           stdin=subprocess.DEVNULL)
-        ptxt = p.stderr.decode("utf-8", "replace")
-        if p.returncode != 0 or not flavor.backup_ok(ptxt):
-            raise SnapshotError(f"restore {manifest.id}: prepare failed (exit {p.returncode}): "
-                                f"{_first_error(ptxt)}")
-        log.info("restore %s: prepared in %.1fs", manifest.id, time.monotonic() - t0)
-        _, _, gtid = flavor.read_binlog_info(scratch)
+        if manifest.format == "tar":
+            # A CLONE copy is consistent as it stands: no prepare, and its position is in the manifest.
+            gtid = ""
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(scratch, "auto.cnf"))     # the restored node gets its own server_uuid
+        else:
+            log.info("restore %s: preparing (%s)", manifest.id, flavor.prepare_cmd(scratch)[0])
+            t0 = time.monotonic()
+            p = subprocess.run(flavor.prepare_cmd(scratch), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL)
+            ptxt = p.stderr.decode("utf-8", "replace")
+            if p.returncode != 0 or not flavor.backup_ok(ptxt):
+                raise SnapshotError(f"restore {manifest.id}: prepare failed (exit {p.returncode}): "
+                                    f"{_first_error(ptxt)}")
+            log.info("restore %s: prepared in %.1fs", manifest.id, time.monotonic() - t0)
+            _, _, gtid = flavor.read_binlog_info(scratch)
         if os.path.isdir(datadir) and os.listdir(datadir):
             aside = mysqld.move_aside(datadir, limit=limit)
         elif os.path.isdir(datadir):
@@ -310,7 +362,8 @@ def _download_extract(flavor, store: Store, manifest: SnapshotManifest, target: 
     src = _CheckedRead(store, manifest, "restore")
     zstd = subprocess.Popen(["zstd", "-d", "-q", "-c"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    ext = subprocess.Popen(flavor.extract_cmd(target), stdin=zstd.stdout, stdout=subprocess.DEVNULL,
+    argv = ["tar", "-x", "-C", target] if manifest.format == "tar" else flavor.extract_cmd(target)
+    ext = subprocess.Popen(argv, stdin=zstd.stdout, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE)
     zstd.stdout.close()          # ext owns it now; zstd gets SIGPIPE if ext dies
     zerr, eerr = _Drain(zstd.stderr), _Drain(ext.stderr)

@@ -19,7 +19,7 @@ def get_flavor(name: str, version: str) -> Flavor:
         raise ConfigError(f"config key flavor_version: {version!r} is not a MariaDB version (10.x or 11.x)")
     if cls is not MariaDBFlavor and flavor.version_tuple[:2] < (5, 6):
         raise ConfigError(f"config key flavor_version: {version!r} is not a supported MySQL/Percona version "
-                          "(5.6, 5.7, 8.0, 8.4)")
+                          "(5.6, 5.7, 8.0, 8.4, 9.x)")
     return flavor
 
 

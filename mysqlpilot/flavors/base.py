@@ -158,7 +158,31 @@ class Flavor(abc.ABC):
         return ["SET GLOBAL super_read_only = OFF", "SET GLOBAL read_only = OFF"]
 
     def read_only_sql(self) -> str:
+        # Fencing confirms that nobody can write. Where super_read_only exists, read_only alone still lets
+        # root (SUPER / CONNECTION_ADMIN) write, and super_read_only=ON implies read_only=ON.
+        if self.has_super_read_only:
+            return "SELECT @@GLOBAL.super_read_only AS read_only"
         return "SELECT @@GLOBAL.read_only AS read_only"
+
+    def binlog_status_sql(self) -> str:
+        """The binary log position of this server (file, position[, executed GTID set])."""
+        return "SHOW MASTER STATUS"
+
+    def reset_binlogs(self) -> List[str]:
+        """Drop every binary log (and, on MySQL, the executed GTID set)."""
+        return ["RESET MASTER"]
+
+    # ---- snapshot method ---------------------------------------------------------------------
+    @property
+    def supports_clone(self) -> bool:
+        """The CLONE plugin (MySQL 8.0.17+)."""
+        return False
+
+    @property
+    def default_snapshot_method(self) -> str:
+        """"backup-tool" (mariadb-backup / XtraBackup streaming xbstream) or "clone" (CLONE LOCAL DATA
+        DIRECTORY, then a tar stream of the copy)."""
+        return "backup-tool"
 
     @abc.abstractmethod
     def bootstrap_users(self, cfg) -> List[str]: ...

@@ -6,7 +6,9 @@ Version switches (from the MySQL release notes):
   8.0.22  START/STOP/RESET REPLICA, SHOW REPLICA STATUS
   8.0.23  CHANGE REPLICATION SOURCE TO ... SOURCE_*
   8.0.26  semisync_source/semisync_replica plugins, rpl_semi_sync_source_*, *_replica_* option names
-  8.2     RESET BINARY LOGS AND GTIDS (RESET MASTER is gone in 8.4)
+  8.0.17  the CLONE plugin (mysql_clone.so): CLONE LOCAL DATA DIRECTORY, performance_schema.clone_status
+  8.2     RESET BINARY LOGS AND GTIDS, SHOW BINARY LOG STATUS (RESET/SHOW MASTER and CHANGE MASTER,
+          START/STOP SLAVE, SHOW SLAVE STATUS are gone in 8.4; 9.x is the same dialect as 8.4)
 """
 from __future__ import annotations
 
@@ -49,6 +51,35 @@ class MySQLFlavor(Flavor):
     def new_semisync(self) -> bool:
         return self.at_least(8, 0, 26)
 
+    @property
+    def binary_log_words(self) -> bool:     # RESET BINARY LOGS AND GTIDS, SHOW BINARY LOG STATUS
+        return self.at_least(8, 2)
+
+    @property
+    def supports_clone(self) -> bool:
+        return self.at_least(8, 0, 17)
+
+    @property
+    def default_snapshot_method(self) -> str:
+        # Oracle MySQL 8.0.17+ ships CLONE and no backup tool (XtraBackup is Percona's, and 8.4/9.x have
+        # none that streams); 5.6/5.7 have no CLONE and use XtraBackup 2.4.
+        return "clone" if self.supports_clone else "backup-tool"
+
+    def binlog_status_sql(self) -> str:
+        return "SHOW BINARY LOG STATUS" if self.binary_log_words else "SHOW MASTER STATUS"
+
+    def reset_binlogs(self) -> List[str]:
+        return ["RESET BINARY LOGS AND GTIDS" if self.binary_log_words else "RESET MASTER"]
+
+    def clone_local_sql(self, target_dir: str) -> List[str]:
+        """A consistent physical copy of this server into target_dir (which must not exist yet)."""
+        return [f"CLONE LOCAL DATA DIRECTORY = {quote(target_dir)}"]
+
+    def clone_status_sql(self) -> str:
+        return ("SELECT STATE AS state, ERROR_NO AS error_no, ERROR_MESSAGE AS error_message, "
+                "BINLOG_FILE AS binlog_file, BINLOG_POSITION AS binlog_pos, GTID_EXECUTED AS gtid "
+                "FROM performance_schema.clone_status")
+
     def mycnf_options(self, cfg) -> List[Tuple[str, Any]]:
         opts = super().mycnf_options(cfg)
         new = self.new_semisync
@@ -66,8 +97,15 @@ class MySQLFlavor(Flavor):
         p, r = ("source", "replica") if new else ("master", "slave")
         # One plugin-load-add with a ;-list (repeated keys upset ini parsers); loose- options let a
         # build without the plugins still start.
-        opts += [("plugin-load-add", f"semisync_{p}.so;semisync_{r}.so"),
+        plugins = [f"semisync_{p}.so", f"semisync_{r}.so"]
+        if self.supports_clone:
+            # Loaded at start (INSTALL PLUGIN would write mysql.plugin, refused under super_read_only).
+            plugins.append("mysql_clone.so")
+        opts += [("plugin-load-add", ";".join(plugins)),
                  (f"loose-rpl_semi_sync_{p}_enabled", "OFF"), (f"loose-rpl_semi_sync_{r}_enabled", "OFF")]
+        if self.at_least(8, 0):
+            # The X plugin listens on 33060 by default: nodes sharing a host would fight over it.
+            opts.append(("loose-mysqlx", "OFF"))
         return opts
 
     def install_db_cmd(self, cfg) -> List[str]:
@@ -131,8 +169,7 @@ class MySQLFlavor(Flavor):
 
     def seed_gtid(self, gtid: str) -> List[str]:
         # gtid_purged can only be set on an empty gtid_executed, hence the reset first.
-        reset = "RESET BINARY LOGS AND GTIDS" if self.at_least(8, 2) else "RESET MASTER"
-        return [reset, f"SET GLOBAL gtid_purged = {quote(gtid)}"]
+        return self.reset_binlogs() + [f"SET GLOBAL gtid_purged = {quote(gtid)}"]
 
     def replica_status_sql(self) -> str:
         return "SHOW REPLICA STATUS" if self.replica_words else "SHOW SLAVE STATUS"
@@ -181,6 +218,11 @@ class MySQLFlavor(Flavor):
 
 class PerconaFlavor(MySQLFlavor):
     name = "percona"
+
+    @property
+    def default_snapshot_method(self) -> str:
+        # Percona images ship XtraBackup for every version: keep one method across 5.6 to 8.x.
+        return "backup-tool"
 
     @property
     def has_super_read_only(self) -> bool:

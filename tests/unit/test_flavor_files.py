@@ -55,9 +55,13 @@ def test_mycnf_mariadb_specifics():
 @pytest.mark.parametrize("fv,plugins,enabled", [
     (MY56, "semisync_master.so;semisync_slave.so", "loose-rpl_semi_sync_master_enabled"),
     (MY57, "semisync_master.so;semisync_slave.so", "loose-rpl_semi_sync_master_enabled"),
-    (MY8023, "semisync_master.so;semisync_slave.so", "loose-rpl_semi_sync_master_enabled"),
-    (("mysql", "8.0.26"), "semisync_source.so;semisync_replica.so", "loose-rpl_semi_sync_source_enabled"),
-    (MY84, "semisync_source.so;semisync_replica.so", "loose-rpl_semi_sync_source_enabled"),
+    (("mysql", "8.0.16"), "semisync_master.so;semisync_slave.so", "loose-rpl_semi_sync_master_enabled"),
+    (MY8023, "semisync_master.so;semisync_slave.so;mysql_clone.so", "loose-rpl_semi_sync_master_enabled"),
+    (("mysql", "8.0.26"), "semisync_source.so;semisync_replica.so;mysql_clone.so",
+     "loose-rpl_semi_sync_source_enabled"),
+    (MY84, "semisync_source.so;semisync_replica.so;mysql_clone.so", "loose-rpl_semi_sync_source_enabled"),
+    (("mysql", "9.7"), "semisync_source.so;semisync_replica.so;mysql_clone.so",
+     "loose-rpl_semi_sync_source_enabled"),
     (PERCONA56, "semisync_master.so;semisync_slave.so", "loose-rpl_semi_sync_master_enabled"),
 ])
 def test_mycnf_mysql_specifics(fv, plugins, enabled):
@@ -66,6 +70,8 @@ def test_mycnf_mysql_specifics(fv, plugins, enabled):
     assert m["plugin-load-add"] == plugins and m[enabled] == "OFF"
     assert "gtid_strict_mode" not in m
     assert ("master_info_repository" in m) is (fv[1].startswith("5."))
+    # The X plugin (8.0+) would make every node on one host listen on 33060.
+    assert (m.get("loose-mysqlx") == "OFF") is (not fv[1].startswith("5."))
 
 
 def test_backup_cmd_mariadb_has_no_password_and_defaults_first():

@@ -10,8 +10,9 @@ from mysqlpilot.flavors import get_flavor, quote, quote_ident
 MARIADB = ("mariadb", "10.11")
 MY56, MY57, MY8022, MY8023, MY84 = ("mysql", "5.6"), ("mysql", "5.7"), ("mysql", "8.0.22"), \
     ("mysql", "8.0.23"), ("mysql", "8.4")
-PERCONA56 = ("percona", "5.6.21-70.0")
-ALL = [MARIADB, MY56, MY57, MY8022, MY8023, MY84, PERCONA56]
+MY97 = ("mysql", "9.7")
+PERCONA56, PERCONA57, PERCONA80 = ("percona", "5.6.21-70.0"), ("percona", "5.7"), ("percona", "8.0")
+ALL = [MARIADB, MY56, MY57, MY8022, MY8023, MY84, MY97, PERCONA56, PERCONA57, PERCONA80]
 
 
 def cfg_for(flavor, version, **env):
@@ -64,7 +65,7 @@ def test_change_source_per_version():
     (sql,) = get_flavor(*MY8022).change_source(*args)
     assert sql.startswith("CHANGE MASTER TO ") and "MASTER_AUTO_POSITION=1" in sql
     assert "GET_MASTER_PUBLIC_KEY=1" in sql
-    for fv in (MY8023, MY84):
+    for fv in (MY8023, MY84, MY97, PERCONA80):
         (sql,) = get_flavor(*fv).change_source(*args)
         assert sql.startswith("CHANGE REPLICATION SOURCE TO SOURCE_HOST='db1', SOURCE_PORT=3307, "
                               "SOURCE_USER='repl', SOURCE_PASSWORD='p\\'w', ")
@@ -79,6 +80,9 @@ def test_change_source_per_version():
     (MY8022, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
     (MY8023, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
     (MY84, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
+    (MY97, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
+    (PERCONA57, "START SLAVE", "STOP SLAVE", "RESET SLAVE ALL", "SHOW SLAVE STATUS"),
+    (PERCONA80, "START REPLICA", "STOP REPLICA", "RESET REPLICA ALL", "SHOW REPLICA STATUS"),
 ])
 def test_replica_verbs(fv, start, stop, reset, status):
     f = get_flavor(*fv)
@@ -92,14 +96,81 @@ def test_seed_gtid():
     g = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
     for fv in (MY56, MY57, MY8022, MY8023, PERCONA56):
         assert get_flavor(*fv).seed_gtid(g) == ["RESET MASTER", f"SET GLOBAL gtid_purged = '{g}'"]
-    assert get_flavor(*MY84).seed_gtid(g) == ["RESET BINARY LOGS AND GTIDS", f"SET GLOBAL gtid_purged = '{g}'"]
+    for fv in (MY84, MY97):
+        assert get_flavor(*fv).seed_gtid(g) == ["RESET BINARY LOGS AND GTIDS", f"SET GLOBAL gtid_purged = '{g}'"]
+
+
+@pytest.mark.parametrize("fv,status,reset", [
+    (MARIADB, "SHOW MASTER STATUS", "RESET MASTER"),
+    (MY56, "SHOW MASTER STATUS", "RESET MASTER"), (MY57, "SHOW MASTER STATUS", "RESET MASTER"),
+    (("mysql", "8.0"), "SHOW MASTER STATUS", "RESET MASTER"),
+    (("mysql", "8.1"), "SHOW MASTER STATUS", "RESET MASTER"),
+    (("mysql", "8.2.0"), "SHOW BINARY LOG STATUS", "RESET BINARY LOGS AND GTIDS"),
+    (MY84, "SHOW BINARY LOG STATUS", "RESET BINARY LOGS AND GTIDS"),
+    (MY97, "SHOW BINARY LOG STATUS", "RESET BINARY LOGS AND GTIDS"),
+    (PERCONA56, "SHOW MASTER STATUS", "RESET MASTER"), (PERCONA80, "SHOW MASTER STATUS", "RESET MASTER"),
+])
+def test_binary_log_statements_per_version(fv, status, reset):
+    """8.4 removed SHOW MASTER STATUS and RESET MASTER (8.2 added the new words)."""
+    f = get_flavor(*fv)
+    assert f.binlog_status_sql() == status and f.reset_binlogs() == [reset]
+
+
+@pytest.mark.parametrize("fv,sql", [
+    (MARIADB, "SELECT @@GLOBAL.read_only AS read_only"),
+    (MY56, "SELECT @@GLOBAL.read_only AS read_only"),
+    (("percona", "5.6.20-68.0"), "SELECT @@GLOBAL.read_only AS read_only"),
+    (PERCONA56, "SELECT @@GLOBAL.super_read_only AS read_only"),
+    (MY57, "SELECT @@GLOBAL.super_read_only AS read_only"),
+    (MY84, "SELECT @@GLOBAL.super_read_only AS read_only"),
+    (MY97, "SELECT @@GLOBAL.super_read_only AS read_only"),
+])
+def test_fencing_confirms_super_read_only_where_it_exists(fv, sql):
+    """read_only alone lets root write on MySQL: a fence is confirmed by super_read_only there."""
+    assert get_flavor(*fv).read_only_sql() == sql
+
+
+@pytest.mark.parametrize("fv,clone,method", [
+    (MARIADB, False, "backup-tool"), (MY56, False, "backup-tool"), (MY57, False, "backup-tool"),
+    (("mysql", "8.0.16"), False, "backup-tool"), (("mysql", "8.0.17"), True, "clone"),
+    (("mysql", "8.0"), True, "clone"), (MY84, True, "clone"), (MY97, True, "clone"),
+    (PERCONA56, False, "backup-tool"), (PERCONA57, False, "backup-tool"), (PERCONA80, True, "backup-tool"),
+])
+def test_snapshot_method_by_flavor_and_version(fv, clone, method):
+    from mysqlpilot.snapshot import snapshot_method
+    f = get_flavor(*fv)
+    assert f.supports_clone is clone and f.default_snapshot_method == method
+    assert snapshot_method(cfg_for(*fv), f) == method
+    forced = cfg_for(*fv, MYSQLPILOT_SNAPSHOT_METHOD="backup-tool")
+    assert snapshot_method(forced, f) == "backup-tool"
+    if clone:
+        assert snapshot_method(cfg_for(*fv, MYSQLPILOT_SNAPSHOT_METHOD="clone"), f) == "clone"
+    else:
+        with pytest.raises(ConfigError, match="snapshot_method: clone needs the CLONE plugin"):
+            cfg_for(*fv, MYSQLPILOT_SNAPSHOT_METHOD="clone")
+
+
+def test_clone_statements():
+    f = get_flavor(*MY97)
+    assert f.clone_local_sql("/st/backup-tmp-x/clone") == ["CLONE LOCAL DATA DIRECTORY = '/st/backup-tmp-x/clone'"]
+    assert f.clone_local_sql("/a'b") == ["CLONE LOCAL DATA DIRECTORY = '/a\\'b'"]
+    sql = f.clone_status_sql()
+    assert "FROM performance_schema.clone_status" in sql
+    for col in ("STATE", "BINLOG_FILE", "BINLOG_POSITION", "GTID_EXECUTED", "ERROR_MESSAGE"):
+        assert col in sql
+
+
+def test_mysql_9_is_a_supported_version_and_10_is_not():
+    assert cfg_for("mysql", "9.7").flavor_version == "9.7"
+    with pytest.raises(ConfigError, match="not a MySQL/Percona version"):
+        cfg_for("mysql", "10.11")
 
 
 def test_gtid_queries_and_waits():
     m = get_flavor(*MARIADB)
     assert m.gtid_executed_sql() == "SELECT @@GLOBAL.gtid_current_pos"
     assert m.wait_for_gtid_sql("0-1-5", 30) == "SELECT MASTER_GTID_WAIT('0-1-5', 30)"
-    for fv in (MY56, MY8023, MY84):
+    for fv in (MY56, MY8023, MY84, MY97):
         f = get_flavor(*fv)
         assert f.gtid_executed_sql() == "SELECT @@GLOBAL.gtid_executed"
         assert f.wait_for_gtid_sql("u:1", 2.5).startswith("SELECT WAIT_FOR_EXECUTED_GTID_SET('u:1', ")
@@ -118,6 +189,12 @@ def test_semi_sync_names():
     assert get_flavor("percona", "5.6").semi_sync_primary(True, 9) == [
         "SET GLOBAL rpl_semi_sync_master_timeout = 9", "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
     assert get_flavor(*MY84).semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_replica_enabled = ON"]
+    # Renamed in 8.0.26: the old names are gone from 8.4/9.x.
+    assert get_flavor("mysql", "8.0.25").semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_slave_enabled = ON"]
+    assert get_flavor("mysql", "8.0.26").semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_replica_enabled = ON"]
+    assert get_flavor(*MY97).semi_sync_primary(False, 9) == ["SET GLOBAL rpl_semi_sync_source_enabled = OFF"]
+    assert get_flavor(*MY97).parse_semi_sync_status({"Rpl_semi_sync_source_clients": "1",
+                                                     "Rpl_semi_sync_replica_status": "ON"})["replica_status"]
     st = get_flavor(*MY84).parse_semi_sync_status({"Rpl_semi_sync_source_clients": "2",
                                                    "Rpl_semi_sync_source_status": "ON"})
     assert st == {"clients": 2, "status": True, "replica_status": False}

@@ -20,7 +20,7 @@ from .analysis import Candidate, Decision, Observation, Policy
 from .dcs.base import ClusterView, Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
-from .flavors import get_flavor
+from .flavors import get_flavor, quote
 from .lease import Fencer, Heartbeat, Lease, Watchdog, boottime
 from .model import STARTING_ROLES, FailoverRecord, LeaderInfo, MemberState
 from .sqlclient import Server
@@ -34,6 +34,7 @@ SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica
                     "commits from now on may be lost on failover")
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
 PROMOTION_BACKOFF = analysis.PROMOTION_BACKOFF
+ERRANT_RECHECK = 5.0              # seconds between errant checks of a MySQL replica that replicates fine
 PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log (the lease is kept meanwhile)
 
 
@@ -97,6 +98,7 @@ class Node:
         self.last_leader: Optional[LeaderInfo] = self._saved_leader()
         self.last_decision = ""
         self._semi_sync_lapsed = False
+        self._errant_checked = -1e9       # monotonic time of the last errant check while replicating (MySQL)
         self._sql_ok_at = -1e9            # boot-time clock of the prober's last answer from mysqld
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -295,19 +297,32 @@ class Node:
             errant=[e for e in errant.split(",") if e] or list(self.state.get("errant", []) or []),
             message=message, updated=time.time())
 
-    def errant_against(self, leader: LeaderInfo, mine: str) -> Tuple[str, str]:
+    def errant_against(self, leader: LeaderInfo, mine: str, replicating: bool = False) -> Tuple[str, str]:
         """(errant GTIDs, leader's set). Raises PilotError if the leader is unreachable. Compared with
-        everything the leader has, relay log included."""
+        everything the leader has, relay log included. `replicating`: this node replicates from the
+        leader right now (MySQL only)."""
         srv = self.remote(leader.host, leader.port)
-        theirs = srv.gtid_received()
-        srv.close()
-        if not mine:
-            return "", theirs
-        if self.flavor.name == "mariadb":
-            from .gtid import parse_mariadb
-            return analysis.mariadb_errant(mine, theirs, leader.promoted_gtid, leader.server_id,
-                                           parse_mariadb), theirs
-        return self.flavor.gtid_subtract(mine, theirs), theirs
+        try:
+            theirs = srv.gtid_received()
+            if not mine:
+                return "", theirs
+            if self.flavor.name == "mariadb":
+                from .gtid import parse_mariadb
+                return analysis.mariadb_errant(mine, theirs, leader.promoted_gtid, leader.server_id,
+                                               parse_mariadb), theirs
+            # MySQL: the leader's own GTID_SUBTRACT on the real sets (server-UUID intervals, tags).
+            errant = "".join(str(srv.scalar(f"SELECT GTID_SUBTRACT({quote(mine)}, {quote(theirs)})")
+                                 or "").split())
+            if errant and replicating:
+                # A transaction the leader is committing can be applied here before the leader's own
+                # gtid_executed shows it (AFTER_SYNC): its own UUID's GTIDs are not errant while we follow.
+                from .gtid import format_mysql, parse_mysql
+                uuid = str(srv.scalar("SELECT @@GLOBAL.server_uuid") or "").lower()
+                errant = format_mysql({k: v for k, v in parse_mysql(errant).items()
+                                       if k.split(":")[0] != uuid})
+            return errant, theirs
+        finally:
+            srv.close()
 
     def gather_candidates(self, members: List[MemberState], probe: Dict) -> List[Candidate]:
         # Every node ranks the same set, the old primary included (if it is alive again), so that they
@@ -398,6 +413,16 @@ class Node:
                 o.errant, _ = self.errant_against(leader, probe.get("executed", ""))
             except PilotError as exc:
                 o.errant_unknown = str(exc)
+        elif not i_hold and probe["up"] and leader.promoted and self.flavor.dialect == "mysql" \
+                and time.monotonic() - self._errant_checked >= ERRANT_RECHECK:
+            # MySQL's auto-position keeps a replica's extra GTIDs silently and replication runs on, so a
+            # write that slipped into this replica would never be noticed: look while replicating too.
+            self._errant_checked = time.monotonic()
+            try:
+                o.errant, _ = self.errant_against(leader, probe.get("executed", ""), replicating=True)
+            except PilotError as exc:
+                log.info("errant-transaction check against %s did not run (%s); replication runs on, "
+                         "checking again in %ds", leader.name, exc, ERRANT_RECHECK)
         return o, extra, view
 
     # ---- actions -----------------------------------------------------------------------------

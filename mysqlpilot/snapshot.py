@@ -33,6 +33,67 @@ CHUNK = 1024 * 1024
 PREFIX = "snapshots"
 
 
+def clone_stream_cmd(staging: str) -> List[str]:
+    """The producer of a CLONE snapshot's stream: the staged copy as a tar archive on stdout."""
+    return ["tar", "-C", staging, "-cf", "-", "."]
+
+
+class TarWalk:
+    """Follows a tar stream as it passes, header by header, to tell a whole archive from a cut one. A
+    producer cut off halfway (even one whose exit status was lost) stops inside a member or before the
+    end-of-archive blocks; trailing zeros alone prove nothing, since InnoDB files are full of them."""
+
+    def __init__(self) -> None:
+        self.skip = 0               # member data (rounded to 512) still to pass
+        self.hdr = b""
+        self.zero_blocks = 0
+        self.members = 0
+        self.bad = ""
+
+    def feed(self, data: bytes) -> None:
+        i, n = 0, len(data)
+        while i < n and not self.bad:
+            if self.skip:
+                k = min(self.skip, n - i)
+                self.skip -= k
+                i += k
+                continue
+            if self.zero_blocks >= 2:
+                if data[i:].strip(b"\0"):
+                    self.bad = "data after the end-of-archive blocks"
+                return
+            take = data[i:i + 512 - len(self.hdr)]
+            self.hdr += take
+            i += len(take)
+            if len(self.hdr) < 512:
+                return
+            h, self.hdr = self.hdr, b""
+            if h == bytes(512):
+                self.zero_blocks += 1
+                continue
+            if self.zero_blocks:
+                self.bad = "a member after a zero block"
+                return
+            raw = h[124:136]
+            try:
+                size = int.from_bytes(raw[1:], "big") if raw[0] & 0x80 else int(raw.strip(b"\0 ") or b"0", 8)
+            except ValueError:
+                self.bad = f"unreadable header of member {self.members + 1}"
+                return
+            self.members += 1
+            self.skip = (size + 511) // 512 * 512
+
+    def complete(self) -> bool:
+        return not self.bad and self.zero_blocks >= 2 and not self.skip and not self.hdr and self.members > 0
+
+    def why(self) -> str:
+        if self.bad:
+            return self.bad
+        if self.skip or self.hdr:
+            return f"it stops inside member {self.members}"
+        return "no end-of-archive blocks" if self.members else "no members"
+
+
 def _dir_size(path: str) -> int:
     total = 0
     for d, _, files in os.walk(path):
@@ -65,16 +126,19 @@ class _Drain(threading.Thread):
 class _Count(threading.Thread):
     """Pump producer -> consumer counting bytes (the raw xbstream size)."""
 
-    def __init__(self, src: IO[bytes], dst: IO[bytes]):
+    def __init__(self, src: IO[bytes], dst: IO[bytes], walk: Optional["TarWalk"] = None):
         super().__init__(daemon=True)
         self.src, self.dst = src, dst
         self.n = 0
+        self.walk = walk
         self.error: Optional[BaseException] = None
 
     def run(self) -> None:
         try:
             for chunk in iter(lambda: self.src.read(CHUNK), b""):
                 self.n += len(chunk)
+                if self.walk is not None:
+                    self.walk.feed(chunk)
                 self.dst.write(chunk)
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             self.error = exc
@@ -160,7 +224,7 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
                 position = _clone_local(cfg, flavor, user, password, staging)
                 log.info("snapshot %s: CLONE LOCAL done in %.1fs at GTID %s", sid, time.monotonic() - t0,
                          position[2] or "-")
-                argv = ["tar", "-C", staging, "-cf", "-", "."]
+                argv = clone_stream_cmd(staging)
             else:
                 argv = flavor.backup_cmd(dfile, cfg.datadir, cfg.socket, target_dir=scratch,
                                          from_replica=from_replica)
@@ -175,7 +239,7 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
             berr, zerr = _Drain(backup.stderr), _Drain(zstd.stderr)
             berr.start()
             zerr.start()
-            pump = _Count(backup.stdout, zstd.stdin)
+            pump = _Count(backup.stdout, zstd.stdin, TarWalk() if position is not None else None)
             pump.start()
             for chunk in iter(lambda: zstd.stdout.read(CHUNK), b""):
                 sha.update(chunk)
@@ -188,6 +252,9 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
         btxt = berr.text()
         if brc != 0 or (position is None and not flavor.backup_ok(btxt)):
             raise SnapshotError(f"snapshot {sid}: {argv[0]} failed (exit {brc}): {_first_error(btxt)}")
+        if pump.walk is not None and pump.error is None and not pump.walk.complete():
+            raise SnapshotError(f"snapshot {sid}: the tar stream of the clone is not a whole archive "
+                                f"({pump.n} bytes: {pump.walk.why()})")
         if zrc != 0 or pump.error is not None:
             raise SnapshotError(f"snapshot {sid}: compression failed (zstd exit {zrc}): "
                                 f"{_first_error(zerr.text()) if zrc else pump.error}")

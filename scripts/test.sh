@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Install whatever is missing, then run the whole test suite: unit tests, then integration tests
-# against real Consul, MariaDB (+ mariadb-backup) and SeaweedFS started on loopback by the tests.
-# Runs from the project virtualenv that install-deps.sh keeps ($MYSQLPILOT_VENV, default .venv); the
-# tests start `mysqlpilot` as `sys.executable -m mysqlpilot`, so they stay inside it.
+# against real Consul, the database servers (+ their snapshot tools) and SeaweedFS started on loopback by
+# the tests. Runs from the project virtualenv that install-deps.sh keeps ($MYSQLPILOT_VENV, default
+# .venv); the tests start `mysqlpilot` as `sys.executable -m mysqlpilot`, so they stay inside it.
+#
+# Without arguments, the suite runs in two legs, each timed:
+#   mariadb: unit tests, the tests that need no database server, and every flavored integration test
+#            on MariaDB 10.11 (Debian's mariadbd + mariadb-backup);
+#   mysql:   the flavored integration tests again on Oracle MySQL 9.7 (the Debian sid root of
+#            install-deps.sh, run by scripts/mysqld-sid; snapshots by CLONE).
+# Both legs run even if the first fails. Paths given (`bash scripts/test.sh tests/unit`) run once
+# instead, every flavor included, in place of the default testpaths (tests/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -10,5 +18,17 @@ bash scripts/install-deps.sh
 venv=${MYSQLPILOT_VENV:-$here/.venv}
 export PATH="$venv/bin:$PATH"     # as `activate` does: weed, mysqlpilot and friends from the venv
 export PYTHONUNBUFFERED=1
-# Paths given (`bash scripts/test.sh tests/unit`) replace the default, pyproject's testpaths (tests/).
-exec "$venv/bin/python" -m pytest -q -ra -p no:cacheprovider --durations=20 "$@"
+opts=(-q -ra -p no:cacheprovider --durations=20)
+if [ $# -gt 0 ]; then
+  exec "$venv/bin/python" -m pytest "${opts[@]}" "$@"
+fi
+rc=0
+t0=$(date +%s)
+MYSQLPILOT_TEST_FLAVORS=mariadb "$venv/bin/python" -m pytest "${opts[@]}" || rc=1
+t1=$(date +%s)
+MYSQLPILOT_TEST_FLAVORS=mysql MYSQLPILOT_TEST_FLAVORED_ONLY=1 "$venv/bin/python" -m pytest "${opts[@]}" \
+  tests/integration || rc=1
+t2=$(date +%s)
+echo "test.sh: mariadb leg $((t1 - t0))s, mysql leg $((t2 - t1))s, total $((t2 - t0))s:" \
+  "$([ "$rc" = 0 ] && echo passed || echo FAILED)"
+exit "$rc"

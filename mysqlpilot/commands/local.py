@@ -29,9 +29,14 @@ def local() -> None:
 @click.option("--consul-mode", type=click.Choice(["dev", "server"]), default="dev", show_default=True,
               help="dev: an in-memory Consul agent. server: a single-node Consul server with a data dir "
                    "(DIR/consul/data), which `local consul-restart` can restart with its data.")
-def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode) -> None:
+@click.option("--flavor", type=click.Choice(["mariadb", "mysql"]), default="mariadb", show_default=True,
+              help="mariadb: the host's MariaDB. mysql: Oracle MySQL 9.7 from the Debian sid root that "
+                   "scripts/install-deps.sh makes, run by scripts/mysqld-sid (or $MYSQLPILOT_MYSQLD), "
+                   "snapshots by CLONE.")
+def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode, flavor) -> None:
     """Start Consul and N nodes; return once one primary and N-1 replicas are healthy."""
-    _cluster(dir).up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode)
+    _cluster(dir).up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode,
+                     flavor=flavor)
 
 
 @local.command("add")

@@ -67,6 +67,31 @@ def node_env(dir: str, name: str, k: int, port: int, consul: str, durability: Op
     return env
 
 
+MYSQLD_SID = os.path.join(REPO, "scripts", "mysqld-sid")
+
+
+def mysql_server_settings() -> Dict[str, str]:
+    """flavor_version and mysqld_bin of the MySQL server a local cluster runs: $MYSQLPILOT_MYSQLD, else
+    scripts/mysqld-sid (MySQL 9.7 in the sid root of scripts/install-deps.sh). The version is what the
+    server itself says (`mysqld --version`), so the SQL dialect follows the real server."""
+    import re
+    binary = os.environ.get("MYSQLPILOT_MYSQLD") or MYSQLD_SID
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise PilotError(f"cannot run {binary} --version ({exc.strerror}); run bash scripts/install-deps.sh "
+                         "or set $MYSQLPILOT_MYSQLD") from None
+    m = re.search(r"Ver (\d+\.\d+\.\d+)", out.stdout)
+    if out.returncode != 0 or not m:
+        detail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise PilotError(f"{binary} --version failed (exit {out.returncode}): {detail[0]}; run bash "
+                         "scripts/install-deps.sh or set $MYSQLPILOT_MYSQLD")
+    if "mariadb" in out.stdout.lower():
+        raise PilotError(f"{binary} is MariaDB, not MySQL; set $MYSQLPILOT_MYSQLD to a MySQL server")
+    return {"flavor_version": m.group(1), "mysqld_bin": binary}
+
+
 class LocalCluster:
     def __init__(self, dir: str, echo: Callable[[str], None] = print):
         self.dir = os.path.abspath(dir)
@@ -102,18 +127,20 @@ class LocalCluster:
     # ---- up ----------------------------------------------------------------------------------
     def up(self, nodes: int, store: str = "local", s3_endpoint: Optional[str] = None,
            s3_bucket: Optional[str] = None, durability: Optional[str] = None, timeout: float = 300,
-           consul_mode: str = "dev") -> None:
+           consul_mode: str = "dev", flavor: str = "mariadb") -> None:
         if nodes < 1 or nodes > 200:
             raise PilotError("--nodes must be between 1 and 200")
         if os.path.exists(self.reg_path):
             raise PilotError(f"{self.dir} already holds a cluster; use `local start`/`local add`, or another --dir")
         if not os.path.exists(CP_CONFIG):
             raise PilotError(f"{CP_CONFIG} is missing; run mysqlpilot local from a checkout of the repository")
+        server = mysql_server_settings() if flavor == "mysql" else {}     # before anything is started
         os.makedirs(self.dir, exist_ok=True)
         agent = ConsulAgent(os.path.join(self.dir, "consul"),
                             extra_client_addrs=[f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)],
                             mode=consul_mode).start(detach=True)
-        self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability)
+        self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability,
+                          dict(server, flavor=flavor) if flavor != "mariadb" else None)
         reg = {"consul": agent.address, "consul_mode": consul_mode, "durability": durability, "nodes": {}}
         self.save(reg)
         self.echo(f"consul {'dev agent' if consul_mode == 'dev' else 'server (data kept in consul/data)'} "
@@ -126,12 +153,14 @@ class LocalCluster:
         self.save(reg)
         self.wait_ready(nodes, timeout)
 
-    def write_config(self, consul: str, store: str, s3_endpoint, s3_bucket, durability) -> None:
+    def write_config(self, consul: str, store: str, s3_endpoint, s3_bucket, durability,
+                     server: Optional[Dict[str, str]] = None) -> None:
         env = os.environ
         gen = {}
         settings = {"cluster": "local", "consul": consul, "store": store,
                     "store_path": os.path.join(self.dir, "snapshots"), "snapshot_interval": 3600,
                     "innodb_buffer_pool_size": "64M", "snapshot_wait_timeout": 600}
+        settings.update(server or {})
         if os.geteuid() == 0:
             settings["mysqld_user"] = "root"
         if durability:

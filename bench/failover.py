@@ -108,12 +108,14 @@ def main() -> int:
     ap.add_argument("--durability", default="semi-sync", choices=("async", "semi-sync"))
     ap.add_argument("--scenarios", default="node SIGKILL,mysqld crash,switchover")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--flavor", default="mariadb", choices=("mariadb", "mysql"),
+                    help="mysql: MySQL 9.7 from the sid root of scripts/install-deps.sh")
     args = ap.parse_args()
     work = args.dir or tempfile.mkdtemp(prefix="mysqlpilot-bench-")
     # Repeated failovers on purpose: lift the anti-flapping budget for the benchmark.
     c = Cluster(os.path.join(work, "cl"), env={"MYSQL_ROOT_PASSWORD": "bench-root-pw",
                                                "MYSQL_REPL_PASSWORD": "bench-repl-pw",
-                                               "MYSQLPILOT_FAILOVER_BUDGET": "1000"})
+                                               "MYSQLPILOT_FAILOVER_BUDGET": "1000"}, flavor=args.flavor)
     results = {}
     try:
         c.up(3, "--durability", args.durability)
@@ -131,7 +133,7 @@ def main() -> int:
     finally:
         c.down()
     print()
-    print(f"failover on this machine, {args.trials} trials each, durability {args.durability}")
+    print(f"failover on this machine ({args.flavor}), {args.trials} trials each, durability {args.durability}")
     print("first write = fault until the new primary accepts a write (switchover: writes refused, from "
           "history);")
     print("all replicating = fault until every live replica replicates from the new primary")

@@ -16,7 +16,7 @@ from . import config as config_mod
 from .errors import PilotError
 from .logsetup import mask_secrets, setup_logging
 
-COMMAND_MODULES = ("hooks", "operator", "snapshots", "local", "marathon", "docs")
+COMMAND_MODULES = ("hooks", "operator", "snapshots", "local", "marathon", "docs", "entrypoint")
 
 
 class Context:
@@ -36,17 +36,76 @@ class Context:
         return self._cfg
 
 
+HOOKS = ("pre-start", "run-mysqld", "health", "probe", "on-change", "watch", "snapshot", "pre-stop")
+
+
+def trace(event: str, **kw: Any) -> None:
+    """With MYSQLPILOT_HOOK_TRACE=FILE, every hook appends what it saw (start, SIGTERM, exit) as one JSON
+    line: tests compare what ContainerPilot and `mysqlpilot local`'s supervisor made the hooks see."""
+    path = os.environ.get("MYSQLPILOT_HOOK_TRACE")
+    if not path:
+        return
+    import json
+    import time
+    line = json.dumps(dict(kw, t=round(time.time(), 3), pid=os.getpid(), event=event), sort_keys=True) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _trace_signals(hook: str) -> None:
+    import signal
+
+    def on_term(signum, frame) -> None:  # noqa: ARG001
+        trace("signal", hook=hook, signal=signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, on_term)
+
+
 class PilotGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        names = getattr(ctx, "_protected_args", None)      # click >= 8.2; older: protected_args
+        names = ctx.protected_args if names is None else names
+        hook = names[0] if names and names[0] in HOOKS else None
+        if hook and os.environ.get("MYSQLPILOT_HOOK_TRACE"):
+            trace("start", hook=hook, ppid=os.getppid())
+            _trace_signals(hook)
+            rc: Any = 1
+            try:
+                super().invoke(ctx)
+                rc = 0
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                raise
+            except click.exceptions.Exit as exc:
+                rc = exc.exit_code
+                raise
+            except PilotError as exc:
+                rc = 1
+                self._report(ctx, exc)
+            finally:
+                trace("exit", hook=hook, rc=rc)
+            return None
         try:
             return super().invoke(ctx)
         except PilotError as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            obj = ctx.obj
-            cfg = getattr(obj, "_cfg", None)
-            msg = mask_secrets(msg, cfg.secrets() if cfg else [])
-            click.echo(f"mysqlpilot: error: {msg}", err=True)
-            ctx.exit(1)
+            self._report(ctx, exc)
+
+    @staticmethod
+    def _report(ctx: click.Context, exc: PilotError) -> None:
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        cfg = getattr(ctx.obj, "_cfg", None)
+        msg = mask_secrets(msg, cfg.secrets() if cfg else [])
+        click.echo(f"mysqlpilot: error: {msg}", err=True)
+        ctx.exit(1)
 
 
 @click.group(cls=PilotGroup)

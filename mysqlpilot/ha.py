@@ -25,6 +25,7 @@ from .lease import Fencer, Heartbeat, Lease, Watchdog, boottime
 from .model import STARTING_ROLES, FailoverRecord, LeaderInfo, MemberState
 from .sqlclient import Server
 from .statefile import StateFile, ha_lock
+from .timeouts import HANDOVER_CATCHUP, PRE_STOP_WAIT
 
 log = logging.getLogger(__name__)
 
@@ -640,7 +641,7 @@ class Node:
         t0 = time.monotonic()
         try:
             tsrv = self.remote(tm.host, tm.port)
-            caught_up = tsrv.wait_for_gtid(gtid, timeout=30) if gtid else True
+            caught_up = tsrv.wait_for_gtid(gtid, timeout=HANDOVER_CATCHUP) if gtid else True
             tsrv.close()
         except PilotError as exc:
             caught_up, gtid = False, f"{gtid} ({exc})"
@@ -735,7 +736,7 @@ class Node:
         self.publish_member(probe, self.member_state(probe, healthy, role, msg))
         return healthy, msg
 
-    def pre_stop(self, timeout: float = 60.0) -> str:
+    def pre_stop(self, timeout: float = PRE_STOP_WAIT) -> str:
         """SIGTERM: a primary hands over with a switchover before mysqld stops. Never costs a commit.
         It keeps its own heartbeat: ContainerPilot stops the watch job at the same time."""
         self.state.update(stopping=True)

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional
 
 from . import config as config_mod
 from .errors import PilotError
+from .timeouts import PLATFORM_GRACE
 
 # Keys that differ per task or per image; never rendered into the group.
 PER_TASK = {"node_name", "advertise_host", "port", "server_id", "datadir", "state_dir", "socket", "mycnf",
@@ -193,11 +194,13 @@ def render_group(cfg, *, image: Optional[str] = None, consul: Optional[str] = No
         # instances - ceil(instances/2) at once: one only up to 3 instances.
         "upgradeStrategy": {"minimumHealthCapacity": 1, "maximumOverCapacity": 0},
         "unreachableStrategy": "disabled",
-        # pre-stop hands the primary role over before mysqld stops: give it time.
-        "taskKillGracePeriodSeconds": 120,
+        # pre-stop hands the primary role over, then mysqld shuts down: ContainerPilot's stopTimeout
+        # bounds both, and Mesos must not SIGKILL the container before that (mysqlpilot/timeouts.py).
+        "taskKillGracePeriodSeconds": PLATFORM_GRACE,
         "healthChecks": [{
             "protocol": "COMMAND",
-            "command": {"value": "mysqlpilot health"},
+            # Read-only: `health` renews and publishes (ContainerPilot's job); a second caller would race it.
+            "command": {"value": "mysqlpilot probe"},
             "gracePeriodSeconds": 900,
             "intervalSeconds": hc_interval,
             "timeoutSeconds": 10,

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from ..timeouts import PRE_STOP_WAIT
+
 log = logging.getLogger("mysqlpilot.hooks")
 
 
@@ -30,7 +32,12 @@ def run_mysqld(obj) -> None:
     if prep.state.get("rebuild_reason"):
         prep.rebuild()
     mysqld.write_mycnf(cfg, prep.flavor)
-    mysqld.exec_mysqld(cfg, get_flavor(cfg.flavor, cfg.flavor_version))
+    flavor = get_flavor(cfg.flavor, cfg.flavor_version)
+    from .. import stopguard
+    if stopguard.under_containerpilot():
+        # ContainerPilot may SIGTERM mysqld while pre-stop still hands over (see stopguard.py).
+        sys.exit(stopguard.run_guarded(mysqld._before_start(cfg, flavor), cfg.state_dir))
+    mysqld.exec_mysqld(cfg, flavor)
 
 
 @click.command("health")
@@ -41,6 +48,28 @@ def health(obj) -> None:
     ok, msg = Node(obj.config()).health_hook()
     click.echo(f"{'healthy' if ok else 'UNHEALTHY'}: {msg}")
     sys.exit(0 if ok else 1)
+
+
+@click.command("probe")
+@click.pass_obj
+def probe(obj) -> None:
+    """Read-only liveness probe (Marathon's health check): exit 0 when the local mysqld answers a query,
+    1 otherwise. It never talks to Consul and never writes the node's state, unlike `health`."""
+    from ..errors import PilotError
+    from ..flavors import get_flavor
+    from ..sqlclient import Server
+    cfg = obj.config()
+    try:
+        srv = Server(get_flavor(cfg.flavor, cfg.flavor_version), socket=cfg.socket, user="root",
+                     password=cfg.root_password, connect_timeout=2, read_timeout=5)
+        try:
+            srv.scalar("SELECT 1")
+        finally:
+            srv.close()
+    except PilotError as exc:
+        click.echo(f"DOWN: mysqld does not answer on {cfg.socket}: {exc}")
+        sys.exit(1)
+    click.echo(f"UP: mysqld answers on {cfg.socket}")
 
 
 @click.command("on-change")
@@ -61,14 +90,24 @@ def watch(obj) -> None:
 
 
 @click.command("pre-stop")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the hand-over.")
+@click.option("--timeout", default=PRE_STOP_WAIT, show_default=True,
+              help="Seconds to wait for the new primary to take the leader key.")
 @click.pass_obj
 def pre_stop(obj, timeout: float) -> None:
     """On SIGTERM: a primary hands its role over (switchover) before mysqld stops."""
+    from .. import stopguard
     from ..ha import Node
-    click.echo(f"pre-stop: {Node(obj.config()).pre_stop(timeout)}")
+    cfg = obj.config()
+    if stopguard.under_containerpilot():
+        # Its SIGTERM may come right after it starts; the hand-over must finish (see stopguard.py).
+        stopguard.ignore_termination()
+    stopguard.write_record(cfg.state_dir, done=False)
+    try:
+        click.echo(f"pre-stop: {Node(cfg).pre_stop(timeout)}")
+    finally:
+        stopguard.write_record(cfg.state_dir, done=True)
 
 
 def register(group: click.Group) -> None:
-    for cmd in (pre_start, run_mysqld, health, on_change, watch, pre_stop):
+    for cmd in (pre_start, run_mysqld, health, probe, on_change, watch, pre_stop):
         group.add_command(cmd)

@@ -118,7 +118,7 @@ def test_shipped_config_parses_and_wires_every_hook(env):
     service = env.get("SERVICE_NAME", "mysql")
     svc = jobs[service]
     assert svc["exec"] == "mysqlpilot run-mysqld"
-    assert svc["port"] == int(env.get("PORT0") or env.get("MYSQLPILOT_PORT") or 3306)
+    assert svc["port"] == int(env.get("MYSQLPILOT_PORT") or env.get("PORT0") or 3306)   # as config.py
     h = svc["health"]
     assert h["exec"] == "mysqlpilot health"
     assert cp_config.duration(h["interval"]) < cp_config.duration(h["ttl"])

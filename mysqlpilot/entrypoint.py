@@ -1,0 +1,92 @@
+"""`mysqlpilot entrypoint`: the image's ENTRYPOINT, run before ContainerPilot. Pure decisions here; the
+command (commands/entrypoint.py) does the I/O and the exec.
+
+Contract (what the images rely on):
+
+    mysqlpilot entrypoint [-- CMD ARGS...]        CMD defaults to `containerpilot`, which reads the
+                                                  config path from $CONTAINERPILOT
+
+1. HOST. ContainerPilot's `interfaces: ['static:{{ .HOST }}']` needs an IP address, but Marathon sets
+   HOST to the agent's host name as often as to its address. A HOST that is not an IP literal is
+   resolved to its first IPv4 address; HOST is exported as that address and the name is kept in
+   MYSQLPILOT_HOST_NAME. A HOST that does not resolve stops the container with one line naming it
+   (exit 2): Mesos-DNS or /etc/hosts must know the agent's name. An empty or unset HOST is left alone
+   (the config then uses eth0).
+2. Ownership and privileges, only when started as root (Mesos persistent volumes belong to root): the
+   state dir ($MYSQLPILOT_STATE_DIR, default /var/lib/mysqlpilot) is created if missing and everything
+   in it that the mysqld user ($MYSQLPILOT_MYSQLD_USER, default mysql) does not own is chowned to it;
+   then CMD runs as that user through `setpriv --reuid U --regid G --init-groups` (util-linux). With
+   MYSQLPILOT_MYSQLD_USER=root nothing is dropped. Started as any other user, CMD is exec'd as is.
+3. Then it execs CMD with that environment (ContainerPilot becomes the process the platform signals).
+
+Errors a user can fix print one line `mysqlpilot entrypoint: error: ...` and exit 2; nothing here
+reads or prints a secret.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+DEFAULT_CMD = ("containerpilot",)
+DEFAULT_STATE_DIR = "/var/lib/mysqlpilot"
+DEFAULT_USER = "mysql"
+
+
+class EntrypointError(Exception):
+    """A user-fixable problem: the message is the whole story, in one line."""
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def resolve_ipv4(name: str, getaddrinfo: Callable = socket.getaddrinfo) -> str:
+    try:
+        infos = getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+        raise EntrypointError(f"HOST={name!r} does not resolve to an IPv4 address ({why}); ContainerPilot needs an "
+                              "address: make the agent's host name resolvable (Mesos-DNS, /etc/hosts) or set "
+                              "HOST to its IP") from None
+    for info in infos:
+        addr = info[4][0]
+        if is_ip(addr):
+            return addr
+    raise EntrypointError(f"HOST={name!r} resolves to no IPv4 address; set HOST to the agent's IP")
+
+
+def prepare_env(env: Mapping[str, str], getaddrinfo: Callable = socket.getaddrinfo
+                ) -> Tuple[Dict[str, str], Optional[str]]:
+    """(the environment for CMD, a note for the log or None)."""
+    out = dict(env)
+    host = (env.get("HOST") or "").strip()
+    if not host or is_ip(host):
+        return out, None
+    addr = resolve_ipv4(host, getaddrinfo)
+    out["HOST"] = addr
+    out["MYSQLPILOT_HOST_NAME"] = host
+    return out, f"HOST {host} resolves to {addr}; exported HOST={addr} (MYSQLPILOT_HOST_NAME={host})"
+
+
+def command(args: Sequence[str]) -> List[str]:
+    args = list(args)
+    if args and args[0] == "--":
+        args = args[1:]
+    return args or list(DEFAULT_CMD)
+
+
+def state_dir(env: Mapping[str, str]) -> str:
+    return env.get("MYSQLPILOT_STATE_DIR") or DEFAULT_STATE_DIR
+
+
+def run_as(env: Mapping[str, str]) -> str:
+    return env.get("MYSQLPILOT_MYSQLD_USER") or DEFAULT_USER
+
+
+def drop_argv(uid: int, gid: int, cmd: Sequence[str], setpriv: str = "setpriv") -> List[str]:
+    return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--", *cmd]

@@ -1615,7 +1615,7 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
               schedule: Optional[str] = None, failover_budget: int = 1000, time_budget: Optional[float] = None,
               final_timeout: float = 180.0, echo: Callable[[str], None] = print, overlap: bool = False,
               stop_on_violation: bool = False, consul_mode: str = "server",
-              kinds: Optional[List[str]] = None) -> Verdict:
+              kinds: Optional[List[str]] = None, max_moved_aside: int = 1000) -> Verdict:
     """Up, load, faults, checks, verdict; the cluster always goes down (failure, Ctrl-C included), its
     directory kept; then nothing of it may be left running.
 
@@ -1626,12 +1626,17 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
     time_budget: seconds for the faults once the load runs; faults that would start later are not run
     (the verdict says so and fails) and the convergence waits are cut to what is left.
     stop_on_violation: stop at the first check that does not hold (bench/chaos.py does).
-    kinds: only for the replay command line (the kinds `faults` were drawn from)."""
+    kinds: only for the replay command line (the kinds `faults` were drawn from).
+    max_moved_aside: like the budget, lifted: a long run rebuilds the same node many times (each frozen
+    primary's unacknowledged commits are errant), and at the default cap of 3 a node waits for an
+    operator to clear its old copies, which is right in production and not what this run tests."""
     cluster.env["MYSQLPILOT_FAILOVER_BUDGET"] = str(failover_budget)
+    cluster.env["MYSQLPILOT_MAX_MOVED_ASIDE"] = str(max_moved_aside)
     plan = make_plan(faults, seed, overlap=overlap, hold=hold)
     config = {"schedule": schedule, "seed": seed, "faults": list(faults), "nodes": nodes, "writers": writers,
               "hold": hold, "durability": durability, "converge_timeout": converge_timeout,
-              "failover_budget": failover_budget, "dir": cluster.dir, "overlap": overlap,
+              "failover_budget": failover_budget, "max_moved_aside": max_moved_aside, "dir": cluster.dir,
+              "overlap": overlap,
               "consul_mode": consul_mode, "plan": [asdict(p) for p in plan],
               "kinds": list(kinds or []),
               "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds)}
@@ -1640,8 +1645,10 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
     try:
         echo(f"starting a {nodes}-node {durability} cluster in {cluster.dir} (Consul: {consul_mode})")
         cluster.up(nodes, "--durability", durability, "--consul-mode", consul_mode)
-        cluster.set_settings(failover_budget=failover_budget)
+        cluster.set_settings(failover_budget=failover_budget, max_moved_aside=max_moved_aside)
         echo(f"failover budget lifted to {failover_budget} failovers: anti-flapping is not what this run tests")
+        echo(f"moved-aside cap lifted to {max_moved_aside} copies per node: each rebuild keeps its datadir, and "
+             "the run checks that each was reported errant")
         run = ChaosRun(cluster, nodes, seed, hold=hold, writers=writers, converge_timeout=converge_timeout,
                        echo=echo, durability=durability, stop_on_violation=stop_on_violation)
         run.start()

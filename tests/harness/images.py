@@ -7,10 +7,10 @@ and `buildah run --isolation chroot --network host`: the image's own root filesy
 the host's network, so each container takes its own loopback address and port.
 
 Caches, kept between runs on purpose (CI time): the base image BASE_IMAGE (rebuilt when older than
-BASE_MAX_AGE) and buildah's layer cache (`--layers`: the apt and pip layers are reused while the
-Dockerfile and pyproject.toml above them are unchanged). What a test run creates besides (its image
-tag, its working containers) it removes. `buildah rmi --prune` and `podman rmi BASE_IMAGE` drop the
-caches.
+BASE_MAX_AGE) and the last build of each Dockerfile under cache_tag(), which keeps buildah's cached
+layers (`--layers`: the apt and pip layers are reused while the Dockerfile and pyproject.toml above them
+are unchanged). What a test run creates besides (its image tag, its working containers) it removes.
+`podman rmi` of those two tags drops the caches.
 """
 from __future__ import annotations
 
@@ -105,6 +105,17 @@ def build_context(dest: str, containerpilot: str) -> str:
     return dest
 
 
+def image_id(name: str) -> Optional[str]:
+    p = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True)
+    return p.stdout.strip() or None if p.returncode == 0 else None
+
+
+def cache_tag(dockerfile: str) -> str:
+    """The tag that keeps the last build of a Dockerfile, and with it buildah's cached layers: `buildah rmi`
+    of a build's only tag removes its intermediate layers too."""
+    return f"localhost/mysqlpilot-test/{os.path.basename(os.path.dirname(dockerfile))}:layer-cache"
+
+
 def build(dockerfile: str, tag: str, containerpilot: str, log, build_args: Optional[Dict[str, str]] = None) -> str:
     """`buildah bud` of a Dockerfile of this repository, ContainerPilot from the build context.
 
@@ -121,12 +132,16 @@ def build(dockerfile: str, tag: str, containerpilot: str, log, build_args: Optio
         with open(os.path.join(pipconf, "pip.conf"), "w") as fh:
             fh.write("[global]\ncert = /etc/xdg/pip/ca.crt\n")
         args = {"BASE_IMAGE": base, "CONTAINERPILOT_FROM": "context", **(build_args or {})}
-        argv = NICE + ["buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers",
+        argv = NICE + ["buildah", "bud", "--isolation", "chroot", "--network", "host", "--layers", "--force-rm",
                        "--format", "docker", "-v", f"{pipconf}:/etc/xdg/pip:ro", "-f",
                        os.path.join(ctx, dockerfile), "-t", tag]
         for k, v in args.items():
             argv += ["--build-arg", f"{k}={v}"]
         run(argv + [ctx], log, timeout=1800)
+    cache, old = cache_tag(dockerfile), image_id(cache_tag(dockerfile))
+    run(["buildah", "tag", tag, cache], log)
+    if old and old != image_id(tag):
+        run(["buildah", "rmi", old], log, check=False)      # the previous build's layers that nothing shares
     return tag
 
 

@@ -1,5 +1,6 @@
-"""Docker images, checked without an engine: COPY sources, pinned + verified downloads, user,
-entrypoint, and the config the images ship."""
+"""Docker images, checked without an engine: COPY sources, pinned + verified downloads, root start
+through `mysqlpilot entrypoint`, HEALTHCHECK, and the config the images ship. The MariaDB image is also
+built and run for real: tests/integration/test_image_mariadb.py."""
 import json
 import os
 import re
@@ -43,13 +44,21 @@ def test_every_copy_source_exists(dockerfile):
     copies = [a for i, a in instructions(dockerfile) if i in ("COPY", "ADD")]
     assert copies
     for arg in copies:
+        if arg.startswith("--from="):          # from an earlier build stage, not the context
+            continue
         parts = [p for p in shlex.split(arg) if not p.startswith("--")]
         for src in parts[:-1]:
             assert os.path.exists(os.path.join(REPO, src)), f"{dockerfile}: COPY source {src} missing"
 
 
+def arg_defaults(dockerfile):
+    return dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for i, a in instructions(dockerfile) if i == "ARG"), re.M))
+
+
 def test_downloads_are_pinned_and_verified(dockerfile):
-    args = {a.split("=")[0] for i, a in instructions(dockerfile) if i == "ARG"}
+    """Every download outside apt has a pinned version and is checked against a pinned checksum: SHA-1
+    where the vendor publishes only that (ContainerPilot), SHA-256 otherwise."""
+    defaults = arg_defaults(dockerfile)
     found = 0
     for i, a in instructions(dockerfile):
         if i != "RUN":
@@ -59,32 +68,56 @@ def test_downloads_are_pinned_and_verified(dockerfile):
             assert m, url_cmd
             found += 1
             assert "latest" not in m.group(1), f"unpinned download {m.group(1)}"
-            # Every variable in the URL is a build arg with a pinned default version.
-            defaults = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(x for j, x in instructions(dockerfile)
-                                                                  if j == "ARG"), re.M))
             for var in re.findall(r"\$\{?(\w+)\}?", m.group(1)):
                 assert re.fullmatch(r"[\d.]+(-\d+)?", defaults.get(var, "")), f"{var} in {m.group(1)} not pinned"
             target = re.search(r"-\S*o\s*(\S+)", url_cmd).group(1)
-            assert f"{target}\" | sha256sum -c" in a or f"{target} | sha256sum -c" in a, \
-                f"{target} downloaded without a sha256 check"
-        for var in re.findall(r"\$\{?(\w+_SHA256)\}?", a):
-            assert var in args
-            assert f'test -n "${var}"' in a, f"{var} must be required: the build fails without it"
+            check = re.search(rf'echo "\$\{{(\w+)\}}  {re.escape(target)}" \| (sha1|sha256)sum -c', a)
+            assert check, f"{target} downloaded without a checksum check"
+            var, algo = check.groups()
+            assert re.fullmatch(r"[0-9a-f]{%d}" % (40 if algo == "sha1" else 64), defaults.get(var, "")), \
+                f"{var} has no pinned {algo} default"
     assert found >= 1          # ContainerPilot at least comes from outside apt
 
 
-def test_runs_as_mysql_via_containerpilot_with_the_shipped_config(dockerfile):
+def test_containerpilot_release_sha1_and_offline_binary(dockerfile):
+    """The release tarball is checked against the SHA-1 ContainerPilot publishes for 3.8.0
+    (containerpilot-3.8.0.sha1.txt); CONTAINERPILOT_FROM=context takes docker/offline/containerpilot,
+    which git ignores, and the build refuses a binary of another version."""
+    defaults = arg_defaults(dockerfile)
+    assert defaults["CONTAINERPILOT_VERSION"] == "3.8.0"
+    assert defaults["CONTAINERPILOT_SHA1"] == "84642c13683ddae6ccb63386e6160e8cb2439c26"
+    assert defaults["CONTAINERPILOT_FROM"] == "release"        # downloading and verifying is the default
+    ins = instructions(dockerfile)
+    assert ("COPY", "docker/offline/ /tmp/containerpilot-context/") in ins
+    runs = " ".join(a for i, a in ins if i == "RUN")
+    assert "install -m 0755 /tmp/containerpilot-context/containerpilot /usr/local/bin/containerpilot" in runs
+    assert 'grep -qx "Version: ${CONTAINERPILOT_VERSION}"' in runs
+    with open(os.path.join(REPO, ".gitignore")) as fh:
+        assert "/docker/offline/containerpilot" in fh.read().split()
+
+
+def test_starts_as_root_through_the_entrypoint_with_a_healthcheck(dockerfile):
+    """Mesos volumes belong to root: the image starts as root and `mysqlpilot entrypoint` fixes the
+    state dir's ownership and drops to mysql before it execs ContainerPilot with the shipped config."""
     ins = instructions(dockerfile)
     users = [a for i, a in ins if i == "USER"]
-    assert users and users[-1] not in ("root", "0")
-    assert [a for i, a in ins if i == "ENTRYPOINT"][-1] == '["containerpilot"]'
+    assert not users or users[-1] in ("root", "0")
+    entry = json.loads([a for i, a in ins if i == "ENTRYPOINT"][-1])
+    assert entry == ["mysqlpilot", "entrypoint"]
     env = " ".join(a for i, a in ins if i == "ENV")
     assert "CONTAINERPILOT=/etc/containerpilot.json5" in env
     assert any(i == "COPY" and a.startswith("docker/containerpilot.json5 /etc/containerpilot.json5")
                for i, a in ins)
+    runs = " ".join(a for i, a in ins if i == "RUN")
+    assert re.search(r"\butil-linux\b", runs)       # setpriv, with which the entrypoint drops to mysql
+    # HEALTHCHECK: exec form, a mysqlpilot subcommand the CLI has.
+    hc = [a for i, a in ins if i == "HEALTHCHECK"]
+    assert len(hc) == 1
+    cmd = json.loads(hc[0].split(" CMD ", 1)[1])
+    assert cmd[0] == "mysqlpilot" and cmd[1] in main.commands, cmd
     # The image's flavor settings are a valid mysqlpilot config.
     vals = dict(re.findall(r"(MYSQLPILOT_\w+)=(\S+)", env))
-    argdefaults = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(a for i, a in ins if i == "ARG"), re.M))
+    argdefaults = arg_defaults(dockerfile)
     vals = {k: re.sub(r"\$\{(\w+)\}", lambda m: argdefaults[m.group(1)], v) for k, v in vals.items()}
     cfg = config.load(env=dict(vals, MYSQL_ROOT_PASSWORD="x", MYSQL_REPL_PASSWORD="y", HOSTNAME="n1"))
     assert cfg.mysqld_user == "mysql"
@@ -102,7 +135,7 @@ def test_one_volume_holds_the_datadir_as_a_plain_subdirectory(dockerfile):
     assert volumes == [state]
     # The Marathon group mounts its persistent volume at the same place and sets the same paths.
     assert (marathon.STATE_DIR, marathon.DATADIR) == (state, data)
-    # The mysql user owns the state dir (ContainerPilot, the hooks and mysqld run as mysql).
+    # The image's own state dir belongs to mysql (the entrypoint re-owns a mounted volume at start).
     assert any(i == "RUN" and re.search(rf"chown -R mysql:mysql [^&]*{re.escape(state)}\b", a) for i, a in ins)
 
 
@@ -145,3 +178,36 @@ def test_compose_file():
         assert example[key] == "CHANGE-ME"
     env = dict(example, MYSQL_ROOT_PASSWORD="a", MYSQL_REPL_PASSWORD="b", MYSQL_PASSWORD="c", HOSTNAME="mysql-1")
     assert config.load(env=env).store == "s3"
+
+
+def _seconds(v) -> float:
+    """A ContainerPilot/compose duration: a number of seconds, or "90s", "2m", "1m30s"."""
+    if isinstance(v, (int, float)):
+        return float(v)
+    total, num = 0.0, ""
+    for ch in str(v).strip():
+        if ch.isdigit() or ch == ".":
+            num += ch
+        else:
+            total += float(num) * {"s": 1, "m": 60, "h": 3600}[ch]
+            num = ""
+    return total + (float(num) if num else 0.0)
+
+
+def test_compose_grace_outlasts_containerpilots_stop_timeout():
+    """docker stop sends SIGTERM, then SIGKILL after stop_grace_period. ContainerPilot SIGKILLs what is
+    left after its own top-level stopTimeout (5 s when unset): the grace must be longer, or Docker kills
+    ContainerPilot mid hand-over."""
+    cfg = cp_config.load(os.path.join(REPO, "docker", "containerpilot.json5"), {"HOST": "10.0.0.5"})
+    stop_timeout = _seconds(cfg.get("stopTimeout", 5))
+    with open(os.path.join(REPO, "docker", "compose.yml")) as fh:
+        comp = yaml.safe_load(fh)
+    nodes = [s for n, s in comp["services"].items() if n.startswith("mysql-")]
+    assert nodes
+    for svc in nodes:
+        assert "stop_grace_period" in svc, svc
+        assert _seconds(svc["stop_grace_period"]) > stop_timeout
+
+
+def test_duration_parser():
+    assert [_seconds(x) for x in (5, "90s", "2m", "1m30s", "150s")] == [5, 90, 120, 90, 150]

@@ -1,6 +1,9 @@
 """`mysqlpilot local`: a whole cluster on this machine. A Consul agent (an in-memory dev agent, or a
-single-node server with a data dir), and per node a supervisor that follows docker/containerpilot.json5,
-on its own loopback address 127.0.1.K and port. Where cgroup v2 is available each node's processes also
+single-node server with a data dir), and per node the real ContainerPilot (`$MYSQLPILOT_CONTAINERPILOT`,
+or `containerpilot` on PATH) or, without one, mysqlpilot's own supervisor, either running
+docker/containerpilot.json5, on its own loopback address 127.0.1.K and port. Run as root, each real
+ContainerPilot gets a UTS namespace with the node's name as host name (ContainerPilot names its service
+`<job>-<hostname>`, as in a container). `MYSQLPILOT_CONTAINERPILOT=builtin` forces the supervisor. Where cgroup v2 is available each node's processes also
 get a cgroup of their own (its "container"), so that `local partition --replicas-only` can tell one
 node's connections from another's on the shared loopback."""
 from __future__ import annotations
@@ -26,6 +29,53 @@ from .ports import free_port
 log = logging.getLogger(__name__)
 
 CP_CONFIG = os.path.join(REPO, "docker", "containerpilot.json5")
+
+
+def containerpilot_bin(env=None) -> Optional[str]:
+    """The ContainerPilot binary `local` runs nodes under, or None for the built-in supervisor."""
+    import shutil
+    env = os.environ if env is None else env
+    want = env.get("MYSQLPILOT_CONTAINERPILOT", "")
+    if want in ("builtin", "supervisor", "none"):
+        return None
+    if want:
+        if not os.access(want, os.X_OK):
+            raise PilotError(f"MYSQLPILOT_CONTAINERPILOT={want} is not an executable; point it at a "
+                             "ContainerPilot 3 binary, or set it to 'builtin' for mysqlpilot's own supervisor")
+        return want
+    return shutil.which("containerpilot", path=env.get("PATH"))
+
+
+def _own_hostname(name: str) -> None:
+    """In the child, before exec: a UTS namespace of its own with host name NAME (root only)."""
+    import ctypes
+    import socket as socket_mod
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x04000000) != 0:                     # CLONE_NEWUTS
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWUTS)")
+    socket_mod.sethostname(name)
+
+
+def session_pids(leader: int) -> List[int]:
+    """Every process of the session `leader` started (a node: its supervisor or ContainerPilot, the hooks,
+    mysqld). ContainerPilot gives each job a process group of its own, so a node is its session."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if os.getsid(int(d)) == leader:
+                    out.append(int(d))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return out
+
+
+def signal_session(leader: int, sig: int) -> None:
+    for pid in session_pids(leader):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def node_name(k: int) -> str:
@@ -60,8 +110,14 @@ def node_env(dir: str, name: str, k: int, port: int, consul: str, durability: Op
         "HOST": node_address(k), "MYSQLPILOT_PORT": str(port), "PORT0": str(port),
         "MYSQLPILOT_DATADIR": os.path.join(nd, "data"), "MYSQLPILOT_STATE_DIR": os.path.join(nd, "state"),
         "MYSQLPILOT_SOCKET": socket_path(dir, name), "CONSUL": consul,
+        "MYSQLPILOT_CP_SOCKET": socket_path(dir, name + "-cp"),
         "PYTHONPATH": REPO,
     }
+    # ContainerPilot sleeps out its whole stopTimeout on every stop: 180 s per node is too long for
+    # `local down`; small local datadirs shut down in seconds.
+    env["MYSQLPILOT_CP_STOP_TIMEOUT"] = os.environ.get("MYSQLPILOT_CP_STOP_TIMEOUT") or "30"
+    if os.environ.get("MYSQLPILOT_HOOK_TRACE"):         # tests: each node's hooks say what they saw
+        env["MYSQLPILOT_HOOK_TRACE"] = os.path.join(nd, "logs", "hooks.jsonl")
     if durability:
         env["MYSQLPILOT_DURABILITY"] = durability
     return env
@@ -225,24 +281,36 @@ class LocalCluster:
             raise PilotError(f"{name} is already running (pid {n['pid']})")
         nd = os.path.join(self.dir, "nodes", name)
         env = self.env_of(reg, name)
-        out = open(os.path.join(nd, "logs", "supervisor.out"), "ab")
+        cp = containerpilot_bin(env)
         procs = self.node_cgroup(name, create=True)
         if procs:
             procs = os.path.join(procs, "cgroup.procs")
+        uts = cp is not None and os.geteuid() == 0
 
-        def enter_cgroup() -> None:       # in the child, before exec: everything the node starts is inside
-            try:
-                with open(procs, "w") as fh:
-                    fh.write(str(os.getpid()))
-            except OSError:
-                pass
-        p = subprocess.Popen([sys.executable, "-m", "mysqlpilot.local.supervisor", "--config", CP_CONFIG,
-                              "--node-dir", nd], env=env, stdout=out, stderr=subprocess.STDOUT,
+        def child_setup() -> None:       # in the child, before exec: everything the node starts is inside
+            if procs:
+                try:
+                    with open(procs, "w") as fh:
+                        fh.write(str(os.getpid()))
+                except OSError:
+                    pass
+            if uts:
+                _own_hostname(name)
+        if cp:
+            argv = [cp, "-config", CP_CONFIG]
+            logname, runner = "containerpilot.log", "containerpilot"
+        else:
+            argv = [sys.executable, "-m", "mysqlpilot.local.supervisor", "--config", CP_CONFIG, "--node-dir", nd]
+            logname, runner = "supervisor.out", "supervisor"
+        out = open(os.path.join(nd, "logs", logname), "ab")
+        p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
                              stdin=subprocess.DEVNULL, start_new_session=True, cwd=nd,
-                             preexec_fn=enter_cgroup if procs else None)
+                             preexec_fn=child_setup if (procs or uts) else None)
         out.close()
         n["pid"] = p.pid
-        self.echo(f"started {name} at {n['host']}:{n['port']} (supervisor pid {p.pid})")
+        n["runner"] = runner
+        self.echo(f"started {name} at {n['host']}:{n['port']} ({runner} pid {p.pid}"
+                  f"{'' if runner == 'supervisor' else ', ' + cp}{', host name ' + name if uts else ''})")
 
     # ---- readiness ---------------------------------------------------------------------------
     def wait_ready(self, nodes: int, timeout: float) -> Dict:
@@ -298,30 +366,28 @@ class LocalCluster:
         self.save(reg)
         return name
 
-    def pgid(self, reg: Dict, name: str) -> int:
+    def leader(self, reg: Dict, name: str) -> int:
+        """The node's session leader (its supervisor or ContainerPilot)."""
         n = self.node(reg, name)
         if not n.get("pid") or not _alive(n["pid"]):
             raise PilotError(f"{name} is not running")
-        return os.getpgid(n["pid"])
+        return n["pid"]
 
-    def kill(self, name: str, sig: str = "KILL", timeout: float = 180) -> None:
+    def kill(self, name: str, sig: str = "KILL", timeout: float = 360) -> None:
         reg = self.load()
         n = self.node(reg, name)
         if sig == "KILL":
-            os.killpg(self.pgid(reg, name), signal.SIGKILL)      # the whole node: supervisor, hooks, mysqld
+            signal_session(self.leader(reg, name), signal.SIGKILL)   # the whole node: supervisor, hooks, mysqld
         else:
-            pg = self.pgid(reg, name)
+            lead = self.leader(reg, name)
             os.kill(n["pid"], signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while _alive(n["pid"]) and time.monotonic() < deadline:
                 time.sleep(0.2)
             if _alive(n["pid"]):
-                os.killpg(pg, signal.SIGKILL)
+                signal_session(lead, signal.SIGKILL)
                 raise PilotError(f"{name} did not stop within {timeout:.0f}s; killed it")
-            try:
-                os.killpg(pg, signal.SIGTERM)                   # stragglers of that node only
-            except ProcessLookupError:
-                pass
+            signal_session(lead, signal.SIGTERM)                   # stragglers of that node only
         deadline = time.monotonic() + 10
         while _alive(n["pid"]) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -334,7 +400,7 @@ class LocalCluster:
 
     def signal_node(self, name: str, sig: int) -> None:
         reg = self.load()
-        os.killpg(self.pgid(reg, name), sig)
+        signal_session(self.leader(reg, name), sig)
 
     def down(self) -> None:
         reg = self.load()
@@ -347,7 +413,7 @@ class LocalCluster:
         # Replicas first: the primary then has nobody to hand over to and stops without a switchover.
         for name in sorted(running, key=lambda n: n == primary):
             try:
-                self.kill(name, "TERM", timeout=120)
+                self.kill(name, "TERM", timeout=360)
             except PilotError as exc:
                 self.echo(str(exc))
         ConsulAgent.stop_from_pidfile(os.path.join(self.dir, "consul"))

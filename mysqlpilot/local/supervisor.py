@@ -1,9 +1,22 @@
 """A small ContainerPilot-v3-compatible supervisor for one node of `mysqlpilot local`.
 
-It follows docker/containerpilot.json5 exactly as the image's ContainerPilot would: jobs started on
-events (`exitSuccess`, `healthy`, `changed`, `stopping`, ...), health checks that heartbeat a TTL
-check in Consul, periodic jobs, watches of Consul services, restarts, and SIGTERM handling that runs
-the `stopping` jobs (pre-stop) before the service job is stopped.
+`mysqlpilot local` uses it where the real ContainerPilot is not available. It follows
+docker/containerpilot.json5 as ContainerPilot 3.8.0 does on everything that file uses (checked against the
+real binary in tests/unit/test_supervisor_vs_containerpilot.py):
+
+- jobs start on events (`exitSuccess`, `healthy`, `changed`, `stopping`, ...); restarts;
+- health checks heartbeat a TTL check in Consul, and are killed after their `timeout`;
+- a periodic job (`when.interval`) runs at start and then every interval, never two at once; its
+  `timeout` defaults to the interval, after which its whole process tree is SIGKILLed;
+- on SIGTERM every job gets `stopping` at once: health checks, watches and periodic timers stop, jobs
+  triggered by `stopping` (preStop) start, every other job is SIGTERMed at once except a job something
+  waits on (the service job: it is SIGTERMed once its preStop exited, or after its own `stopTimeout`);
+  once all of that is done, whatever still runs after the top-level `stopTimeout` (default 5 s) is
+  SIGKILLed.
+
+Unlike ContainerPilot 3.8, it exits as soon as every job has exited (ContainerPilot sleeps out the whole
+stopTimeout first), and it does not put each job in a process group of its own (`local pause/kill` signal
+the node's whole group), so "the job's group" is its process tree here.
 
     python -m mysqlpilot.local.supervisor --config docker/containerpilot.json5 --node-dir DIR
 """
@@ -29,6 +42,33 @@ from . import cp_config
 log = logging.getLogger("mysqlpilot.supervisor")
 
 
+def process_tree(pid: int) -> List[int]:
+    """pid and all its descendants (from /proc), parents first."""
+    children: Dict[int, List[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, i = [pid], 0
+    while i < len(out):
+        out += children.get(out[i], [])
+        i += 1
+    return out
+
+
+def signal_tree(pid: int, sig: int) -> None:
+    for p in process_tree(pid):
+        try:
+            os.kill(p, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class Job:
     def __init__(self, spec: Dict[str, Any], node: str):
         self.spec = spec
@@ -40,6 +80,10 @@ class Job:
         r = spec.get("restarts", "never")
         self.restarts = -1 if r == "unlimited" else (0 if r in ("never", None) else int(r))
         self.stop_timeout = cp_config.duration(spec.get("stopTimeout"), 10.0)
+        every = self.when.get("interval")
+        self.interval = cp_config.duration(every) if every else 0.0
+        # ContainerPilot: a job's exec timeout; a periodic job's defaults to its interval.
+        self.timeout = cp_config.duration(spec.get("timeout"), self.interval)
         self.service_id = f"{self.name}-{node}"
         self.check_id = f"service:{self.service_id}"
         self.proc: Optional[subprocess.Popen] = None
@@ -70,8 +114,8 @@ class Supervisor:
         os.makedirs(self.logs, exist_ok=True)
 
     # ---- processes ---------------------------------------------------------------------------
-    def argv(self, cmd: str) -> List[str]:
-        parts = shlex.split(cmd)
+    def argv(self, cmd) -> List[str]:
+        parts = [str(c) for c in cmd] if isinstance(cmd, list) else shlex.split(cmd)   # both forms, as CP
         if parts and parts[0] == "mysqlpilot":
             return [sys.executable, "-m", "mysqlpilot"] + parts[1:]   # this checkout, this interpreter
         return parts
@@ -107,11 +151,16 @@ class Supervisor:
         threading.Thread(target=self.reap, args=(job, proc), daemon=True).start()
 
     def reap(self, job: Job, proc: subprocess.Popen) -> None:
-        rc = proc.wait()
+        try:
+            rc = proc.wait(job.timeout or None)
+        except subprocess.TimeoutExpired:
+            log.warning("%s timeout after %.0fs: killing its process tree", job.name, job.timeout)
+            signal_tree(proc.pid, signal.SIGKILL)
+            rc = proc.wait()
         log.info("job %s exited %s", job.name, rc)
         self.events.put((job.name, "exitSuccess" if rc == 0 else "exitFailed"))
-        if self.stopping.is_set():
-            return
+        if self.stopping.is_set() or job.interval:
+            return                        # periodic jobs run on their timer, not on exit
         if job.restarts == -1 or job.restarted < job.restarts:
             job.restarted += 1
             time.sleep(1.0)
@@ -129,7 +178,7 @@ class Supervisor:
                     p = self.spawn(job.health["exec"], f"{job.name}-health")
                     ok = p.wait(timeout) == 0
                 except subprocess.TimeoutExpired:
-                    p.kill()
+                    signal_tree(p.pid, signal.SIGKILL)
                     p.wait()
             if ok:
                 try:
@@ -142,9 +191,12 @@ class Supervisor:
             self.stopping.wait(max(0.05, interval - (time.monotonic() - t0)))
 
     def interval_loop(self, job: Job, every: float) -> None:
-        while not self.stopping.wait(every):
+        # ContainerPilot runs a periodic job at once, then every interval; a run still going delays the next.
+        while not self.stopping.is_set():
             if job.proc is None or job.proc.poll() is not None:
                 self.start_job(job)
+            if self.stopping.wait(every):
+                return
 
     def watch_loop(self, w: Dict[str, Any]) -> None:
         name = w["name"]
@@ -181,9 +233,8 @@ class Supervisor:
         for job in self.jobs.values():
             if not job.when:
                 self.start_job(job)
-            elif "interval" in job.when:
-                threading.Thread(target=self.interval_loop,
-                                 args=(job, cp_config.duration(job.when["interval"], 60)), daemon=True).start()
+            elif job.interval:
+                threading.Thread(target=self.interval_loop, args=(job, job.interval), daemon=True).start()
         for w in self.cfg.get("watches", []):
             threading.Thread(target=self.watch_loop, args=(w,), daemon=True).start()
         while True:
@@ -194,41 +245,54 @@ class Supervisor:
             self.dispatch(source, event)
 
     def shutdown(self) -> int:
-        log.info("SIGTERM: running stopping jobs, then stopping everything")
-        services = [j for j in self.jobs.values() if j.port]
-        # Jobs triggered by `stopping` (pre-stop) run to completion while mysqld still runs.
-        waiters = []
+        """ContainerPilot's order: every job gets `stopping` at once (see the module docstring)."""
+        log.info("SIGTERM: stopping every job")
+        self.stopping.set()                  # health checks, watches and periodic timers stop now
+        waited_on: Dict[str, List[Job]] = {}
         for j in self.jobs.values():
-            src = j.when.get("source")
-            if j.when.get("once") == "stopping" and src in self.jobs:
-                self.start_job(j)
-                waiters.append((j, self.jobs[src].stop_timeout))
-        for j, limit in waiters:
+            if j.when.get("once") == "stopping" and j.when.get("source") in self.jobs:
+                waited_on.setdefault(j.when["source"], []).append(j)
+        stoppers = [j for js in waited_on.values() for j in js]
+        for j in stoppers:
+            self.start_job(j)
+        for j in self.jobs.values():
+            if j.name not in waited_on and j not in stoppers:
+                self._term(j)
+        for name, deps in waited_on.items():
+            src = self.jobs[name]
+            deadline = time.monotonic() + src.stop_timeout
+            for d in deps:
+                if d.proc is not None:
+                    try:
+                        d.proc.wait(max(0.0, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        log.error("%s still running after %s's stopTimeout (%.0fs); stopping %s anyway",
+                                  d.name, name, src.stop_timeout, name)
+            self._term(src)
+            if src.port:
+                try:
+                    self.dcs.deregister_service(src.service_id)
+                except PilotError:
+                    pass
+        limit = cp_config.duration(self.cfg.get("stopTimeout"), 5.0)
+        deadline = time.monotonic() + limit
+        for j in self.jobs.values():
             if j.proc is not None:
                 try:
-                    j.proc.wait(limit)
+                    j.proc.wait(max(0.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    log.error("stopping job %s still running after %.0fs; going on", j.name, limit)
-        self.stopping.set()
-        others = [j for j in self.jobs.values() if not j.port]
-        for group in (others, services):           # the service (mysqld) last
-            for j in group:
-                if j.proc is not None and j.proc.poll() is None:
-                    j.proc.terminate()
-            for j in group:
-                if j.proc is not None:
-                    try:
-                        j.proc.wait(j.stop_timeout)
-                    except subprocess.TimeoutExpired:
-                        j.proc.kill()
-                        j.proc.wait()
-        for j in services:
-            try:
-                self.dcs.deregister_service(j.service_id)
-            except PilotError:
-                pass
+                    pass
+        for j in self.jobs.values():
+            if j.proc is not None and j.proc.poll() is None:
+                log.warning("%s still running %.0fs after the jobs stopped: SIGKILL", j.name, limit)
+                signal_tree(j.proc.pid, signal.SIGKILL)
+                j.proc.wait()
         log.info("stopped")
         return 0
+
+    def _term(self, job: Job) -> None:
+        if job.proc is not None and job.proc.poll() is None:
+            signal_tree(job.proc.pid, signal.SIGTERM)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

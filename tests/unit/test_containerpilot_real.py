@@ -83,6 +83,7 @@ def test_stop_timeouts_fit_the_hand_over_and_mysqlds_shutdown(tmp_path):
     cfg = render({}, tmp_path)
     svc = jobs(cfg)["mysql"]
     assert cfg["stopTimeout"] == timeouts.CP_STOP_TIMEOUT            # seconds, ContainerPilot's top level
+    assert render({"MYSQLPILOT_CP_STOP_TIMEOUT": "20"}, tmp_path)["stopTimeout"] == 20
     assert cp_config.duration(svc["stopTimeout"]) == timeouts.PRE_STOP_BUDGET
     # pre-stop's own waits, as the code uses them, fit in the service job's wait for it ...
     opt = next(p for p in pre_stop.params if p.name == "timeout")
@@ -93,8 +94,10 @@ def test_stop_timeouts_fit_the_hand_over_and_mysqlds_shutdown(tmp_path):
         <= cp_config.duration(svc["stopTimeout"])
     # ... and that plus mysqld's shutdown fits before ContainerPilot's SIGKILL, which the platform outlasts.
     assert cp_config.duration(svc["stopTimeout"]) + timeouts.MYSQLD_SHUTDOWN <= cfg["stopTimeout"]
+    # ContainerPilot counts stopTimeout from when every job has stopped: at the latest once the mysql job
+    # gave up waiting for preStop. The platform's SIGKILL must come after ContainerPilot's own.
     from mysqlpilot.marathon import PLATFORM_GRACE
-    assert PLATFORM_GRACE > cfg["stopTimeout"]
+    assert PLATFORM_GRACE > cp_config.duration(svc["stopTimeout"]) + cfg["stopTimeout"]
 
 
 @needs_cp

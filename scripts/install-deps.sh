@@ -109,7 +109,9 @@ install_mysql_root() {
 }
 
 # mysqld --user=mysql looks the user up in the root's own /etc/passwd: give it the host's mysql user
-# with the same uid and gid, since the host chowns the datadir.
+# with the same uid and gid, since the host chowns the datadir. mysql-server-core alone leaves out
+# what the mysql-server package's postinst makes: secure_file_priv's /var/lib/mysql-files, without which
+# Debian's mysqld refuses to start.
 mysql_root_users() {
   local root line
   root=$(mysql_root)
@@ -119,6 +121,11 @@ mysql_root_users() {
       echo "$line" >> "$root/etc/$db"
     fi
   done
+  if [ ! -d "$root/var/lib/mysql-files" ]; then
+    mkdir -p "$root/var/lib/mysql-files"
+    chmod 0770 "$root/var/lib/mysql-files"
+    chown "$(id -u mysql 2>/dev/null || echo 0):$(id -g mysql 2>/dev/null || echo 0)" "$root/var/lib/mysql-files"
+  fi
 }
 
 # The Debian packages still missing, on one line: the servers the tests run, and the tools the image test

@@ -324,3 +324,18 @@ def test_the_guard_does_not_wait_forever_for_a_pre_stop_that_never_starts(tmp_pa
     finally:
         if guard.poll() is None:
             guard.kill()
+
+
+# ---- which supervisor `mysqlpilot local` runs ------------------------------------------------------------
+def test_local_picks_the_real_containerpilot_when_it_has_one(tmp_path):
+    from mysqlpilot.errors import PilotError
+    from mysqlpilot.local.cluster import containerpilot_bin
+    fake = tmp_path / "containerpilot"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert containerpilot_bin({"PATH": str(tmp_path)}) == str(fake)
+    assert containerpilot_bin({"PATH": "/nonexistent"}) is None
+    assert containerpilot_bin({"PATH": str(tmp_path), "MYSQLPILOT_CONTAINERPILOT": "builtin"}) is None
+    assert containerpilot_bin({"MYSQLPILOT_CONTAINERPILOT": str(fake)}) == str(fake)
+    with pytest.raises(PilotError, match="MYSQLPILOT_CONTAINERPILOT=/no/such/cp is not an executable"):
+        containerpilot_bin({"MYSQLPILOT_CONTAINERPILOT": "/no/such/cp"})

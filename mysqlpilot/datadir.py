@@ -164,7 +164,7 @@ class Preparer:
         proc = mysqld.start_mysqld(self.cfg, self.flavor)
         try:
             mysqld.wait_ready(self.cfg, timeout=120)
-            srv = Server(self.flavor, socket=self.cfg.socket, user="root", password=None)
+            srv = Server(self.flavor, socket=self.cfg.socket, user=self.flavor.bootstrap_login(), password=None)
             srv.bootstrap_users(self.cfg)
             srv.close()
         finally:

@@ -145,6 +145,11 @@ class Flavor(abc.ABC):
     @abc.abstractmethod
     def install_db_cmd(self, cfg) -> List[str]: ...
 
+    def bootstrap_login(self) -> str:
+        """The account of bootstrap's first connection over the socket, before any password exists: a
+        freshly initialised datadir's root@localhost, with no password."""
+        return "root"
+
     def server_cmd(self, cfg, binary: str, extra_args: Sequence[str] = ()) -> List[str]:
         # --defaults-file must come first or mysqld ignores it.
         return [binary, f"--defaults-file={cfg.mycnf}", f"--user={cfg.mysqld_user}", *extra_args]

@@ -1,6 +1,8 @@
 """MariaDB 10.x / 11.x dialect."""
 from __future__ import annotations
 
+import os
+import pwd
 from typing import Any, Dict, List, Optional, Tuple
 
 from .base import Flavor, account, quote, quote_ident
@@ -54,6 +56,13 @@ class MariaDBFlavor(Flavor):
     def install_db_cmd(self, cfg) -> List[str]:
         return ["mariadb-install-db", f"--defaults-file={cfg.mycnf}", f"--user={cfg.mysqld_user}",
                 "--auth-root-authentication-method=socket", "--skip-test-db"]
+
+    def bootstrap_login(self) -> str:
+        """install-db with socket authentication makes two passwordless accounts, reachable only over the
+        socket by the OS user of the same name: root@localhost, and <--user>@localhost (the mysqld user,
+        with all privileges). The images run the hooks as that user (`mysqlpilot entrypoint` drops root),
+        so bootstrap logs in as whichever OS user it runs as; as root@localhost it got error 1698."""
+        return "root" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
     def bootstrap_users(self, cfg) -> List[str]:
         rp = quote(cfg.root_password)

@@ -56,12 +56,15 @@ def _pid_alive(pid: int) -> bool:
 
 # ---- pre-stop's record ---------------------------------------------------------------------------
 def write_record(state_dir: str, done: bool, pid: Optional[int] = None) -> None:
-    os.makedirs(state_dir, exist_ok=True)
     body = {"pid": pid or os.getpid(), "time": time.time(), "done": done}
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".pre-stop.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(body, fh)
-    os.replace(tmp, os.path.join(state_dir, RECORD))
+    try:
+        os.makedirs(state_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".pre-stop.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(body, fh)
+        os.replace(tmp, os.path.join(state_dir, RECORD))
+    except OSError as exc:      # the guard then waits WAIT_FOR_START at most, and goes on
+        log.warning("cannot record pre-stop in %s: %s", state_dir, exc.strerror or exc)
 
 
 def read_record(state_dir: str) -> Optional[Dict]:
@@ -112,10 +115,10 @@ def run_guarded(argv: List[str], state_dir: str, budget: float = PRE_STOP_BUDGET
         if not term_at:
             term_at.append(time.monotonic())
 
+    for sig in (signal.SIGTERM, signal.SIGINT):          # before mysqld exists: no SIGTERM is missed
+        signal.signal(sig, on_term)
     proc = subprocess.Popen(argv, preexec_fn=_child_setup)
     log.info("mysqld pid %s runs in a process group of its own until pre-stop is done", proc.pid)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_term)
     for sig in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, lambda s, f: proc.send_signal(s))
     forwarded = False

@@ -145,7 +145,7 @@ class Fencer:
         with self._lock:
             if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
                 self.lease.void(f"fencing: {reason}")
-            t0, last, fast = self.clock(), "", True
+            t0, last, fast, blocked = self.clock(), "", True, False
             while True:
                 try:
                     srv = self._conn()
@@ -159,9 +159,17 @@ class Fencer:
                         except PilotError as exc:
                             if getattr(exc, "errno", 0) != ER_LOCK_WAIT_TIMEOUT:
                                 raise
+                            blocked = True
                     # Clients next: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
                     # its client gets an error, not an acknowledgement.
                     killed = srv.kill_client_connections()
+                    if blocked and not keep_lease:
+                        # MySQL: a killed commit goes on waiting for its ACK (seen on 9.7); switching
+                        # semi-sync off ends the wait, and its client, killed already, gets an error.
+                        blocked = False
+                        release = srv.flavor.release_commit_waits()
+                        if release:
+                            srv.execute(release)
                     srv.execute("SET SESSION lock_wait_timeout = 1")
                     srv.set_read_only(True)
                     killed += srv.kill_client_connections()

@@ -21,8 +21,10 @@ class Clock:
 class FakeServer:
     """Records what fencing does; `blocked` makes SET GLOBAL read_only fail as a lock-wait timeout would."""
 
-    def __init__(self, log, ro=False, blocked=0, dead=False):
+    def __init__(self, log, ro=False, blocked=0, dead=False, flavor=("mariadb", "10.11")):
+        from mysqlpilot.flavors import get_flavor
         self.log, self.ro, self.blocked, self.dead = log, ro, blocked, dead
+        self.flavor = get_flavor(*flavor)
 
     def scalar(self, sql):
         if self.dead:
@@ -94,6 +96,34 @@ def test_fencing_kills_clients_before_read_only_and_retries_until_confirmed(tmp_
     assert log[:3] == ["SET SESSION lock_wait_timeout = 0", "set_ro:timeout", "kill"]
     assert log.index("kill") < log.index("SET SESSION lock_wait_timeout = 1")
     assert log.count("set_ro:timeout") == 2 and log[-1] == "kill"
+
+
+@pytest.mark.parametrize("version", ["8.0.25", "9.7"])
+def test_mysql_fencing_ends_a_killed_commits_semi_sync_wait_before_read_only(tmp_path, version):
+    """MySQL (seen on 9.7): KILL does not end a commit's wait for its semi-sync ACK, so read_only stays
+    blocked; once the clients are killed, switching semi-sync off ends the wait (the killed client gets an
+    error). MariaDB needs no such statement, and a switchover's fence (keep_lease) never sends it."""
+    p = "source" if version == "9.7" else "master"
+    clock, log = Clock(), []
+    srv = FakeServer(log, blocked=1, flavor=("mysql", version))
+    f, _, _ = make_fencer(tmp_path, lambda: srv, clock)
+    assert f.fence("test", deadline=clock.t + 10) == "read-only"
+    release = f"SET GLOBAL rpl_semi_sync_{p}_enabled = OFF"
+    assert log[:4] == ["SET SESSION lock_wait_timeout = 0", "set_ro:timeout", "kill", [release]], log
+    assert log.index([release]) < log.index("set_ro")
+    for flavor, keep in ((("mariadb", "10.11"), False), (("mysql", version), True)):
+        log2 = []
+        srv2 = FakeServer(log2, blocked=1, flavor=flavor)
+        f2, _, _ = make_fencer(tmp_path, lambda: srv2, clock)
+        assert f2.fence("test", deadline=clock.t + 10, keep_lease=keep) == "read-only"
+        assert not any("rpl_semi_sync" in str(x) for x in log2), log2
+    # Nothing committing: no release either.
+    log3 = []
+    srv3 = FakeServer(log3, flavor=("mysql", version))
+    f3, _, _ = make_fencer(tmp_path, lambda: srv3, clock)
+    assert f3.fence("test", deadline=clock.t + 10) == "read-only"
+    assert log3[:2] == ["SET SESSION lock_wait_timeout = 0", "set_ro"], log3
+    assert not any("rpl_semi_sync" in str(x) for x in log3), log3
 
 
 def test_fencing_an_idle_primary_takes_one_statement_before_read_only(tmp_path):

@@ -192,7 +192,58 @@ def _clone_local(cfg, flavor, user: str, password: Optional[str], staging: str) 
         raise SnapshotError(f"CLONE LOCAL into {staging} ended in state {row.get('state')!r}: "
                             f"{row.get('error_message') or 'no error message'}")
     gtid = "".join(str(row.get("gtid") or "").split())
+    if not gtid:
+        # A LOCAL clone leaves clone_status's GTID_EXECUTED empty (seen on 9.7). The copy carries its GTID
+        # set in mysql.gtid_executed (written at every commit since 8.0.17): ask the copy itself.
+        gtid = _staged_gtid(cfg, flavor, user, password, staging)
     return str(row.get("binlog_file") or ""), int(row.get("binlog_pos") or 0), gtid
+
+
+def _staged_gtid(cfg, flavor, user: str, password: Optional[str], staging: str) -> str:
+    """Start the staged copy on a private socket (no network, no binlog), read @@gtid_executed, stop it.
+    The exact set of the copy: a restore seeds it, so an estimate from the source would skip or repeat
+    transactions. The copy's own auto.cnf (new server_uuid) is removed afterwards."""
+    import signal
+    import tempfile
+    from .sqlclient import Server
+    rundir = tempfile.mkdtemp(prefix="mp-clone-")          # short: socket paths are limited to ~107 bytes
+    sock, pidf = os.path.join(rundir, "s.sock"), os.path.join(rundir, "m.pid")
+    errlog = os.path.join(os.path.dirname(staging), "staged-mysqld.err")
+    mysqld.chown_tree(rundir, cfg.mysqld_user)
+    argv = [mysqld.server_binary(cfg, flavor), "--no-defaults", f"--user={cfg.mysqld_user}",
+            f"--datadir={staging}", f"--socket={sock}", f"--pid-file={pidf}", f"--log-error={errlog}",
+            "--skip-networking", "--disable-log-bin", "--loose-mysqlx=OFF", "--gtid-mode=ON",
+            "--enforce-gtid-consistency=ON", "--skip-replica-start", "--innodb-buffer-pool-size=32M",
+            "--read-only=ON", "--super-read-only=ON"]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                srv = Server(flavor, socket=sock, user=user, password=password, connect_timeout=2)
+                try:
+                    return "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_executed") or "").split())
+                finally:
+                    srv.close()
+            except PilotError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SnapshotError(f"the staged clone in {staging} did not start to tell its GTID set: "
+                                        f"{mysqld.tail(errlog, 4) or exc}") from None
+                time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(staging, "auto.cnf"))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(errlog)
+        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Optional[str] = None,

@@ -18,8 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 class Cluster:
-    def __init__(self, dir: str, env: Optional[Dict[str, str]] = None):
+    def __init__(self, dir: str, env: Optional[Dict[str, str]] = None, flavor: str = "mariadb"):
         self.dir = dir
+        self.flavor = flavor            # `local up --flavor`; the tests' own SQL follows it too
         self.env = dict(os.environ, **(env or {}))
         self.env.pop("MYSQLPILOT_CONFIG", None)
         self.env["PYTHONPATH"] = REPO + os.pathsep + self.env.get("PYTHONPATH", "")
@@ -38,8 +39,28 @@ class Cluster:
         return p
 
     def up(self, nodes: int, *extra: str, timeout: float = 420) -> subprocess.CompletedProcess:
-        return self.cli("local", "up", "--nodes", str(nodes), "--dir", self.dir, *extra,
-                        "--timeout", str(int(timeout)), timeout=timeout + 60)
+        return self.cli("local", "up", "--nodes", str(nodes), "--dir", self.dir, "--flavor", self.flavor,
+                        *extra, "--timeout", str(int(timeout)), timeout=timeout + 60)
+
+    @property
+    def sql_flavor(self):
+        """The mysqlpilot Flavor of this cluster's servers, for the SQL a test sends itself."""
+        from mysqlpilot.flavors import get_flavor
+        return get_flavor(self.flavor, self.settings.get("flavor_version", "10.11"))
+
+    def gtid_position(self, host: str, port: int) -> str:
+        """The server's executed GTID position/set (MariaDB gtid_current_pos, MySQL gtid_executed)."""
+        return "".join(str(self.sql(host, port, self.sql_flavor.gtid_executed_sql())[0][0] or "").split())
+
+    def wait_gtid(self, host: str, port: int, gtid: str, timeout: float = 60) -> bool:
+        """True once the server at host:port has executed `gtid` (asked of the server itself)."""
+        conn = self.connect(host, port, timeout=timeout + 30)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(self.sql_flavor.wait_for_gtid_sql(gtid, timeout))
+                return int(cur.fetchone()[0]) == 0
+        finally:
+            conn.close()
 
     def down(self) -> None:
         if os.path.exists(self.dir):
@@ -93,6 +114,11 @@ class Cluster:
         with os.fdopen(fd, "w") as fh:
             yaml.safe_dump(settings, fh, sort_keys=True)
         os.replace(tmp, self.config_path)
+
+    def snapshot_manifest(self, snapshot_id: str) -> Dict:
+        """The manifest of a snapshot in the local store (`local up` uses store: local)."""
+        with open(os.path.join(self.dir, "snapshots", "snapshots", snapshot_id, "manifest.json")) as fh:
+            return json.load(fh)
 
     def node_log(self, node: str, job: str) -> str:
         path = os.path.join(self.dir, "nodes", node, "logs", f"{job}.log")

@@ -49,7 +49,8 @@ def test_the_campaign_plan_is_a_function_of_the_seed():
 
 @pytest.mark.skipif(bool(_missing()), reason=f"needs {_missing()} (scripts/install-deps.sh)")
 @pytest.mark.timeout(480)
-def test_a_seeded_campaign_over_the_whole_catalogue_holds_every_check(tmp_path):
+@pytest.mark.flavors("mariadb", reason="the chaos harness checks convergence with MariaDB SQL (MASTER_GTID_WAIT, gtid_current_pos), and CI has time for one campaign: MySQL failover, fencing and errant rebuilds run in test_failover.py")
+def test_a_seeded_campaign_over_the_whole_catalogue_holds_every_check(tmp_path, flavor):
     c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "chaos-Root-9", "MYSQL_REPL_PASSWORD": "chaos-r-9"})
     v = run_chaos(c, make_schedule(10, SEED), nodes=3, seed=SEED, hold=10, writers=3, durability="semi-sync",
                   converge_timeout=60, time_budget=300, final_timeout=60, stop_on_violation=True)

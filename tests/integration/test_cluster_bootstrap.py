@@ -1,4 +1,5 @@
-"""Issue 2 end to end: a real cluster (Consul, mariadbd, mariadb-backup, supervisors) assembles itself."""
+"""Issue 2 end to end: a real cluster (Consul, the server, its snapshots, supervisors) assembles itself.
+Once per flavor: MariaDB 10.11 with mariadb-backup, MySQL 9.7 with CLONE (`local up --flavor mysql`)."""
 import glob
 import os
 import time
@@ -11,9 +12,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, flavor):
     c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "root-Secret-1",
-                                          "MYSQL_REPL_PASSWORD": "repl-Secret-1"})
+                                          "MYSQL_REPL_PASSWORD": "repl-Secret-1"}, flavor=flavor)
     yield c
     c.down()
 
@@ -32,6 +33,11 @@ def test_three_nodes_at_once_one_primary_two_restored_replicas(cluster):
     assert len(replicas) == 2
     assert all(r["read_only"] is True for r in replicas) and p["read_only"] is False
     assert st["snapshot"] is not None and st["snapshot"]["bytes"] > 0
+    # MySQL 8.0.17+ snapshots by CLONE (tar stream), MariaDB by mariadb-backup (xbstream).
+    manifest = cluster.snapshot_manifest(st["snapshot"]["id"])
+    assert (manifest["tool"], manifest["format"]) == (("clone", "tar") if cluster.flavor == "mysql" else
+                                                      ("mariadb-backup", "xbstream")), manifest
+    assert manifest["gtid"], manifest
     # The replicas came from the snapshot, not from a fresh init.
     for r in replicas:
         log = cluster.node_log(r["name"], "preStart")
@@ -117,8 +123,9 @@ def test_corrupt_snapshot_is_rejected_and_nothing_is_half_restored(cluster):
     cluster.cli("local", "exec", "node1", "--dir", cluster.dir, "--", "snapshot", "--force")
     newest = cluster.status()["snapshot"]["id"]
     assert newest != first
-    path = os.path.join(cluster.dir, "snapshots", "snapshots", newest, "data.xbstream.zst")
-    assert os.path.exists(path), glob.glob(os.path.join(cluster.dir, "snapshots", "**"), recursive=True)
+    found = glob.glob(os.path.join(cluster.dir, "snapshots", "snapshots", newest, "data.*.zst"))
+    assert len(found) == 1, glob.glob(os.path.join(cluster.dir, "snapshots", "**"), recursive=True)
+    path = found[0]
     with open(path, "r+b") as fh:
         fh.seek(os.path.getsize(path) // 2)
         b = fh.read(1)

@@ -1,7 +1,8 @@
 """Issue item 11: when Consul lost its data (no leader, no `initialized`, no `snapshots/latest`), a node
 with an empty datadir must not bootstrap a new, empty cluster over a store that holds snapshots: it
 restores the newest one and publishes it as latest; a fresh bootstrap needs force_fresh_bootstrap.
-Real Consul, real mariadbd + mariadb-backup, the local directory store."""
+Real Consul, a real server of each flavor (MariaDB + mariadb-backup, MySQL 9.7 + CLONE), the local
+directory store."""
 import os
 import time
 
@@ -12,15 +13,15 @@ from mysqlpilot.dcs.consul import ConsulDCS
 from mysqlpilot.errors import PilotError
 from mysqlpilot.snapshot import take_snapshot
 from mysqlpilot.store.local import LocalStore
-from tests.harness.mariadb_server import Instance
+from tests.harness.mariadb_server import Instance, flavor_env
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def stored(mariadb_factory, tmp_path):
+def stored(server_factory, tmp_path):
     """Two snapshots of a cluster's primary in a local store; the second holds 7 rows, the first 3."""
-    src = mariadb_factory("src")
+    src = server_factory("src")
     adm = src.admin()
     adm.set_read_only(False)
     adm.execute(["CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY)",
@@ -37,7 +38,7 @@ def stored(mariadb_factory, tmp_path):
 
 
 @pytest.fixture
-def new_node(consul_agent, consul_kv_root, tmp_path):
+def new_node(consul_agent, consul_kv_root, tmp_path, flavor):
     """A node with an empty datadir, pointed at an empty Consul prefix (its KV is 'gone')."""
     made = []
 
@@ -46,7 +47,7 @@ def new_node(consul_agent, consul_kv_root, tmp_path):
         extra = {"CONSUL": f"127.0.0.1:{consul_agent.http_port}", "MYSQLPILOT_CONSUL_PREFIX": prefix,
                  "MYSQLPILOT_CLUSTER": cluster, "MYSQLPILOT_STORE_PATH": str(tmp_path / "store")}
         extra.update(env)
-        inst = Instance(name, "127.0.1.240", str(tmp_path / name), extra)
+        inst = Instance(name, "127.0.1.240", str(tmp_path / name), dict(flavor_env(flavor), **extra))
         made.append(inst)
         return inst
     yield make

@@ -8,9 +8,9 @@ from tests.harness.cluster import Cluster
 pytestmark = pytest.mark.integration
 
 
-def test_spent_budget_pauses_automatic_failover_until_an_operator_acts(tmp_path):
+def test_spent_budget_pauses_automatic_failover_until_an_operator_acts(tmp_path, flavor):
     c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "root-Secret-3", "MYSQL_REPL_PASSWORD": "r-3",
-                                          "MYSQLPILOT_FAILOVER_BUDGET": "1"})
+                                          "MYSQLPILOT_FAILOVER_BUDGET": "1"}, flavor=flavor)
     try:
         c.up(3)
         st = c.wait_healthy(3, timeout=120)

@@ -1,4 +1,4 @@
-"""Fencing on a real mariadbd (safety items 1 and 2): what the unit tests in test_lease.py drive over fakes.
+"""Fencing on a real server, MariaDB 10.11 and MySQL 9.7 (safety items 1 and 2): what the unit tests in test_lease.py drive over fakes.
 
 - A commit waiting for a semi-sync ACK that no replica will send blocks SET GLOBAL read_only (seen live:
   two writable nodes for ~10 s). Fencing kills the clients first and confirms read-only at once; the
@@ -39,11 +39,13 @@ def blocked_writer(inst, result):
 
 def writable_semi_sync_primary(inst):
     a = inst.admin()
-    a.execute(["SET GLOBAL read_only = OFF", "CREATE DATABASE IF NOT EXISTS fence",
-               "CREATE TABLE IF NOT EXISTS fence.t (id INT PRIMARY KEY)",
-               # No replica: every commit waits for an ACK that never comes (timeout far beyond the test).
-               "SET GLOBAL rpl_semi_sync_master_enabled = ON", "SET GLOBAL rpl_semi_sync_master_timeout = 600000",
-               "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON"])
+    f = inst.flavor
+    # MySQL 8.0.26+ names: rpl_semi_sync_source_*, wait_no_replica.
+    p, r = ("source", "replica") if getattr(f, "new_semisync", False) else ("master", "slave")
+    a.set_read_only(False)
+    a.execute(["CREATE DATABASE IF NOT EXISTS fence", "CREATE TABLE IF NOT EXISTS fence.t (id INT PRIMARY KEY)"])
+    # No replica: every commit waits for an ACK that never comes (timeout far beyond the test).
+    a.execute(f.semi_sync_primary(True, 600000) + [f"SET GLOBAL rpl_semi_sync_{p}_wait_no_{r} = ON"])
     a.close()
 
 
@@ -59,8 +61,8 @@ def wait_state(inst, state, timeout=10):
     raise AssertionError(f"no thread reached state {state!r}")
 
 
-def test_fence_confirms_read_only_past_a_commit_waiting_for_a_semi_sync_ack(mariadb_factory, tmp_path):
-    inst = mariadb_factory("p")
+def test_fence_confirms_read_only_past_a_commit_waiting_for_a_semi_sync_ack(server_factory, tmp_path):
+    inst = server_factory("p")
     writable_semi_sync_primary(inst)
     result = {}
     t = threading.Thread(target=blocked_writer, args=(inst, result))
@@ -81,13 +83,17 @@ def test_fence_confirms_read_only_past_a_commit_waiting_for_a_semi_sync_ack(mari
     assert result["outcome"].startswith("error"), result       # never acknowledged
     srv = inst.admin()
     assert srv.read_only() is True
+    # Nobody writes after a confirmed fence, root over TCP included (MySQL: super_read_only; MariaDB:
+    # root@'%' has no READ_ONLY ADMIN).
+    with pytest.raises(Exception, match="1290"):
+        inst.server().execute("INSERT INTO fence.t VALUES (2)")
     assert took < 5, f"fencing took {took:.1f}s"                 # confirmed, not by the kill fallback
     assert mysqld.mysqld_pid(inst.cfg) is not None
 
 
-def test_fence_stops_a_mysqld_it_cannot_make_read_only(mariadb_factory, tmp_path):
-    inst = mariadb_factory("f")
-    inst.admin().execute("SET GLOBAL read_only = OFF")
+def test_fence_stops_a_mysqld_it_cannot_make_read_only(server_factory, tmp_path):
+    inst = server_factory("f")
+    inst.admin().set_read_only(False)
     pid = mysqld.mysqld_pid(inst.cfg)
     os.kill(pid, signal.SIGSTOP)             # hung: no login, no statement completes
     try:
@@ -103,17 +109,18 @@ def test_fence_stops_a_mysqld_it_cannot_make_read_only(mariadb_factory, tmp_path
             pass
 
 
-def test_a_restarted_watch_fences_while_consul_is_unreachable(mariadb_factory):
+def test_a_restarted_watch_fences_while_consul_is_unreachable(server_factory):
     """Item 1: the primary is cut off from Consul and its watch restarts: the new process cannot read
     the leader key, yet it fences, from the lease it finds in the state file and mysqld's own state."""
-    inst = mariadb_factory("w")
-    inst.admin().execute("SET GLOBAL read_only = OFF")
+    inst = server_factory("w")
+    inst.admin().set_read_only(False)
     dead = free_port("127.0.0.1")                 # nothing listens: every Consul call fails
     cfg = config.load(env=dict(**{
         "MYSQL_ROOT_PASSWORD": inst.cfg.root_password, "MYSQL_REPL_PASSWORD": inst.cfg.repl_password,
         "MYSQLPILOT_DATADIR": inst.cfg.datadir, "MYSQLPILOT_STATE_DIR": inst.cfg.state_dir,
         "MYSQLPILOT_SOCKET": inst.cfg.socket, "MYSQLPILOT_PORT": str(inst.port),
-        "MYSQLPILOT_NODE": "w", "CONSUL": f"127.0.0.1:{dead}"}))
+        "MYSQLPILOT_NODE": "w", "CONSUL": f"127.0.0.1:{dead}", "MYSQLPILOT_FLAVOR": inst.cfg.flavor,
+        "MYSQLPILOT_FLAVOR_VERSION": inst.cfg.flavor_version, "MYSQLPILOT_MYSQLD": inst.cfg.mysqld_bin or ""}))
     state = StateFile(cfg.state_dir)
     # What the dead watch left: its session and a lease that ran out a moment ago.
     state.update(session="sid-of-the-dead-watch")

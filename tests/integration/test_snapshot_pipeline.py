@@ -1,9 +1,10 @@
-"""Snapshot and restore against real mariadbd + mariadb-backup, to SeaweedFS (S3) and a directory."""
+"""Snapshot and restore against real servers, to SeaweedFS (S3) and a directory: MariaDB 10.11 with
+mariadb-backup (xbstream), MySQL 9.7 with CLONE LOCAL (tar)."""
 import os
 
 import pytest
 
-from mysqlpilot import mysqld
+from mysqlpilot import mysqld, snapshot
 from mysqlpilot.errors import PilotError, SnapshotError
 from mysqlpilot.snapshot import list_snapshots, restore_snapshot, take_snapshot
 from mysqlpilot.store.local import LocalStore
@@ -13,8 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def source(mariadb_factory):
-    inst = mariadb_factory("snapsrc")
+def source(server_factory):
+    inst = server_factory("snapsrc")
     adm = inst.admin()
     adm.set_read_only(False)
     adm.execute(["CREATE DATABASE IF NOT EXISTS s", "CREATE TABLE s.t (id INT PRIMARY KEY, v TEXT)",
@@ -53,7 +54,11 @@ def test_snapshot_to_s3_and_restore(source, s3_server, s3_bucket, tmp_path):
     store = s3store(s3_server, s3_bucket)
     m = take_snapshot(source.cfg, source.flavor, store, password=source.cfg.root_password)
     assert m.bytes == store.size(m.object_key) and m.raw_bytes > m.bytes > 0
-    assert m.gtid and m.flavor == "mariadb" and len(m.sha256) == 64
+    assert m.gtid and m.flavor == source.flavor.name and len(m.sha256) == 64
+    clone = snapshot.snapshot_method(source.cfg, source.flavor) == "clone"
+    assert (m.tool, m.format) == (("clone", "tar") if clone else (source.flavor.backup_tool, "xbstream"))
+    # The position is the source's own: everything it executed when the copy was taken.
+    assert source.flavor.gtid_contains(m.gtid, source.admin().gtid_executed())
     assert [x.id for x in list_snapshots(store)] == [m.id]
     assert store.pending_uploads() == []
     assert restore_and_count(source, store, m, tmp_path) == 2000
@@ -68,17 +73,22 @@ def test_snapshot_to_local_dir_and_restore(source, tmp_path):
 
 def test_backup_killed_midstream_leaves_no_object(source, s3_server, s3_bucket, monkeypatch):
     store = s3store(s3_server, s3_bucket)
-    real = source.flavor.backup_cmd
+    clone = snapshot.snapshot_method(source.cfg, source.flavor) == "clone"
+    owner, name = (snapshot, "clone_stream_cmd") if clone else (source.flavor, "backup_cmd")
+    real = getattr(owner, name)
 
     def dying(*a, **kw):
-        # The real backup, killed after some output: a producer that dies halfway.
+        # The real producer (backup tool, or tar of the clone), cut off after some output, its exit
+        # status lost: a producer that dies halfway.
         argv = real(*a, **kw)
         return ["sh", "-c", '"$@" | head -c 300000; exit 0', "sh"] + argv
-    monkeypatch.setattr(source.flavor, "backup_cmd", dying)
+    monkeypatch.setattr(owner, name, dying)
     with pytest.raises(SnapshotError) as ei:
         take_snapshot(source.cfg, source.flavor, store, password=source.cfg.root_password)
     assert "\n" not in str(ei.value)
     assert store.list("") == [] and store.pending_uploads() == []
+    # Nothing staged is left behind (a clone's copy is as big as the datadir).
+    assert not [d for d in os.listdir(source.cfg.state_dir) if d.startswith("backup-tmp-")]
 
 
 def test_flipped_byte_is_rejected_and_nothing_half_restored(source, s3_server, s3_bucket, tmp_path):

@@ -1,4 +1,4 @@
-"""sqlclient against a real mariadbd: probes bounded by their connect timeout even when mysqld is frozen
+"""sqlclient against a real server (MariaDB 10.11, MySQL 9.7): probes bounded by their connect timeout even when mysqld is frozen
 (SIGSTOP), and hostile passwords hidden in the server's own error echo."""
 import io
 import logging
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def frozen(mariadb_factory):
-    """A started mariadbd, then SIGSTOPped: TCP and socket connects still succeed (the kernel accepts
+def frozen(server_factory):
+    """A started server, then SIGSTOPped: TCP and socket connects still succeed (the kernel accepts
     into the backlog) but nothing ever answers."""
-    inst = mariadb_factory("frozen")
+    inst = server_factory("frozen")
     pid = mysqld.mysqld_pid(inst.cfg)
     assert pid
     os.kill(pid, signal.SIGSTOP)
@@ -60,9 +60,9 @@ HOSTILE = ["Zq7'q\\b%s.*(", "\\'Zq7''\\\\\"x"]
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["secret-known", "secret-unknown"])
-def test_a_server_error_echo_of_a_hostile_password_is_masked(mariadb_factory, known):
+def test_a_server_error_echo_of_a_hostile_password_is_masked(server_factory, known):
     """Known secrets are hidden in every form; an unknown one still where SQL puts passwords."""
-    inst = mariadb_factory("echo")
+    inst = server_factory("echo")
     buf = io.StringIO()
     handler = logging.StreamHandler(buf)
     handler.addFilter(_Redact(HOSTILE if known else []))

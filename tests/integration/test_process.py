@@ -1,4 +1,5 @@
-"""Real mariadbd: the process runner (start, stop, kill, pid file, failure tails, move aside)."""
+"""Real servers (MariaDB 10.11, MySQL 9.7): the process runner (start, stop, kill, pid file, failure tails,
+move aside). For MySQL, mysqld runs through scripts/mysqld-sid: its pid must still be mysqld's own."""
 from __future__ import annotations
 
 import configparser
@@ -14,11 +15,12 @@ from tests.harness.mariadb_server import ROOT_PASSWORD
 pytestmark = pytest.mark.integration
 
 
-def test_stop_start_kill_and_pid_file(mariadb_factory):
-    inst = mariadb_factory("p")
+def test_stop_start_kill_and_pid_file(server_factory, flavor):
+    inst = server_factory("p")
     cfg = inst.cfg
     pid = mysqld.mysqld_pid(cfg)
     assert pid == inst.proc.pid
+    assert inst.server().version().lower().startswith("10.11" if flavor == "mariadb" else "9.7")
     # Always read-only at start; the written my.cnf says so and the server agrees.
     cp = configparser.ConfigParser(strict=True, interpolation=None)
     cp.read(cfg.mycnf)
@@ -45,12 +47,14 @@ def test_stop_start_kill_and_pid_file(mariadb_factory):
     assert mysqld.mysqld_pid(cfg) is None
     inst.start()
     assert inst.server().query("SELECT i FROM d.t") == [{"i": 1}]
-    # OS root over the socket still works without a password after bootstrap, and with one.
-    assert inst.socket_server().ping() and inst.socket_server(ROOT_PASSWORD).ping()
+    assert inst.socket_server(ROOT_PASSWORD).ping()
+    # MariaDB: OS root over the socket still works without a password after bootstrap (unix_socket).
+    # MySQL: root@localhost has the password once bootstrapped; without it the socket refuses.
+    assert inst.socket_server().ping() is (inst.flavor.name == "mariadb")
 
 
-def test_failed_start_reports_the_error_log(mariadb_factory):
-    inst = mariadb_factory("f")
+def test_failed_start_reports_the_error_log(server_factory):
+    inst = server_factory("f")
     inst.stop()
     proc = mysqld.start_mysqld(inst.cfg, inst.flavor, extra_args=["--no-such-option-xyz=1"])
     try:
@@ -64,8 +68,8 @@ def test_failed_start_reports_the_error_log(mariadb_factory):
         proc.wait(timeout=30)
 
 
-def test_init_refuses_an_initialised_datadir_and_move_aside_keeps_it(mariadb_factory):
-    inst = mariadb_factory("m")
+def test_init_refuses_an_initialised_datadir_and_move_aside_keeps_it(server_factory):
+    inst = server_factory("m")
     inst.stop()
     with pytest.raises(PilotError) as ei:
         mysqld.init_datadir(inst.cfg, inst.flavor)

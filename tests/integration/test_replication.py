@@ -8,6 +8,7 @@ import pymysql
 import pytest
 
 from mysqlpilot.errors import PilotError
+from mysqlpilot.flavors import quote
 from tests.harness.mariadb_server import ROOT_PASSWORD
 
 pytestmark = pytest.mark.integration
@@ -201,3 +202,23 @@ def test_semi_sync_switches(server_factory):
     assert st["status"] is False, st
     pa.semi_sync_primary(False, 5000)
     assert pa.semi_sync_status()["status"] is False
+
+
+@pytest.mark.flavors("mysql", reason="GTID_SUBTRACT and server-UUID interval sets are MySQL's; MariaDB's "
+                                     "domain-server-seq positions are compared in tests/unit/test_gtid.py")
+def test_our_gtid_set_math_agrees_with_the_servers_gtid_subtract(server_factory, flavor):
+    """Errant detection subtracts GTID sets; the server's own GTID_SUBTRACT / GTID_SUBSET is the truth."""
+    a = server_factory("g")
+    srv = a.admin()
+    f = srv.flavor
+    u1, u2 = "3e11fa47-71ca-11e1-9e33-c80aa9429562", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    sets = ["", f"{u1}:1-5", f"{u1}:1-3:7-9", f"{u1}:2-8,{u2}:1", f"{u2}:1-100:200", f"{u1}:4,{u2}:50-60",
+            f"{u1}:1-9,{u2}:1-300", srv.gtid_executed()]
+    for x in sets:
+        for y in sets:
+            theirs = "".join(str(srv.scalar(f"SELECT GTID_SUBTRACT({quote(x)}, {quote(y)})") or "").split())
+            mine = f.gtid_subtract(x, y)
+            assert f.gtid_contains(mine, theirs) and f.gtid_contains(theirs, mine), (x, y, mine, theirs)
+            subset = int(srv.scalar(f"SELECT GTID_SUBSET({quote(y)}, {quote(x)})"))
+            assert f.gtid_contains(x, y) is bool(subset), (x, y)
+    srv.close()

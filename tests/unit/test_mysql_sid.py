@@ -84,3 +84,24 @@ def test_a_cut_tar_stream_is_not_complete_even_when_it_ends_in_zeros(tmp_path):
         assert not w.complete(), (cut, w.why())
     assert "inside member" in walk(data[:first]).why()
     assert not walk(data + b"junk" + bytes(508)).complete()
+
+
+def _fake_server(tmp_path, line, rc=0):
+    p = tmp_path / "mysqld"
+    p.write_text(f"#!/bin/sh\necho '{line}'\nexit {rc}\n")
+    p.chmod(0o755)
+    return str(p)
+
+
+def test_local_up_flavor_mysql_takes_the_version_the_server_reports(tmp_path, monkeypatch):
+    from mysqlpilot.errors import PilotError
+    from mysqlpilot.local.cluster import mysql_server_settings
+    fake = _fake_server(tmp_path, "/usr/sbin/mysqld  Ver 9.7.4-2 for Linux on x86_64 ((Debian))")
+    monkeypatch.setenv("MYSQLPILOT_MYSQLD", fake)
+    assert mysql_server_settings() == {"flavor_version": "9.7.4", "mysqld_bin": fake}
+    monkeypatch.setenv("MYSQLPILOT_MYSQLD", _fake_server(tmp_path, "mysqld  Ver 10.11.6-MariaDB for Linux"))
+    with pytest.raises(PilotError, match="is MariaDB, not MySQL"):
+        mysql_server_settings()
+    monkeypatch.setenv("MYSQLPILOT_MYSQLD", str(tmp_path / "absent"))
+    with pytest.raises(PilotError, match="install-deps.sh"):
+        mysql_server_settings()

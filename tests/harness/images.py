@@ -170,17 +170,28 @@ class Container:
         """The container's root filesystem, seen from the host."""
         return run(["buildah", "mount", self.id]).stdout.strip().splitlines()[-1]
 
-    def start(self, argv: Sequence[str], env: Dict[str, str], hostname: str) -> None:
-        cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host", "--hostname", hostname]
+    def start(self, argv: Sequence[str], env: Dict[str, str], hostname: str,
+              volumes: Optional[Dict[str, str]] = None) -> None:
+        """`volumes` maps host directories to paths in the container (a platform's volumes, e.g. the
+        persistent volume Mesos mounts at the state dir). Without one, buildah run gives each of the
+        image's VOLUMEs an anonymous directory of its own."""
+        # The environment goes into the container's config, as `docker run -e` puts it (and `exec` then
+        # sees it too), not on buildah run's command line where every `ps` would show the secrets.
+        config = ["buildah", "config"]
         for k, v in env.items():
-            cmd += ["--env", f"{k}={v}"]
+            config += ["--env", f"{k}={v}"]
+        run(config + [self.id])
+        cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host", "--hostname", hostname]
+        for host_dir, path in (volumes or {}).items():
+            cmd += ["--volume", f"{host_dir}:{path}"]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd + [self.id, "--"] + list(argv), stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def exec(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 120
              ) -> subprocess.CompletedProcess:
-        """A command beside the running ones in the same root filesystem, as `docker exec` would."""
+        """A command beside the running ones in the same root filesystem with the container's environment,
+        as `docker exec` (and Docker's HEALTHCHECK) would run it."""
         cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
         for k, v in (env or {}).items():
             cmd += ["--env", f"{k}={v}"]

@@ -165,6 +165,7 @@ class Container:
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = os.path.join(logdir, f"{name}.log")
         self._root: Optional[str] = None
+        self.volumes: Dict[str, str] = {}          # host dir -> path inside, for every run in it
 
     def mount(self) -> str:
         """The container's root filesystem, seen from the host."""
@@ -181,9 +182,9 @@ class Container:
         for k, v in env.items():
             config += ["--env", f"{k}={v}"]
         run(config + [self.id])
+        self.volumes = dict(volumes or {})
         cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host", "--hostname", hostname]
-        for host_dir, path in (volumes or {}).items():
-            cmd += ["--volume", f"{host_dir}:{path}"]
+        cmd += self._volume_args()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd + [self.id, "--"] + list(argv), stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -191,12 +192,19 @@ class Container:
     def exec(self, argv: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 120
              ) -> subprocess.CompletedProcess:
         """A command beside the running ones in the same root filesystem with the container's environment,
-        as `docker exec` (and Docker's HEALTHCHECK) would run it."""
-        cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
+        as `docker exec` (and Docker's HEALTHCHECK) would run it: with the container's volumes, which
+        each `buildah run` mounts anew (without them it would see the image's empty state dir)."""
+        cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"] + self._volume_args()
         for k, v in (env or {}).items():
             cmd += ["--env", f"{k}={v}"]
         return subprocess.run(cmd + [self.id, "--"] + list(argv), stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=timeout)
+
+    def _volume_args(self) -> List[str]:
+        out: List[str] = []
+        for host_dir, path in self.volumes.items():
+            out += ["--volume", f"{host_dir}:{path}"]
+        return out
 
     def _descendants(self) -> List[int]:
         if not self.proc:

@@ -184,7 +184,13 @@ def test_entrypoint_as_root_gives_the_state_dir_to_the_mysqld_user_and_drops_roo
     import tempfile
     base = pathlib.Path(tempfile.mkdtemp(prefix="mp-entry-"))     # pytest's tmp is 0700: not for mysql
     os.chmod(base, 0o755)
-    request_cleanup = lambda: shutil.rmtree(base, ignore_errors=True)   # noqa: E731
+    try:
+        _drop_root(base, pw)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _drop_root(base, pw):
     state = base / "vol"
     (state / "data").mkdir(parents=True)           # a volume the platform created as root
     (state / "data" / "ibdata1").write_text("x")
@@ -197,7 +203,6 @@ def test_entrypoint_as_root_gives_the_state_dir_to_the_mysqld_user_and_drops_roo
         st = os.stat(path)
         assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), path
     p = cli("entrypoint", "--", "true", env=dict(env, MYSQLPILOT_MYSQLD_USER="no-such-user"))
-    request_cleanup()
     assert p.returncode == 2 and "MYSQLPILOT_MYSQLD_USER='no-such-user'" in p.stderr and "Traceback" not in p.stderr
 
 

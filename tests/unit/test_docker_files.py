@@ -204,9 +204,13 @@ def test_compose_grace_outlasts_containerpilots_stop_timeout():
         comp = yaml.safe_load(fh)
     nodes = [s for n, s in comp["services"].items() if n.startswith("mysql-")]
     assert nodes
+    from mysqlpilot.timeouts import PLATFORM_GRACE, PRE_STOP_BUDGET
     for svc in nodes:
         assert "stop_grace_period" in svc, svc
-        assert _seconds(svc["stop_grace_period"]) > stop_timeout
+        # ContainerPilot counts its stopTimeout only once every job stopped: the service job may first
+        # wait its own stopTimeout for pre-stop (seen with the real binary).
+        assert _seconds(svc["stop_grace_period"]) > PRE_STOP_BUDGET + stop_timeout
+        assert _seconds(svc["stop_grace_period"]) == PLATFORM_GRACE
 
 
 def test_duration_parser():

@@ -277,9 +277,17 @@ def test_marathon_shaped_cluster_under_the_real_containerpilot(marathon_cluster,
     # takes only an address) registered each node's service under its own host name at that address.
     assert {x["host"] for x in st["nodes"]} == {"127.0.0.1"}
     assert {x["name"]: x["port"] for x in st["nodes"]} == {n.name: n.port for n in nodes}
-    svc = {s["ServiceID"]: (s["ServiceAddress"], s["ServicePort"]) for s in consul_get(consul_agent,
-                                                                                        "/v1/catalog/service/mysql")}
-    assert svc == {f"mysql-{n.name}": ("127.0.0.1", n.port) for n in nodes}, svc
+    # ContainerPilot registers a service once its own health check first passes (every 2 s here), so a
+    # node mysqlpilot already counts as healthy may be a moment behind in the catalog (seen in CI).
+    want = {f"mysql-{n.name}": ("127.0.0.1", n.port) for n in nodes}
+    deadline = time.monotonic() + 60
+    while True:
+        svc = {s["ServiceID"]: (s["ServiceAddress"], s["ServicePort"])
+               for s in consul_get(consul_agent, "/v1/catalog/service/mysql")}
+        if svc == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert svc == want, svc
     # ContainerPilot, the hooks and mysqld run as the entrypoint's user, in a state dir that user owns.
     uid = pwd.getpwnam(op.user).pw_uid
     for n in nodes:

@@ -67,6 +67,11 @@ class S3Server:
                 "-filer", "-filer.port", ports["filer"], "-filer.port.grpc", ports["filer.grpc"],
                 "-s3", "-s3.port", ports["s3"], "-s3.port.grpc", ports["s3.grpc"], "-s3.config", cfg,
                 "-master.volumeSizeLimitMB", "1024", "-iam=false", "-metricsPort", "0",
+                # Each bucket is a collection that takes 7 volume slots when it first gets data; the
+                # default of 8 slots runs out after one bucket, and then every upload fails with
+                # InternalError "No writable volumes" (seen in CI: the image test ran after others).
+                # Slots are only a count: a volume file grows as it is written.
+                "-volume.max", "1000",
                 "-s3.port.iceberg", "0", "-s3.port.lance", "0"]
         self.log = open(os.path.join(self.base, f"weed-{attempt}.log"), "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.base,

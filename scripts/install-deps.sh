@@ -131,7 +131,7 @@ mysql_root_users() {
 # The Debian packages still missing, on one line: the servers the tests run, and the tools the image test
 # (tests/integration/test_image_mariadb.py) builds and runs the shipped image with, without a Docker
 # engine: a base from Debian's mirror (mmdebstrap), `podman import`, `buildah bud`/`run`, and uidmap's
-# newuidmap, which buildah and podman use for user namespaces.
+# newuidmap, which buildah and podman use for user namespaces; and stress-ng for the failover soak.
 missing_packages() {
   local need=() tool
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
@@ -143,6 +143,8 @@ missing_packages() {
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
   done
   command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+  # CPU and disk load for `bench/failover.py --soak`; no test needs it.
+  command -v stress-ng >/dev/null 2>&1 || need+=(stress-ng)
   echo "${need[*]}"
 }
 

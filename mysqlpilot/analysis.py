@@ -23,9 +23,9 @@ HAND_OVER = "hand_over"      # switchover requested from this primary
 @dataclass
 class Policy:
     session_ttl: int = 10
-    check_ttl: int = 6
-    lock_delay: int = 4
-    fence_margin: int = 1
+    check_ttl: float = 2.0
+    lock_delay: float = 2.0
+    fence_margin: float = 0.5
     failover_grace: float = 3.0
     max_lag_on_failover: float = 30.0
     durability: str = "async"

@@ -5,6 +5,7 @@ configuration reference in docs/ are all generated from it, so they cannot drift
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -109,20 +110,23 @@ SCHEMA: Tuple[Key, ...] = (
     _k("session_ttl", "int", 10, "Consul session TTL in seconds (Consul allows 10 to 86400). Consul may "
        "keep a dead session up to twice this.", "MYSQLPILOT_SESSION_TTL", minimum=10, maximum=86400,
        group="timing"),
-    _k("lock_delay", "int", 4, "Seconds nobody may take the lock after a session ends (Consul's "
+    _k("lock_delay", "float", 2.0, "Seconds nobody may take the lock after a session ends (Consul's "
        "lock-delay, and every candidate's own wait). The primary's lease is lock_delay - fence_margin "
-       "seconds from its last session renew; at least 2.", "MYSQLPILOT_LOCK_DELAY", minimum=3, maximum=60,
-       group="timing"),
-    _k("fence_margin", "int", 1, "Seconds fencing may take: a primary whose lease ended has this long to "
-       "confirm read-only before it stops mysqld.", "MYSQLPILOT_FENCE_MARGIN", minimum=1, maximum=3600,
-       group="timing"),
+       "seconds from its last session renew, and must be at least 1 s (docs/timing.md).",
+       "MYSQLPILOT_LOCK_DELAY", minimum=1, maximum=60, group="timing"),
+    _k("fence_margin", "float", 0.5, "Seconds fencing may take: a primary whose lease ended has this long to "
+       "confirm read-only before it stops mysqld. At least 0.25 s.", "MYSQLPILOT_FENCE_MARGIN", minimum=0.25,
+       maximum=3600, group="timing"),
     _k("health_interval", "int", 2, "Seconds between health hook runs. ContainerPilot reads it from the environment only: set "
        "the variable in containers, not just the YAML key.", "MYSQLPILOT_HEALTH_INTERVAL",
        minimum=1, maximum=600, group="timing"),
-    _k("check_ttl", "int", 6, "TTL in seconds of the node's liveness check, "
-       "linked to its session: a node that stops reporting that mysqld answers loses its session after this. "
-       "ContainerPilot's service check uses it too, from the environment only.", "MYSQLPILOT_CHECK_TTL", minimum=2,
-       maximum=3600, group="timing"),
+    _k("check_ttl", "float", 2.0, "TTL in seconds of the node's liveness check, linked to its session: a node "
+       "whose heartbeat stops (node lost, frozen, cut off) loses its session this long after its last beat. "
+       "Must be at least twice the heartbeat interval, (lock_delay - fence_margin) / 4.",
+       "MYSQLPILOT_CHECK_TTL", minimum=0.5, maximum=3600, group="timing"),
+    _k("service_ttl", "int", 6, "TTL in seconds of ContainerPilot's check of the `mysql` service in Consul's "
+       "catalog, passed by the health hook every health_interval. It is read from the environment only, "
+       "and has no part in failover.", "MYSQLPILOT_SERVICE_TTL", minimum=2, maximum=3600, group="timing"),
     _k("loop_wait", "int", 1, "Longest a blocking watch on the leader key waits before the loop runs "
        "again.", "MYSQLPILOT_LOOP_WAIT", minimum=1, maximum=60, group="timing"),
     _k("failover_grace", "float", 3.0, "Seconds the best failover candidate has to take the lock before "
@@ -207,6 +211,8 @@ def _coerce(key: Key, raw: Any, origin: str) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             val = float(str(raw).strip())
+            if not math.isfinite(val):
+                raise ValueError
         elif key.kind == "bool":
             if isinstance(raw, bool):
                 val = raw
@@ -426,14 +432,29 @@ def _fill_defaults(cfg: Config) -> None:
         v["mycnf"] = os.path.join(v["state_dir"], "my.cnf")
 
 
+def heartbeat_interval(lock_delay: float, fence_margin: float) -> float:
+    """Seconds between heartbeats: four per lease, so one late or lost renew does not end it."""
+    return max(0.2, min(1.0, (lock_delay - fence_margin) / 4))
+
+
 def _cross_check(cfg: Config) -> None:
-    if cfg.lock_delay - cfg.fence_margin < 2:
-        raise ConfigError(f"config key lock_delay ({cfg.lock_delay}s) must exceed fence_margin "
-                          f"({cfg.fence_margin}s) by at least 2s: the primary's lease is the difference, and "
-                          "its session is renewed four times per lease")
-    if cfg.health_interval >= cfg.check_ttl:
-        raise ConfigError(f"config key check_ttl ({cfg.check_ttl}s) must exceed health_interval "
-                          f"({cfg.health_interval}s) or the check flaps between runs")
+    # The fencing proof (docs/timing.md): these are refused, not warned about.
+    lease = cfg.lock_delay - cfg.fence_margin
+    if lease < 1:
+        raise ConfigError(f"config key lock_delay ({cfg.lock_delay:g}s) must exceed fence_margin "
+                          f"({cfg.fence_margin:g}s) by at least 1s: the primary's lease is the difference, and a "
+                          "shorter one leaves no room for a renew; raise lock_delay or lower fence_margin")
+    beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
+    if cfg.check_ttl < 2 * beat:
+        raise ConfigError(f"config key check_ttl ({cfg.check_ttl:g}s) must be at least twice the heartbeat interval "
+                          f"({beat:g}s, a quarter of the lease): one late beat would end the session and cause a "
+                          "failover; raise check_ttl")
+    if cfg.session_ttl < cfg.check_ttl:
+        raise ConfigError(f"config key session_ttl ({cfg.session_ttl}s) must be at least check_ttl "
+                          f"({cfg.check_ttl:g}s): the session TTL is the backstop when the check is lost")
+    if cfg.health_interval >= cfg.service_ttl:
+        raise ConfigError(f"config key service_ttl ({cfg.service_ttl}s) must exceed health_interval "
+                          f"({cfg.health_interval}s) or ContainerPilot's service check flaps between runs")
     if cfg.store == "s3" and not cfg.s3_bucket:
         raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
     if cfg.user and not cfg.password:

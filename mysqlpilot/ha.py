@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Tuple
 
 from . import analysis, mysqld
 from .analysis import Candidate, Decision, Observation, Policy
-from .dcs.base import ClusterView, Request
+from .config import heartbeat_interval
+from .dcs.base import ClusterView, Release, Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
 from .flavors import get_flavor, quote
@@ -34,14 +35,16 @@ REQUEST_MAX_AGE = 120.0
 SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
                     "commits from now on may be lost on failover")
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
+PID_POLL = 0.1                    # how often the prober looks for mysqld's process (the crash fast path)
+MYSQLD_QUIET_LIMIT = 3.0          # seconds without an answer from mysqld before it counts as hung (no renew)
 PROMOTION_BACKOFF = analysis.PROMOTION_BACKOFF
 ERRANT_RECHECK = 5.0              # seconds between errant checks of a MySQL replica that replicates fine
 PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log (the lease is kept meanwhile)
 
 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
-                     extra: Optional[List[Candidate]] = None, old_primary: Optional[str] = None
-                     ) -> List[Candidate]:
+                     extra: Optional[List[Candidate]] = None, old_primary: Optional[str] = None,
+                     released_by: Optional[str] = None) -> List[Candidate]:
     """Fresh failover facts, read from each member's mysqld directly (published state is stale).
 
     A member without a session is asked too: it cannot win, but what it holds counts (its watch may be
@@ -50,7 +53,8 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
     failover it caused."""
     cands: List[Candidate] = list(extra or [])
     for m in members:
-        if not m.alive and (m.name == old_primary or m.role in ("down", "rebuilding") or m.role in STARTING_ROLES):
+        if m.name == released_by or \
+                (not m.alive and (m.name == old_primary or m.role in ("down", "rebuilding") or m.role in STARTING_ROLES)):
             continue
         try:
             t = 2 if m.alive else 1
@@ -103,6 +107,10 @@ class Node:
         self._sql_ok_at = -1e9            # boot-time clock of the prober's last answer from mysqld
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
+        self._heartbeat: Optional[Heartbeat] = None
+        self._released_for = ""           # the session whose lock was released after a mysqld crash
+        self._last_executed = ""          # gtid_executed at the last probe that reached mysqld
+        self._logged_release: Optional[Release] = None
 
     def _saved_leader(self) -> Optional[LeaderInfo]:
         text = self.state.get("last_leader")
@@ -144,11 +152,20 @@ class Node:
         but does not answer us (hung, or refusing our login)."""
         if mysqld.mysqld_pid(self.cfg) is None:
             return False
-        return True if boottime() - self._sql_ok_at < self.cfg.check_ttl else None
+        return True if boottime() - self._sql_ok_at < MYSQLD_QUIET_LIMIT else None
 
     def _prober(self) -> None:
-        srv = None
-        while not self._stop.wait(0.5):
+        """Asks mysqld `SELECT 1` every 0.5 s, and looks for its process every PID_POLL: when the process
+        goes, the heartbeat runs at once (the crash fast path) instead of at its next tick."""
+        srv, asked, was_running = None, 0.0, True
+        while not self._stop.wait(PID_POLL):
+            running = mysqld.mysqld_pid(self.cfg) is not None
+            if was_running and not running and self._heartbeat is not None:
+                self._heartbeat.poke()
+            was_running = running
+            if not running or time.monotonic() - asked < 0.5:
+                continue
+            asked = time.monotonic()
             try:
                 srv = srv or self.probe_conn()
                 srv.scalar("SELECT 1")
@@ -168,6 +185,7 @@ class Node:
             if self.state.get("starting"):
                 return
             self.lease.void("mysqld is not running")
+            self._release_after_crash()
             try:
                 self.dcs.fail_check(cid, "mysqld is not running")
             except PilotError as exc:
@@ -196,6 +214,30 @@ class Node:
         if self.state.get("starting"):
             self.state.update(starting=None)
 
+    def _release_after_crash(self) -> None:
+        """mysqld is not running and the lease is void: if this node holds the lock, release it with a
+        marker, so the best candidate promotes at once. A release has no lock-delay, and none is needed:
+        nothing here can write (mysqld always starts read-only, and only a lease turns writes on)."""
+        sid = self.sid
+        if not sid or sid == self._released_for:
+            return
+        self._released_for = sid         # once per session; failing the check below ends it anyway
+        if mysqld.accepts_connections(self.cfg):
+            # No pid, yet something answers on its socket or port: not provably dead. Take the slow
+            # path (the session ends with the check, then lock-delay).
+            log.warning("mysqld has no pid but its socket or port accepts connections; not releasing the "
+                        "leader lock early")
+            return
+        marker = Release(name=self.cfg.node_name, reason="mysqld is not running", at=time.time(),
+                         gtid_executed=self._last_executed)
+        try:
+            if self.dcs.release_leader(sid, marker):
+                log.warning("mysqld is not running: released the leader lock so that the best replica "
+                            "promotes now (this node cannot write)")
+        except PilotError as exc:
+            log.warning("could not release the leader lock (%s); the session ends with the failed check "
+                        "instead, and lock-delay applies", exc)
+
     def fence(self, reason: str, urgent: bool = False, keep_lease: bool = False) -> str:
         """Fence now. Urgent: another node may already hold the lock, so the deadline is short."""
         now = boottime()
@@ -214,7 +256,8 @@ class Node:
         self._threads = [threading.Thread(target=self._prober, name="mysqld-prober", daemon=True),
                          Watchdog(self.lease, self.fencer, self.cfg.fence_margin)]
         if heartbeat:
-            self._threads.append(Heartbeat(self.beat, max(0.2, min(1.0, self.policy.lease / 4))))
+            self._heartbeat = Heartbeat(self.beat, heartbeat_interval(self.cfg.lock_delay, self.cfg.fence_margin))
+            self._threads.append(self._heartbeat)
         for t in self._threads:
             t.start()
 
@@ -224,6 +267,7 @@ class Node:
             if hasattr(t, "stop"):
                 t.stop()
         self._threads = []
+        self._heartbeat = None
 
     # ---- observation -------------------------------------------------------------------------
     def probe_local(self) -> Dict:
@@ -243,6 +287,7 @@ class Node:
             if self.cfg.durability == "semi-sync" and out["read_only"] is False:
                 out["semi_sync"] = srv.semi_sync_status()
             out["up"] = True
+            self._last_executed = out["executed"]
             srv.close()
         except PilotError as exc:
             out["error"] = str(exc)
@@ -325,16 +370,19 @@ class Node:
         finally:
             srv.close()
 
-    def gather_candidates(self, members: List[MemberState], probe: Dict) -> List[Candidate]:
+    def gather_candidates(self, members: List[MemberState], probe: Dict, released_by: Optional[str] = None
+                          ) -> List[Candidate]:
         # Every node ranks the same set, the old primary included (if it is alive again), so that they
-        # agree on the winner.
-        old = self.last_leader.name if self.last_leader is not None else None
+        # agree on the winner. One that released the lock because its mysqld died is left out while
+        # its session still lives a moment: it would read as unreachable.
+        old = released_by or (self.last_leader.name if self.last_leader is not None else None)
         me = self.cfg.node_name
         mine = candidate_from(me, self.cfg.nofailover, self.cfg.priority, probe.get("executed", ""),
                               probe.get("received", ""), probe.get("status"), self.flavor)
         mine.healthy = bool(probe["up"])
         others = [m for m in members if m.name != me]
-        return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine], old_primary=old)
+        return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine], old_primary=old,
+                                released_by=released_by)
 
     def takeover_verdict(self, view: ClusterView, probe: Dict, free_for: float
                          ) -> Tuple[bool, str, List[analysis.Ranked]]:
@@ -346,7 +394,7 @@ class Node:
                                          self.last_leader is not None, self.policy)
         if not ok:
             return False, why, []
-        cands = self.gather_candidates(view.members, probe)
+        cands = self.gather_candidates(view.members, probe, view.released.name if view.released else None)
         must = ""
         if self.cfg.durability == "semi-sync" and self.last_leader is not None:
             # What the old primary last published: it may have acknowledged all of it.
@@ -398,6 +446,14 @@ class Node:
         extra = {"probe": probe, "role": role, "healthy": healthy, "message": message, "request": req}
         if leader is None:
             free_for = self._free_for(view.lock_index)
+            rel = view.released
+            if rel is not None and rel.name != self.cfg.node_name:
+                # The holder released this generation itself because its mysqld is not running: it cannot
+                # write, so there is nothing for lock-delay to wait out.
+                if self._logged_release != rel:
+                    self._logged_release = rel
+                    log.info("%s released the leader lock (%s): no lock-delay to wait out", rel.name, rel.reason)
+                free_for += self.cfg.lock_delay
             extra["free_for"] = free_for
             if probe["up"] and sid and not o.stopping and req is None and not o.paused:
                 ok, why, ranking = self.takeover_verdict(view, probe, free_for)

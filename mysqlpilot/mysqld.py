@@ -197,6 +197,27 @@ def mysqld_pid(cfg) -> Optional[int]:
     return pid
 
 
+def accepts_connections(cfg, timeout: float = 0.3) -> bool:
+    """Does anything accept a connection on mysqld's socket or TCP port? No login is tried. Anything but
+    a clean refusal (a timeout, an odd error) counts as yes: the caller wants proof that mysqld is gone."""
+    import socket as so
+    host = cfg.bind_address if cfg.bind_address not in ("", "0.0.0.0", "::", "*") else "127.0.0.1"
+    for fam, addr in ((so.AF_UNIX, cfg.socket), (None, (host, cfg.port))):
+        try:
+            if fam is None:
+                so.create_connection(addr, timeout=timeout).close()
+            else:
+                with so.socket(fam, so.SOCK_STREAM) as s:
+                    s.settimeout(timeout)
+                    s.connect(addr)
+            return True
+        except (ConnectionRefusedError, FileNotFoundError):
+            continue
+        except OSError:
+            return True
+    return False
+
+
 def _before_start(cfg, flavor) -> List[str]:
     pid = mysqld_pid(cfg)
     if pid:

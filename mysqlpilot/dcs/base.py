@@ -47,6 +47,35 @@ class Request:
     fenced_at: Optional[float] = None
 
 
+@dataclass(frozen=True)
+class Release:
+    """What a primary wrote into the leader key as it released it because its mysqld was not running.
+
+    Only the holding session can release the key (Consul checks), and the value written with the release
+    stays until the next acquire, which starts a new lock generation: so it speaks for this generation
+    only. The candidates skip their lock-delay wait for it (ha.py)."""
+    name: str                          # the node that released
+    reason: str = ""
+    at: float = 0.0                    # epoch seconds
+    gtid_executed: str = ""            # the last position it published, for the log
+
+
+def parse_release(key: str, value: Any, session: Optional[str]) -> Optional[Release]:
+    """The release marker of a *free* leader key, or None (held, no marker, or malformed)."""
+    if session or value in (None, b"", ""):
+        return None
+    data = decode_json(key, value)
+    if not isinstance(data, dict) or not isinstance(data.get("released"), dict):
+        return None
+    rel = dict(data["released"])
+    rel.setdefault("name", data.get("name"))
+    try:
+        return _from_dict(Release, rel)
+    except ValueError as exc:
+        _warn_once(key, f"release marker: {exc}")
+        return None
+
+
 def parse_leader(key: str, value: Any, session: Optional[str]) -> Optional[LeaderInfo]:
     if not session or value in (None, b"", ""):
         return None          # behavior release keeps a dead holder's Value: without a Session it is free
@@ -120,6 +149,7 @@ class ClusterView:
     """Everything one pass decides on, read in one consistent request."""
     leader: Optional[LeaderInfo] = None
     lock_index: int = 0                 # the leader key's LockIndex: one value per lock generation
+    released: Optional[Release] = None  # the free key's release marker (a primary whose mysqld died)
     index: int = 0                      # the DCS index of the read (for blocking watches)
     members: List[MemberState] = field(default_factory=list)
     request: Optional[Request] = None
@@ -153,7 +183,8 @@ class DCS(abc.ABC):
     def acquire_leader(self, sid: str, info: LeaderInfo) -> bool: ...
 
     @abc.abstractmethod
-    def release_leader(self, sid: str) -> bool: ...
+    def release_leader(self, sid: str, marker: Optional[Release] = None) -> bool:
+        """Release the lock held by `sid`; with `marker`, write it into the key in the same operation."""
 
     @abc.abstractmethod
     def publish_member(self, sid: Optional[str], state: MemberState) -> None: ...

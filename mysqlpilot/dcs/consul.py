@@ -1,7 +1,8 @@
 """Consul adapter: the only code that talks to Consul.
 
 Keys, all under `<kv_root>/`:
-  leader              JSON LeaderInfo, acquired with the primary's session (behavior release)
+  leader              JSON LeaderInfo, acquired with the primary's session (behavior release); a primary
+                      whose mysqld died releases it with a `released` marker (dcs/base.py Release)
   members/<node>      JSON MemberState, acquired with the node's session so readers see liveness
   snapshots/latest    JSON manifest of the newest complete snapshot
   locks/<name>        generic session locks (the snapshot job)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from typing import Any, Dict, List, Optional, Tuple
 
 import consul
@@ -21,8 +23,8 @@ import requests
 
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
-from .base import DCS, ClusterView, decode_json, parse_history, parse_leader, parse_member, parse_object, \
-    parse_request
+from .base import DCS, ClusterView, Release, decode_json, parse_history, parse_leader, parse_member, \
+    parse_object, parse_release, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class ConsulDCS(DCS):
     # ---- sessions --------------------------------------------------------------------------------
     def create_session(self, ttl: int, lock_delay: int, checks: List[str]) -> str:
         return self._call("session create", self.c.session.create, name=f"mysqlpilot-{self.node_name}",
-                          behavior="release", ttl=int(ttl), lock_delay=int(lock_delay), checks=list(checks))
+                          behavior="release", ttl=int(ttl), lock_delay=float(lock_delay), checks=list(checks))
 
     def renew_session(self, sid: str) -> Optional[int]:
         try:
@@ -96,7 +98,7 @@ class ConsulDCS(DCS):
 
     # ---- agent checks and services ---------------------------------------------------------------
     def register_check(self, check_id: str, name: str, ttl: int) -> None:
-        self._call("check register", self.c.agent.check.register, name, check=consul.Check.ttl(f"{int(ttl)}s"),
+        self._call("check register", self.c.agent.check.register, name, check=consul.Check.ttl(f"{float(ttl):g}s"),
                    check_id=check_id)
 
     def pass_check(self, check_id: str, note: str = "") -> None:
@@ -152,8 +154,10 @@ class ConsulDCS(DCS):
 
     update_leader = acquire_leader       # re-acquiring with the holding session just updates the value
 
-    def release_leader(self, sid: str) -> bool:
-        return bool(self._call("leader release", self.c.kv.put, self.key("leader"), None, release=sid))
+    def release_leader(self, sid: str, marker: Optional[Release] = None) -> bool:
+        # Consul updates the value only if `sid` holds the lock, in the same raft entry as the release.
+        value = json.dumps({"name": marker.name, "released": asdict(marker)}, sort_keys=True) if marker else None
+        return bool(self._call("leader release", self.c.kv.put, self.key("leader"), value, release=sid))
 
     # ---- members ---------------------------------------------------------------------------------
     def publish_member(self, sid: Optional[str], state: MemberState) -> None:
@@ -190,6 +194,7 @@ class ConsulDCS(DCS):
             val = it.get("Value")
             if rel == "leader":
                 v.leader = parse_leader(key, val, it.get("Session"))
+                v.released = parse_release(key, val, it.get("Session"))
                 v.lock_index = int(it.get("LockIndex") or 0)
             elif rel.startswith("members/"):
                 m = parse_member(key, val, it.get("Session"))

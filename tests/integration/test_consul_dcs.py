@@ -172,3 +172,23 @@ def test_a_refused_acl_token_is_one_line_and_never_shown(tmp_path):
                            env=dict(env, CONSUL_HTTP_TOKEN=master), capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["primary"] is None
+
+
+def test_a_release_with_a_marker_writes_it_only_for_the_holder_and_skips_lock_delay(consul_agent, consul_kv_root):
+    """Issue 12's crash fast path on the real Consul: the marker is written in the same operation as the
+    release, only by the holding session, and a release (unlike a session end) leaves no lock-delay."""
+    from mysqlpilot.dcs.base import Release
+    d = make_dcs(consul_agent, consul_kv_root, "r")
+    sid = d.create_session(10, 15, ["serfHealth", live(d, "r")])
+    other = make_dcs(consul_agent, consul_kv_root, "s")
+    sid2 = other.create_session(10, 0, [live(other, "s")])
+    assert d.acquire_leader(sid, LeaderInfo("r", "h", 1))
+    marker = Release(name="r", reason="mysqld is not running", at=1.0, gtid_executed="0-1-5")
+    assert other.release_leader(sid2, Release(name="s", reason="forged")) is False   # not the holder
+    assert d.get_cluster().released is None and d.get_cluster().leader.name == "r"
+    assert d.release_leader(sid, marker)
+    view = d.get_cluster()
+    assert view.leader is None and view.released == marker
+    assert other.acquire_leader(sid2, LeaderInfo("s", "h", 2))     # at once: a 15 s lock-delay did not apply
+    view = d.get_cluster()
+    assert view.leader.name == "s" and view.released is None

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from mysqlpilot import config
-from mysqlpilot.dcs.base import ClusterView, parse_history, parse_request
+from mysqlpilot.dcs.base import ClusterView, parse_history, parse_release, parse_request
 from mysqlpilot.errors import PilotError
 from mysqlpilot.flavors import get_flavor
 from mysqlpilot.model import LeaderInfo, MemberState
@@ -179,6 +179,8 @@ class FakeDCS:
         v = ClusterView(lock_index=self.lock_index, index=self._n)
         if self.leader_session and self.sessions.get(self.leader_session) and self.leader_value:
             v.leader = LeaderInfo.from_json(self.leader_value, session=self.leader_session)
+        else:
+            v.released = parse_release("leader", self.raw.get("leader", self.leader_value), None)
         for m in self.members.values():
             v.members.append(dataclasses.replace(m))
         raw = dict({k: __import__("json").dumps(val).encode() for k, val in self.kv.items()}, **self.raw)
@@ -206,12 +208,15 @@ class FakeDCS:
         self.events.append(f"acquire {info.name}")
         return True
 
-    def release_leader(self, sid) -> bool:
+    def release_leader(self, sid, marker=None) -> bool:
         self._check()
         if self.leader_session != sid:
             return False
         self.leader_session = None
-        self.events.append("release")
+        if marker is not None:         # as Consul: the value is written with the release, by the holder only
+            self.leader_value = __import__("json").dumps({"name": marker.name,
+                                                          "released": dataclasses.asdict(marker)})
+        self.events.append("release" + (" marked" if marker is not None else ""))
         return True
 
     def publish_member(self, sid, m: MemberState) -> None:

@@ -53,7 +53,15 @@ def test_server_id_is_stable_and_distinct():
     ({"CONSUL": "nohostport"}, "consul (from $CONSUL): expected host:port"),
     ({"MYSQLPILOT_DURABILITY": "sync"}, "durability (from $MYSQLPILOT_DURABILITY): must be one of async, "
                                          "semi-sync"),
-    ({"MYSQLPILOT_LOCK_DELAY": "4", "MYSQLPILOT_FENCE_MARGIN": "3"}, "lock_delay (4s) must exceed fence_margin"),
+    ({"MYSQLPILOT_LOCK_DELAY": "4", "MYSQLPILOT_FENCE_MARGIN": "3.5"}, "lock_delay (4s) must exceed fence_margin "
+                                                                      "(3.5s) by at least 1s"),
+    ({"MYSQLPILOT_FENCE_MARGIN": "0.1"}, "fence_margin (from $MYSQLPILOT_FENCE_MARGIN): must be at least 0.25"),
+    ({"MYSQLPILOT_LOCK_DELAY": "nan"}, "lock_delay (from $MYSQLPILOT_LOCK_DELAY): expected float"),
+    ({"MYSQLPILOT_LOCK_DELAY": "inf"}, "lock_delay (from $MYSQLPILOT_LOCK_DELAY): expected float"),
+    # heartbeat every 0.375 s (a quarter of the 1.5 s lease): a 0.6 s check would end on one late beat
+    ({"MYSQLPILOT_CHECK_TTL": "0.6"}, "check_ttl (0.6s) must be at least twice the heartbeat interval (0.375s"),
+    ({"MYSQLPILOT_CHECK_TTL": "12"}, "session_ttl (10s) must be at least check_ttl (12s)"),
+    ({"MYSQLPILOT_HEALTH_INTERVAL": "6"}, "service_ttl (6s) must exceed health_interval (6s)"),
     ({"MYSQLPILOT_STORE": "s3"}, "s3_bucket is required"),
     ({"MYSQL_USER": "app"}, "password is required when user is set"),
     ({"MYSQLPILOT_NOFAILOVER": "maybe"}, "nofailover"),
@@ -179,3 +187,13 @@ def test_a_restore_gives_the_node_a_new_server_id_that_every_later_process_uses(
     p.cfg = fixed
     p._new_server_id()
     assert fixed.server_id == 42
+
+
+def test_the_defaults_keep_the_fencing_proof_and_the_heartbeat_arithmetic():
+    """docs/timing.md: lease = lock_delay - fence_margin; four beats per lease; the check outlives a late beat."""
+    from mysqlpilot.config import heartbeat_interval
+    cfg = load({})
+    lease = cfg.lock_delay - cfg.fence_margin
+    beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
+    assert lease >= 1 and beat == lease / 4 and cfg.check_ttl >= 2 * beat
+    assert (cfg.check_ttl, cfg.lock_delay, cfg.fence_margin) == (2.0, 2.0, 0.5)

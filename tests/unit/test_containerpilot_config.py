@@ -85,7 +85,7 @@ def test_the_renderer_itself(tpl, env, out):
 ENVS = [
     pytest.param({}, id="defaults"),
     pytest.param({"SERVICE_NAME": "db", "PORT0": "31000", "HOST": "10.1.2.3", "CONSUL": "consul.svc:8500",
-                  "MYSQLPILOT_HEALTH_INTERVAL": "3", "MYSQLPILOT_CHECK_TTL": "10"}, id="marathon"),
+                  "MYSQLPILOT_HEALTH_INTERVAL": "3", "MYSQLPILOT_SERVICE_TTL": "10"}, id="marathon"),
     pytest.param({"MYSQLPILOT_PORT": "3307"}, id="port-without-PORT0"),
 ]
 

@@ -301,3 +301,78 @@ def test_a_replica_without_a_session_still_counts_for_what_it_holds(tmp_path, mo
     assert d.action == analysis.WAIT and "lacks transactions that n3 holds" in d.reason
     servers["n3"].up = False                     # gone for good: it no longer holds anything we can get
     assert n2.run_once().action == analysis.TAKE_LOCK
+
+
+def crashed_primary(tmp_path, monkeypatch, durability="async"):
+    """n1 primary, n2 its replica that knows n1 as leader; then n1's mysqld process is gone."""
+    from mysqlpilot import mysqld
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"), MYSQLPILOT_DURABILITY=durability)
+    n1, n2 = nodes["n1"], nodes["n2"]
+    sid1 = make_primary(dcs, servers, n1)
+    n1.lease.extend(sid1, boottime())
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    servers["n2"].replica["io_running"] = True
+    dcs.members["n1"] = MemberState("n1", "h-n1", 3306, alive=True, healthy=True, role="primary",
+                                    gtid_executed="0-1-10")
+    n2.run_once()                                    # n2 has seen n1 lead
+    servers["n1"].up = False
+    monkeypatch.setattr(n1, "mysqld_alive", lambda: False)
+    monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: False)
+    return dcs, servers, n1, n2, sid1
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("durability", ["async", "semi-sync"])
+def test_a_primary_whose_mysqld_died_releases_the_lock_and_the_best_replica_promotes_at_once(
+        tmp_path, monkeypatch, durability):
+    """Issue 12: a mysqld crash releases the lock (no lock-delay) instead of waiting for the session to end.
+    The released primary is left out of the candidates while its session still lives (semi-sync would
+    otherwise count it unreachable and refuse to promote)."""
+    dcs, servers, n1, n2, sid1 = crashed_primary(tmp_path, monkeypatch, durability)
+    n1.beat()
+    assert dcs.events[-2:] == ["release marked", "fail_check"] and n1.lease.left() < 0
+    rel = dcs.get_cluster().released
+    assert rel is not None and rel.name == "n1" and rel.reason == "mysqld is not running"
+    d = n2.run_once()                                # first sight of the free key: no lock-delay wait
+    assert d.action == analysis.TAKE_LOCK, d.reason
+    assert servers["n2"].ro is False and dcs.get_cluster().leader.name == "n2"
+    n1.beat()                                        # once per session: nothing more to release
+    assert dcs.events.count("release marked") == 1
+
+
+@pytest.mark.parametrize("value", [
+    None,                                                        # a plain session end: no marker
+    b'{"name": "n1", "released": "yes"}',
+    b'{"name": "n1", "released": {"name": 5, "reason": []}}',
+    b'not json',
+])
+def test_without_a_well_formed_release_marker_candidates_wait_out_lock_delay(tmp_path, monkeypatch, value):
+    dcs, servers, n1, n2, sid1 = crashed_primary(tmp_path, monkeypatch)
+    dcs.invalidate(sid1)
+    if value is not None:
+        dcs.raw["leader"] = value
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "lock-delay" in d.reason and servers["n2"].ro
+
+
+def test_no_early_release_while_something_still_answers_on_mysqlds_socket(tmp_path, monkeypatch):
+    """No pid file is not proof: if the socket or port accepts a connection, take the slow path."""
+    from mysqlpilot import mysqld
+    dcs, servers, n1, n2, sid1 = crashed_primary(tmp_path, monkeypatch)
+    monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: True)
+    n1.beat()
+    assert "release marked" not in dcs.events and dcs.events[-1] == "fail_check"
+    assert dcs.get_cluster().leader.name == "n1"     # the fake's fail_check does not end the session
+
+
+def test_a_replica_whose_mysqld_died_releases_nothing(tmp_path, monkeypatch):
+    from mysqlpilot import mysqld
+    dcs, servers, n1, n2, sid1 = crashed_primary(tmp_path, monkeypatch)
+    servers["n1"].up = True
+    monkeypatch.setattr(n2, "mysqld_alive", lambda: False)
+    monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: False)
+    n2.beat()
+    assert dcs.get_cluster().leader.name == "n1" and "release marked" not in dcs.events

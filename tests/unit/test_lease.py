@@ -1,11 +1,14 @@
 """The lease, the fencer, the watchdog and the heartbeat, driven step by step over fakes (safety items
 1-3). Real-server versions of the fencing cases are in tests/integration/test_fencing.py."""
+import threading
+import time
+
 import pytest
 
 from mysqlpilot import config
 from mysqlpilot.errors import PilotError
 from mysqlpilot.ha import Node
-from mysqlpilot.lease import Fencer, Lease, Watchdog
+from mysqlpilot.lease import Fencer, Heartbeat, Lease, Watchdog
 from mysqlpilot.sqlclient import SQLError
 from mysqlpilot.statefile import StateFile
 
@@ -275,6 +278,10 @@ class RecordingDCS:
         self.events.append("create")
         return "s-new"
 
+    def release_leader(self, sid, marker=None):
+        self.events.append("release")
+        return True
+
 
 def node(tmp_path, dcs):
     env = {"MYSQL_ROOT_PASSWORD": "pw", "MYSQL_REPL_PASSWORD": "pw2", "HOSTNAME": "db1",
@@ -289,10 +296,12 @@ def test_mysqld_gone_gives_up_the_lease_before_failing_the_check(tmp_path, monke
     n.state.update(session="s1")
     n.lease.extend("s1", 1e12)
     monkeypatch.setattr(n, "mysqld_alive", lambda: False)
+    monkeypatch.setattr("mysqlpilot.mysqld.accepts_connections", lambda cfg, timeout=0.3: False)
     orig_void = n.lease.void
     n.lease.void = lambda why: (events.append("void"), orig_void(why))
     n.beat()
-    assert events == ["void", "fail_check"] and n.lease.left() < 0
+    # The release (a primary's fast path, tests/unit/test_ha_interleavings.py) also comes after the void.
+    assert events == ["void", "release", "fail_check"] and n.lease.left() < 0
 
 
 def test_a_hung_mysqld_is_neither_reported_alive_nor_renewed(tmp_path, monkeypatch):
@@ -330,3 +339,68 @@ def test_a_session_that_is_gone_voids_the_lease_and_a_new_one_starts_fresh(tmp_p
     assert events == ["pass", "renew", "create"]
     assert n.sid == "s-new" and n.lease.left("s1") < 0 and n.lease.left("s-new") > 0
 
+
+
+def test_a_poke_runs_a_heartbeat_at_once_instead_of_at_the_next_tick():
+    """The prober pokes the heartbeat when mysqld's process goes, so the crash path does not wait a tick."""
+    beats = threading.Semaphore(0)
+    hb = Heartbeat(beats.release, interval=3600)
+    hb.start()
+    try:
+        assert beats.acquire(timeout=10)             # the first beat runs at start
+        hb.poke()
+        assert beats.acquire(timeout=10)             # not an hour later
+    finally:
+        hb.stop()
+        hb.join(10)
+    assert not hb.is_alive()
+
+
+def test_the_prober_pokes_the_heartbeat_when_mysqlds_process_goes(tmp_path, monkeypatch):
+    from mysqlpilot import ha
+    n = node(tmp_path, RecordingDCS([]))
+    pids = iter([123, 123, None])
+    monkeypatch.setattr("mysqlpilot.mysqld.mysqld_pid", lambda cfg: next(pids, None))
+    monkeypatch.setattr(ha, "PID_POLL", 0.01)
+    monkeypatch.setattr(n, "probe_conn", lambda: (_ for _ in ()).throw(PilotError("no")))
+    poked = threading.Event()
+
+    class HB:
+        def poke(self):
+            poked.set()
+            n._stop.set()
+    n._heartbeat = HB()
+    t = threading.Thread(target=n._prober, daemon=True)
+    t.start()
+    assert poked.wait(10)
+    t.join(10)
+
+
+def test_a_slow_pass_cannot_delay_the_heartbeat(tmp_path, monkeypatch):
+    """Issue 12: the session and the lease are kept by their own thread; a pass stuck in SQL or Consul
+    (here: blocked until the test ends) does not stop the renewals."""
+    events = []
+    n = node(tmp_path, RecordingDCS(events))
+    n.state.update(session="s1")
+    monkeypatch.setattr(n, "mysqld_alive", lambda: True)
+    stuck = threading.Event()
+
+    def observe():
+        stuck.wait(60)
+        raise PilotError("released")
+    monkeypatch.setattr(n, "observe", observe)
+    slow = threading.Thread(target=lambda: pytest.raises(PilotError, n.run_once), daemon=True)
+    slow.start()
+    hb = Heartbeat(n.beat, 0.05)
+    hb.start()
+    try:
+        deadline = time.monotonic() + 20
+        while events.count("renew") < 3:
+            assert time.monotonic() < deadline, events
+            time.sleep(0.01)
+        assert slow.is_alive() and n.lease.left("s1") > 0
+    finally:
+        stuck.set()
+        hb.stop()
+        hb.join(10)
+        slow.join(10)

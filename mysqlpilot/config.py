@@ -176,6 +176,13 @@ SCHEMA: Tuple[Key, ...] = (
        "for Oracle MySQL 8.0.17 and later, the backup tool for everything else. Either way the stream goes "
        "through zstd into the same store and manifest, and a restore reads whichever the manifest names.",
        "MYSQLPILOT_SNAPSHOT_METHOD", choices=("auto", "backup-tool", "clone"), group="snapshots"),
+    _k("seed_method", "choice", "auto", "How a new or rebuilt replica gets its data. `store`: restore the "
+       "newest snapshot from the store. `clone-remote`: `CLONE INSTANCE FROM` a healthy replica (the primary "
+       "only when no replica is healthy) of the same version, as the replication user (granted BACKUP_ADMIN "
+       "at bootstrap), then replicate from the primary; when no member can donate or the clone fails, restore "
+       "from the store. MySQL 8.0.17+ only. `auto`: clone-remote where the flavor has the CLONE plugin, "
+       "store elsewhere.", "MYSQLPILOT_SEED_METHOD", choices=("auto", "clone-remote", "store"),
+       group="snapshots"),
     _k("compression_level", "int", 1, "zstd level for snapshots.", "MYSQLPILOT_COMPRESSION_LEVEL",
        minimum=1, maximum=19, group="snapshots"),
     _k("force_fresh_bootstrap", "bool", False, "Let a node with an empty datadir bootstrap a new, empty "

@@ -10,7 +10,7 @@ import random
 import time
 from typing import Any, Dict, Optional
 
-from . import mysqld
+from . import clone_seed, mysqld
 from .dcs.consul import ConsulDCS
 from .errors import PilotError, SnapshotError
 from .flavors import get_flavor
@@ -198,6 +198,10 @@ class Preparer:
                 self.announce("waiting", f"waiting for the first snapshot; gives up in {left:.0f}s")
 
     def restore(self, manifest: SnapshotManifest) -> str:
+        """Seed the datadir: by remote CLONE when seed_method allows and a member can donate, else from
+        the snapshot `manifest` in the store. Returns cloned | restored."""
+        if self.seed_by_clone():
+            return "cloned"
         store = open_store(self.cfg)
         last: Optional[Exception] = None
         for attempt in range(1, RESTORE_TRIES + 1):
@@ -223,6 +227,30 @@ class Preparer:
             time.sleep(min(30, 2 ** attempt))
         assert last is not None
         raise last
+
+    def seed_by_clone(self) -> bool:
+        """CLONE INSTANCE FROM a healthy member (clone_seed.py); False when seed_method says store, no member
+        can donate, or the clone failed (said in one line): the caller restores from the store."""
+        if clone_seed.seed_method(self.cfg, self.flavor) != "clone-remote":
+            return False
+        view = self.dcs.get_cluster()
+        donor, why = clone_seed.choose_donor(view.members, self.cfg.node_name, self.flavor,
+                                             view.leader.name if view.leader else None)
+        if donor is None:
+            log.info("seed by remote CLONE: %s; restoring from the store", why)
+            return False
+        log.info("seeding by CLONE INSTANCE FROM %s", why)
+        self.announce("restoring", f"cloning {donor.name} ({donor.host}:{donor.port})")
+        try:
+            gtid = clone_seed.clone_from(self.cfg, self.flavor, donor, datadir=self.cfg.datadir,
+                                         user=self.cfg.repl_user, password=self.cfg.repl_password)
+        except PilotError as exc:
+            log.warning("%s; restoring from the store instead", exc)
+            return False
+        self.state.update(seed_gtid=gtid or None, rebuild_reason=None)
+        self._new_server_id()
+        log.info("cloned %s; the replica will start from GTID %s", donor.name, gtid or "-")
+        return True
 
     def _new_server_id(self) -> None:
         """A restored datadir lacks whatever this node wrote as a primary after the snapshot, and the

@@ -438,23 +438,41 @@ def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, d
                                     f"{_first_error(ptxt)}")
             log.info("restore %s: prepared in %.1fs", manifest.id, time.monotonic() - t0)
             _, _, gtid = flavor.read_binlog_info(scratch)
-        if os.path.isdir(datadir) and os.listdir(datadir):
-            aside = mysqld.move_aside(datadir, limit=limit)
-        elif os.path.isdir(datadir):
-            os.rmdir(datadir)                   # empty: nothing to keep
-        os.makedirs(os.path.dirname(os.path.abspath(datadir)), exist_ok=True)
-        os.rename(scratch, datadir)
+        aside = place_datadir(scratch, datadir, limit)
         placed = True
         if mysqld_user and mysqld_user != _current_user():
             mysqld.chown_tree(datadir, mysqld_user)
         return gtid or manifest.gtid
     except BaseException:
-        if placed:
-            shutil.rmtree(datadir, ignore_errors=True)   # what we just placed, nothing else
-        shutil.rmtree(scratch, ignore_errors=True)       # made by this operation
-        if aside and not os.path.exists(datadir):
-            os.rename(aside, datadir)                    # put the old datadir back
+        unplace_datadir(scratch, datadir, aside, placed)
         raise
+
+
+def place_datadir(new: str, datadir: str, limit: Optional[int]) -> Optional[str]:
+    """Rename the ready copy `new` into `datadir`; a datadir holding anything is moved aside first (an
+    empty one is removed). Returns the moved-aside path, or None."""
+    aside = None
+    if os.path.isdir(datadir) and os.listdir(datadir):
+        aside = mysqld.move_aside(datadir, limit=limit)
+    elif os.path.isdir(datadir):
+        os.rmdir(datadir)                   # empty: nothing to keep
+    os.makedirs(os.path.dirname(os.path.abspath(datadir)), exist_ok=True)
+    try:
+        os.rename(new, datadir)
+    except BaseException:
+        if aside and not os.path.exists(datadir):
+            os.rename(aside, datadir)
+        raise
+    return aside
+
+
+def unplace_datadir(scratch: str, datadir: str, aside: Optional[str], placed: bool) -> None:
+    """Undo a failed restore or seed: remove only what this operation made, put the old datadir back."""
+    if placed:
+        shutil.rmtree(datadir, ignore_errors=True)   # what we just placed, nothing else
+    shutil.rmtree(scratch, ignore_errors=True)       # made by this operation
+    if aside and not os.path.exists(datadir):
+        os.rename(aside, datadir)                    # put the old datadir back
 
 
 def _check_same_filesystem(state_dir: str, datadir: str) -> None:

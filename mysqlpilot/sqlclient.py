@@ -69,6 +69,12 @@ class Server:
         return cls(flavor, host=host, port=port, socket=socket, user=user, password=password,
                    connect_timeout=timeout, probe=True)
 
+    def add_secret(self, secret: Optional[str]) -> None:
+        """Mask another secret that statements carry (say, a donor's password in CLONE INSTANCE) in
+        every error and log line."""
+        if secret:
+            self._secrets.append(secret)
+
     # ---- plumbing ----------------------------------------------------------------------------
     @property
     def where(self) -> str:

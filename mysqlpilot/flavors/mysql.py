@@ -80,6 +80,27 @@ class MySQLFlavor(Flavor):
         """A consistent physical copy of this server into target_dir (which must not exist yet)."""
         return [f"CLONE LOCAL DATA DIRECTORY = {quote(target_dir)}"]
 
+    def clone_donor_list_sql(self, host: str, port: int) -> List[str]:
+        """On the recipient, before CLONE INSTANCE: the donors it may copy from (a literal host:port)."""
+        return [f"SET GLOBAL clone_valid_donor_list = {quote(host + ':' + str(int(port)))}"]
+
+    def clone_instance_sql(self, host: str, port: int, user: str, password: str, target_dir: str) -> List[str]:
+        """On the recipient: copy the donor into target_dir (a new directory; the recipient's own datadir
+        is left alone, so no restart under a supervisor is needed). The donor's user needs BACKUP_ADMIN,
+        the recipient's CLONE_ADMIN."""
+        return [f"CLONE INSTANCE FROM {quote(user)}@{quote(host)}:{int(port)} IDENTIFIED BY {quote(password)} "
+                f"DATA DIRECTORY = {quote(target_dir)}"]
+
+    def plugins(self) -> List[str]:
+        """The plugins every node loads at start. A CLONE recipient loads the same: the donor's active
+        plugins must be active on the recipient."""
+        p, r = ("source", "replica") if self.new_semisync else ("master", "slave")
+        out = [f"semisync_{p}.so", f"semisync_{r}.so"]
+        if self.supports_clone:
+            # Loaded at start (INSTALL PLUGIN would write mysql.plugin, refused under super_read_only).
+            out.append("mysql_clone.so")
+        return out
+
     def clone_status_sql(self) -> str:
         return ("SELECT STATE AS state, ERROR_NO AS error_no, ERROR_MESSAGE AS error_message, "
                 "BINLOG_FILE AS binlog_file, BINLOG_POSITION AS binlog_pos, GTID_EXECUTED AS gtid "
@@ -102,11 +123,7 @@ class MySQLFlavor(Flavor):
         p, r = ("source", "replica") if new else ("master", "slave")
         # One plugin-load-add with a ;-list (repeated keys upset ini parsers); loose- options let a
         # build without the plugins still start.
-        plugins = [f"semisync_{p}.so", f"semisync_{r}.so"]
-        if self.supports_clone:
-            # Loaded at start (INSTALL PLUGIN would write mysql.plugin, refused under super_read_only).
-            plugins.append("mysql_clone.so")
-        opts += [("plugin-load-add", ";".join(plugins)),
+        opts += [("plugin-load-add", ";".join(self.plugins())),
                  (f"loose-rpl_semi_sync_{p}_enabled", "OFF"), (f"loose-rpl_semi_sync_{r}_enabled", "OFF")]
         if self.at_least(8, 0):
             # The X plugin listens on 33060 by default: nodes sharing a host would fight over it.
@@ -148,6 +165,9 @@ class MySQLFlavor(Flavor):
             f"ALTER USER {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
             f"GRANT {privs} ON *.* TO {repl}",
         ]
+        if self.supports_clone:
+            # A donor of CLONE INSTANCE (seed_method) lets the replication user copy it.
+            out.append(f"GRANT BACKUP_ADMIN ON *.* TO {repl}")
         return out + _app_user(cfg)
 
     def change_source(self, host: str, port: int, user: str, password: str) -> List[str]:

@@ -134,7 +134,8 @@ class Node:
         return self.local(read_timeout=2)
 
     def _fence_conn(self) -> Server:
-        # Short enough that a blocked statement returns inside fence_margin; lock_wait_timeout is 1 s.
+        # A blocked statement returns within this and the fence retries; the fence's deadline does not wait for
+        # it (lease.py _Backstop).
         return Server(self.flavor, socket=self.cfg.socket, user="root", password=self.cfg.root_password,
                       connect_timeout=1, read_timeout=1.5)
 

@@ -145,52 +145,105 @@ class Fencer:
         with self._lock:
             if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
                 self.lease.void(f"fencing: {reason}")
-            t0, last, fast, blocked = self.clock(), "", True, False
-            while True:
-                try:
-                    srv = self._conn()
-                    if fast:
-                        # One round trip when no commit is in flight (after a freeze every millisecond is
-                        # a window for clients); NOWAIT, so a blocked commit costs nothing here.
-                        fast = False
-                        try:
-                            srv.execute("SET SESSION lock_wait_timeout = 0")
-                            srv.set_read_only(True)
-                        except PilotError as exc:
-                            if getattr(exc, "errno", 0) != ER_LOCK_WAIT_TIMEOUT:
-                                raise
-                            blocked = True
-                    # Clients next: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
-                    # its client gets an error, not an acknowledgement.
-                    killed = srv.kill_client_connections()
-                    if blocked and not keep_lease:
-                        # MySQL: a killed commit goes on waiting for its ACK (seen on 9.7); switching
-                        # semi-sync off ends the wait, and its client, killed already, gets an error.
-                        blocked = False
-                        release = srv.flavor.release_commit_waits()
-                        if release:
-                            srv.execute(release)
-                    srv.execute("SET SESSION lock_wait_timeout = 1")
-                    srv.set_read_only(True)
-                    killed += srv.kill_client_connections()
-                    if srv.read_only():
-                        log.warning("FENCED: read-only, confirmed in %.2fs (%s); killed %d client connections",
-                                    self.clock() - t0, reason, killed)
-                        return "read-only"
-                    last = "read_only still OFF after setting it"
-                except PilotError as exc:
-                    last = str(exc)
-                    self._drop()
-                if not self.mysqld_running():
-                    log.warning("FENCED: mysqld is not running (%s)", reason)
-                    return "mysqld down"
-                if self.clock() >= deadline:
-                    killed_it = self.kill_mysqld()
-                    log.error("FENCED by stopping mysqld: read-only not confirmed in %.2fs (%s): %s",
-                              self.clock() - t0, reason, last)
-                    self._drop()
-                    return "mysqld killed" if killed_it else "mysqld down"
-                time.sleep(0.05)
+            # The deadline holds even while a statement below blocks (up to the connection's read timeout,
+            # longer than a sub-second fence_margin): a thread of its own stops mysqld on time.
+            bs = _Backstop(self, deadline, reason)
+            bs.start()
+            try:
+                return self._fence(reason, deadline, keep_lease, bs)
+            finally:
+                bs.end()
+
+    def _fence(self, reason: str, deadline: float, keep_lease: bool, bs: "_Backstop") -> str:
+        t0, last, fast, blocked = self.clock(), "", True, False
+        while True:
+            try:
+                srv = self._conn()
+                if fast:
+                    # One round trip when no commit is in flight (after a freeze every millisecond is
+                    # a window for clients); NOWAIT, so a blocked commit costs nothing here.
+                    fast = False
+                    try:
+                        srv.execute("SET SESSION lock_wait_timeout = 0")
+                        srv.set_read_only(True)
+                    except PilotError as exc:
+                        if getattr(exc, "errno", 0) != ER_LOCK_WAIT_TIMEOUT:
+                            raise
+                        blocked = True
+                # Clients next: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
+                # its client gets an error, not an acknowledgement.
+                killed = srv.kill_client_connections()
+                if blocked and not keep_lease:
+                    # MySQL: a killed commit goes on waiting for its ACK (seen on 9.7); switching
+                    # semi-sync off ends the wait, and its client, killed already, gets an error.
+                    blocked = False
+                    release = srv.flavor.release_commit_waits()
+                    if release:
+                        srv.execute(release)
+                srv.execute("SET SESSION lock_wait_timeout = 1")
+                srv.set_read_only(True)
+                killed += srv.kill_client_connections()
+                if srv.read_only():
+                    if bs.end():
+                        self._drop()
+                        return bs.result()
+                    log.warning("FENCED: read-only, confirmed in %.2fs (%s); killed %d client connections",
+                                self.clock() - t0, reason, killed)
+                    return "read-only"
+                last = "read_only still OFF after setting it"
+            except PilotError as exc:
+                last = str(exc)
+                self._drop()
+            if bs.fired():
+                self._drop()
+                return bs.result()
+            if not self.mysqld_running():
+                log.warning("FENCED: mysqld is not running (%s)", reason)
+                return "mysqld down"
+            if self.clock() >= deadline:
+                killed_it = self.kill_mysqld()
+                log.error("FENCED by stopping mysqld: read-only not confirmed in %.2fs (%s): %s",
+                          self.clock() - t0, reason, last)
+                self._drop()
+                return "mysqld killed" if killed_it else "mysqld down"
+            time.sleep(0.05)
+
+
+class _Backstop(threading.Thread):
+    """Stops mysqld at the fence's deadline, whatever statement the fence is blocked in."""
+
+    def __init__(self, fencer: Fencer, deadline: float, reason: str):
+        super().__init__(name="fence-backstop", daemon=True)
+        self.fencer, self.deadline, self.reason = fencer, deadline, reason
+        self._gate = threading.Lock()
+        self._ended = threading.Event()
+        self._killed: Optional[bool] = None          # set once it fired: whether a mysqld was there to kill
+
+    def run(self) -> None:
+        clock = self.fencer.clock
+        while not self._ended.wait(min(0.02, max(0.0, self.deadline - clock()))):
+            if clock() >= self.deadline:
+                with self._gate:
+                    if self._ended.is_set():
+                        return
+                    self._killed = self.fencer.kill_mysqld()
+                    self._ended.set()
+                log.error("FENCED by stopping mysqld: read-only not confirmed by the deadline (%s)", self.reason)
+                return
+
+    def end(self) -> bool:
+        """Stop it; True when it had already fired (then the fence's own outcome does not count). After
+        this returns False it never fires."""
+        with self._gate:
+            fired = self._killed is not None
+            self._ended.set()
+            return fired
+
+    def fired(self) -> bool:
+        return self._killed is not None
+
+    def result(self) -> str:
+        return "mysqld killed" if self._killed else "mysqld down"
 
 
 class Watchdog(threading.Thread):

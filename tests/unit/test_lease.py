@@ -404,3 +404,32 @@ def test_a_slow_pass_cannot_delay_the_heartbeat(tmp_path, monkeypatch):
         hb.stop()
         hb.join(10)
         slow.join(10)
+
+
+def test_the_fence_deadline_holds_while_a_fence_statement_blocks(tmp_path):
+    """With a sub-second fence_margin, a statement blocked up to the connection's read timeout (1.5 s)
+    would carry the fence past its deadline: mysqld is stopped at the deadline, not when it returns."""
+    from mysqlpilot.lease import boottime
+    order = []
+
+    class Hanging(FakeServer):
+        def set_read_only(self, on):
+            time.sleep(1.5)
+            order.append("statement returned")
+            raise PilotError("read timeout")
+    lease = Lease(StateFile(str(tmp_path)), 3.0)
+    f = Fencer(lambda: Hanging([]), lease, cfg=None,
+               kill_mysqld=lambda: order.append("SIGKILL mysqld") or True, mysqld_running=lambda: True)
+    assert f.fence("test", deadline=boottime() + 0.2) == "mysqld killed"
+    assert order[0] == "SIGKILL mysqld" and order.count("SIGKILL mysqld") == 1
+
+
+def test_a_fence_confirmed_before_the_deadline_never_fires_the_backstop(tmp_path):
+    from mysqlpilot.lease import boottime
+    kills = []
+    lease = Lease(StateFile(str(tmp_path)), 3.0)
+    f = Fencer(lambda: FakeServer([]), lease, cfg=None, kill_mysqld=lambda: kills.append(1) or True,
+               mysqld_running=lambda: True)
+    assert f.fence("test", deadline=boottime() + 0.3) == "read-only"
+    time.sleep(0.6)
+    assert kills == []

@@ -459,11 +459,18 @@ def run_soak(c: Cluster, args) -> int:
     w = SoakWriter(c, args.rate)
     t_start = time.time()
     w.start()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    stress_log = os.path.join(c.dir, "stress-ng.log")
+    with open(stress_log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    load_ended = None                    # a soak whose load stopped early proves nothing
     try:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            if load_ended is None and proc.poll() is not None:
+                load_ended = time.time() - t_start
+                print(f"  stress-ng exited ({proc.returncode}) after {load_ended:.0f}s; see {stress_log}",
+                      flush=True)
             try:
                 cur = c.status_fast()["primary"]
                 if cur and cur != primaries[-1][1]:
@@ -495,6 +502,8 @@ def run_soak(c: Cluster, args) -> int:
     fences = fences_since(c, offsets)
     gap = max_gap(w.acks, t_start, t_end)
     ok, why = soak_verdict(failovers, fences=len(fences), writes_ok=w.ok)
+    if load_ended is not None:
+        ok, why = False, why + [f"stress-ng ran only {load_ended:.0f}s of {seconds:.0f}s ({stress_log})"]
     print()
     for h in changes:
         print(f"  failover: {h.get('kind')} {h.get('old_primary')} -> {h.get('new_primary')}: "

@@ -7,8 +7,8 @@ scratch dir under state_dir, without networking and binlog, with the same plugin
 donor's active plugins must be active on the recipient). It clones the donor into a second scratch dir
 (`DATA DIRECTORY`), is stopped, and the copy is renamed into the datadir the way a restore is: a datadir
 holding anything is moved aside, never deleted. The copy carries the donor's GTID set (mysql.gtid_executed,
-written at every commit since 8.0.17), so the node starts at exactly that set and replicates the rest
-from the primary with auto-position.
+written at every commit since 8.0.17); the node seeds exactly that set and replicates the rest from the
+primary with auto-position.
 """
 from __future__ import annotations
 
@@ -73,11 +73,10 @@ def choose_donor(members: List[MemberState], me: str, flavor, leader: Optional[s
 
 
 def clone_from(cfg, flavor, donor: MemberState, *, datadir: str, user: str, password: str) -> str:
-    """Clone `donor` into `datadir` as `user` (who needs BACKUP_ADMIN there). Returns the copy's GTID set
-    as clone_status tells it, or "" (seen on 9.7 for clones into a DATA DIRECTORY): the copy carries its
-    exact set in mysql.gtid_executed all the same, and the node starts with it. Leaves nothing half-done:
-    on failure the scratch dirs are removed and the datadir is as it was."""
-    from .snapshot import _check_same_filesystem, place_datadir, unplace_datadir
+    """Clone `donor` into `datadir` as `user` (who needs BACKUP_ADMIN there). Returns the copy's exact GTID
+    set (clone_status leaves it empty for a clone into a DATA DIRECTORY, seen on 9.7). Leaves nothing
+    half-done: on failure the scratch dirs are removed and the datadir is as it was."""
+    from .snapshot import _check_same_filesystem, _staged_gtid, place_datadir, unplace_datadir
     os.makedirs(cfg.state_dir, exist_ok=True)
     _check_same_filesystem(cfg.state_dir, datadir)
     limit = getattr(cfg, "max_moved_aside", None)
@@ -90,7 +89,11 @@ def clone_from(cfg, flavor, donor: MemberState, *, datadir: str, user: str, pass
     aside, placed = None, False
     try:
         with _recipient(cfg, flavor, scratch) as sock:
-            gtid = _clone(flavor, sock, donor, user, password, target)
+            _clone(flavor, sock, donor, user, password, target)
+        # The copy carries the donor's replication settings but none of its relay logs: START REPLICA would
+        # fail (1872, seen on 9.7). Start it once, privately, to drop them and read its exact GTID set.
+        gtid = _staged_gtid(cfg, flavor, "root", cfg.root_password, target,
+                            before=["SET GLOBAL super_read_only = OFF", *flavor.reset_replica_all()])
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(target, "auto.cnf"))       # the node makes its own server_uuid
         aside = place_datadir(target, datadir, limit)
@@ -103,7 +106,7 @@ def clone_from(cfg, flavor, donor: MemberState, *, datadir: str, user: str, pass
         raise
 
 
-def _clone(flavor, sock: str, donor: MemberState, user: str, password: str, target: str) -> str:
+def _clone(flavor, sock: str, donor: MemberState, user: str, password: str, target: str) -> None:
     from .sqlclient import Server
     srv = Server(flavor, socket=sock, user="root", password=None, read_timeout=24 * 3600)
     srv.add_secret(password)
@@ -126,7 +129,6 @@ def _clone(flavor, sock: str, donor: MemberState, user: str, password: str, targ
         raise SnapshotError(f"CLONE INSTANCE FROM {where} ended in state {row.get('state')!r}: "
                             f"{row.get('error_message') or 'no error message'}")
     log.info("cloned %s in %.1fs", where, time.monotonic() - t0)
-    return "".join(str(row.get("gtid") or "").split())
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import IO, Iterator, List, Optional, Tuple
+from typing import IO, Iterator, List, Optional, Sequence, Tuple
 
 from . import mysqld
 from .errors import PilotError, SnapshotError
@@ -199,10 +199,11 @@ def _clone_local(cfg, flavor, user: str, password: Optional[str], staging: str) 
     return str(row.get("binlog_file") or ""), int(row.get("binlog_pos") or 0), gtid
 
 
-def _staged_gtid(cfg, flavor, user: str, password: Optional[str], staging: str) -> str:
-    """Start the staged copy on a private socket (no network, no binlog), read @@gtid_executed, stop it.
-    The exact set of the copy: a restore seeds it, so an estimate from the source would skip or repeat
-    transactions. The copy's own auto.cnf (new server_uuid) is removed afterwards."""
+def _staged_gtid(cfg, flavor, user: str, password: Optional[str], staging: str, before: Sequence[str] = ()) -> str:
+    """Start the staged copy on a private socket (no network, no binlog), run `before`, read
+    @@gtid_executed, stop it. The exact set of the copy: a restore seeds it, so an estimate from the
+    source would skip or repeat transactions. The copy's own auto.cnf (new server_uuid) is removed
+    afterwards."""
     import signal
     import tempfile
     from .sqlclient import Server
@@ -220,17 +221,24 @@ def _staged_gtid(cfg, flavor, user: str, password: Optional[str], staging: str) 
     try:
         deadline = time.monotonic() + 300
         while True:
+            srv = Server(flavor, socket=sock, user=user, password=password, connect_timeout=2)
             try:
-                srv = Server(flavor, socket=sock, user=user, password=password, connect_timeout=2)
-                try:
-                    return "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_executed") or "").split())
-                finally:
-                    srv.close()
+                srv.scalar("SELECT 1")
+                break
             except PilotError as exc:
-                if proc.poll() is not None or time.monotonic() > deadline:
+                srv.close()
+                # Refused login is final: the copy's accounts are the source's (wrong password, not slow).
+                if proc.poll() is not None or time.monotonic() > deadline or getattr(exc, "errno", 0) == 1045:
                     raise SnapshotError(f"the staged clone in {staging} did not start to tell its GTID set: "
                                         f"{mysqld.tail(errlog, 4) or exc}") from None
                 time.sleep(0.2)
+        try:
+            srv.execute(list(before))
+            return "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_executed") or "").split())
+        except PilotError as exc:
+            raise SnapshotError(f"the staged clone in {staging}: {exc}") from None
+        finally:
+            srv.close()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -13,8 +13,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path, flavor):
+    # These tests are about seeding from the snapshot store; on MySQL seed_method auto would clone a
+    # member instead (tested in test_clone_seed.py).
     c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "root-Secret-1",
-                                          "MYSQL_REPL_PASSWORD": "repl-Secret-1"}, flavor=flavor)
+                                          "MYSQL_REPL_PASSWORD": "repl-Secret-1",
+                                          "MYSQLPILOT_SEED_METHOD": "store"}, flavor=flavor)
     yield c
     c.down()
 

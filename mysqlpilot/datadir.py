@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import random
+import subprocess
 import time
 from typing import Any, Dict, Optional
 
@@ -244,7 +245,7 @@ class Preparer:
         try:
             gtid = clone_seed.clone_from(self.cfg, self.flavor, donor, datadir=self.cfg.datadir,
                                          user=self.cfg.repl_user, password=self.cfg.repl_password)
-        except PilotError as exc:
+        except (PilotError, OSError, subprocess.SubprocessError) as exc:
             log.warning("%s; restoring from the store instead", exc)
             return False
         self.state.update(seed_gtid=gtid or None, rebuild_reason=None)

@@ -454,6 +454,7 @@ class Node:
                 if self._logged_release != rel:
                     self._logged_release = rel
                     log.info("%s released the leader lock (%s): no lock-delay to wait out", rel.name, rel.reason)
+                extra["free_for_seen"] = free_for
                 free_for += self.cfg.lock_delay
             extra["free_for"] = free_for
             if probe["up"] and sid and not o.stopping and req is None and not o.paused:
@@ -618,9 +619,13 @@ class Node:
             kind, why = "failover", f"primary {old} (this node) lost its session and won again; {reason}"
         else:
             kind = "failover" if old else ("bootstrap" if not history else "election")
-            why = reason if not old else f"primary {old} lost its session; {reason}"
+            rel = view.released
+            if old and rel is not None and rel.name == old:
+                why = f"primary {old} released the lock ({rel.reason}); {reason}"
+            else:
+                why = reason if not old else f"primary {old} lost its session; {reason}"
             if "free_for" in extra:
-                durations["leader_free"] = round(extra["free_for"], 3)
+                durations["leader_free"] = round(extra.get("free_for_seen", extra["free_for"]), 3)
         rec = FailoverRecord(kind=kind, time=time.time(), old_primary=old, new_primary=self.cfg.node_name,
                              reason=why, candidates=[{"name": r.name, "chosen": r.name == self.cfg.node_name,
                                                       "why": r.why} for r in ranking],

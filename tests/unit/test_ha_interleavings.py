@@ -339,6 +339,9 @@ def test_a_primary_whose_mysqld_died_releases_the_lock_and_the_best_replica_prom
     d = n2.run_once()                                # first sight of the free key: no lock-delay wait
     assert d.action == analysis.TAKE_LOCK, d.reason
     assert servers["n2"].ro is False and dcs.get_cluster().leader.name == "n2"
+    rec = dcs.get_cluster().history[-1]
+    assert rec["kind"] == "failover" and rec["old_primary"] == "n1" and rec["durations"]["leader_free"] < 1
+    assert rec["reason"].startswith("primary n1 released the lock (mysqld is not running)")
     n1.beat()                                        # once per session: nothing more to release
     assert dcs.events.count("release marked") == 1
 

@@ -639,6 +639,10 @@ class Node:
 
     def do_follow(self, o, d, extra) -> None:
         leader = d.target
+        self.replicate_from(leader.name, leader.host, leader.port)
+        extra["refresh"] = True
+
+    def replicate_from(self, name: str, host: str, port: int) -> None:
         srv = self.local()
         seed = self.state.get("seed_gtid")
         srv.stop_replica()
@@ -649,14 +653,13 @@ class Node:
         elif self.flavor.name == "mariadb":
             # An ex-primary's position lives in its binlog, not in gtid_slave_pos.
             srv.execute("SET GLOBAL gtid_slave_pos = @@gtid_current_pos")
-        srv.change_source(leader.host, leader.port, self.cfg.repl_user, self.cfg.repl_password)
+        srv.change_source(host, port, self.cfg.repl_user, self.cfg.repl_password)
         if self.cfg.durability == "semi-sync":
             srv.semi_sync_primary(False, self.cfg.semi_sync_timeout_ms)
             srv.semi_sync_replica(True)
         srv.start_replica()
         srv.close()
-        log.info("replicating from %s (%s) with GTID auto-position", leader.name, leader.address)
-        extra["refresh"] = True
+        log.info("replicating from %s (%s:%s) with GTID auto-position", name, host, port)
 
     def do_rebuild(self, o, d, extra) -> None:
         reason = d.reason
@@ -723,6 +726,13 @@ class Node:
         self.dcs.put_json(REQUEST_KEY, body)
         self.dcs.release_leader(self.sid)
         log.warning("handed the leader lock to %s at GTID %s", target, gtid or "-")
+        # Follow the target now, while it promotes: with semi-sync its first commit waits for a replica's
+        # ACK, and this node is the one that can give it soonest. The errant check is done: the target
+        # confirmed it applied everything this node has. Until it is promoted nothing is written there.
+        try:
+            self.replicate_from(target, tm.host, tm.port)
+        except PilotError as exc:
+            log.info("following %s at once did not work (%s); the next pass will", target, exc)
         return True
 
     def _record(self, rec: FailoverRecord) -> None:

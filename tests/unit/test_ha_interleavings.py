@@ -66,6 +66,10 @@ def test_a_confirmed_switchover_marks_the_hand_over_so_the_target_skips_lock_del
     dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
     assert n1.hand_over("n2", Request(to="n2", requested=1e10), dcs.get_cluster())
     assert servers["n1"].ro is True and "release" in dcs.events
+    # The old primary follows the target at once (issue 12: its semi-sync ACK ends the write gap sooner),
+    # and only after the release.
+    calls = servers["n1"].calls
+    assert "change_source h-n2:3306" in calls and calls.index("change_source h-n2:3306") < calls.index("start_replica")
     req = dcs.get_cluster().request
     assert req.handed_over and req.to == "n2"
     dcs.kv["switchover"]["requested"] = __import__("time").time()

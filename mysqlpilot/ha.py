@@ -111,6 +111,7 @@ class Node:
         self._released_for = ""           # the session whose lock was released after a mysqld crash
         self._last_executed = ""          # gtid_executed at the last probe that reached mysqld
         self._logged_release: Optional[Release] = None
+        self._due: Optional[float] = None  # seconds until this node's lock-delay wait ends, if it is waiting
 
     def _saved_leader(self) -> Optional[LeaderInfo]:
         text = self.state.get("last_leader")
@@ -457,6 +458,8 @@ class Node:
                 extra["free_for_seen"] = free_for
                 free_for += self.cfg.lock_delay
             extra["free_for"] = free_for
+            left = self.cfg.lock_delay - free_for
+            self._due = left if left > 0 else None
             if probe["up"] and sid and not o.stopping and req is None and not o.paused:
                 ok, why, ranking = self.takeover_verdict(view, probe, free_for)
                 o.takeover = (ok, why)
@@ -779,6 +782,11 @@ class Node:
             except Exception as exc:  # noqa: BLE001 - the loop never dies; the watchdog still guards the lease
                 log.exception("HA pass failed unexpectedly: %s", exc)
             wait = max(0.2, self.cfg.loop_wait - (time.monotonic() - t0))
+            due, self._due = self._due, None
+            if due is not None and due < wait:
+                # Lock-delay ends before the watch would return: pass again then, not up to a loop later.
+                self._stop.wait(due + 0.01)
+                continue
             try:
                 # Wake at once when the leader key changes.
                 self.dcs.watch_leader(self.leader_index, wait)

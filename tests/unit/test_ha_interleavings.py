@@ -105,6 +105,8 @@ def test_candidates_wait_out_lock_delay_even_when_consul_forgot_it(tmp_path, mon
     dcs.invalidate(sid1)                            # the fake has no lock-delay at all
     d = n2.run_once()
     assert d.action == analysis.WAIT and "lock-delay" in d.reason and servers["n2"].ro
+    # The loop's next pass comes when the wait ends, not a whole loop_wait later (issue 12).
+    assert 0 < n2._due <= n2.cfg.lock_delay
     lock_delay_passed(n2, dcs)
     assert n2.run_once().action == analysis.TAKE_LOCK and servers["n2"].ro is False
 

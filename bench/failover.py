@@ -36,6 +36,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mysqlpilot import config as config_mod  # noqa: E402
+from tests.harness import nodelogs  # noqa: E402
 from tests.harness.cluster import Cluster  # noqa: E402
 
 SCENARIOS = ("node SIGKILL", "mysqld crash", "switchover")
@@ -167,38 +168,13 @@ def validate_overrides(env: Mapping[str, str]) -> None:
     config_mod.load(None, env=dict(base, **env))
 
 
-def log_files(c: Cluster) -> List[Tuple[str, str]]:
-    """(node, path) of every node log that can hold mysqlpilot's lines: each job's <job>.log under the
-    builtin supervisor, containerpilot.log under the real ContainerPilot. Not mysqld's own."""
-    base = os.path.join(c.dir, "nodes")
-    out = []
-    for node in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        logs = os.path.join(base, node, "logs")
-        for f in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-            if f.endswith(".log") and f != "mysql.log":
-                out.append((node, os.path.join(logs, f)))
-    return out
-
-
 def log_offsets(c: Cluster) -> Dict[str, int]:
-    out = {}
-    for _, path in log_files(c):
-        try:
-            out[path] = os.path.getsize(path)
-        except OSError:
-            pass
-    return out
+    return nodelogs.marks(c.dir)
 
 
 def fences_since(c: Cluster, offsets: Mapping[str, int]) -> List[str]:
     found = []
-    for node, path in log_files(c):
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(offsets.get(path, 0))
-                text = fh.read().decode(errors="replace")
-        except OSError:
-            continue
+    for node, path, text in nodelogs.read_since(c.dir, offsets):
         found += [f"{node}/{os.path.basename(path)}: {ln.strip()[:200]}" for ln in fenced_lines(text)]
     return found
 

@@ -111,6 +111,7 @@ class Node:
         self._released_for = ""           # the session whose lock was released after a mysqld crash
         self._last_executed = ""          # gtid_executed at the last probe that reached mysqld
         self._logged_release: Optional[Release] = None
+        self._due: Optional[float] = None  # seconds until this node's lock-delay wait ends, if it is waiting
 
     def _saved_leader(self) -> Optional[LeaderInfo]:
         text = self.state.get("last_leader")
@@ -454,8 +455,11 @@ class Node:
                 if self._logged_release != rel:
                     self._logged_release = rel
                     log.info("%s released the leader lock (%s): no lock-delay to wait out", rel.name, rel.reason)
+                extra["free_for_seen"] = free_for
                 free_for += self.cfg.lock_delay
             extra["free_for"] = free_for
+            left = self.cfg.lock_delay - free_for
+            self._due = left if left > 0 else None
             if probe["up"] and sid and not o.stopping and req is None and not o.paused:
                 ok, why, ranking = self.takeover_verdict(view, probe, free_for)
                 o.takeover = (ok, why)
@@ -618,9 +622,13 @@ class Node:
             kind, why = "failover", f"primary {old} (this node) lost its session and won again; {reason}"
         else:
             kind = "failover" if old else ("bootstrap" if not history else "election")
-            why = reason if not old else f"primary {old} lost its session; {reason}"
+            rel = view.released
+            if old and rel is not None and rel.name == old:
+                why = f"primary {old} released the lock ({rel.reason}); {reason}"
+            else:
+                why = reason if not old else f"primary {old} lost its session; {reason}"
             if "free_for" in extra:
-                durations["leader_free"] = round(extra["free_for"], 3)
+                durations["leader_free"] = round(extra.get("free_for_seen", extra["free_for"]), 3)
         rec = FailoverRecord(kind=kind, time=time.time(), old_primary=old, new_primary=self.cfg.node_name,
                              reason=why, candidates=[{"name": r.name, "chosen": r.name == self.cfg.node_name,
                                                       "why": r.why} for r in ranking],
@@ -634,6 +642,10 @@ class Node:
 
     def do_follow(self, o, d, extra) -> None:
         leader = d.target
+        self.replicate_from(leader.name, leader.host, leader.port)
+        extra["refresh"] = True
+
+    def replicate_from(self, name: str, host: str, port: int) -> None:
         srv = self.local()
         seed = self.state.get("seed_gtid")
         srv.stop_replica()
@@ -644,14 +656,13 @@ class Node:
         elif self.flavor.name == "mariadb":
             # An ex-primary's position lives in its binlog, not in gtid_slave_pos.
             srv.execute("SET GLOBAL gtid_slave_pos = @@gtid_current_pos")
-        srv.change_source(leader.host, leader.port, self.cfg.repl_user, self.cfg.repl_password)
+        srv.change_source(host, port, self.cfg.repl_user, self.cfg.repl_password)
         if self.cfg.durability == "semi-sync":
             srv.semi_sync_primary(False, self.cfg.semi_sync_timeout_ms)
             srv.semi_sync_replica(True)
         srv.start_replica()
         srv.close()
-        log.info("replicating from %s (%s) with GTID auto-position", leader.name, leader.address)
-        extra["refresh"] = True
+        log.info("replicating from %s (%s:%s) with GTID auto-position", name, host, port)
 
     def do_rebuild(self, o, d, extra) -> None:
         reason = d.reason
@@ -718,6 +729,13 @@ class Node:
         self.dcs.put_json(REQUEST_KEY, body)
         self.dcs.release_leader(self.sid)
         log.warning("handed the leader lock to %s at GTID %s", target, gtid or "-")
+        # Follow the target now, while it promotes: with semi-sync its first commit waits for a replica's
+        # ACK, and this node is the one that can give it soonest. The errant check is done: the target
+        # confirmed it applied everything this node has. Until it is promoted nothing is written there.
+        try:
+            self.replicate_from(target, tm.host, tm.port)
+        except PilotError as exc:
+            log.info("following %s at once did not work (%s); the next pass will", target, exc)
         return True
 
     def _record(self, rec: FailoverRecord) -> None:
@@ -764,6 +782,11 @@ class Node:
             except Exception as exc:  # noqa: BLE001 - the loop never dies; the watchdog still guards the lease
                 log.exception("HA pass failed unexpectedly: %s", exc)
             wait = max(0.2, self.cfg.loop_wait - (time.monotonic() - t0))
+            due, self._due = self._due, None
+            if due is not None and due < wait:
+                # Lock-delay ends before the watch would return: pass again then, not up to a loop later.
+                self._stop.wait(due + 0.01)
+                continue
             try:
                 # Wake at once when the leader key changes.
                 self.dcs.watch_leader(self.leader_index, wait)

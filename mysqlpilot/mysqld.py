@@ -157,18 +157,25 @@ def init_datadir(cfg, flavor, timeout: float = 600) -> None:
     log.info("datadir %s initialised in %.1fs", cfg.datadir, time.monotonic() - t0)
 
 
-def _alive(pid: int) -> bool:
-    # Reap it if it is our child, so a zombie does not look alive.
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+def pid_exists(pid: int) -> bool:
+    """A process with this pid exists (a zombie included; nothing is reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _alive(pid: int) -> bool:
+    # Reap it if it is our child, so a zombie does not look alive.
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    if not pid_exists(pid):
+        return False
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -31,6 +31,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
+from .mysqld import pid_exists
 from .timeouts import PRE_STOP_BUDGET
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,8 @@ def under_containerpilot(env: Optional[Dict[str, str]] = None) -> bool:
     return bool((os.environ if env is None else env).get("CONTAINERPILOT_PID"))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# Not mysqld._alive: that one reaps, and the guard must leave mysqld's exit status to its parent.
+_pid_alive = pid_exists
 
 
 # ---- pre-stop's record ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import pymysql
 from mysqlpilot.analysis import Policy
 from mysqlpilot.local.cluster import socket_path
 
+from . import nodelogs
 from .cluster import Cluster
 
 # Bound of the window after a frozen node's SIGCONT in which it may still answer read_only OFF before its
@@ -735,23 +736,10 @@ class ChaosRun:
         return "" if p.returncode == 0 else f"local {args[0]} failed: {(p.stderr or p.stdout).strip()[-200:]}"
 
     def _log_files(self, all_logs: bool = False) -> List[Tuple[str, str]]:
-        base = os.path.join(self.c.dir, "nodes")
-        out = []
-        for node in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-            logs = os.path.join(base, node, "logs")
-            for f in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
-                if f.endswith(".log") and (all_logs or f != "mysql.log"):
-                    out.append((node, os.path.join(logs, f)))
-        return out
+        return nodelogs.log_files(self.c.dir, all_logs)
 
     def _log_marks(self) -> Dict[str, int]:
-        marks = {}
-        for _, path in self._log_files():
-            try:
-                marks[path] = os.path.getsize(path)
-            except OSError:
-                pass
-        return marks
+        return nodelogs.marks(self.c.dir)
 
     def _mark_logs(self) -> None:
         self.log_offsets = self._log_marks()
@@ -759,13 +747,7 @@ class ChaosRun:
     def _new_log_lines(self, marks: Optional[Dict[str, int]] = None) -> List[str]:
         marks = self.log_offsets if marks is None else marks
         out = []
-        for node, path in self._log_files():
-            try:
-                with open(path, "rb") as fh:
-                    fh.seek(marks.get(path, 0))
-                    text = fh.read().decode(errors="replace")
-            except OSError:
-                continue
+        for node, path, text in nodelogs.read_since(self.c.dir, marks):
             for line in text.splitlines():
                 if LOG_MARKERS.search(line) and not LOG_NOISE.search(line):
                     out.append(f"{node}/{os.path.basename(path)[:-4]}: {line.strip()[:240]}")

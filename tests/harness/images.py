@@ -24,6 +24,8 @@ import time
 import uuid
 from typing import Dict, List, Optional, Sequence
 
+from mysqlpilot.local.supervisor import process_tree
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE_IMAGE = "localhost/mysqlpilot-test/debian:bookworm-slim"
 BASE_MAX_AGE = 7 * 86400
@@ -207,25 +209,7 @@ class Container:
         return out
 
     def _descendants(self) -> List[int]:
-        if not self.proc:
-            return []
-        children: Dict[int, List[int]] = {}
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
-        out, todo = [], [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            for c in children.get(pid, []):
-                out.append(c)
-                todo.append(c)
-        return out
+        return process_tree(self.proc.pid)[1:] if self.proc else []
 
     def root(self) -> Optional[str]:
         """The root directory the container's processes see (buildah run chroots into a mount of its own)."""

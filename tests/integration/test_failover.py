@@ -96,6 +96,8 @@ def test_mysqld_crash_inside_a_live_node(cluster):
     assert not poll.violations()
     rec = st2["history"][-1]
     assert rec["kind"] == "failover" and rec["old_primary"] == old, rec
+    # Issue 12's fast path: the node released the lock itself; nobody waited for a TTL or lock-delay.
+    assert f"primary {old} released the lock (mysqld is not running)" in rec["reason"], rec
     chosen = next(c for c in rec["candidates"] if c["chosen"])
     if rec["new_primary"] == old:
         assert all("behind" in c["why"] for c in rec["candidates"] if not c["chosen"]), rec

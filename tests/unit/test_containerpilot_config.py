@@ -144,3 +144,13 @@ def test_a_typo_in_a_hook_would_be_caught(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "SHIPPED", str(bad))
     with pytest.raises(AssertionError, match="prestop"):
         test_shipped_config_parses_and_wires_every_hook({})
+
+
+def test_the_health_checks_defaults_are_the_configs():
+    """ContainerPilot reads these from the environment only: without the variables set, the template's own
+    defaults must be the config's, or the loader's check (service_ttl > health_interval) proves nothing."""
+    from mysqlpilot import config
+    defaults = {k.name: k.default for k in config.SCHEMA}
+    health = next(j for j in load({})["jobs"] if "health" in j and j["health"].get("exec") == "mysqlpilot health")
+    assert health["health"]["interval"] == defaults["health_interval"]
+    assert health["health"]["ttl"] == defaults["service_ttl"]

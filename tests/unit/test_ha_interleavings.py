@@ -66,6 +66,10 @@ def test_a_confirmed_switchover_marks_the_hand_over_so_the_target_skips_lock_del
     dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
     assert n1.hand_over("n2", Request(to="n2", requested=1e10), dcs.get_cluster())
     assert servers["n1"].ro is True and "release" in dcs.events
+    # The old primary follows the target at once (issue 12: its semi-sync ACK ends the write gap sooner),
+    # and only after the release.
+    calls = servers["n1"].calls
+    assert "change_source h-n2:3306" in calls and calls.index("change_source h-n2:3306") < calls.index("start_replica")
     req = dcs.get_cluster().request
     assert req.handed_over and req.to == "n2"
     dcs.kv["switchover"]["requested"] = __import__("time").time()
@@ -101,6 +105,8 @@ def test_candidates_wait_out_lock_delay_even_when_consul_forgot_it(tmp_path, mon
     dcs.invalidate(sid1)                            # the fake has no lock-delay at all
     d = n2.run_once()
     assert d.action == analysis.WAIT and "lock-delay" in d.reason and servers["n2"].ro
+    # The loop's next pass comes when the wait ends, not a whole loop_wait later (issue 12).
+    assert 0 < n2._due <= n2.cfg.lock_delay
     lock_delay_passed(n2, dcs)
     assert n2.run_once().action == analysis.TAKE_LOCK and servers["n2"].ro is False
 
@@ -339,6 +345,9 @@ def test_a_primary_whose_mysqld_died_releases_the_lock_and_the_best_replica_prom
     d = n2.run_once()                                # first sight of the free key: no lock-delay wait
     assert d.action == analysis.TAKE_LOCK, d.reason
     assert servers["n2"].ro is False and dcs.get_cluster().leader.name == "n2"
+    rec = dcs.get_cluster().history[-1]
+    assert rec["kind"] == "failover" and rec["old_primary"] == "n1" and rec["durations"]["leader_free"] < 1
+    assert rec["reason"].startswith("primary n1 released the lock (mysqld is not running)")
     n1.beat()                                        # once per session: nothing more to release
     assert dcs.events.count("release marked") == 1
 

@@ -1,7 +1,9 @@
 """The periodic snapshot task: only the primary exports, one node at a time, and the result is
 published in Consul only after the upload and its manifest are complete, and only if, at that moment,
-this node still holds the leader lock and `snapshots/latest` would not move backwards (one Consul
-transaction: check-session on the leader key, check-and-set on latest)."""
+this node still holds the leader lock and the snapshot lock and `snapshots/latest` would not move
+backwards (one Consul transaction: check-session on the leader key and on the snapshot lock,
+check-and-set on latest). A node runs one job at a time (a file lock): its jobs share one session, for
+which Consul's acquire is re-entrant."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +15,7 @@ from .errors import PilotError
 from .flavors import get_flavor
 from .model import SnapshotManifest
 from .snapshot import take_snapshot
-from .statefile import StateFile
+from .statefile import StateFile, snapshot_job_lock
 from .store import open_store
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Option
             log.warning("snapshot %s not published: %s; it stays in the store (`mysqlpilot snapshot use %s` "
                         "publishes it anyway)", manifest.id, why, manifest.id)
             return False
-        if dcs.publish_snapshot(sid, m, latest_index):
+        if dcs.publish_snapshot(sid, m, latest_index, lock=LOCK):
             return True
         leader, _ = dcs.get_leader()
         if leader is None or leader.session != sid:
@@ -67,7 +69,8 @@ def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Option
         latest, latest_index = dcs.latest_snapshot_with_index()
         log.info("snapshots/latest changed during snapshot %s (now %s); checking again", manifest.id,
                  (latest or {}).get("id", "none"))
-    log.warning("snapshot %s not published: snapshots/latest kept changing (%d tries)", manifest.id, tries)
+    log.warning("snapshot %s not published: refused %d times (snapshots/latest kept changing, or this node lost "
+                "the snapshot lock); it stays in the store", manifest.id, tries)
     return False
 
 
@@ -88,6 +91,15 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) 
     if not force and not snapshot_due(latest, time.time(), cfg.snapshot_interval):
         log.debug("snapshot: not due yet")
         return None
+    with snapshot_job_lock(cfg.state_dir) as mine:
+        if not mine:
+            log.info("snapshot: another snapshot job of this node is running; skipped")
+            return None
+        return _locked_job(cfg, dcs, sid, latest, latest_index)
+
+
+def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[Dict[str, Any]], latest_index: int
+                ) -> Optional[SnapshotManifest]:
     # Serialise through Consul: a slow upload must not overlap the next periodic run or a forced one.
     if not dcs.acquire_lock(LOCK, sid):
         log.info("snapshot: another snapshot is running; skipped")

@@ -62,8 +62,23 @@ class StateFile:
 @contextlib.contextmanager
 def ha_lock(state_dir: str, blocking: bool = True) -> Iterator[bool]:
     """Serialise the HA loop, on-change and pre-stop on one node: only one acts on mysqld at a time."""
+    with _flock(state_dir, "ha.lock", blocking) as got:
+        yield got
+
+
+@contextlib.contextmanager
+def snapshot_job_lock(state_dir: str) -> Iterator[bool]:
+    """One snapshot job at a time on this node (False: another one runs). All of a node's jobs hold the
+    Consul snapshot lock with the same session, its leader session, and Consul's acquire succeeds again
+    for the session that holds it: that lock alone cannot keep two jobs of one node apart."""
+    with _flock(state_dir, "snapshot.lock", False) as got:
+        yield got
+
+
+@contextlib.contextmanager
+def _flock(state_dir: str, name: str, blocking: bool) -> Iterator[bool]:
     os.makedirs(state_dir, exist_ok=True)
-    with open(os.path.join(state_dir, "ha.lock"), "a") as lk:
+    with open(os.path.join(state_dir, name), "a") as lk:
         try:
             fcntl.flock(lk, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -224,18 +224,22 @@ class ConsulDCS(DCS):
                              consistency="consistent")
         return self._decode(item), (int(item.get("ModifyIndex") or 0) if item else 0)
 
-    def publish_snapshot(self, sid: str, manifest: Dict[str, Any], expected_index: int) -> bool:
+    def publish_snapshot(self, sid: str, manifest: Dict[str, Any], expected_index: int,
+                         lock: Optional[str] = None) -> bool:
         """Write snapshots/latest in one Consul transaction that also proves `sid` still holds the
-        leader lock (KV check-session on <kv_root>/leader) and that latest is unchanged since it was read
-        at `expected_index` (KV cas; 0 = still absent). True if written; False if either check failed,
-        and then nothing was written. Other failures raise PilotError."""
+        leader lock (KV check-session on <kv_root>/leader), and with `lock` the lock locks/<lock> too, and
+        that latest is unchanged since it was read at `expected_index` (KV cas; 0 = still absent). True
+        if written; False if any check failed, and then nothing was written. Other failures raise
+        PilotError."""
         import base64
         from consul.callback import CB
 
         value = base64.b64encode(json.dumps(manifest).encode()).decode()
-        ops = [{"KV": {"Verb": "check-session", "Key": self.key("leader"), "Session": sid}},
-               {"KV": {"Verb": "cas", "Key": self.key("snapshots/latest"), "Value": value,
-                       "Index": int(expected_index)}}]
+        ops = [{"KV": {"Verb": "check-session", "Key": self.key("leader"), "Session": sid}}]
+        if lock:
+            ops.append({"KV": {"Verb": "check-session", "Key": self.key(f"locks/{lock}"), "Session": sid}})
+        ops.append({"KV": {"Verb": "cas", "Key": self.key("snapshots/latest"), "Value": value,
+                           "Index": int(expected_index)}})
         headers = {"X-Consul-Token": self.c.token} if getattr(self.c, "token", None) else {}
 
         def outcome(resp) -> Tuple[bool, str]:

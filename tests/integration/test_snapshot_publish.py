@@ -122,6 +122,40 @@ def test_latest_changed_during_the_backup_is_checked_again(node_cfg, monkeypatch
     assert d.get_latest_snapshot()["id"] == "newest"
 
 
+def test_a_second_job_of_the_same_node_skips_and_only_the_lock_holder_publishes(node_cfg, consul_agent,
+                                                                                 consul_kv_root, monkeypatch):
+    """The cause of test_replica_waits_for_the_first_snapshot's flakiness on MySQL: a node's jobs (the
+    first-snapshot job, on-change's, the periodic one) share its leader session, and Consul's acquire
+    succeeds again for the session that holds the lock. A second job ran beside the first; the first one's
+    release freed the lock while the second still ran, the test took the free lock and deleted latest,
+    and the second job published anyway (its publish checked the leader session only)."""
+    d, sid = primary(node_cfg)
+    taken = []
+
+    def second_job_meanwhile():
+        taken.append("first")
+        stand_in_backup(monkeypatch, during=lambda: taken.append("second"), id="second")
+        assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
+    stand_in_backup(monkeypatch, during=second_job_meanwhile, id="first")
+    # Re-entrant for the same session: the Consul lock alone cannot tell the two jobs apart.
+    assert d.acquire_lock(snapshot_job.LOCK, sid) and d.acquire_lock(snapshot_job.LOCK, sid)
+    d.release_lock(snapshot_job.LOCK, sid)
+    got = snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d)
+    assert taken == ["first"] and got is not None and d.get_latest_snapshot()["id"] == "first"
+    # The publish proves the snapshot lock too: with it held by another session, nothing lands.
+    other = make_dcs(consul_agent, consul_kv_root, "t")
+    st = live_session(other, "t")
+    assert other.acquire_lock(snapshot_job.LOCK, st)
+    _, idx = d.latest_snapshot_with_index()
+    assert d.publish_snapshot(sid, manifest("unlocked", time.time() + 1).__dict__, idx,
+                              lock=snapshot_job.LOCK) is False
+    assert d.get_latest_snapshot()["id"] == "first"
+    other.release_lock(snapshot_job.LOCK, st)
+    assert d.acquire_lock(snapshot_job.LOCK, sid)
+    assert d.publish_snapshot(sid, manifest("locked", time.time() + 2).__dict__, idx,
+                              lock=snapshot_job.LOCK) is True
+
+
 def test_publish_sends_the_acl_token(tmp_path):
     """py-consul's txn.put sends no token; ours does: with ACLs on (default deny) the right token
     publishes, a wrong one is a one-line error that never shows the token."""

@@ -241,8 +241,8 @@ def main() -> int:
         print(f"{mb} MB: replica ready from the store {td / tr:.1f}x faster than dump|mysql; snapshot at "
               f"{tu / ts * 100:.0f}% and restore path at {tdn / tr * 100:.0f}% of the raw pipe's speed")
         if tc is not None:
-            print(f"{mb} MB: replica ready by remote CLONE {tr / tc:.1f}x faster than from the store, "
-                  f"{td / tc:.1f}x faster than dump|mysql")
+            print(f"{mb} MB: replica ready by remote CLONE in {tc / tr:.2f}x the time from the store, "
+                  f"{tc / td:.2f}x the time of dump|mysql")
     return 0
 
 

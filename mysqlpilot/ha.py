@@ -35,6 +35,7 @@ REQUEST_MAX_AGE = 120.0
 SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
                     "commits from now on may be lost on failover")
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
+RELEASE_PROOF_WAIT = 1.0         # longest a crashed mysqld's socket and port may take to stop accepting
 PID_POLL = 0.1                    # how often the prober looks for mysqld's process (the crash fast path)
 MYSQLD_QUIET_LIMIT = 3.0          # seconds without an answer from mysqld before it counts as hung (no renew)
 PROMOTION_BACKOFF = analysis.PROMOTION_BACKOFF
@@ -224,12 +225,17 @@ class Node:
         if not sid or sid == self._released_for:
             return
         self._released_for = sid         # once per session; failing the check below ends it anyway
-        if mysqld.accepts_connections(self.cfg):
-            # No pid, yet something answers on its socket or port: not provably dead. Take the slow
-            # path (the session ends with the check, then lock-delay).
-            log.warning("mysqld has no pid but its socket or port accepts connections; not releasing the "
-                        "leader lock early")
-            return
+        # A SIGKILLed mysqld's main thread shows as a zombie while its other threads still hold the
+        # listening sockets, for some milliseconds: give it a moment to let go.
+        until = time.monotonic() + RELEASE_PROOF_WAIT
+        while mysqld.accepts_connections(self.cfg):
+            if time.monotonic() >= until:
+                # No pid, yet something answers on its socket or port: not provably dead. Take the slow
+                # path (the session ends with the check, then lock-delay).
+                log.warning("mysqld has no pid but its socket or port still accepts connections after %.1fs; "
+                            "not releasing the leader lock early", RELEASE_PROOF_WAIT)
+                return
+            time.sleep(0.05)
         marker = Release(name=self.cfg.node_name, reason="mysqld is not running", at=time.time(),
                          gtid_executed=self._last_executed)
         try:

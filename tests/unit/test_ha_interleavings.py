@@ -385,3 +385,14 @@ def test_a_replica_whose_mysqld_died_releases_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: False)
     n2.beat()
     assert dcs.get_cluster().leader.name == "n1" and "release marked" not in dcs.events
+
+
+def test_a_socket_still_closing_after_the_crash_delays_the_release_but_does_not_stop_it(tmp_path, monkeypatch):
+    """Seen on the bench: a SIGKILLed mysqld's main thread is a zombie (no pid) while its other threads
+    still hold the listening socket for some milliseconds."""
+    from mysqlpilot import mysqld
+    dcs, servers, n1, n2, sid1 = crashed_primary(tmp_path, monkeypatch)
+    answers = iter([True, True])
+    monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: next(answers, False))
+    n1.beat()
+    assert "release marked" in dcs.events and dcs.get_cluster().released.name == "n1"

@@ -81,9 +81,6 @@ def test_three_nodes_at_once_one_primary_two_restored_replicas(cluster):
     assert p["name"] in human and "primary" in human
 
 
-@pytest.mark.flavors("mariadb", reason="KNOWN DEFECT on MySQL, cause not found yet: in 1 of 2 runs on 9.7 node2 "
-                     "restored a snapshot although this test had deleted snapshots/latest while holding the "
-                     "snapshot lock; skipped so that CI is not a coin toss until it is found")
 def test_replica_waits_for_the_first_snapshot(cluster):
     """The original example's race: replicas started before the first backup never recovered."""
     import consul

@@ -43,11 +43,12 @@ def seed_method(cfg, flavor) -> str:
     return method
 
 
-def choose_donor(members: List[MemberState], me: str, flavor, leader: Optional[str]
+def choose_donor(members: List[MemberState], me: str, flavor, leader: Optional[str], allow_primary: bool = False
                  ) -> Tuple[Optional[MemberState], str]:
     """The member to clone from, and why (or None and why none). A healthy replica with a live session
-    and the very same version (CLONE refuses any other), least lagging first; the primary only when no
-    replica qualifies, so a seed does not load the node taking the writes."""
+    and the very same version (CLONE refuses any other), least lagging first. The primary only with
+    `allow_primary` (seed_method clone-remote, set on purpose) and no replica qualifying: under `auto` a
+    seed never loads the node taking the writes, and the first replicas come from the store."""
     ok, skipped = [], []
     for m in members:
         if m.name == me:
@@ -66,7 +67,9 @@ def choose_donor(members: List[MemberState], me: str, flavor, leader: Optional[s
                       key=lambda m: (m.lag_seconds if m.lag_seconds is not None else float("inf"), m.name))
     if replicas:
         return replicas[0], f"healthy replica {replicas[0].name} (lag {replicas[0].lag_seconds}s)"
-    primary = next((m for m in ok if m.role == "primary"), None)
+    primary = next((m for m in ok if m.role == "primary"), None) if allow_primary else None
+    if not allow_primary and any(m.role == "primary" for m in ok):
+        skipped.append("the primary is not cloned from under seed_method auto")
     if primary is not None:
         return primary, f"the primary {primary.name}: no healthy replica to clone from"
     return None, "no healthy member to clone from" + (f" ({'; '.join(skipped)})" if skipped else "")

@@ -180,8 +180,8 @@ SCHEMA: Tuple[Key, ...] = (
        "newest snapshot from the store. `clone-remote`: `CLONE INSTANCE FROM` a healthy replica (the primary "
        "only when no replica is healthy) of the same version, as the replication user (granted BACKUP_ADMIN "
        "at bootstrap), then replicate from the primary; when no member can donate or the clone fails, restore "
-       "from the store. MySQL 8.0.17+ only. `auto`: clone-remote where the flavor has the CLONE plugin, "
-       "store elsewhere.", "MYSQLPILOT_SEED_METHOD", choices=("auto", "clone-remote", "store"),
+       "from the store. MySQL 8.0.17+ only. `auto`: where the flavor has the CLONE plugin, clone from a "
+       "healthy replica if there is one, never from the primary; otherwise the store.", "MYSQLPILOT_SEED_METHOD", choices=("auto", "clone-remote", "store"),
        group="snapshots"),
     _k("compression_level", "int", 1, "zstd level for snapshots.", "MYSQLPILOT_COMPRESSION_LEVEL",
        minimum=1, maximum=19, group="snapshots"),

@@ -236,7 +236,8 @@ class Preparer:
             return False
         view = self.dcs.get_cluster()
         donor, why = clone_seed.choose_donor(view.members, self.cfg.node_name, self.flavor,
-                                             view.leader.name if view.leader else None)
+                                             view.leader.name if view.leader else None,
+                                             allow_primary=self.cfg.seed_method == "clone-remote")
         if donor is None:
             log.info("seed by remote CLONE: %s; restoring from the store", why)
             return False

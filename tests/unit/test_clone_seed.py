@@ -82,8 +82,11 @@ def test_donor_is_the_least_lagging_healthy_replica_not_the_primary():
 def test_donor_skips_unhealthy_dead_other_version_and_starting_members():
     ms = [member("db1", role="primary"), member("db2", healthy=False), member("db3", alive=False),
           member("db5", version="9.6.0"), member("db6", role="restoring"), member("db7", flavor="mariadb")]
-    donor, why = clone_seed.choose_donor(ms, "db4", MY97, "db1")
+    donor, why = clone_seed.choose_donor(ms, "db4", MY97, "db1", allow_primary=True)
     assert donor.name == "db1" and "no healthy replica" in why
+    # Under seed_method auto the primary is never a donor: the first replicas restore from the store.
+    donor, why = clone_seed.choose_donor(ms, "db4", MY97, "db1")
+    assert donor is None and "the primary is not cloned from under seed_method auto" in why
 
 
 def test_no_donor_when_nobody_qualifies():

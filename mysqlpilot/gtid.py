@@ -180,3 +180,15 @@ def subtract(dialect: str, a: str, b: str) -> str:
 
 def count(dialect: str, a: str) -> int:
     return mariadb_count(a) if dialect == "mariadb" else mysql_count(a)
+
+
+def problem(dialect: str, text: str) -> str:
+    """Why `text` is not a GTID position of `dialect` ("": either dialect will do), or "" if it is one."""
+    why = ""
+    for d in ([dialect] if dialect else ["mariadb", "mysql"]):
+        try:
+            parse_mariadb(text) if d == "mariadb" else parse_mysql(text)
+            return ""
+        except PilotError as exc:
+            why = why or str(exc)
+    return why

@@ -9,8 +9,9 @@ import abc
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from .. import gtid
 from ..model import FailoverRecord, LeaderInfo, MemberState, _from_dict
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,19 @@ def parse_release(key: str, value: Any, session: Optional[str]) -> Optional[Rele
         return None
 
 
-def parse_leader(key: str, value: Any, session: Optional[str]) -> Optional[LeaderInfo]:
+def _drop_bad_gtids(key: str, obj: Any, names: Tuple[str, ...], dialect: str) -> None:
+    """A GTID field that does not parse reads as "" (unknown), with one line for the key: left in, it
+    raised in every pass that compared it (the election's ranking, the errant check)."""
+    bad = [f"{n} {str(getattr(obj, n))[:40]!r}" for n in names if gtid.problem(dialect, getattr(obj, n))]
+    if bad:
+        _warn_once(key, f"not a {dialect or 'MariaDB or MySQL'} GTID position: {', '.join(bad)} (read as unknown)")
+        for n in names:
+            if gtid.problem(dialect, getattr(obj, n)):
+                setattr(obj, n, "")
+
+
+def parse_leader(key: str, value: Any, session: Optional[str], dialect: str = "") -> Optional[LeaderInfo]:
+    """`dialect`: "mariadb" or "mysql", the GTID syntax to accept ("": either)."""
     if not session or value in (None, b"", ""):
         return None          # behavior release keeps a dead holder's Value: without a Session it is free
     data = decode_json(key, value)
@@ -85,11 +98,12 @@ def parse_leader(key: str, value: Any, session: Optional[str]) -> Optional[Leade
     except ValueError as exc:
         _warn_once(key, str(exc))
         return None
+    _drop_bad_gtids(key, info, ("promoted_gtid",), dialect)
     info.session = session
     return info
 
 
-def parse_member(key: str, value: Any, session: Optional[str]) -> Optional[MemberState]:
+def parse_member(key: str, value: Any, session: Optional[str], dialect: str = "") -> Optional[MemberState]:
     data = decode_json(key, value)
     if data is None:
         return None
@@ -98,6 +112,9 @@ def parse_member(key: str, value: Any, session: Optional[str]) -> Optional[Membe
     except ValueError as exc:
         _warn_once(key, str(exc))
         return None
+    # Only the field is dropped: the member still counts (probed for what it holds), and a good
+    # gtid_executed beside a bad gtid_received still guards the election.
+    _drop_bad_gtids(key, m, ("gtid_executed", "gtid_received"), dialect)
     m.alive = bool(session)
     return m
 

@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 class ConsulDCS(DCS):
     def __init__(self, host: str, port: int, kv_root: str, node_name: str, scheme: str = "http",
-                 token: Optional[str] = None, ca: Optional[str] = None, timeout: float = 5):
+                 token: Optional[str] = None, ca: Optional[str] = None, timeout: float = 5, dialect: str = ""):
         self.host, self.port = host, int(port)
+        self.dialect = dialect           # GTID syntax the parsers accept ("": either)
         self.kv_root = kv_root.strip("/")
         self.node_name = node_name
         self.timeout = timeout
@@ -43,7 +44,8 @@ class ConsulDCS(DCS):
     @classmethod
     def from_config(cls, cfg) -> "ConsulDCS":
         return cls(cfg.consul_host, cfg.consul_port, cfg.kv_root, cfg.node_name, scheme=cfg.consul_scheme,
-                   token=cfg.consul_token, ca=cfg.consul_ca)
+                   token=cfg.consul_token, ca=cfg.consul_ca,
+                   dialect="mariadb" if str(cfg.flavor).lower() == "mariadb" else "mysql")
 
     # ---- plumbing --------------------------------------------------------------------------------
     @property
@@ -135,7 +137,7 @@ class ConsulDCS(DCS):
     def _leader_from(self, item: Optional[Dict[str, Any]]) -> Optional[LeaderInfo]:
         if not item:
             return None
-        return parse_leader(self.key("leader"), item.get("Value"), item.get("Session"))
+        return parse_leader(self.key("leader"), item.get("Value"), item.get("Session"), self.dialect)
 
     def get_leader(self) -> Tuple[Optional[LeaderInfo], int]:
         index, item = self._call("leader read", self.c.kv.get, self.key("leader"), consistency="consistent")
@@ -170,7 +172,8 @@ class ConsulDCS(DCS):
 
     def members(self) -> List[MemberState]:
         _, items = self._call("members read", self.c.kv.get, self.key("members/"), recurse=True)
-        out = [parse_member(it.get("Key", ""), it.get("Value"), it.get("Session")) for it in items or []]
+        out = [parse_member(it.get("Key", ""), it.get("Value"), it.get("Session"), self.dialect)
+               for it in items or []]
         return [m for m in out if m is not None]
 
     def member(self, name: str) -> Optional[MemberState]:
@@ -178,7 +181,7 @@ class ConsulDCS(DCS):
         _, it = self._call("member read", self.c.kv.get, self.key(f"members/{name}"))
         if not it:
             return None
-        return parse_member(self.key(f"members/{name}"), it.get("Value"), it.get("Session"))
+        return parse_member(self.key(f"members/{name}"), it.get("Value"), it.get("Session"), self.dialect)
 
     # ---- the whole view, one consistent read --------------------------------------------------------
     def get_cluster(self) -> ClusterView:
@@ -193,11 +196,11 @@ class ConsulDCS(DCS):
             rel = key[len(pre):] if key.startswith(pre) else key
             val = it.get("Value")
             if rel == "leader":
-                v.leader = parse_leader(key, val, it.get("Session"))
+                v.leader = parse_leader(key, val, it.get("Session"), self.dialect)
                 v.released = parse_release(key, val, it.get("Session"))
                 v.lock_index = int(it.get("LockIndex") or 0)
             elif rel.startswith("members/"):
-                m = parse_member(key, val, it.get("Session"))
+                m = parse_member(key, val, it.get("Session"), self.dialect)
                 if m is not None:
                     v.members.append(m)
             elif rel == "switchover":

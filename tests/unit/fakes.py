@@ -6,7 +6,8 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from mysqlpilot import config
-from mysqlpilot.dcs.base import ClusterView, parse_history, parse_release, parse_request
+from mysqlpilot.dcs.base import ClusterView, parse_history, parse_leader, parse_member, parse_release, \
+    parse_request
 from mysqlpilot.errors import PilotError
 from mysqlpilot.flavors import get_flavor
 from mysqlpilot.model import LeaderInfo, MemberState
@@ -177,12 +178,16 @@ class FakeDCS:
     def get_cluster(self) -> ClusterView:
         self._check()
         v = ClusterView(lock_index=self.lock_index, index=self._n)
+        # Leader and members go through the real parsers, as ConsulDCS reads them (raw overrides the value).
         if self.leader_session and self.sessions.get(self.leader_session) and self.leader_value:
-            v.leader = LeaderInfo.from_json(self.leader_value, session=self.leader_session)
+            v.leader = parse_leader("leader", self.raw.get("leader", self.leader_value), self.leader_session,
+                                    FLAVOR.dialect)
         else:
             v.released = parse_release("leader", self.raw.get("leader", self.leader_value), None)
-        for m in self.members.values():
-            v.members.append(dataclasses.replace(m))
+        for name in self.members:
+            m = self.member(name)
+            if m is not None:
+                v.members.append(m)
         raw = dict({k: __import__("json").dumps(val).encode() for k, val in self.kv.items()}, **self.raw)
         v.request = parse_request("switchover", raw.get("switchover"))
         v.history = parse_history("history", raw.get("history"))
@@ -194,7 +199,11 @@ class FakeDCS:
         self._check()
 
     def member(self, name):
-        return self.members.get(name)
+        m = self.members.get(name)
+        if m is None:
+            return None
+        return parse_member(f"members/{name}", self.raw.get(f"members/{name}", m.to_json()),
+                            "live" if m.alive else None, FLAVOR.dialect)
 
     def acquire_leader(self, sid, info: LeaderInfo) -> bool:
         self._check()
@@ -205,6 +214,7 @@ class FakeDCS:
         if self.leader_session is None:
             self.lock_index += 1
         self.leader_session, self.leader_value = sid, info.to_json()
+        self.raw.pop("leader", None)
         self.events.append(f"acquire {info.name}")
         return True
 
@@ -224,6 +234,7 @@ class FakeDCS:
         m = dataclasses.replace(m)
         m.alive = bool(sid and self.sessions.get(sid))
         self.members[m.name] = m
+        self.raw.pop(f"members/{m.name}", None)
 
     def append_history(self, rec, keep=50):
         self.kv["history"] = (self.kv.get("history") or []) + [rec]

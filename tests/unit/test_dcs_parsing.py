@@ -64,3 +64,35 @@ def test_a_bad_value_is_reported_once_per_key_and_problem(caplog):
     for _ in range(5):
         base.parse_request("k/switchover", b'"nonsense"')
     assert sum("k/switchover" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("dialect, bad", [("mariadb", "garbage"), ("mariadb", "0-1-x"),
+                                          ("mysql", "0-1-5"), ("", "not-a-gtid:zz")])
+def test_a_garbage_gtid_in_a_member_key_is_dropped_with_one_line_naming_the_key(caplog, dialect, bad):
+    """Issue 18 item 6: the old primary's published GTID went into the semi-sync ranking as it was, and
+    gtid.parse raised on every pass. Read once here: the member stays, its bad GTID reads as unknown."""
+    base._warned.clear()
+    raw = json.dumps(dict(json.loads(GOOD_MEMBER), gtid_executed=bad, gtid_received=bad)).encode()
+    for _ in range(3):
+        m = base.parse_member("k/members/n1", raw, None, dialect=dialect)
+        assert m is not None and m.name == "n1" and (m.gtid_executed, m.gtid_received) == ("", "")
+    lines = [r.getMessage() for r in caplog.records if "k/members/n1" in r.getMessage()]
+    assert len(lines) == 1 and "gtid_executed" in lines[0] and "gtid_received" in lines[0], lines
+
+
+def test_a_good_gtid_is_kept_in_its_own_dialect():
+    maria = json.dumps(dict(json.loads(GOOD_MEMBER), gtid_executed="0-1-5,1-2-9")).encode()
+    assert base.parse_member("k", maria, "sid", dialect="mariadb").gtid_executed == "0-1-5,1-2-9"
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"
+    mysql = json.dumps(dict(json.loads(GOOD_MEMBER), gtid_received=uuid)).encode()
+    assert base.parse_member("k", mysql, "sid", dialect="mysql").gtid_received == uuid
+    assert base.parse_member("k", mysql, "sid").gtid_received == uuid        # dialect unknown: either
+
+
+def test_a_garbage_promoted_gtid_in_the_leader_key_reads_as_unknown(caplog):
+    """Issue 18 item 6: it left followers in errant_unknown forever (mariadb_errant raised on it)."""
+    base._warned.clear()
+    v = LeaderInfo("a", "h", 1, promoted=True, promoted_gtid="0-1-five").to_json().encode()
+    info = base.parse_leader("k/leader", v, "sid", dialect="mariadb")
+    assert info is not None and info.name == "a" and info.promoted and info.promoted_gtid == ""
+    assert sum("k/leader" in r.getMessage() and "promoted_gtid" in r.getMessage() for r in caplog.records) == 1

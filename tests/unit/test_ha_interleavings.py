@@ -396,3 +396,54 @@ def test_a_socket_still_closing_after_the_crash_delays_the_release_but_does_not_
     monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: next(answers, False))
     n1.beat()
     assert "release marked" in dcs.events and dcs.get_cluster().released.name == "n1"
+
+
+def old_primary_gone(tmp_path, monkeypatch, published):
+    """Semi-sync: n1 led, n2 replicated and saw it lead; then n1's session ended, its member key holding
+    `published` (raw JSON fields over a good value)."""
+    import json
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"), MYSQLPILOT_DURABILITY="semi-sync")
+    n2 = nodes["n2"]
+    sid1 = make_primary(dcs, servers, nodes["n1"])
+    give_session(n2, dcs)
+    replica_of(servers, "n2", "n1")
+    servers["n2"].replica.update(io_running=True, lag_seconds=0.0)
+    n2.run_once()                                    # n2 has seen n1 lead
+    dcs.invalidate(sid1)
+    servers["n1"].up = False
+    dcs.members["n1"] = MemberState("n1", "h-n1", 3306, alive=False, role="primary")
+    dcs.raw["members/n1"] = json.dumps(dict(json.loads(dcs.members["n1"].to_json()), **published)).encode()
+    lock_delay_passed(n2, dcs)
+    return dcs, servers, n2
+
+
+def test_a_garbage_gtid_in_the_old_primarys_member_key_does_not_stop_the_election(tmp_path, monkeypatch):
+    """Issue 18 item 6: the old primary's published GTID went into the semi-sync ranking unparsed, gtid.parse
+    raised on every pass, and nobody ever won."""
+    dcs, servers, n2 = old_primary_gone(tmp_path, monkeypatch, {"gtid_executed": "garbage",
+                                                                "gtid_received": "0-1-1O"})
+    d = n2.run_once()
+    assert d.action == analysis.TAKE_LOCK, d.reason
+    assert servers["n2"].ro is False and dcs.get_cluster().leader.name == "n2"
+
+
+def test_a_readable_gtid_beside_a_garbage_one_still_guards_the_election(tmp_path, monkeypatch):
+    """Only the bad field is dropped: the executed position the old primary published is still a floor."""
+    dcs, servers, n2 = old_primary_gone(tmp_path, monkeypatch, {"gtid_executed": "0-1-11",
+                                                                "gtid_received": "garbage"})
+    d = n2.run_once()
+    assert d.action == analysis.WAIT and "lacks transactions of the old primary" in d.reason, d.reason
+
+
+def test_a_garbage_promoted_gtid_does_not_leave_followers_errant_unknown(tmp_path, monkeypatch):
+    """Issue 18 item 6: mariadb_errant parsed the leader key's promoted_gtid on every pass and raised, so a
+    follower waited on "errant check" forever."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    make_primary(dcs, servers, nodes["n1"])
+    dcs.raw["leader"] = LeaderInfo("n1", "h-n1", 3306, promoted=True, promoted_gtid="0-1-ten").to_json()
+    n2 = nodes["n2"]
+    give_session(n2, dcs)
+    servers["n2"].executed = "0-1-9"
+    d = n2.run_once()
+    assert d.action == analysis.FOLLOW, d.reason
+    assert "change_source h-n1:3306" in servers["n2"].calls

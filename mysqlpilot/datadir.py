@@ -83,9 +83,9 @@ class Preparer:
             aside = self._move_aside()
             log.warning("datadir %s was not an initialised data directory; moved it aside to %s",
                         self.cfg.datadir, aside)
-        latest = self.dcs.get_latest_snapshot()
+        latest = self.dcs.get_latest_snapshot()        # None also if unreadable: then wait, as for none
         if latest:
-            return self.restore(_manifest(latest))
+            return self.restore(latest)
         if leader is None:
             # No leader and no latest: a new cluster, or a Consul that lost its data. The store tells.
             stored = self.newest_stored_snapshot()
@@ -139,7 +139,7 @@ class Preparer:
         if not self.dcs.put_json("snapshots/latest", m.__dict__.copy(), cas=0):
             published = self.dcs.get_latest_snapshot()
             if published:
-                m = _manifest(published)        # someone published one meanwhile: follow it
+                m = published                   # someone published one meanwhile: follow it
         return self.restore(m)
 
     def announce(self, role: str, message: str) -> None:
@@ -191,7 +191,7 @@ class Preparer:
                     "(`mysqlpilot status`) or raise snapshot_wait_timeout")
             latest, index = self.dcs.wait_latest_snapshot(index, min(10.0, left))
             if latest:
-                return _manifest(latest)
+                return latest
             if time.monotonic() - last_log >= 10:
                 last_log = time.monotonic()
                 log.info("waiting for the first snapshot: %.0fs elapsed, giving up in %.0fs",
@@ -285,7 +285,7 @@ class Preparer:
             aside = self._move_aside()
             log.warning("REBUILD (%s): moved the datadir aside to %s (kept, not deleted)", reason, aside)
         latest = self.dcs.get_latest_snapshot()
-        manifest = _manifest(latest) if latest else self.wait_for_snapshot()
+        manifest = latest or self.wait_for_snapshot()
         self.restore(manifest)
         self.state.update(rebuild_reason=None)
         return "rebuilt"
@@ -297,7 +297,3 @@ def _family(flavor: str) -> str:
 
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(ts or 0)))
-
-
-def _manifest(d: dict) -> SnapshotManifest:
-    return SnapshotManifest(**{k: v for k, v in d.items() if k in SnapshotManifest.__dataclass_fields__})

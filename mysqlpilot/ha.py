@@ -41,6 +41,7 @@ MYSQLD_QUIET_LIMIT = 3.0          # seconds without an answer from mysqld before
 PROMOTION_BACKOFF = analysis.PROMOTION_BACKOFF
 ERRANT_RECHECK = 5.0              # seconds between errant checks of a MySQL replica that replicates fine
 PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log (the lease is kept meanwhile)
+SNAPSHOT_RETRY = 300.0            # after a background snapshot failed, the next waits this long (or the interval)
 
 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
@@ -761,8 +762,23 @@ class Node:
             log.warning("could not register %s: %s", self.cfg.primary_service, exc)
 
     def spawn_snapshot(self, why: str) -> None:
-        if getattr(self, "_snap_proc", None) is not None and self._snap_proc.poll() is None:
-            return
+        proc = getattr(self, "_snap_proc", None)
+        if proc is not None:
+            if proc.poll() is None:
+                return                                   # one at a time
+            if getattr(self, "_snap_ended", None) is None:
+                # Just ended: this pass's view may predate what it published. A failed one is retried
+                # after a pause, not on every pass: each is a full backup and upload.
+                self._snap_ended = time.monotonic()
+                if proc.returncode:
+                    log.warning("background snapshot failed (exit %s, see %s); trying again in %.0fs",
+                                proc.returncode, os.path.join(self.cfg.state_dir, "snapshot.log"),
+                                min(SNAPSHOT_RETRY, self.cfg.snapshot_interval))
+                return
+            if proc.returncode and time.monotonic() - self._snap_ended < min(SNAPSHOT_RETRY,
+                                                                             self.cfg.snapshot_interval):
+                return
+        self._snap_ended = None
         log.info("starting a snapshot in the background: %s", why)
         logf = open(os.path.join(self.cfg.state_dir, "snapshot.log"), "ab")
         self._snap_proc = subprocess.Popen([sys.executable, "-m", "mysqlpilot", "snapshot", "--force"],

@@ -23,11 +23,11 @@ log = logging.getLogger(__name__)
 LOCK = "snapshot"
 
 
-def snapshot_due(latest: Optional[dict], now: float, interval: int) -> bool:
-    return latest is None or now - float(latest.get("created", 0)) >= interval
+def snapshot_due(latest: Optional[SnapshotManifest], now: float, interval: int) -> bool:
+    return latest is None or now - latest.created >= interval
 
 
-def older_than_latest(manifest: Dict[str, Any], latest: Optional[Dict[str, Any]]) -> str:
+def older_than_latest(manifest: Dict[str, Any], latest: Optional[SnapshotManifest]) -> str:
     """Why `manifest` must not replace `latest` (it would move the pointer backwards), or "".
 
     Judged by `created`. Not by GTID: after a failover that lost unreplicated transactions the new
@@ -35,17 +35,14 @@ def older_than_latest(manifest: Dict[str, Any], latest: Optional[Dict[str, Any]]
     sequence numbers per domain), and its snapshots must still win."""
     if not latest:
         return ""
-    try:
-        mine, theirs = float(manifest.get("created") or 0), float(latest.get("created") or 0)
-    except (TypeError, ValueError):
-        return ""
+    mine, theirs = float(manifest.get("created") or 0), latest.created
     if mine < theirs:
-        return (f"it is older than the current latest {latest.get('id')} (taken {theirs - mine:.0f}s "
+        return (f"it is older than the current latest {latest.id} (taken {theirs - mine:.0f}s "
                 "later)")
     return ""
 
 
-def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Optional[Dict[str, Any]],
+def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Optional[SnapshotManifest],
             latest_index: int, tries: int = 5) -> bool:
     """Make `manifest` snapshots/latest, proving in one Consul transaction that this node still holds
     the leader lock and that latest is what was read at `latest_index` (and checked not newer). If
@@ -68,7 +65,7 @@ def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Option
             return False
         latest, latest_index = dcs.latest_snapshot_with_index()
         log.info("snapshots/latest changed during snapshot %s (now %s); checking again", manifest.id,
-                 (latest or {}).get("id", "none"))
+                 latest.id if latest else "none")
     log.warning("snapshot %s not published: refused %d times (snapshots/latest kept changing, or this node lost "
                 "the snapshot lock); it stays in the store", manifest.id, tries)
     return False
@@ -98,7 +95,7 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) 
         return _locked_job(cfg, dcs, sid, latest, latest_index)
 
 
-def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[Dict[str, Any]], latest_index: int
+def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest], latest_index: int
                 ) -> Optional[SnapshotManifest]:
     # Serialise through Consul: a slow upload must not overlap the next periodic run or a forced one.
     if not dcs.acquire_lock(LOCK, sid):

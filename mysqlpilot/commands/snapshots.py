@@ -31,7 +31,7 @@ def snapshot_list(obj, as_json: bool) -> None:
     cfg = obj.config()
     snaps = list_snapshots(open_store(cfg))
     try:
-        latest = (ConsulDCS.from_config(cfg).get_latest_snapshot() or {}).get("id")
+        latest = getattr(ConsulDCS.from_config(cfg).get_latest_snapshot(), "id", None)
     except Exception:  # noqa: BLE001 - listing the store must work while Consul is down
         latest = None
     if as_json:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import gtid
-from ..model import FailoverRecord, LeaderInfo, MemberState, _from_dict
+from ..model import FailoverRecord, LeaderInfo, MemberState, SnapshotManifest, _from_dict
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,25 @@ def parse_history(key: str, value: Any) -> List[Dict[str, Any]]:
     return out
 
 
+def parse_manifest(key: str, value: Any) -> Optional[SnapshotManifest]:
+    """snapshots/latest: a manifest, or None (absent, or unreadable: one line naming the key). Readers
+    treat both alike, so pre-start waits and the primary takes one snapshot, which replaces the value."""
+    data = decode_json(key, value)
+    if data is None:
+        return None
+    try:
+        m = _from_dict(SnapshotManifest, data)
+    except ValueError as exc:
+        _warn_once(key, f"not a snapshot manifest ({exc}); the primary takes a new snapshot to replace it, "
+                        "or point it at a stored one with `mysqlpilot snapshot use <id>`")
+        return None
+    if not (m.id and m.object_key and math.isfinite(m.created)):
+        _warn_once(key, "not a snapshot manifest (empty id or object_key, or no finite created); the primary "
+                        "takes a new snapshot to replace it, or `mysqlpilot snapshot use <id>`")
+        return None
+    return m
+
+
 def parse_object(key: str, value: Any) -> Optional[Dict[str, Any]]:
     data = decode_json(key, value)
     if data is not None and not isinstance(data, dict):
@@ -172,7 +192,7 @@ class ClusterView:
     request: Optional[Request] = None
     history: List[Dict[str, Any]] = field(default_factory=list)
     paused: Optional[Dict[str, Any]] = None
-    latest_snapshot: Optional[Dict[str, Any]] = None
+    latest_snapshot: Optional[SnapshotManifest] = None
 
     def member(self, name: str) -> Optional[MemberState]:
         return next((m for m in self.members if m.name == name), None)

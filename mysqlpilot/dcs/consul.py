@@ -22,9 +22,9 @@ import consul
 import requests
 
 from ..errors import PilotError
-from ..model import LeaderInfo, MemberState
+from ..model import LeaderInfo, MemberState, SnapshotManifest
 from .base import DCS, ClusterView, Release, decode_json, parse_history, parse_leader, parse_member, \
-    parse_object, parse_release, parse_request
+    parse_manifest, parse_object, parse_release, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -210,22 +210,22 @@ class ConsulDCS(DCS):
             elif rel == "paused":
                 v.paused = parse_object(key, val)
             elif rel == "snapshots/latest":
-                v.latest_snapshot = parse_object(key, val)
+                v.latest_snapshot = parse_manifest(key, val)
         return v
 
     # ---- snapshots and locks ---------------------------------------------------------------------
-    def get_latest_snapshot(self) -> Optional[Dict[str, Any]]:
-        return self.get_json("snapshots/latest")
+    def get_latest_snapshot(self) -> Optional[SnapshotManifest]:
+        return self.latest_snapshot_with_index()[0]
 
     def set_latest_snapshot(self, manifest: Dict[str, Any]) -> None:
         self.put_json("snapshots/latest", manifest)
 
-    def latest_snapshot_with_index(self) -> Tuple[Optional[Dict[str, Any]], int]:
-        """snapshots/latest (consistent read) and its ModifyIndex; 0 when the key is absent, which as a
-        check-and-set index means "only if still absent"."""
+    def latest_snapshot_with_index(self) -> Tuple[Optional[SnapshotManifest], int]:
+        """snapshots/latest (consistent read; None if unreadable) and its ModifyIndex; 0 when the key is
+        absent, which as a check-and-set index means "only if still absent"."""
         _, item = self._call("read snapshots/latest", self.c.kv.get, self.key("snapshots/latest"),
                              consistency="consistent")
-        return self._decode(item), (int(item.get("ModifyIndex") or 0) if item else 0)
+        return self._manifest(item), (int(item.get("ModifyIndex") or 0) if item else 0)
 
     def publish_snapshot(self, sid: str, manifest: Dict[str, Any], expected_index: int,
                          lock: Optional[str] = None) -> bool:
@@ -273,14 +273,14 @@ class ConsulDCS(DCS):
                 out[it["Key"][len(pre):]] = val
         return out
 
-    def wait_latest_snapshot(self, index: int, wait: float) -> Tuple[Optional[Dict[str, Any]], int]:
+    def wait_latest_snapshot(self, index: int, wait: float) -> Tuple[Optional[SnapshotManifest], int]:
         new_index, item = self._call("snapshot watch", self.c.kv.get, self.key("snapshots/latest"),
                                      index=int(index) or None, wait=f"{max(1, int(wait))}s",
                                      )
         new_index = int(new_index or 0)
         if new_index < index:
             new_index = 0
-        return self._decode(item), new_index
+        return self._manifest(item), new_index
 
     def acquire_lock(self, name: str, sid: str) -> bool:
         return bool(self._call(f"lock {name}", self.c.kv.put, self.key(f"locks/{name}"), self.node_name,
@@ -325,6 +325,9 @@ class ConsulDCS(DCS):
         if not item:
             return None
         return decode_json(item.get("Key", ""), item.get("Value"))
+
+    def _manifest(self, item: Optional[Dict[str, Any]]) -> Optional[SnapshotManifest]:
+        return parse_manifest(item.get("Key", self.key("snapshots/latest")), item.get("Value")) if item else None
 
     def get_json(self, rel: str) -> Any:
         _, item = self._call(f"read {rel}", self.c.kv.get, self.key(rel), consistency="consistent")

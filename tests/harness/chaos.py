@@ -1033,10 +1033,10 @@ class ChaosRun:
             return f"latest snapshot unreadable: {exc}"
         if not latest:
             return ""
-        key = latest.get("object_key") or ""
+        key = latest.object_key
         path = os.path.join(s["store_path"], key)
         if not key or not os.path.isfile(path):
-            return f"snapshots/latest names {latest.get('id')}, whose object {path} is not in the store"
+            return f"snapshots/latest names {latest.id}, whose object {path} is not in the store"
         return ""
 
     # ---- the faults ------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_an_empty_node_restores_the_newest_stored_snapshot_instead_of_bootstrapp
     assert dcs.get_latest_snapshot() is None and dcs.get_json(INIT_KEY) is None
     assert Preparer(node.cfg).pre_start() == "restored"
     # Re-published as latest, so the other nodes restore the same one; the init key says how.
-    assert dcs.get_latest_snapshot()["id"] == second.id
+    assert dcs.get_latest_snapshot().id == second.id
     assert dcs.get_json(INIT_KEY)["restored_from"] == second.id
     assert rows(node) == 7
 

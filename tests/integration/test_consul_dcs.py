@@ -8,7 +8,7 @@ import pytest
 
 from mysqlpilot.errors import PilotError
 from mysqlpilot.dcs.consul import ConsulDCS
-from mysqlpilot.model import LeaderInfo, MemberState
+from mysqlpilot.model import LeaderInfo, MemberState, SnapshotManifest
 from tests.harness.consul_server import make_dcs
 
 pytestmark = pytest.mark.integration
@@ -136,10 +136,12 @@ def test_flags_cas_and_snapshot_wait(consul_agent, consul_kv_root):
     assert d.get_paused() is None
     got, idx = d.wait_latest_snapshot(0, 1)
     assert got is None
-    threading.Timer(0.5, lambda: d.set_latest_snapshot({"id": "s1"})).start()
+    m = SnapshotManifest(id="s1", created=1.0, source="f", object_key="snapshots/s1/data", bytes=1, raw_bytes=1,
+                         sha256="0" * 64, flavor="mariadb", version="10.11", gtid="0-1-1")
+    threading.Timer(0.5, lambda: d.set_latest_snapshot(m.__dict__.copy())).start()
     t0 = time.monotonic()
     got, _ = d.wait_latest_snapshot(idx, 10)
-    assert got == {"id": "s1"} and time.monotonic() - t0 < 5
+    assert got == m and time.monotonic() - t0 < 5
 
 
 def test_unreachable_consul_is_one_line():

@@ -38,18 +38,18 @@ def test_publish_needs_the_leader_session_and_the_index_read_before(consul_agent
     assert a.publish_snapshot(sa, manifest("s1", 1.0).__dict__, 0) is True
     assert a.publish_snapshot(sa, manifest("s2", 2.0).__dict__, 0) is False
     latest, idx = a.latest_snapshot_with_index()
-    assert latest["id"] == "s1" and idx > 0
+    assert latest.id == "s1" and idx > 0
     # A session that does not hold the leader lock cannot publish, whatever the index.
     assert b.publish_snapshot(sb, manifest("s-b", 3.0).__dict__, idx) is False
     # A stale index cannot overwrite a newer value.
     assert a.publish_snapshot(sa, manifest("s3", 3.0).__dict__, idx) is True
     assert a.publish_snapshot(sa, manifest("s4", 4.0).__dict__, idx) is False
-    assert a.get_latest_snapshot()["id"] == "s3"
+    assert a.get_latest_snapshot().id == "s3"
     # Deposed: the leader's session is gone; nothing it publishes lands.
     latest, idx = a.latest_snapshot_with_index()
     a.destroy_session(sa)
     assert a.publish_snapshot(sa, manifest("s5", 5.0).__dict__, idx) is False
-    assert a.get_latest_snapshot()["id"] == "s3"
+    assert a.get_latest_snapshot().id == "s3"
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_a_primary_deposed_during_its_backup_does_not_publish(node_cfg, consul_a
     stand_in_backup(monkeypatch, during=deposed, id="from-deposed")
     caplog.set_level("INFO")
     assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
-    assert d.get_latest_snapshot()["id"] == "old"
+    assert d.get_latest_snapshot().id == "old"
     assert "no longer holds the leader lock" in caplog.text
 
 
@@ -103,7 +103,7 @@ def test_a_snapshot_older_than_the_latest_is_not_published(node_cfg, monkeypatch
     stand_in_backup(monkeypatch, id="older", created=time.time())
     caplog.set_level("INFO")
     assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
-    assert d.get_latest_snapshot()["id"] == "newer"
+    assert d.get_latest_snapshot().id == "newer"
     assert "older than the current latest newer" in caplog.text
 
 
@@ -115,11 +115,11 @@ def test_latest_changed_during_the_backup_is_checked_again(node_cfg, monkeypatch
     stand_in_backup(monkeypatch, during=lambda: d.set_latest_snapshot(manifest("older", time.time() - 500).__dict__),
                     id="ours")
     got = snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d)
-    assert got is not None and got.id == "ours" and d.get_latest_snapshot()["id"] == "ours"
+    assert got is not None and got.id == "ours" and d.get_latest_snapshot().id == "ours"
     stand_in_backup(monkeypatch, during=lambda: d.set_latest_snapshot(manifest("newest", time.time() + 60).__dict__),
                     id="ours2")
     assert snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d) is None
-    assert d.get_latest_snapshot()["id"] == "newest"
+    assert d.get_latest_snapshot().id == "newest"
 
 
 def test_a_second_job_of_the_same_node_skips_and_only_the_lock_holder_publishes(node_cfg, consul_agent,
@@ -141,7 +141,7 @@ def test_a_second_job_of_the_same_node_skips_and_only_the_lock_holder_publishes(
     assert d.acquire_lock(snapshot_job.LOCK, sid) and d.acquire_lock(snapshot_job.LOCK, sid)
     d.release_lock(snapshot_job.LOCK, sid)
     got = snapshot_job.run_snapshot_job(node_cfg, force=True, dcs=d)
-    assert taken == ["first"] and got is not None and d.get_latest_snapshot()["id"] == "first"
+    assert taken == ["first"] and got is not None and d.get_latest_snapshot().id == "first"
     # The publish proves the snapshot lock too: with it held by another session, nothing lands.
     other = make_dcs(consul_agent, consul_kv_root, "t")
     st = live_session(other, "t")
@@ -149,7 +149,7 @@ def test_a_second_job_of_the_same_node_skips_and_only_the_lock_holder_publishes(
     _, idx = d.latest_snapshot_with_index()
     assert d.publish_snapshot(sid, manifest("unlocked", time.time() + 1).__dict__, idx,
                               lock=snapshot_job.LOCK) is False
-    assert d.get_latest_snapshot()["id"] == "first"
+    assert d.get_latest_snapshot().id == "first"
     other.release_lock(snapshot_job.LOCK, st)
     assert d.acquire_lock(snapshot_job.LOCK, sid)
     assert d.publish_snapshot(sid, manifest("locked", time.time() + 2).__dict__, idx,
@@ -169,10 +169,10 @@ def test_publish_sends_the_acl_token(tmp_path):
         sid = live_session(d, "a")
         assert d.acquire_leader(sid, LeaderInfo("a", "h", 1))
         assert d.publish_snapshot(sid, manifest("s1", 1.0).__dict__, 0) is True
-        assert d.get_latest_snapshot()["id"] == "s1"
+        assert d.get_latest_snapshot().id == "s1"
         wrong = "bad0bad0-0000-4000-8000-00000000beef"
         bad = ConsulDCS("127.0.0.1", agent.http_port, "mp/acl", "a", token=wrong)
         with pytest.raises(PilotError) as ei:
             bad.publish_snapshot(sid, manifest("s2", 2.0).__dict__, 0)
         assert "\n" not in str(ei.value) and wrong not in str(ei.value)
-        assert d.get_latest_snapshot()["id"] == "s1"
+        assert d.get_latest_snapshot().id == "s1"

@@ -6,13 +6,15 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from mysqlpilot import config
-from mysqlpilot.dcs.base import ClusterView, parse_history, parse_leader, parse_member, parse_release, \
-    parse_request
+from mysqlpilot.dcs.base import ClusterView, parse_history, parse_leader, parse_manifest, parse_member, \
+    parse_release, parse_request
 from mysqlpilot.errors import PilotError
 from mysqlpilot.flavors import get_flavor
-from mysqlpilot.model import LeaderInfo, MemberState
+from mysqlpilot.model import LeaderInfo, MemberState, SnapshotManifest
 
 FLAVOR = get_flavor("mariadb", "10.11")
+SNAPSHOT = SnapshotManifest(id="snap", created=1.0, source="n1", object_key="snapshots/snap/data", bytes=1,
+                            raw_bytes=1, sha256="0" * 64, flavor="mariadb", version="10.11", gtid="0-1-1")
 
 
 class FakeMySQL:
@@ -192,7 +194,9 @@ class FakeDCS:
         v.request = parse_request("switchover", raw.get("switchover"))
         v.history = parse_history("history", raw.get("history"))
         v.paused = None
-        v.latest_snapshot = {"id": "snap"}
+        # A good one unless a test puts another value there.
+        v.latest_snapshot = parse_manifest("snapshots/latest", raw["snapshots/latest"]) \
+            if "snapshots/latest" in raw else SNAPSHOT
         return v
 
     def watch_leader(self, index, wait):

@@ -156,7 +156,7 @@ SCHEMA: Tuple[Key, ...] = (
     _k("store_path", "str", "/var/lib/mysqlpilot/snapshots", "Directory of the local store.",
        "MYSQLPILOT_STORE_PATH", group="snapshots"),
     _k("s3_bucket", "str", None, "S3 bucket (must exist).", "MYSQLPILOT_S3_BUCKET", group="snapshots"),
-    _k("s3_prefix", "str", "mysqlpilot", "Object key prefix in the bucket.", "MYSQLPILOT_S3_PREFIX",
+    _k("s3_prefix", "str", "mysqlpilot", "Object key prefix in the bucket; each cluster keeps its snapshots under `<prefix>/clusters/<cluster>/snapshots/`.", "MYSQLPILOT_S3_PREFIX",
        group="snapshots"),
     _k("s3_endpoint", "str", None, "S3 endpoint URL for non-AWS stores, e.g. http://minio:9000.",
        ("MYSQLPILOT_S3_ENDPOINT", "AWS_ENDPOINT_URL"), group="snapshots"),
@@ -424,6 +424,9 @@ def _fill_defaults(cfg: Config) -> None:
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", v["node_name"]):
         raise ConfigError(f"config key node_name: {v['node_name']!r} may hold only letters, digits, '.', '_' "
                           "and '-'")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", v["cluster"]):
+        # It names the cluster's directory in the snapshot store and its Consul prefix.
+        raise ConfigError(f"config key cluster: {v['cluster']!r} may hold only letters, digits, '.', '_' and '-'")
     if not v["advertise_host"]:
         v["advertise_host"] = _default_host(v["node_name"])
         cfg.origin["advertise_host"] = "host name lookup"

@@ -443,25 +443,14 @@ def _fill_defaults(cfg: Config) -> None:
 
 
 def heartbeat_interval(lock_delay: float, fence_margin: float) -> float:
-    """Seconds between heartbeats: four per lease, so one late or lost renew does not end it."""
-    return max(0.2, min(1.0, (lock_delay - fence_margin) / 4))
+    from .timing import Timing
+    return Timing(lock_delay, fence_margin).heartbeat
 
 
 def _cross_check(cfg: Config) -> None:
-    # The fencing proof (docs/timing.md): these are refused, not warned about.
-    lease = cfg.lock_delay - cfg.fence_margin
-    if lease < 1:
-        raise ConfigError(f"config key lock_delay ({cfg.lock_delay:g}s) must exceed fence_margin "
-                          f"({cfg.fence_margin:g}s) by at least 1s: the primary's lease is the difference, and a "
-                          "shorter one leaves no room for a renew; raise lock_delay or lower fence_margin")
-    beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
-    if cfg.check_ttl < 2 * beat:
-        raise ConfigError(f"config key check_ttl ({cfg.check_ttl:g}s) must be at least twice the heartbeat interval "
-                          f"({beat:g}s, a quarter of the lease): one late beat would end the session and cause a "
-                          "failover; raise check_ttl")
-    if cfg.session_ttl < cfg.check_ttl:
-        raise ConfigError(f"config key session_ttl ({cfg.session_ttl}s) must be at least check_ttl "
-                          f"({cfg.check_ttl:g}s): the session TTL is the backstop when the check is lost")
+    # The fencing proof (docs/timing.md): refused, not warned about.
+    from .timing import Timing
+    Timing.from_config(cfg).validate()
     if cfg.health_interval >= cfg.service_ttl:
         raise ConfigError(f"config key service_ttl ({cfg.service_ttl}s) must exceed health_interval "
                           f"({cfg.health_interval}s) or ContainerPilot's service check flaps between runs")

@@ -4,7 +4,7 @@ Nothing here does I/O or reads the clock; callers pass `now`. `ha.py` observes, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .model import LeaderInfo, MemberState
@@ -43,12 +43,9 @@ class Policy:
 
     @property
     def lease(self) -> float:
-        """Seconds after a successful session renew was sent that this node may still be writable.
-
-        However the session ends, nobody can take the lock until lock_delay after its end, which is after
-        the renew was sent (lease.py); fence_margin is what fencing itself may take.
-        """
-        return self.lock_delay - self.fence_margin
+        """timing.Timing.lease: seconds after a successful renew was sent that this node may be writable."""
+        from .timing import Timing
+        return Timing(self.lock_delay, self.fence_margin).lease
 
 
 @dataclass
@@ -201,6 +198,28 @@ def takeover_turn(cands: Sequence[Candidate], policy: "Policy", me: str, must_co
     return ok, why, ranking
 
 
+def designated_turn(cands: Sequence[Candidate], policy: "Policy", me: str, must_contain: str,
+                    contains_fn: Callable[[str, str], bool], force: bool = False
+                    ) -> Tuple[bool, str, List[Ranked]]:
+    """May `me`, designated by a switchover or a manual failover, take the lock? Priority does not matter,
+    but the data-safety rules do, as for any promotion: it must hold what every reachable member holds,
+    and with semi-sync what the old primary last published, with no live member unreachable. `nofailover`
+    does not stop a designation. `force` (`failover --force`) waives the data rules on purpose."""
+    if force:
+        return True, "designated by `failover --force`: the data-safety rules are waived", []
+    if policy.durability == "semi-sync":
+        lost = [c.name for c in cands if not c.reachable]
+        if lost:
+            return False, (f"semi-sync: replica(s) {', '.join(lost)} unreachable and may hold acknowledged "
+                           "commits the designated node lacks"), []
+    ranking = rank_candidates([replace(c, nofailover=False) if c.name == me else c for c in cands], policy,
+                              must_contain, contains_fn)
+    mine = next((r for r in ranking if r.name == me), None)
+    if mine is None or not mine.eligible:
+        return False, f"not eligible: {mine.why if mine else 'not a candidate'}", ranking
+    return True, "designated by a switchover/failover request", ranking
+
+
 def after_clean_stop(history: Sequence[dict]) -> bool:
     """The last primary stopped on purpose with nobody to hand over to (pre-stop recorded it): the next
     election is a cold start, not a failover, and spends no failover budget."""
@@ -243,8 +262,8 @@ class Observation:
     needs_rebuild: str = ""           # reason we cannot be a replica from this datadir
     paused: bool = False
     stopping: bool = False            # pre-stop runs: never take the lock
-    switchover_to: Optional[str] = None      # a pending switchover/failover request's target
-    takeover: Tuple[bool, str] = (False, "")  # my_turn() result, computed only when leader is None
+    switchover_to: Optional[str] = None      # the node a request or a hand-off designates
+    takeover: Tuple[bool, str] = (False, "")  # may this node take the free lock now, and why (leader None)
 
 
 @dataclass
@@ -305,8 +324,11 @@ def decide(o: Observation) -> Decision:
         return Decision(WAIT, f"not a candidate: {o.needs_rebuild}")
     if o.switchover_to is not None:
         if o.switchover_to == o.me:
-            return Decision(TAKE_LOCK, "designated by a switchover/failover request")
-        return Decision(WAIT, f"leader key free; a request designates {o.switchover_to}")
+            ok, why = o.takeover
+            if ok:
+                return Decision(TAKE_LOCK, why)
+            return Decision(WAIT, f"designated by a request, but {why}")
+        return Decision(WAIT, f"leader key free; it was handed to {o.switchover_to}")
     if o.paused:
         return Decision(WAIT, "leader key free but automatic failover is paused (mysqlpilot resume)")
     ok, why = o.takeover

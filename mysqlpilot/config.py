@@ -156,7 +156,7 @@ SCHEMA: Tuple[Key, ...] = (
     _k("store_path", "str", "/var/lib/mysqlpilot/snapshots", "Directory of the local store.",
        "MYSQLPILOT_STORE_PATH", group="snapshots"),
     _k("s3_bucket", "str", None, "S3 bucket (must exist).", "MYSQLPILOT_S3_BUCKET", group="snapshots"),
-    _k("s3_prefix", "str", "mysqlpilot", "Object key prefix in the bucket.", "MYSQLPILOT_S3_PREFIX",
+    _k("s3_prefix", "str", "mysqlpilot", "Object key prefix in the bucket; each cluster keeps its snapshots under `<prefix>/clusters/<cluster>/snapshots/`.", "MYSQLPILOT_S3_PREFIX",
        group="snapshots"),
     _k("s3_endpoint", "str", None, "S3 endpoint URL for non-AWS stores, e.g. http://minio:9000.",
        ("MYSQLPILOT_S3_ENDPOINT", "AWS_ENDPOINT_URL"), group="snapshots"),
@@ -424,6 +424,9 @@ def _fill_defaults(cfg: Config) -> None:
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", v["node_name"]):
         raise ConfigError(f"config key node_name: {v['node_name']!r} may hold only letters, digits, '.', '_' "
                           "and '-'")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", v["cluster"]):
+        # It names the cluster's directory in the snapshot store and its Consul prefix.
+        raise ConfigError(f"config key cluster: {v['cluster']!r} may hold only letters, digits, '.', '_' and '-'")
     if not v["advertise_host"]:
         v["advertise_host"] = _default_host(v["node_name"])
         cfg.origin["advertise_host"] = "host name lookup"
@@ -440,25 +443,14 @@ def _fill_defaults(cfg: Config) -> None:
 
 
 def heartbeat_interval(lock_delay: float, fence_margin: float) -> float:
-    """Seconds between heartbeats: four per lease, so one late or lost renew does not end it."""
-    return max(0.2, min(1.0, (lock_delay - fence_margin) / 4))
+    from .timing import Timing
+    return Timing(lock_delay, fence_margin).heartbeat
 
 
 def _cross_check(cfg: Config) -> None:
-    # The fencing proof (docs/timing.md): these are refused, not warned about.
-    lease = cfg.lock_delay - cfg.fence_margin
-    if lease < 1:
-        raise ConfigError(f"config key lock_delay ({cfg.lock_delay:g}s) must exceed fence_margin "
-                          f"({cfg.fence_margin:g}s) by at least 1s: the primary's lease is the difference, and a "
-                          "shorter one leaves no room for a renew; raise lock_delay or lower fence_margin")
-    beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
-    if cfg.check_ttl < 2 * beat:
-        raise ConfigError(f"config key check_ttl ({cfg.check_ttl:g}s) must be at least twice the heartbeat interval "
-                          f"({beat:g}s, a quarter of the lease): one late beat would end the session and cause a "
-                          "failover; raise check_ttl")
-    if cfg.session_ttl < cfg.check_ttl:
-        raise ConfigError(f"config key session_ttl ({cfg.session_ttl}s) must be at least check_ttl "
-                          f"({cfg.check_ttl:g}s): the session TTL is the backstop when the check is lost")
+    # The fencing proof (docs/timing.md): refused, not warned about.
+    from .timing import Timing
+    Timing.from_config(cfg).validate()
     if cfg.health_interval >= cfg.service_ttl:
         raise ConfigError(f"config key service_ttl ({cfg.service_ttl}s) must exceed health_interval "
                           f"({cfg.health_interval}s) or ContainerPilot's service check flaps between runs")

@@ -16,7 +16,8 @@ from .dcs.consul import ConsulDCS
 from .errors import PilotError, SnapshotError
 from .flavors import get_flavor
 from .model import MemberState, SnapshotManifest
-from .snapshot import latest_snapshot, restore_snapshot
+from .snapshot import restore_snapshot
+from .snapshot_catalog import cluster_prefix, latest_snapshot, list_legacy, locate
 from .sqlclient import Server
 from .statefile import StateFile
 from .store import open_store
@@ -105,7 +106,8 @@ class Preparer:
         force = self.cfg.force_fresh_bootstrap
         try:
             store = open_store(self.cfg)
-            newest = latest_snapshot(store)
+            newest = latest_snapshot(store, self.cfg.cluster)
+            old = list_legacy(store, self.cfg.cluster) if newest is None else []
         except PilotError as exc:
             if force:
                 log.warning("force_fresh_bootstrap: not checking the snapshot store (%s)", exc)
@@ -113,6 +115,13 @@ class Preparer:
             raise PilotError(f"cannot read the snapshot store before bootstrapping a new cluster: {exc}; fix "
                              "the store settings, or set force_fresh_bootstrap to start an empty cluster "
                              "anyway") from None
+        if old and not force:
+            # Old-layout snapshots name no cluster: they may be another cluster's (its data, its passwords).
+            # Neither restore them blindly nor bootstrap empty over what may be this cluster's only copy.
+            raise PilotError(f"cluster {self.cfg.cluster!r} has no snapshots under {cluster_prefix(self.cfg.cluster)}/ "
+                             f"in {store.describe()}, but {len(old)} in the old layout that name no cluster (newest "
+                             f"{old[0].id}): if they are this cluster's, run `mysqlpilot snapshot use {old[0].id}` "
+                             "or move them (docs/runbooks.md); to start an empty cluster, set force_fresh_bootstrap")
         if newest is not None and force:
             log.warning("force_fresh_bootstrap is set: ignoring the snapshots in %s (newest %s, taken %s) and "
                         "bootstrapping an empty cluster; unset it after this start", store.describe(), newest.id,
@@ -204,6 +213,7 @@ class Preparer:
         if self.seed_by_clone():
             return "cloned"
         store = open_store(self.cfg)
+        manifest = locate(store, self.cfg.cluster, manifest)
         last: Optional[Exception] = None
         for attempt in range(1, RESTORE_TRIES + 1):
             try:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import analysis, mysqld
+from . import analysis, handoff, mysqld
 from .analysis import Candidate, Decision, Observation, Policy
 from .config import heartbeat_interval
 from .dcs.base import ClusterView, Release, Request
@@ -27,11 +27,11 @@ from .model import STARTING_ROLES, FailoverRecord, LeaderInfo, MemberState
 from .sqlclient import Server
 from .statefile import StateFile, ha_lock
 from .timeouts import HANDOVER_CATCHUP, PRE_STOP_WAIT
+from .timing import Timing
 
 log = logging.getLogger(__name__)
 
 REQUEST_KEY = "switchover"        # <kv_root>/switchover: pending switchover / manual failover
-REQUEST_MAX_AGE = 120.0
 SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
                     "commits from now on may be lost on failover")
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
@@ -97,6 +97,7 @@ class Node:
         self.dcs = dcs or ConsulDCS.from_config(cfg)
         self.state = StateFile(cfg.state_dir)
         self.policy = Policy.from_config(cfg)
+        self.timing = Timing.from_config(cfg)
         self.lease = Lease(self.state, self.policy.lease)
         self.fencer = Fencer(self._fence_conn, self.lease, cfg)
         self.leader_index = 0
@@ -112,7 +113,8 @@ class Node:
         self._heartbeat: Optional[Heartbeat] = None
         self._released_for = ""           # the session whose lock was released after a mysqld crash
         self._last_executed = ""          # gtid_executed at the last probe that reached mysqld
-        self._logged_release: Optional[Release] = None
+        self._generation: Optional[int] = None   # the lock generation this node last saw itself hold
+        self._said: Dict[str, str] = {}    # topic -> the last line said of it (one line per change)
         self._due: Optional[float] = None  # seconds until this node's lock-delay wait ends, if it is waiting
 
     def _saved_leader(self) -> Optional[LeaderInfo]:
@@ -201,6 +203,15 @@ class Node:
             return
         sent = boottime()
         try:
+            # Persist first: a lease that cannot be written must not be renewed, or the session (and the
+            # lock) would live on while the watchdog fences: a write outage with no failover.
+            self.state.update(beat_sent=sent)
+        except OSError as exc:
+            self._say_once("state", f"cannot write the state file in {self.cfg.state_dir} ({exc.strerror or exc}): "
+                                    "not renewing the session; the lease lapses, mysqld is fenced and another "
+                                    "node takes over; free the disk or fix the state_dir permissions")
+            return
+        try:
             self.dcs.pass_check(cid, "mysqld answers")
         except PilotError:
             self.dcs.register_check(cid, f"mysqlpilot liveness of {self.cfg.node_name}", self.cfg.check_ttl)
@@ -214,7 +225,14 @@ class Node:
             sid = self.dcs.create_session(self.cfg.session_ttl, self.cfg.lock_delay,
                                           ["serfHealth", self.cfg.liveness_check_id])
             self.state.update(session=sid)
-        self.lease.extend(sid, sent)
+        try:
+            self.lease.extend(sid, sent)
+        except OSError as exc:
+            # Written a moment ago, refused now: give the session up so the lock moves (lock-delay applies).
+            log.error("cannot persist the lease in %s (%s): ending session %s so another node takes over",
+                      self.cfg.state_dir, exc.strerror or exc, sid[:8])
+            self.dcs.destroy_session(sid)
+            return
         if self.state.get("starting"):
             self.state.update(starting=None)
 
@@ -238,7 +256,7 @@ class Node:
                 return
             time.sleep(0.05)
         marker = Release(name=self.cfg.node_name, reason="mysqld is not running", at=time.time(),
-                         gtid_executed=self._last_executed)
+                         gtid_executed=self._last_executed, lock_index=self._generation)
         try:
             if self.dcs.release_leader(sid, marker):
                 log.warning("mysqld is not running: released the leader lock so that the best replica "
@@ -403,24 +421,67 @@ class Node:
                                          self.last_leader is not None, self.policy)
         if not ok:
             return False, why, []
-        cands = self.gather_candidates(view.members, probe, view.released.name if view.released else None)
-        must = ""
-        if self.cfg.durability == "semi-sync" and self.last_leader is not None:
-            # What the old primary last published: it may have acknowledged all of it.
-            old = view.member(self.last_leader.name)
-            must = (old.gtid_received or old.gtid_executed) if old else ""
-        return analysis.takeover_turn(cands, self.policy, self.cfg.node_name, must, self.flavor.gtid_contains,
-                                      free_for - self.cfg.lock_delay)
+        rel = view.released
+        cands = self.gather_candidates(view.members, probe, rel.name if rel is not None else None)
+        return analysis.takeover_turn(cands, self.policy, self.cfg.node_name, self._must_contain(view),
+                                      self.flavor.gtid_contains, free_for - self.cfg.lock_delay)
 
-    def _free_for(self, lock_index: int) -> float:
-        """Seconds since this node (any of its processes) first saw lock generation `lock_index` free."""
-        seen = self.state.get("free_seen")
-        now = boottime()
-        if not (isinstance(seen, dict) and seen.get("lock_index") == lock_index
-                and isinstance(seen.get("since"), (int, float)) and seen["since"] <= now):
-            seen = {"lock_index": lock_index, "since": now}
-            self.state.update(free_seen=seen)
-        return now - seen["since"]
+    def _must_contain(self, view: ClusterView) -> str:
+        """With semi-sync, what the old primary last published: it may have acknowledged all of it."""
+        if self.cfg.durability != "semi-sync" or self.last_leader is None:
+            return ""
+        old = view.member(self.last_leader.name)
+        return (old.gtid_received or old.gtid_executed) if old else ""
+
+    def _say_once(self, topic: str, line: str) -> None:
+        if self._said.get(topic) != line:
+            self._said[topic] = line
+            log.info("%s", line)
+
+    def _observe_free_lock(self, o: Observation, view: ClusterView, probe: Dict, req: Optional[Request],
+                           extra: Dict) -> None:
+        """The leader key is free: how long this node has waited, whether a hand-off lets it skip the
+        wait or leaves the lock to another node, and whether it may take the lock now."""
+        me, lock_delay = self.cfg.node_name, self.cfg.lock_delay
+        saved = self.state.get("free_seen")
+        sight, free_for = handoff.lock_wait(saved, view.lock_index, view.index, boottime())
+        if saved != sight.to_dict():
+            self.state.update(free_seen=sight.to_dict())
+        rel = view.released
+        valid, why = handoff.handoff_valid(rel, view.lock_index, time.time(), self.timing.handoff_max_age)
+        if rel is not None and rel.name != me:
+            self._say_once("release", why if valid else f"{why}: waiting out lock-delay")
+        if valid and rel.name != me:
+            # The holder released this generation itself, fenced: nothing for lock-delay to wait out.
+            extra["handoff"] = rel
+            extra["free_for_seen"] = free_for
+            free_for += lock_delay
+        extra["free_for"] = free_for
+        left = lock_delay - free_for
+        self._due = left if left > 0 else None
+        target = rel.to if "handoff" in extra and rel.to else (req.to if req else None)
+        if target is not None and target != me and free_for >= lock_delay + self.cfg.failover_grace:
+            self._say_once("designation", f"{target} was designated but did not take the lock within "
+                                          f"{lock_delay + self.cfg.failover_grace:.1f}s; electing")
+            target = None
+        o.switchover_to = target
+        if not (probe["up"] and self.sid and not o.stopping):
+            return
+        if target == me:
+            if free_for < lock_delay:
+                # A manual failover destroyed the old primary's session: it may not have fenced yet.
+                o.takeover = (False, f"waiting out lock-delay ({lock_delay - free_for:.1f}s left)")
+                return
+            cands = self.gather_candidates(view.members, probe, rel.name if "handoff" in extra else None)
+            ok, why, ranking = analysis.designated_turn(cands, self.policy, me, self._must_contain(view),
+                                                        self.flavor.gtid_contains,
+                                                        force=bool(req is not None and req.to == me and req.force))
+            o.takeover = (ok, why)
+            extra["ranking"] = ranking
+        elif target is None and not o.paused:
+            ok, why, ranking = self.takeover_verdict(view, probe, free_for)
+            o.takeover = (ok, why)
+            extra["ranking"] = ranking
 
     def observe(self) -> Tuple[Observation, Dict, ClusterView]:
         probe = self.probe_local()
@@ -439,10 +500,14 @@ class Node:
             log.error("%s", probe.get("error"))
         sid = self.sid
         i_hold = bool(leader is not None and sid and leader.session == sid)
+        if i_hold:
+            self._generation = view.lock_index
         st = probe.get("status") or {}
         src = f"{st['source_host']}:{st.get('source_port')}" if st.get("source_host") else None
         req = view.request
-        if req is not None and not (0 <= time.time() - req.requested <= REQUEST_MAX_AGE):
+        applies, why = handoff.request_applies(req, view.lock_index)
+        if req is not None and not applies:
+            self._say_once("request", why)
             req = None
         o = Observation(
             me=self.cfg.node_name, now=time.time(), mysqld_up=probe["up"], read_only=probe["read_only"],
@@ -454,30 +519,13 @@ class Node:
             needs_rebuild=self.state.get("rebuild_reason", "") or "")
         extra = {"probe": probe, "role": role, "healthy": healthy, "message": message, "request": req}
         if leader is None:
-            free_for = self._free_for(view.lock_index)
-            rel = view.released
-            if rel is not None and rel.name != self.cfg.node_name:
-                # The holder released this generation itself because its mysqld is not running: it cannot
-                # write, so there is nothing for lock-delay to wait out.
-                if self._logged_release != rel:
-                    self._logged_release = rel
-                    log.info("%s released the leader lock (%s): no lock-delay to wait out", rel.name, rel.reason)
-                extra["free_for_seen"] = free_for
-                free_for += self.cfg.lock_delay
-            extra["free_for"] = free_for
-            left = self.cfg.lock_delay - free_for
-            self._due = left if left > 0 else None
-            if probe["up"] and sid and not o.stopping and req is None and not o.paused:
-                ok, why, ranking = self.takeover_verdict(view, probe, free_for)
-                o.takeover = (ok, why)
-                extra["ranking"] = ranking
-            elif req is not None and req.to == self.cfg.node_name and not req.handed_over \
-                    and free_for < self.cfg.lock_delay:
-                # A manual failover destroyed the old primary's session: it may not have fenced yet.
-                o.switchover_to = None
-                o.takeover = (False, f"request designates us; waiting out lock-delay "
-                                     f"({self.cfg.lock_delay - free_for:.1f}s left)")
-        elif not i_hold and probe["up"] and leader.promoted and not (src == leader.address and o.replication_ok):
+            self._observe_free_lock(o, view, probe, req, extra)
+            return o, extra, view
+        if self.state.get("free_seen") is not None:
+            # The lock is held: a wait remembered from an earlier free state must never count again (its
+            # LockIndex repeats if the key is deleted or Consul loses its data).
+            self.state.update(free_seen=None)
+        if not i_hold and probe["up"] and leader.promoted and not (src == leader.address and o.replication_ok):
             try:
                 o.errant, _ = self.errant_against(leader, probe.get("executed", ""))
             except PilotError as exc:
@@ -616,12 +664,16 @@ class Node:
         history = view.history
         old = self.last_leader.name if self.last_leader and not analysis.after_clean_stop(history) else None
         durations = {"promote": round(took, 3)}
-        if req is not None and req.to == self.cfg.node_name:
-            kind, why = req.kind, req.reason or req.kind
-            if req.fenced_at:
-                durations["write_unavailable"] = round(time.time() - float(req.fenced_at), 3)
-            self.dcs.put_json(REQUEST_KEY, None)
-            old = req.origin or old
+        rel: Optional[Release] = extra.get("handoff")
+        handed = rel if rel is not None and rel.to == self.cfg.node_name else None
+        if handed is not None or (req is not None and req.to == self.cfg.node_name):
+            kind = req.kind if req is not None else handed.kind
+            why = (req.reason if req is not None else "") or (handed.reason if handed else "") or kind
+            if handed is not None and handed.fenced_at:
+                durations["write_unavailable"] = round(time.time() - float(handed.fenced_at), 3)
+            if req is not None:
+                self.dcs.put_json(REQUEST_KEY, None)
+            old = (handed.name if handed else None) or (req.origin if req else None) or old
         elif old == self.cfg.node_name and o.leader is not None and o.leader.name == old:
             # We held the lock all along and only fenced (lease lapse, a blocked pass): not a failover.
             kind, why = "re-promotion", f"{reason}; this node kept the lock"
@@ -629,7 +681,6 @@ class Node:
             kind, why = "failover", f"primary {old} (this node) lost its session and won again; {reason}"
         else:
             kind = "failover" if old else ("bootstrap" if not history else "election")
-            rel = view.released
             if old and rel is not None and rel.name == old:
                 why = f"primary {old} released the lock ({rel.reason}); {reason}"
             else:
@@ -704,6 +755,7 @@ class Node:
             self.dcs.put_json(REQUEST_KEY, None)
             return False
         t_fence = time.time()
+        sid = self.sid or ""             # the session the lock is held under; only it may turn writable again
         fenced = self.fence(f"switchover to {target}", keep_lease=True)
         if fenced != "read-only":
             # mysqld is gone: the session ends with it and the election takes over, lock-delay included.
@@ -724,17 +776,15 @@ class Node:
             log.error("switchover to %s aborted after %.1fs: it did not apply %s; staying primary", target,
                       time.monotonic() - t0, gtid)
             self.dcs.put_json(REQUEST_KEY, None)
-            if self.lease_left() > MIN_LEASE_TO_PROMOTE:
-                srv = self.local()
-                srv.set_read_only(False)
-                srv.close()
+            self._writable_again_after_abort(sid)
             return False
-        body = {"to": target, "kind": req.kind if req else "switchover",
-                "reason": (req.reason if req else "") or "switchover", "from": self.cfg.node_name,
-                "requested": (req.requested if req and req.requested else time.time()),
-                "fenced_at": t_fence, "handed_over": True}
-        self.dcs.put_json(REQUEST_KEY, body)
-        self.dcs.release_leader(self.sid)
+        marker = Release(name=self.cfg.node_name, reason=(req.reason if req else "") or f"switchover to {target}",
+                         at=time.time(), gtid_executed=gtid, lock_index=view.lock_index, to=target,
+                         kind=req.kind if req else "switchover", fenced_at=t_fence)
+        if not self.dcs.release_leader(sid, marker):
+            log.error("switchover to %s: the leader lock was no longer ours to release (session %s ended); "
+                      "staying read-only, the election decides", target, sid[:8])
+            return False
         log.warning("handed the leader lock to %s at GTID %s", target, gtid or "-")
         # Follow the target now, while it promotes: with semi-sync its first commit waits for a replica's
         # ACK, and this node is the one that can give it soonest. The errant check is done: the target
@@ -744,6 +794,29 @@ class Node:
         except PilotError as exc:
             log.info("following %s at once did not work (%s); the next pass will", target, exc)
         return True
+
+    def _writable_again_after_abort(self, sid: str) -> None:
+        """A switchover was aborted after the fence: writable again only if the lock is still held under the
+        session the lease belongs to. During the wait the session may have ended (`failover --force`, a
+        Consul blip) and the heartbeat opened a new one with a fresh lease while another node took over."""
+        try:
+            leader = self.dcs.get_cluster().leader
+        except PilotError as exc:
+            log.error("switchover aborted; cannot read the leader lock (%s): staying read-only", exc)
+            return
+        if not (sid and self.sid == sid and leader is not None and leader.session == sid):
+            log.error("switchover aborted and the lock is no longer held under session %s: staying read-only; "
+                      "the election decides", sid[:8] or "-")
+            return
+        if self.lease.left(sid) <= MIN_LEASE_TO_PROMOTE:
+            log.error("switchover aborted with %.2fs of lease left: staying read-only until the next pass",
+                      self.lease.left(sid))
+            return
+        srv = self.local()
+        try:
+            srv.set_read_only(False)
+        finally:
+            srv.close()
 
     def _record(self, rec: FailoverRecord) -> None:
         try:

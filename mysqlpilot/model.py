@@ -129,6 +129,7 @@ class SnapshotManifest:
     compression: str = "zstd"
     format: str = "xbstream"
     tool: str = ""                    # backup tool and version line
+    cluster: str = ""                 # the cluster that took it ("" in the old store layout)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1)

@@ -25,12 +25,12 @@ from . import mysqld
 from .errors import PilotError, SnapshotError
 from .model import SnapshotManifest
 from .progress import Progress
+from .snapshot_catalog import snapshot_dir
 from .store import Store, part_size_for
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-PREFIX = "snapshots"
 
 
 def clone_stream_cmd(staging: str) -> List[str]:
@@ -260,8 +260,9 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
     node_name = node_name or cfg.node_name
     method = snapshot_method(cfg, flavor)
     sid = new_snapshot_id(node_name)
-    key = f"{PREFIX}/{sid}/data.{'tar' if method == 'clone' else 'xbstream'}.zst"
-    if store.exists(f"{PREFIX}/{sid}/manifest.json") or store.exists(key):
+    where = snapshot_dir(cfg.cluster, sid)
+    key = f"{where}/data.{'tar' if method == 'clone' else 'xbstream'}.zst"
+    if store.exists(f"{where}/manifest.json") or store.exists(key):
         raise SnapshotError(f"snapshot {sid} already exists in {store.describe()}; not overwriting it, try again")
     estimate = estimate_bytes if estimate_bytes is not None else _dir_size(cfg.datadir)
     upload = store.begin_upload(key, part_size_for(estimate))
@@ -325,9 +326,10 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
             id=sid, created=time.time(), source=node_name, object_key=key, bytes=stored, raw_bytes=pump.n,
             sha256=sha.hexdigest(), flavor=flavor.name, version=flavor.version, gtid=gtid,
             binlog_file=binlog_file, binlog_pos=binlog_pos, compression="zstd",
-            format="tar" if method == "clone" else "xbstream", tool="clone" if method == "clone" else flavor.backup_tool)
+            format="tar" if method == "clone" else "xbstream", tool="clone" if method == "clone" else flavor.backup_tool,
+            cluster=cfg.cluster)
         # The manifest is written last: a snapshot without one does not exist for readers.
-        store.put_bytes(f"{PREFIX}/{sid}/manifest.json", manifest.to_json().encode())
+        store.put_bytes(f"{where}/manifest.json", manifest.to_json().encode())
         log.info("snapshot %s complete: %.1f MB stored (%.1f MB raw), GTID %s", sid, stored / 1e6,
                  pump.n / 1e6, gtid or "-")
         return manifest
@@ -340,28 +342,6 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
             upload.abort()
             log.error("snapshot %s aborted; nothing was published", sid)
         shutil.rmtree(scratch, ignore_errors=True)      # made by this operation
-
-
-def list_snapshots(store: Store) -> List[SnapshotManifest]:
-    out = []
-    for key in store.list(f"{PREFIX}/"):
-        if key.endswith("/manifest.json"):
-            try:
-                out.append(SnapshotManifest.from_json(store.get_bytes(key).decode()))
-            except (ValueError, TypeError) as exc:
-                log.warning("skipping unreadable manifest %s: %s", key, exc)
-    return sorted(out, key=lambda m: m.created, reverse=True)
-
-
-def find_snapshot(store: Store, snapshot_id: str) -> SnapshotManifest:
-    key = f"{PREFIX}/{snapshot_id}/manifest.json"
-    if "/" in snapshot_id or not store.exists(key):
-        raise SnapshotError(f"no snapshot {snapshot_id!r} in {store.describe()}; see `mysqlpilot snapshot list`")
-    try:
-        return SnapshotManifest.from_json(store.get_bytes(key).decode())
-    except (ValueError, TypeError) as exc:
-        raise SnapshotError(f"manifest {key} in {store.describe()} is unreadable ({exc.__class__.__name__}); "
-                            "pick another snapshot") from None
 
 
 def verify_snapshot(store: Store, manifest: SnapshotManifest) -> str:
@@ -408,11 +388,6 @@ class _CheckedRead:
                                 f"{m.bytes} bytes, got {got[:16]}… and {self.n}); it is corrupt: take a new one on "
                                 "the primary (`mysqlpilot snapshot --force`), or point replicas at an older one "
                                 "(`mysqlpilot snapshot use ID`)")
-
-
-def latest_snapshot(store: Store) -> Optional[SnapshotManifest]:
-    snaps = list_snapshots(store)
-    return snaps[0] if snaps else None
 
 
 def restore_snapshot(cfg, flavor, store: Store, manifest: SnapshotManifest, *, datadir: str,

@@ -58,15 +58,17 @@ def switchover(obj, to: Optional[str], timeout: float) -> None:
     from ..ha import REQUEST_KEY
     cfg = obj.config()
     dcs = ConsulDCS.from_config(cfg)
-    leader, _ = dcs.get_leader()
+    view = dcs.get_cluster()
+    leader, generation = view.leader, view.lock_index
     if leader is None:
         raise PilotError("there is no primary to switch over from; use `mysqlpilot failover`")
-    target, why = analysis.choose_switchover_target(dcs.members(), leader.name, to)
+    target, why = analysis.choose_switchover_target(view.members, leader.name, to)
     if target is None:
         raise PilotError(f"cannot switch over: {why}")
     t0 = time.time()
     dcs.put_json(REQUEST_KEY, {"to": target, "from": leader.name, "kind": "switchover",
-                               "reason": f"operator switchover ({why})", "requested": t0})
+                               "reason": f"operator switchover ({why})", "requested": t0,
+                               "lock_index": generation})
     click.echo(f"switchover {leader.name} -> {target}: {leader.name} goes read-only, {target} catches up, "
                "then takes the lock")
     err = _wait_for_leader(dcs, target, timeout, REQUEST_KEY)
@@ -93,8 +95,8 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     cfg = obj.config()
     dcs = ConsulDCS.from_config(cfg)
     flavor = get_flavor(cfg.flavor, cfg.flavor_version)
-    leader, _ = dcs.get_leader()
-    members = dcs.members()
+    view = dcs.get_cluster()
+    leader, members, generation = view.leader, view.members, view.lock_index
     old = leader.name if leader else None
     if leader is not None and not force:
         lm = next((m for m in members if m.name == leader.name), None)
@@ -134,9 +136,10 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
             raise PilotError(f"promoting {target} would lose transactions: {mine.why}; promote "
                              f"{best.name if best else 'the best candidate'} or use --force")
     t0 = time.time()
+    # Bound to this lock generation: spent once the lock changes hands, whatever the clock says.
     dcs.put_json(REQUEST_KEY, {"to": target, "from": old, "kind": "manual-failover",
                                "reason": f"operator failover{' --force' if force else ''}",
-                               "requested": t0})
+                               "requested": t0, "lock_index": generation, "force": bool(force)})
     if leader is not None and leader.session:
         # Abandon the old primary: it fences itself as soon as it sees the lock gone.
         dcs.destroy_session(leader.session)

@@ -26,23 +26,27 @@ def snapshot(ctx: click.Context, force: bool) -> None:
 def snapshot_list(obj, as_json: bool) -> None:
     """List the snapshots in the store, newest first; the one Consul points new replicas at is marked."""
     from ..dcs.consul import ConsulDCS
-    from ..snapshot import list_snapshots
+    from ..snapshot_catalog import list_legacy, list_snapshots
     from ..store import open_store
     cfg = obj.config()
-    snaps = list_snapshots(open_store(cfg))
+    store = open_store(cfg)
+    snaps = list_snapshots(store, cfg.cluster)
+    old = {m.id for m in list_legacy(store, cfg.cluster)}
+    snaps += [m for m in list_legacy(store, cfg.cluster) if m.id not in {s.id for s in snaps}]
     try:
         latest = getattr(ConsulDCS.from_config(cfg).get_latest_snapshot(), "id", None)
     except Exception:  # noqa: BLE001 - listing the store must work while Consul is down
         latest = None
     if as_json:
-        click.echo(json.dumps([dict(s.__dict__, latest=(s.id == latest)) for s in snaps], indent=1))
+        click.echo(json.dumps([dict(s.__dict__, latest=(s.id == latest), old_layout=(s.id in old)) for s in snaps],
+                              indent=1))
         return
     if not snaps:
         click.echo("no snapshots in the store")
         return
     click.echo(f"{'id':<36} {'taken':<19} {'MB':>9} {'source':<12} gtid")
     for s in snaps:
-        mark = " *latest" if s.id == latest else ""
+        mark = (" *latest" if s.id == latest else "") + (" (old layout: names no cluster)" if s.id in old else "")
         click.echo(f"{s.id:<36} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(s.created)):<19} "
                    f"{s.bytes / 1e6:>9.1f} {s.source:<12} {s.gtid or '-'}{mark}")
 
@@ -52,10 +56,12 @@ def snapshot_list(obj, as_json: bool) -> None:
 @click.pass_obj
 def snapshot_verify(obj, snapshot_id: str) -> None:
     """Read a snapshot back from the store and check it against its manifest's sha256 and size."""
-    from ..snapshot import find_snapshot, verify_snapshot
+    from ..snapshot import verify_snapshot
+    from ..snapshot_catalog import find_snapshot
     from ..store import open_store
-    store = open_store(obj.config())
-    m = find_snapshot(store, snapshot_id)
+    cfg = obj.config()
+    store = open_store(cfg)
+    m = find_snapshot(store, cfg.cluster, snapshot_id)
     click.echo(f"snapshot {m.id}: intact ({verify_snapshot(store, m)})")
 
 
@@ -66,12 +72,13 @@ def snapshot_verify(obj, snapshot_id: str) -> None:
 def snapshot_use(obj, snapshot_id: str, no_verify: bool) -> None:
     """Point new and rebuilt replicas at this snapshot (say the newest one is corrupt)."""
     from ..dcs.consul import ConsulDCS
-    from ..snapshot import find_snapshot, verify_snapshot
+    from ..snapshot import verify_snapshot
+    from ..snapshot_catalog import find_snapshot
     from ..store import open_store
     cfg = obj.config()
     dcs = ConsulDCS.from_config(cfg)
     store = open_store(cfg)
-    m = find_snapshot(store, snapshot_id)
+    m = find_snapshot(store, cfg.cluster, snapshot_id)
     if not no_verify:
         verify_snapshot(store, m)
     dcs.set_latest_snapshot(m.__dict__.copy())

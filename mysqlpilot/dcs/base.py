@@ -45,21 +45,26 @@ class Request:
     origin: Optional[str] = None       # the primary it moves away from ("from" in the JSON)
     reason: str = ""
     requested: float = 0.0             # epoch seconds
-    handed_over: bool = False          # written by the old primary once its fence was confirmed
-    fenced_at: Optional[float] = None
+    lock_index: Optional[int] = None   # the lock generation it was made in: spent once the lock moves
+    force: bool = False                # `failover --force`: the target skips the data-safety rules
 
 
 @dataclass(frozen=True)
 class Release:
-    """What a primary wrote into the leader key as it released it because its mysqld was not running.
+    """The one hand-off marker: what a primary writes into the leader key as it releases it, fenced (its
+    mysqld is not running, or confirmed read-only for a switchover).
 
-    Only the holding session can release the key (Consul checks), and the value written with the release
-    stays until the next acquire, which starts a new lock generation: so it speaks for this generation
-    only. The candidates skip their lock-delay wait for it (ha.py)."""
+    Only the holding session can release the key (Consul checks), in the same operation as this value.
+    It speaks for the generation it names only, and only while young (handoff.handoff_valid): then
+    candidates skip their lock-delay wait, and with `to` set, the others leave the lock to that node."""
     name: str                          # the node that released
     reason: str = ""
     at: float = 0.0                    # epoch seconds
-    gtid_executed: str = ""            # the last position it published, for the log
+    gtid_executed: str = ""            # its position at the release
+    lock_index: Optional[int] = None   # the lock generation released
+    to: str = ""                       # a switchover's target ("" after a crash: the best candidate)
+    kind: str = "crash"                # crash | switchover | manual-failover
+    fenced_at: Optional[float] = None  # epoch seconds the fence began (writes unavailable since)
 
 
 def parse_release(key: str, value: Any, session: Optional[str]) -> Optional[Release]:

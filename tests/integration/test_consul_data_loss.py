@@ -19,9 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def stored(server_factory, tmp_path):
-    """Two snapshots of a cluster's primary in a local store; the second holds 7 rows, the first 3."""
-    src = server_factory("src")
+def stored(server_factory, tmp_path, consul_kv_root):
+    """Two snapshots of a cluster's primary in a local store; the second holds 7 rows, the first 3. The
+    primary belongs to the cluster `new_node` makes nodes of (the same cluster name)."""
+    src = server_factory("src", env={"MYSQLPILOT_CLUSTER": consul_kv_root.split("/")[1]})
     adm = src.admin()
     adm.set_read_only(False)
     adm.execute(["CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY)",
@@ -93,6 +94,19 @@ def test_force_fresh_bootstrap_starts_an_empty_cluster_and_says_so(stored, new_n
     srv = node.admin()
     assert srv.scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'd'") == 0
     srv.close()
+
+
+def test_a_new_cluster_in_a_shared_store_bootstraps_instead_of_restoring_another_clusters_data(stored, new_node):
+    """Issue 18 item 8: two clusters, one store (same bucket and prefix). A new cluster "other" must not
+    'recover' cluster A's newest snapshot (its data and passwords): it bootstraps its own, empty."""
+    node = new_node("other0", MYSQLPILOT_CLUSTER="other-" + os.urandom(4).hex())
+    assert Preparer(node.cfg).pre_start() == "bootstrapped"
+    node.start()
+    srv = node.admin()
+    try:
+        assert srv.scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'd'") == 0
+    finally:
+        srv.close()
 
 
 def test_an_unreadable_store_refuses_to_bootstrap_in_one_line(new_node):

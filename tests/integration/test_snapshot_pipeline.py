@@ -6,7 +6,8 @@ import pytest
 
 from mysqlpilot import mysqld, snapshot
 from mysqlpilot.errors import PilotError, SnapshotError
-from mysqlpilot.snapshot import list_snapshots, restore_snapshot, take_snapshot
+from mysqlpilot.snapshot import restore_snapshot, take_snapshot
+from mysqlpilot.snapshot_catalog import list_snapshots
 from mysqlpilot.store.local import LocalStore
 from mysqlpilot.store.s3 import S3Store
 
@@ -59,7 +60,7 @@ def test_snapshot_to_s3_and_restore(source, s3_server, s3_bucket, tmp_path):
     assert (m.tool, m.format) == (("clone", "tar") if clone else (source.flavor.backup_tool, "xbstream"))
     # The position is the source's own: everything it executed when the copy was taken.
     assert source.flavor.gtid_contains(m.gtid, source.admin().gtid_executed())
-    assert [x.id for x in list_snapshots(store)] == [m.id]
+    assert [x.id for x in list_snapshots(store, source.cfg.cluster)] == [m.id]
     assert store.pending_uploads() == []
     assert restore_and_count(source, store, m, tmp_path) == 2000
 

@@ -134,6 +134,7 @@ class FakeDCS:
         self.down = False                     # Consul unreachable
         self.events: List[str] = []
         self._n = 0
+        self.index: Optional[int] = None      # the view's index, when a test sets it (default: grows)
 
     def _check(self):
         if self.down:
@@ -179,7 +180,7 @@ class FakeDCS:
     # the view
     def get_cluster(self) -> ClusterView:
         self._check()
-        v = ClusterView(lock_index=self.lock_index, index=self._n)
+        v = ClusterView(lock_index=self.lock_index, index=self._n if self.index is None else self.index)
         # Leader and members go through the real parsers, as ConsulDCS reads them (raw overrides the value).
         if self.leader_session and self.sessions.get(self.leader_session) and self.leader_value:
             v.leader = parse_leader("leader", self.raw.get("leader", self.leader_value), self.leader_session,

@@ -86,7 +86,14 @@ def test_free_leader_key_rules():
 
 
 def test_requests_designate_the_taker_even_when_paused():
-    assert A.decide(obs(switchover_to=ME, paused=True)).action == A.TAKE_LOCK
+    ok = (True, "designated by a switchover/failover request")
+    assert A.decide(obs(switchover_to=ME, paused=True, takeover=ok)).action == A.TAKE_LOCK
+
+
+def test_a_designated_node_takes_the_lock_only_when_its_verdict_allows():
+    """Issue 18 item 2: designation no longer skips the data-safety rules (designated_turn decides)."""
+    d = A.decide(obs(switchover_to=ME, takeover=(False, "not eligible: lacks transactions that n3 holds")))
+    assert d.action == A.WAIT and "n3" in d.reason
     d = A.decide(obs(switchover_to="n3", takeover=(True, "best")))
     assert d.action == A.WAIT and "n3" in d.reason
 

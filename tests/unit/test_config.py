@@ -67,6 +67,7 @@ def test_server_id_is_stable_and_distinct():
     ({"MYSQLPILOT_NOFAILOVER": "maybe"}, "nofailover"),
     ({"MYSQLPILOT_FLAVOR": "percona", "MYSQLPILOT_FLAVOR_VERSION": "10.11"}, "not a MySQL/Percona version"),
     ({"MYSQLPILOT_NODE": "bad name!"}, "node_name"),
+    ({"MYSQLPILOT_CLUSTER": "../other"}, "config key cluster"),     # it names a directory in the store
 ])
 def test_errors_name_the_key(env, needle):
     with pytest.raises(ConfigError) as ei:

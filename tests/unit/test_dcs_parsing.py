@@ -41,14 +41,15 @@ def test_a_leader_without_a_session_is_free_whatever_its_value():
 
 
 @pytest.mark.parametrize("raw", [b'"switch"', b"[]", b'{"to": 5}', b'{"to": "n2", "requested": "soon"}',
-                                 b'{"to": "n2", "handed_over": "yes"}', b'{"kind": "switchover"}', b"{"])
+                                 b'{"to": "n2", "lock_index": "7"}', b'{"kind": "switchover"}', b"{"])
 def test_a_hostile_request_is_no_request(raw):
     assert base.parse_request("k/switchover", raw) is None
 
 
 def test_a_request_parses_with_its_from_field():
-    r = base.parse_request("k", json.dumps({"to": "n2", "from": "n1", "requested": 5, "unknown": 1}).encode())
-    assert (r.to, r.origin, r.requested, r.handed_over) == ("n2", "n1", 5.0, False)
+    r = base.parse_request("k", json.dumps({"to": "n2", "from": "n1", "requested": 5, "unknown": 1,
+                                            "lock_index": 7}).encode())
+    assert (r.to, r.origin, r.requested, r.lock_index, r.force) == ("n2", "n1", 5.0, 7, False)
 
 
 def test_history_keeps_the_good_entries_and_drops_the_rest():

@@ -38,7 +38,7 @@ def primary_and_healthy_replica(tmp_path, monkeypatch):
 
 
 def lock_delay_passed(node, dcs):
-    node.state.update(free_seen={"lock_index": dcs.lock_index, "since": boottime() - 60})
+    node.state.update(free_seen={"lock_index": dcs.lock_index, "index": 0, "since": boottime() - 60})
 
 
 def replica_of(servers, name, leader, executed="0-1-10", retrieved=""):
@@ -57,7 +57,7 @@ def test_a_switchover_whose_fence_is_not_confirmed_never_releases_the_lock(tmp_p
     servers["n1"].fail_read_only = True
     dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
     assert n1.hand_over("n2", Request(to="n2"), dcs.get_cluster()) is False
-    assert "release" not in dcs.events
+    assert not any(e.startswith("release") for e in dcs.events)
     assert servers["n1"].up is False                # stopped: the self-fencing of last resort
     assert "switchover" not in dcs.kv
 
@@ -65,14 +65,16 @@ def test_a_switchover_whose_fence_is_not_confirmed_never_releases_the_lock(tmp_p
 def test_a_confirmed_switchover_marks_the_hand_over_so_the_target_skips_lock_delay(tmp_path, monkeypatch):
     dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
     assert n1.hand_over("n2", Request(to="n2", requested=1e10), dcs.get_cluster())
-    assert servers["n1"].ro is True and "release" in dcs.events
+    assert servers["n1"].ro is True and "release marked" in dcs.events
     # The old primary follows the target at once (issue 12: its semi-sync ACK ends the write gap sooner),
     # and only after the release.
     calls = servers["n1"].calls
     assert "change_source h-n2:3306" in calls and calls.index("change_source h-n2:3306") < calls.index("start_replica")
-    req = dcs.get_cluster().request
-    assert req.handed_over and req.to == "n2"
-    dcs.kv["switchover"]["requested"] = __import__("time").time()
+    # One hand-off marker, in the leader key, written with the release (issue 18): fenced, for this
+    # generation, to n2.
+    rel = dcs.get_cluster().released
+    assert (rel.name, rel.to, rel.kind, rel.lock_index) == ("n1", "n2", "switchover", dcs.lock_index)
+    assert rel.fenced_at is not None
     d = n2.run_once()                                # first sight of the free key: no lock-delay wait
     assert d.action == analysis.TAKE_LOCK and servers["n2"].ro is False
     assert dcs.get_cluster().history[-1]["kind"] == "switchover"
@@ -321,6 +323,7 @@ def crashed_primary(tmp_path, monkeypatch, durability="async"):
     servers["n2"].replica["io_running"] = True
     dcs.members["n1"] = MemberState("n1", "h-n1", 3306, alive=True, healthy=True, role="primary",
                                     gtid_executed="0-1-10")
+    n1.run_once()                                    # n1 has seen itself hold this lock generation
     n2.run_once()                                    # n2 has seen n1 lead
     servers["n1"].up = False
     monkeypatch.setattr(n1, "mysqld_alive", lambda: False)

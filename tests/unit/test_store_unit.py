@@ -1,4 +1,5 @@
 """Snapshot stores: part sizing, the local store's atomic publish, the S3 multipart lifecycle (moto)."""
+import functools
 import os
 
 import boto3
@@ -92,18 +93,20 @@ def test_find_and_verify_a_snapshot_in_the_local_store(tmp_path):
     import hashlib
     from mysqlpilot.errors import SnapshotError
     from mysqlpilot.model import SnapshotManifest
-    from mysqlpilot.snapshot import find_snapshot, verify_snapshot
+    from mysqlpilot.snapshot import verify_snapshot
+    from mysqlpilot.snapshot_catalog import find_snapshot as find
+    find_snapshot = functools.partial(find, cluster="c")
     st = LocalStore(str(tmp_path / "s"))
     data = os.urandom(3 * MIB + 7)
     st.put_bytes("snapshots/s1/data.xbstream.zst", data)
     m = SnapshotManifest("s1", 1.0, "db1", "snapshots/s1/data.xbstream.zst", len(data), len(data),
                          hashlib.sha256(data).hexdigest(), "mariadb", "10.11", "0-1-5")
     st.put_bytes("snapshots/s1/manifest.json", m.to_json().encode())
-    got = find_snapshot(st, "s1")
+    got = find_snapshot(st, snapshot_id="s1")
     assert got == m and "MB" in verify_snapshot(st, got)
     for bad in ("s2", "../s1", "s1/x"):
         with pytest.raises(SnapshotError, match="snapshot list"):
-            find_snapshot(st, bad)
+            find_snapshot(st, snapshot_id=bad)
     st.put_bytes("snapshots/s1/data.xbstream.zst", data[:-1] + bytes([data[-1] ^ 1]))
     with pytest.raises(SnapshotError, match="failed its checksum"):
         verify_snapshot(st, got)
@@ -112,7 +115,7 @@ def test_find_and_verify_a_snapshot_in_the_local_store(tmp_path):
         verify_snapshot(st, got)
     st.put_bytes("snapshots/s3/manifest.json", b"{not json")
     with pytest.raises(SnapshotError, match="unreadable"):
-        find_snapshot(st, "s3")
+        find_snapshot(st, snapshot_id="s3")
 
 
 def test_snapshot_ids_within_one_second_differ_and_sort_by_time():

@@ -95,6 +95,25 @@ def test_async_is_not_held_by_a_member_without_a_session_and_does_not_ask_it(tmp
     assert "h-n3" not in hosts
 
 
+def test_a_switchover_to_a_member_without_a_session_sends_nothing_and_fences_nothing(tmp_path, monkeypatch):
+    """The switchover key names the target; its member key names the host. Seen failing before the fix:
+    the primary fenced itself, then logged in to h-n2 as root."""
+    dcs = FakeDCS()
+    servers = {n: FakeMySQL(n, executed="0-1-10") for n in ("n1", "n2")}
+    n1 = make_node(tmp_path, "n1", dcs, servers, monkeypatch)
+    sid = give_session(n1, dcs)
+    servers["n1"].ro = False
+    from mysqlpilot.model import LeaderInfo
+    dcs.acquire_leader(sid, LeaderInfo("n1", "h-n1", 3306, promoted=True))
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=False, healthy=True, role="replica")
+    hosts = recording(monkeypatch, servers)
+    dcs.kv["switchover"] = {"to": "n2", "kind": "switchover", "requested": time.time()}
+    assert n1.hand_over("n2", Request(to="n2", requested=time.time()), dcs.get_cluster()) is False
+    assert "h-n2" not in hosts
+    assert servers["n1"].ro is False and "release" not in dcs.events
+    assert "switchover" not in dcs.kv
+
+
 def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what_to_do(tmp_path, monkeypatch):
     """`mysqlpilot failover` has no memory of when a session ended: a member without one is not asked and,
     short of --force, stops the command in one line naming it. Seen failing before the fix: the command

@@ -145,8 +145,8 @@ class Server:
             return SQLError(f"MySQL at {self.where} did not answer within {self.read_timeout:g}s (hung or "
                             f"overloaded?): {msg}", code)
         if isinstance(exc, CleartextRefused):
-            return SQLError(f"MySQL at {self.where} asked for user {self.user}'s password in clear text ({exc.plugin}); "
-                            f"refused: check that {self.where} is your mysqld and that {self.user!r} uses "
+            return SQLError(f"MySQL at {self.where} asked for user {self.user}'s password in clear text "
+                            f"({exc.plugin}); refused: check that {self.where} is your mysqld and that {self.user!r} uses "
                             "caching_sha2_password, mysql_native_password or ed25519", code)
         if code == ER_ACCESS_DENIED:
             hint = _PASSWORD_HINT.get(self.user, "its password")

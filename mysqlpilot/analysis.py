@@ -63,7 +63,7 @@ class Candidate:
     was_primary: bool = False        # the primary whose loss started this election
     caught_up: bool = True           # it has applied everything it received (no relay backlog)
     sql_running: bool = True         # its SQL thread runs (True when it is not a replica)
-    has_session: bool = True         # it can take the lock; without one it still counts for what it holds
+    has_session: bool = True         # it can take the lock; without one it is not asked (nor reachable)
 
 
 @dataclass
@@ -76,10 +76,10 @@ class Ranked:
 
 def _ineligible(c: Candidate, policy: Policy, must_contain: str,
                 contains_fn: Optional[Callable[[str, str], bool]]) -> str:
+    if not c.has_session:
+        return "no live Consul session, not asked (its mysqlpilot is not running?)"
     if not c.reachable:
         return "unreachable"
-    if not c.has_session:
-        return "no Consul session (its watch is not running?)"
     if not c.healthy:
         return "unhealthy"
     if c.nofailover:
@@ -189,10 +189,15 @@ def takeover_turn(cands: Sequence[Candidate], policy: "Policy", me: str, must_co
     member may hold acknowledged commits: nobody is promoted automatically. grace_clock: seconds since
     lock-delay ended."""
     if policy.durability == "semi-sync":
-        lost = [c.name for c in cands if not c.reachable]
+        lost = [c.name for c in cands if not c.reachable and c.has_session]
         if lost:
             return False, (f"semi-sync: replica(s) {', '.join(lost)} unreachable and may hold acknowledged "
                            "commits; not promoting automatically"), []
+        unasked = [c.name for c in cands if not c.has_session]
+        if unasked:
+            return False, (f"semi-sync: {', '.join(unasked)} may hold acknowledged commits but has no live "
+                           f"Consul session, so it is not asked; waiting up to {2 * policy.session_ttl}s "
+                           "from first sight for it to come back"), []
     ranking = rank_candidates(cands, policy, must_contain, contains_fn)
     ok, why = my_turn(ranking, me, grace_clock, policy.failover_grace)
     return ok, why, ranking

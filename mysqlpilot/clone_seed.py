@@ -53,7 +53,10 @@ def choose_donor(members: List[MemberState], me: str, flavor, leader: Optional[s
     for m in members:
         if m.name == me:
             continue
-        if not (m.alive and m.healthy):
+        if not m.alive:
+            # The donor gets the replication password: never a host only a key without a session names.
+            skipped.append(f"{m.name} has no live Consul session")
+        elif not m.healthy:
             skipped.append(f"{m.name} not healthy")
         elif m.role not in ("replica", "primary"):
             skipped.append(f"{m.name} is {m.role}")

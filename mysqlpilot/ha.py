@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Collection, Dict, List, Optional, Tuple
 
 from . import analysis, handoff, mysqld
 from .analysis import Candidate, Decision, Observation, Policy
@@ -46,33 +46,36 @@ SNAPSHOT_RETRY = 300.0            # after a background snapshot failed, the next
 
 def probe_candidates(flavor, members: List[MemberState], root_password: str,
                      extra: Optional[List[Candidate]] = None, old_primary: Optional[str] = None,
-                     released_by: Optional[str] = None) -> List[Candidate]:
+                     released_by: Optional[str] = None, count_sessionless: Optional[Collection[str]] = None
+                     ) -> List[Candidate]:
     """Fresh failover facts, read from each member's mysqld directly (published state is stale).
 
-    A member without a session is asked too: it cannot win, but what it holds counts (its watch may be
-    restarting while its mysqld holds the only copy of an acknowledged commit). Not the old primary: a
-    cut-off or frozen one holds only what no replica acknowledged, and waiting for it would stall the
-    failover it caused."""
+    Only members with a live session are asked: a key without one names whatever host its last writer
+    chose, and root's password must not go there. Such a member may still hold the only copy of an
+    acknowledged commit (its watch restarting while its mysqld runs), so it counts as unreachable, which
+    semi-sync waits for: every one, or those in `count_sessionless` (the rest are given up). Not the old
+    primary: a cut-off or frozen one holds only what no replica acknowledged, and waiting for it would
+    stall the failover it caused."""
     cands: List[Candidate] = list(extra or [])
     for m in members:
         if m.name == released_by or \
                 (not m.alive and (m.name == old_primary or m.role in ("down", "rebuilding") or m.role in STARTING_ROLES)):
             continue
+        if not m.alive:
+            if count_sessionless is None or m.name in count_sessionless:
+                cands.append(Candidate(m.name, False, False, m.nofailover, m.priority, has_session=False))
+            continue
         try:
-            t = 2 if m.alive else 1
             srv = Server(flavor, host=m.host, port=m.port, user="root", password=root_password,
-                         connect_timeout=t, read_timeout=t)
+                         connect_timeout=2, read_timeout=2)
             executed = srv.gtid_executed()
             st = srv.replica_status() or {}
             recv = flavor.gtid_union(executed, st["retrieved"]) if st.get("retrieved") else executed
             srv.close()
-            c = candidate_from(m.name, m.nofailover, m.priority, executed, recv, st, flavor)
-            c.has_session = m.alive
-            cands.append(c)
+            cands.append(candidate_from(m.name, m.nofailover, m.priority, executed, recv, st, flavor))
         except PilotError as exc:
-            if m.alive:          # a member without a session that does not answer is simply gone
-                cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
-                log.info("candidate %s unreachable: %s", m.name, exc)
+            cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
+            log.info("candidate %s unreachable: %s", m.name, exc)
     for c in cands:
         c.was_primary = c.name == old_primary
         c.gtid_count = flavor.gtid_count(c.gtid_received)
@@ -408,8 +411,21 @@ class Node:
                               probe.get("received", ""), probe.get("status"), self.flavor)
         mine.healthy = bool(probe["up"])
         others = [m for m in members if m.name != me]
+        # A member without a session is waited for as long as a live one's session may take to end.
+        since, now = self.state.get("no_session_since") or {}, boottime()
+        recent = [n for n, t in since.items() if now - t < 2 * self.policy.session_ttl]
         return probe_candidates(self.flavor, others, self.cfg.root_password, extra=[mine], old_primary=old,
-                                released_by=released_by)
+                                released_by=released_by, count_sessionless=recent)
+
+    def _note_sessions(self, members: List[MemberState]) -> None:
+        """Remember when this node first saw each member without a session (boot-time clock, persisted:
+        on-change is another process)."""
+        old, now = self.state.get("no_session_since"), boottime()
+        old = {k: v for k, v in old.items() if isinstance(v, (int, float)) and v <= now} \
+            if isinstance(old, dict) else {}
+        new = {m.name: old.get(m.name, now) for m in members if not m.alive}
+        if new != self.state.get("no_session_since"):
+            self.state.update(no_session_since=new)
 
     def takeover_verdict(self, view: ClusterView, probe: Dict, free_for: float
                          ) -> Tuple[bool, str, List[analysis.Ranked]]:
@@ -488,6 +504,7 @@ class Node:
         view = self.dcs.get_cluster()
         leader = view.leader
         self.leader_index = view.index
+        self._note_sessions(view.members)
         healthy, role, message = self.health_of(probe, leader)
         lapsed = message == SEMI_SYNC_LAPSED
         if lapsed != self._semi_sync_lapsed:
@@ -750,8 +767,10 @@ class Node:
     def hand_over(self, target: str, req: Optional[Request], view: ClusterView) -> bool:
         """Planned switchover from this primary: fence (confirmed), let the target catch up, release."""
         tm = view.member(target)
-        if tm is None:
-            log.error("switchover target %s is not a member; ignoring the request", target)
+        if tm is None or not tm.alive:
+            # Without a session its key's host is unvouched for: no login there, no fence for nothing.
+            log.error("switchover target %s is %s; ignoring the request: start its mysqlpilot and ask again",
+                      target, "not a member" if tm is None else "without a live Consul session")
             self.dcs.put_json(REQUEST_KEY, None)
             return False
         t_fence = time.time()

@@ -263,14 +263,16 @@ def exec_mysqld(cfg, flavor) -> None:
 
 def _answers(cfg) -> bool:
     import pymysql
+
+    from .sqlclient import connect
     try:
-        pymysql.connect(unix_socket=cfg.socket, user="mysqlpilot-probe", password="", connect_timeout=2,
-                        read_timeout=5).close()
+        connect(unix_socket=cfg.socket, user="mysqlpilot-probe", password="", connect_timeout=2,
+                read_timeout=5).close()
         return True
     except pymysql.err.MySQLError as exc:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        # Access denied / too many connections / host blocked: a server answered.
-        return code in (1045, 1040, 1129, 1130, 1251, 1698)
+        # Access denied / too many connections / host blocked / a login plugin we refuse: a server answered.
+        return code in (1045, 1040, 1129, 1130, 1251, 1698, 2059)
     except OSError:
         return False
 

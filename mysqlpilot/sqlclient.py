@@ -22,6 +22,7 @@ CR_CONNECTION_ERROR = 2002       # socket
 CR_CONN_HOST_ERROR = 2003        # tcp
 CR_SERVER_GONE = 2006
 CR_SERVER_LOST = 2013
+CR_AUTH_PLUGIN_CANNOT_LOAD = 2059
 
 _PASSWORD_HINT = {"root": "$MYSQL_ROOT_PASSWORD", "repl": "$MYSQL_REPL_PASSWORD"}
 
@@ -32,6 +33,45 @@ class SQLError(PilotError):
     def __init__(self, message: str, errno: int = 0):
         super().__init__(message)
         self.errno = errno
+
+
+class CleartextRefused(pymysql.err.OperationalError):
+    """A server asked for the password as typed: refused before a byte of it is sent."""
+    plugin = ""
+
+
+class _RefuseCleartext:
+    """pymysql answers these plugins with the password as typed (dialog: to a "Password: " prompt), so
+    whoever sits at the address (a host named in a Consul key, say) would read it. pymysql calls
+    `authenticate` for a plugin in auth_plugin_map instead of its own code: raising there sends nothing."""
+    plugin = ""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def authenticate(self, pkt):
+        exc = CleartextRefused(CR_AUTH_PLUGIN_CANNOT_LOAD,
+                               f"the server asked for the password in clear text ({self.plugin}); refused")
+        exc.plugin = self.plugin
+        raise exc
+
+
+class _RefuseClearPassword(_RefuseCleartext):
+    plugin = "mysql_clear_password"
+
+
+class _RefuseDialog(_RefuseCleartext):
+    plugin = "dialog"
+
+
+# The server names the plugin in its greeting or in an AuthSwitchRequest; pymysql consults this map for both.
+REFUSE_CLEARTEXT = {b"mysql_clear_password": _RefuseClearPassword, b"dialog": _RefuseDialog}
+
+
+def connect(**kw) -> "pymysql.connections.Connection":
+    """pymysql.connect that never sends a password in clear text. Every connection mysqlpilot makes comes
+    through here (tests/unit/test_cleartext_refused.py checks)."""
+    return pymysql.connect(auth_plugin_map=dict(REFUSE_CLEARTEXT), **kw)
 
 
 class Server:
@@ -104,6 +144,10 @@ class Server:
             # Connected, but no greeting: mysqld is hung (stopped, stuck on I/O) or badly overloaded.
             return SQLError(f"MySQL at {self.where} did not answer within {self.read_timeout:g}s (hung or "
                             f"overloaded?): {msg}", code)
+        if isinstance(exc, CleartextRefused):
+            return SQLError(f"MySQL at {self.where} asked for user {self.user}'s password in clear text "
+                            f"({exc.plugin}); refused: check that {self.where} is your mysqld and that {self.user!r} uses "
+                            "caching_sha2_password, mysql_native_password or ed25519", code)
         if code == ER_ACCESS_DENIED:
             hint = _PASSWORD_HINT.get(self.user, "its password")
             return SQLError(f"MySQL at {self.where} refused user {self.user!r}: wrong password? check {hint}",
@@ -125,7 +169,7 @@ class Server:
         else:
             kw.update(unix_socket=self.socket)
         try:
-            self._c = pymysql.connect(**kw)
+            self._c = connect(**kw)
         except pymysql.err.MySQLError as exc:
             raise self._connect_error(exc) from None
         except (OSError, RuntimeError) as exc:

@@ -126,6 +126,11 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     if mine is None:
         raise PilotError(f"{target} is not a live member of the cluster")
     if not force:
+        unasked = [c.name for c in cands if not c.has_session]
+        if unasked:
+            raise PilotError(f"{', '.join(unasked)} has no live Consul session, so it was not asked (no password "
+                             f"goes to a host only such a key names) and may hold transactions {target} lacks; "
+                             "start its mysqlpilot, or use --force")
         unreachable = [c.name for c in cands if not c.reachable]
         if unreachable:
             raise PilotError(f"cannot reach {', '.join(unreachable)}, which may hold transactions {target} "

@@ -89,6 +89,15 @@ def test_donor_skips_unhealthy_dead_other_version_and_starting_members():
     assert donor is None and "the primary is not cloned from under seed_method auto" in why
 
 
+def test_donor_is_never_a_member_without_a_session():
+    """Issue 18 item 13: the donor gets the replication password (CLONE INSTANCE ... IDENTIFIED BY), so a
+    key without a live session, whose host nobody vouches for, is never one, however healthy it reads."""
+    ms = [member("db1", role="primary", alive=False), member("db2", alive=False, lag=0.0)]
+    for allow_primary in (False, True):
+        donor, why = clone_seed.choose_donor(ms, "db4", MY97, "db1", allow_primary=allow_primary)
+        assert donor is None and "db2 has no live Consul session" in why
+
+
 def test_no_donor_when_nobody_qualifies():
     ms = [member("db1", role="primary", healthy=False), member("db2", healthy=False),
           member("db3", role="primary")]           # says primary, but db1 holds the lock

@@ -32,7 +32,7 @@ def two_replicas(tmp_path, monkeypatch, durability):
     servers = {n: FakeMySQL(n) for n in ("n2", "n3")}
     n2 = make_node(tmp_path, "n2", dcs, servers, monkeypatch, MYSQLPILOT_DURABILITY=durability)
     give_session(n2, dcs)
-    n2.state.update(free_seen={"lock_index": dcs.lock_index, "since": boottime() - 60})
+    n2.state.update(free_seen={"lock_index": dcs.lock_index, "index": 0, "since": boottime() - 60})
     dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica")
     dcs.members["n3"] = MemberState("n3", "h-n3", 3306, alive=False, healthy=True, role="replica")
     for n in ("n2", "n3"):
@@ -128,13 +128,12 @@ def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what
     hosts = recording(monkeypatch, servers)
 
     class DCS:
-        def get_leader(self):
-            return None, 0
-
-        def members(self):
-            return [MemberState("n1", "h-n1", 3306, alive=False, role="primary"),
-                    MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica"),
-                    MemberState("n3", "h-n3", 3306, alive=False, healthy=True, role="replica")]
+        def get_cluster(self):
+            from mysqlpilot.dcs.base import ClusterView
+            return ClusterView(lock_index=3, members=[
+                MemberState("n1", "h-n1", 3306, alive=False, role="primary"),
+                MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica"),
+                MemberState("n3", "h-n3", 3306, alive=False, healthy=True, role="replica")])
 
         def history(self):
             return [{"kind": "failover", "new_primary": "n1"}]

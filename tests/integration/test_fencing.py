@@ -122,9 +122,11 @@ def test_a_restarted_watch_fences_while_consul_is_unreachable(server_factory):
         "MYSQLPILOT_NODE": "w", "CONSUL": f"127.0.0.1:{dead}", "MYSQLPILOT_FLAVOR": inst.cfg.flavor,
         "MYSQLPILOT_FLAVOR_VERSION": inst.cfg.flavor_version, "MYSQLPILOT_MYSQLD": inst.cfg.mysqld_bin or ""}))
     state = StateFile(cfg.state_dir)
-    # What the dead watch left: its session and a lease that ran out a moment ago.
+    # What the dead watch left: its session and a lease that runs out in a second, which nobody can renew.
+    # (One already past lease end + fence_margin is stopped instead: tests/unit/test_lease.py
+    # ::test_watchdog_fences_a_writable_mysqld_it_never_made_writable.)
     state.update(session="sid-of-the-dead-watch")
-    Lease(state, 3.0).extend("sid-of-the-dead-watch", boottime() - 3.5)
+    Lease(state, 3.0).extend("sid-of-the-dead-watch", boottime() - 2.0)
     node = Node(cfg)
     node.start_threads()
     try:

@@ -215,7 +215,7 @@ class Fencer:
             bs = _Backstop(self, deadline, reason)
             bs.start()
             try:
-                return self._fence(reason, deadline, keep_lease, bs)
+                return self._fence(reason, deadline, bs)
             finally:
                 bs.end()
                 if keep_lease:
@@ -223,8 +223,8 @@ class Fencer:
                     # read-only answer must not excuse a kill at the deadline.
                     self._ro_seen_at = None
 
-    def _fence(self, reason: str, deadline: float, keep_lease: bool, bs: "_Backstop") -> str:
-        t0, last, fast, blocked = self.clock(), "", True, False
+    def _fence(self, reason: str, deadline: float, bs: "_Backstop") -> str:
+        t0, last, fast = self.clock(), "", True
         while True:
             try:
                 srv = self._conn()
@@ -238,17 +238,12 @@ class Fencer:
                     except PilotError as exc:
                         if getattr(exc, "errno", 0) != ER_LOCK_WAIT_TIMEOUT:
                             raise
-                        blocked = True
                 # Clients next: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
-                # its client gets an error, not an acknowledgement.
+                # its client gets an error, not an acknowledgement. Nothing here ends such a wait before
+                # read-only is in force (switching semi-sync off would acknowledge a reconnecting client's
+                # commit that no replica has): MariaDB's KILL ends it; on MySQL the wait ends with the
+                # ACK, or the deadline stops mysqld.
                 killed = srv.kill_client_connections()
-                if blocked and not keep_lease:
-                    # MySQL: a killed commit goes on waiting for its ACK (seen on 9.7); switching
-                    # semi-sync off ends the wait, and its client, killed already, gets an error.
-                    blocked = False
-                    release = srv.flavor.release_commit_waits()
-                    if release:
-                        srv.execute(release)
                 srv.execute("SET SESSION lock_wait_timeout = 1")
                 srv.set_read_only(True)
                 killed += srv.kill_client_connections()

@@ -271,7 +271,7 @@ class Node:
     def fence(self, reason: str, urgent: bool = False, keep_lease: bool = False) -> str:
         """Fence now. Urgent: another node may already hold the lock, so the deadline is short."""
         now = boottime()
-        deadline = now + 0.5 if urgent else max(self.lease.expires_at() + self.cfg.fence_margin, now + 0.5)
+        deadline = now + 0.5 if urgent else self.lease.fence_deadline(self.cfg.fence_margin)   # fixed at the grant
         result = self.fencer.fence(reason, deadline, keep_lease=keep_lease)
         try:
             self.dcs.deregister_service(self._primary_service_id())

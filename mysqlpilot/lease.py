@@ -9,7 +9,9 @@ The proof (docs/timing.md):
 - The lease ends at t + lock_delay - fence_margin. It is kept in the state file on the boot-time clock,
   so a restarted process, or another hook, knows it; a freeze (SIGSTOP, VM pause) does not stop that clock.
 - When it ends, the watchdog fences: kill client connections, set read-only (short lock wait), kill
-  again, confirm. If that is not confirmed by t + lock_delay, it SIGKILLs mysqld.
+  again, confirm. If that is not confirmed by t + lock_delay (lease end + fence_margin), it SIGKILLs mysqld.
+  That deadline is fixed when the lease is granted: a late watchdog, a void or a new session never moves
+  it, and a thread that never talks to mysqld keeps it while the watchdog is blocked on a slow mysqld.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from . import mysqld
 from .errors import PilotError
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 
 KEY = "lease"
 WRITER = "writable_session"
+WRITER_END = "writable_until"       # end of the last lease granted to the WRITER session
+WRITER_MARKED = "writable_marked"   # when WRITER was last marked (a promotion about to turn writes on)
 ER_LOCK_WAIT_TIMEOUT = 1205
 
 
@@ -50,7 +54,10 @@ class Lease:
         return self._parse()
 
     def _parse(self):
-        d = self.state.read()
+        return self._parse_dict(self.state.read())
+
+    @staticmethod
+    def _parse_dict(d):
         lease, writer = d.get(KEY), d.get(WRITER)
         writer = writer if isinstance(writer, str) and writer else None
         if not isinstance(lease, dict) or not isinstance(lease.get("until"), (int, float)):
@@ -59,7 +66,13 @@ class Lease:
 
     def extend(self, sid: str, sent: float) -> None:
         """A renew of `sid` sent at `sent` (this clock) succeeded."""
-        self.state.update(**{KEY: {"session": sid, "until": sent + self.span}})
+        until = sent + self.span
+
+        def put(d):
+            d[KEY] = {"session": sid, "until": until}
+            if d.get(WRITER) == sid:
+                d[WRITER_END] = until
+        self.state.change(put)
 
     def void(self, why: str) -> None:
         if self._read()[1] > 0:
@@ -79,10 +92,43 @@ class Lease:
     def mark_writer(self, sid: str) -> None:
         """mysqld is made writable under `sid`: from now on only a lease of that session lets it stay so.
         (A session destroyed by `failover` is replaced by a new one; the new lease must not cover writes.)"""
-        self.state.update(**{WRITER: sid})
+        now = self.clock()
+
+        def put(d):
+            lease = d.get(KEY)
+            held = isinstance(lease, dict) and lease.get("session") == sid and \
+                isinstance(lease.get("until"), (int, float))
+            d.update({WRITER: sid, WRITER_END: float(lease["until"]) if held else 0.0, WRITER_MARKED: now})
+        self.state.change(put)
 
     def left_for_writer(self) -> float:
         return self.left(self._read()[2])
+
+    def writer_view(self, margin: float) -> Tuple[float, float]:
+        """(seconds left of the lease that covers mysqld's writes, fence deadline), from one read.
+
+        The deadline is when another node may first hold the lock: that lease's end plus `margin`
+        (= t + lock_delay). It is fixed when the lease is granted: a void, a later session or a late
+        watchdog does not move it. With no writer marked, the current lease counts."""
+        d = self.state.read()
+        held, until, writer = self._parse_dict(d)
+        if until <= 0 or (writer is not None and held != writer):
+            left = -1.0
+        else:
+            left = until - self.clock()
+        end = until
+        if writer is not None:
+            end = d.get(WRITER_END)
+            end = float(end) if isinstance(end, (int, float)) else 0.0
+        return left, end + margin
+
+    def fence_deadline(self, margin: float) -> float:
+        return self.writer_view(margin)[1]
+
+    def writer_marked_at(self) -> float:
+        """When mysqld was last about to be made writable (0: never, as far as this state dir knows)."""
+        t = self.state.get(WRITER_MARKED)
+        return float(t) if isinstance(t, (int, float)) else 0.0
 
 
 class Fencer:
@@ -99,6 +145,7 @@ class Fencer:
         self._lock = threading.Lock()
         self._srv = None
         self.last_seen_writable: Optional[bool] = None     # what keep_warm last read
+        self._ro_seen_at: Optional[float] = None            # start of the last read that answered read-only
 
     # A connection kept open, so fencing after a freeze does not wait for a login. It dies after
     # wait_timeout or a mysqld restart, so every use is checked: a failure drops it and the caller
@@ -113,10 +160,21 @@ class Fencer:
         if srv is not None:
             srv.close()
 
+    def _ask(self, srv) -> bool:
+        t = self.clock()
+        ro = bool(srv.read_only())
+        self._ro_seen_at = t if ro else None
+        return ro
+
+    def read_only_since(self, t: float) -> bool:
+        """The last answer from mysqld was read-only, to a read sent at or after `t`."""
+        seen = self._ro_seen_at
+        return seen is not None and seen >= t
+
     def keep_warm(self) -> None:
         with self._lock:
             try:
-                self.last_seen_writable = not self._conn().read_only()
+                self.last_seen_writable = not self._ask(self._conn())
             except PilotError:
                 self.last_seen_writable = None
                 self._drop()
@@ -126,7 +184,7 @@ class Fencer:
         with self._lock:
             for _ in (1, 2):
                 try:
-                    return self._conn().read_only()
+                    return self._ask(self._conn())
                 except PilotError:
                     self._drop()
             return None
@@ -145,17 +203,28 @@ class Fencer:
         with self._lock:
             if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
                 self.lease.void(f"fencing: {reason}")
+            if self.clock() >= deadline:
+                # Another node may hold the lock already: no read-only attempt while mysqld answers clients.
+                killed = self.kill_mysqld()
+                log.error("FENCED by stopping mysqld: the deadline had passed %.2fs before the fence began (%s)",
+                          self.clock() - deadline, reason)
+                self._drop()
+                return "mysqld killed" if killed else "mysqld down"
             # The deadline holds even while a statement below blocks (up to the connection's read timeout,
             # longer than a sub-second fence_margin): a thread of its own stops mysqld on time.
             bs = _Backstop(self, deadline, reason)
             bs.start()
             try:
-                return self._fence(reason, deadline, keep_lease, bs)
+                return self._fence(reason, deadline, bs)
             finally:
                 bs.end()
+                if keep_lease:
+                    # A switchover that gives up turns writes back on without a new promotion mark: its
+                    # read-only answer must not excuse a kill at the deadline.
+                    self._ro_seen_at = None
 
-    def _fence(self, reason: str, deadline: float, keep_lease: bool, bs: "_Backstop") -> str:
-        t0, last, fast, blocked = self.clock(), "", True, False
+    def _fence(self, reason: str, deadline: float, bs: "_Backstop") -> str:
+        t0, last, fast = self.clock(), "", True
         while True:
             try:
                 srv = self._conn()
@@ -169,21 +238,16 @@ class Fencer:
                     except PilotError as exc:
                         if getattr(exc, "errno", 0) != ER_LOCK_WAIT_TIMEOUT:
                             raise
-                        blocked = True
                 # Clients next: a commit waiting for a semi-sync ACK holds up SET GLOBAL read_only, and
-                # its client gets an error, not an acknowledgement.
+                # its client gets an error, not an acknowledgement. Nothing here ends such a wait before
+                # read-only is in force (switching semi-sync off would acknowledge a reconnecting client's
+                # commit that no replica has): MariaDB's KILL ends it; on MySQL the wait ends with the
+                # ACK, or the deadline stops mysqld.
                 killed = srv.kill_client_connections()
-                if blocked and not keep_lease:
-                    # MySQL: a killed commit goes on waiting for its ACK (seen on 9.7); switching
-                    # semi-sync off ends the wait, and its client, killed already, gets an error.
-                    blocked = False
-                    release = srv.flavor.release_commit_waits()
-                    if release:
-                        srv.execute(release)
                 srv.execute("SET SESSION lock_wait_timeout = 1")
                 srv.set_read_only(True)
                 killed += srv.kill_client_connections()
-                if srv.read_only():
+                if self._ask(srv):
                     if bs.end():
                         self._drop()
                         return bs.result()
@@ -257,11 +321,22 @@ class Watchdog(threading.Thread):
         self._stop_ev = threading.Event()
         self._checked = -1.0          # < 0: not checked since the lease ended
         self._warmed = -1e9
+        self._armed: Optional[float] = None     # the deadline the deadline thread keeps
+        self._arm_lock = threading.Lock()
+
+    def _rearm(self, old: Optional[float], new: Optional[float]) -> None:
+        with self._arm_lock:
+            if self._armed == old:
+                self._armed = new
 
     def check_once(self) -> Optional[str]:
         now = self.clock()
-        if self.lease.left_for_writer() > 0:
+        left, deadline = self.lease.writer_view(self.margin)
+        if left > 0:
             self._checked = -1.0
+            # Armed before any SQL: a read that blocks past the deadline cannot delay the kill.
+            with self._arm_lock:
+                self._armed = deadline
             if now - self._warmed >= 1.0:
                 self._warmed = now
                 self.fencer.keep_warm()
@@ -279,15 +354,49 @@ class Watchdog(threading.Thread):
             return None
         # A promotion marks its session and checks its lease *before* it turns read_only off: a lease
         # read after seeing mysqld writable sees that promotion (the first read may predate it).
-        if self.lease.left_for_writer() > 0:
+        left, deadline = self.lease.writer_view(self.margin)
+        if left > 0:
             self._checked = -1.0
             return None
         # Writable, or cannot tell while mysqld runs: fence. The deadline is when another node could first
-        # hold the lock; when that has passed (we were frozen), fence at once.
-        deadline = max(self.lease.expires_at() + self.margin, now + 0.5)
+        # hold the lock, fixed at the lease's grant; when it has passed (we were frozen or blocked), the
+        # fence stops mysqld at once.
         return self.fencer.fence("lease expired: this node cannot prove it holds the leader lock", deadline)
 
+    def keep_deadline_once(self) -> Optional[str]:
+        """The deadline thread's step: past the armed deadline, with the lease not renewed and no read-only
+        answer since the last promotion mark, stop mysqld. No SQL here, so nothing here can block."""
+        with self._arm_lock:
+            d = self._armed
+        if d is None or self.clock() < d:
+            return None
+        left, new = self.lease.writer_view(self.margin)
+        if left > 0:                      # renewed: keep the new lease's deadline
+            self._rearm(d, new)
+            return None
+        self._rearm(d, None)
+        if self.fencer.read_only_since(self.lease.writer_marked_at()):
+            return None
+        killed = self.fencer.kill_mysqld()
+        log.error("FENCED by stopping mysqld: the lease ended and read-only was not confirmed by lease end + "
+                  "fence_margin (the fence watchdog is held up by a slow mysqld)")
+        return "mysqld killed" if killed else "mysqld down"
+
+    def _keep_deadline(self) -> None:
+        while not self._stop_ev.is_set():
+            with self._arm_lock:
+                d = self._armed
+            wait = 0.02 if d is None else min(0.02, max(0.001, d - self.clock()))
+            if self._stop_ev.wait(wait):
+                return
+            try:
+                self.keep_deadline_once()
+            except Exception as exc:  # noqa: BLE001 - the deadline must outlive any bug
+                log.error("fence deadline: %s", exc)
+                self._stop_ev.wait(0.02)
+
     def run(self) -> None:
+        threading.Thread(target=self._keep_deadline, name="fence-deadline", daemon=True).start()
         while not self._stop_ev.wait(self.tick):
             try:
                 self.check_once()

@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
-from typing import Any, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator
 
 
 class StateFile:
@@ -46,13 +46,19 @@ class StateFile:
 
     def update(self, **kv: Any) -> None:
         """Set keys; a value of None removes the key."""
-        with self._locked():
-            data = self._read()
+        def put(data: Dict[str, Any]) -> None:
             for k, v in kv.items():
                 if v is None:
                     data.pop(k, None)
                 else:
                     data[k] = v
+        self.change(put)
+
+    def change(self, fn: Callable[[Dict[str, Any]], None]) -> None:
+        """Read, let `fn` modify the dict in place, write: one step under the lock (keys that must agree)."""
+        with self._locked():
+            data = self._read()
+            fn(data)
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".pilot-state.")
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, sort_keys=True)

@@ -169,11 +169,6 @@ class Flavor(abc.ABC):
             return "SELECT @@GLOBAL.super_read_only AS read_only"
         return "SELECT @@GLOBAL.read_only AS read_only"
 
-    def release_commit_waits(self) -> List[str]:
-        """What a fence runs, after killing the clients, when a commit blocks read_only: MariaDB's KILL
-        ends a semi-sync wait by itself."""
-        return []
-
     def binlog_status_sql(self) -> str:
         """The binary log position of this server (file, position[, executed GTID set])."""
         return "SHOW MASTER STATUS"

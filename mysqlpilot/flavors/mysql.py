@@ -65,11 +65,6 @@ class MySQLFlavor(Flavor):
         # none that streams); 5.6/5.7 have no CLONE and use XtraBackup 2.4.
         return "clone" if self.supports_clone else "backup-tool"
 
-    def release_commit_waits(self) -> List[str]:
-        # KILL CONNECTION does not end a commit's wait for its semi-sync ACK here; switching semi-sync off
-        # does (the killed client gets an error, never the acknowledgement).
-        return [f"SET GLOBAL rpl_semi_sync_{'source' if self.new_semisync else 'master'}_enabled = OFF"]
-
     def binlog_status_sql(self) -> str:
         return "SHOW BINARY LOG STATUS" if self.binary_log_words else "SHOW MASTER STATUS"
 

@@ -1,8 +1,10 @@
 """Fencing on a real server, MariaDB 10.11 and MySQL 9.7 (safety items 1 and 2): what the unit tests in test_lease.py drive over fakes.
 
 - A commit waiting for a semi-sync ACK that no replica will send blocks SET GLOBAL read_only (seen live:
-  two writable nodes for ~10 s). Fencing kills the clients first and confirms read-only at once; the
-  client gets an error, never an acknowledgement.
+  two writable nodes for ~10 s). Fencing kills the clients first; the client gets an error, never an
+  acknowledgement. MariaDB's KILL ends the wait and read-only is confirmed at once; MySQL's does not, and
+  nothing may end the wait before read-only is in force (issue 18 item 3), so mysqld is stopped at the
+  deadline. No client reconnecting meanwhile gets an acknowledgement.
 - A mysqld that cannot be made read-only (frozen) is SIGKILLed by the deadline.
 - A restarted watch whose Consul is unreachable fences a writable mysqld whose lease ended.
 """
@@ -77,6 +79,15 @@ def test_fence_confirms_read_only_past_a_commit_waiting_for_a_semi_sync_ack(serv
     lease = Lease(StateFile(str(tmp_path / "st")), 3.0)
     f = Fencer(fence_conn(inst), lease, inst.cfg)
     t0 = time.monotonic()
+    if inst.flavor.dialect == "mysql":
+        # KILL does not end the wait here, and switching semi-sync off would acknowledge commits no replica
+        # has: stopped at the deadline.
+        assert f.fence("test", deadline=boottime() + 2) == "mysqld killed"
+        t.join(10)
+        assert result["outcome"].startswith("error"), result   # never acknowledged
+        inst._reap()
+        assert mysqld.mysqld_pid(inst.cfg) is None
+        return
     assert f.fence("test", deadline=boottime() + 5) == "read-only"
     took = time.monotonic() - t0
     t.join(10)
@@ -89,6 +100,54 @@ def test_fence_confirms_read_only_past_a_commit_waiting_for_a_semi_sync_ack(serv
         inst.server().execute("INSERT INTO fence.t VALUES (2)")
     assert took < 5, f"fencing took {took:.1f}s"                 # confirmed, not by the kill fallback
     assert mysqld.mysqld_pid(inst.cfg) is not None
+
+
+def test_no_client_reconnecting_during_the_fence_gets_an_acknowledgement(server_factory, tmp_path):
+    """Issue 18 item 3 on the real server: four writers reconnect and INSERT in a loop while a commit waits
+    for an ACK and the fence runs. There is no replica, so any acknowledgement would be a commit that no
+    replica has (the old MySQL fence switched semi-sync off before read-only was in force)."""
+    inst = server_factory("r")
+    writable_semi_sync_primary(inst)
+    acked, stop = [], threading.Event()
+
+    def writer(k):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                c = pymysql.connect(host=inst.host, port=inst.port, user="root", password=inst.cfg.root_password,
+                                    autocommit=True, connect_timeout=1, read_timeout=30)
+            except pymysql.err.MySQLError:
+                time.sleep(0.01)
+                continue
+            try:
+                c.cursor().execute(f"INSERT INTO fence.t VALUES ({k * 1000000 + i})")
+                acked.append(k * 1000000 + i)
+            except pymysql.err.MySQLError:
+                pass
+            finally:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001 - killed connection
+                    pass
+
+    threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        wait_state(inst, "semi-sync ACK")
+        lease = Lease(StateFile(str(tmp_path / "st")), 3.0)
+        f = Fencer(fence_conn(inst), lease, inst.cfg)
+        outcome = f.fence("test", deadline=boottime() + 2)
+        assert outcome in ("read-only", "mysqld killed"), outcome
+        time.sleep(1.0)                  # the writers go on trying against the fenced or stopped server
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(40)
+    assert acked == [], f"acknowledged without a replica: {acked[:10]}"
+    if outcome == "mysqld killed":
+        inst._reap()
 
 
 def test_fence_stops_a_mysqld_it_cannot_make_read_only(server_factory, tmp_path):
@@ -122,9 +181,11 @@ def test_a_restarted_watch_fences_while_consul_is_unreachable(server_factory):
         "MYSQLPILOT_NODE": "w", "CONSUL": f"127.0.0.1:{dead}", "MYSQLPILOT_FLAVOR": inst.cfg.flavor,
         "MYSQLPILOT_FLAVOR_VERSION": inst.cfg.flavor_version, "MYSQLPILOT_MYSQLD": inst.cfg.mysqld_bin or ""}))
     state = StateFile(cfg.state_dir)
-    # What the dead watch left: its session and a lease that ran out a moment ago.
+    # What the dead watch left: its session and a lease that runs out in a second, which nobody can renew.
+    # (One already past lease end + fence_margin is stopped instead: tests/unit/test_lease.py
+    # ::test_watchdog_fences_a_writable_mysqld_it_never_made_writable.)
     state.update(session="sid-of-the-dead-watch")
-    Lease(state, 3.0).extend("sid-of-the-dead-watch", boottime() - 3.5)
+    Lease(state, 3.0).extend("sid-of-the-dead-watch", boottime() - 2.0)
     node = Node(cfg)
     node.start_threads()
     try:

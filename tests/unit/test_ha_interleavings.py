@@ -291,7 +291,20 @@ def test_the_health_hook_fences_when_watch_is_dead_and_the_lease_ended(tmp_path,
     assert servers["n1"].ro is False                  # lease valid: left alone
     n1.lease.extend(n1.sid, boottime() - 60)          # the heartbeat stopped a minute ago
     n1.health_hook()
-    assert servers["n1"].ro is True
+    # Long past lease end + fence_margin, when another node may hold the lock: stopped, not set read-only.
+    assert servers["n1"].up is False
+
+
+def test_the_loops_own_fence_keeps_the_deadline_fixed_at_the_lease_grant(tmp_path, monkeypatch):
+    """Item 11: the HA loop's fence (a pass that finds the lease lapsed while it holds the lock, pre-stop)
+    used max(lease end + margin, now + 0.5) too: a late pass moved the kill past lock-delay."""
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1",))
+    n1 = nodes["n1"]
+    make_primary(dcs, servers, n1)
+    n1.lease.mark_writer(n1.sid)
+    n1.lease.extend(n1.sid, boottime() - n1.policy.lease - n1.cfg.fence_margin - 0.2)
+    assert n1.fence("lease lapsed") == "mysqld killed"
+    assert servers["n1"].up is False and "read_only=True" not in servers["n1"].calls
 
 
 def test_a_replica_without_a_session_still_counts_for_what_it_holds(tmp_path, monkeypatch):

@@ -101,32 +101,41 @@ def test_fencing_kills_clients_before_read_only_and_retries_until_confirmed(tmp_
     assert log.count("set_ro:timeout") == 2 and log[-1] == "kill"
 
 
-@pytest.mark.parametrize("version", ["8.0.25", "9.7"])
-def test_mysql_fencing_ends_a_killed_commits_semi_sync_wait_before_read_only(tmp_path, version):
-    """MySQL (seen on 9.7): KILL does not end a commit's wait for its semi-sync ACK, so read_only stays
-    blocked; once the clients are killed, switching semi-sync off ends the wait (the killed client gets an
-    error). MariaDB needs no such statement, and a switchover's fence (keep_lease) never sends it."""
-    p = "source" if version == "9.7" else "master"
+def releases_a_commit_wait(stmt) -> bool:
+    """A statement that can end a commit's wait for its semi-sync ACK (it then commits without one)."""
+    text = " ".join(stmt) if isinstance(stmt, list) else str(stmt)
+    return "rpl_semi_sync" in text
+
+
+@pytest.mark.parametrize("flavor", [("mariadb", "10.11"), ("mysql", "8.0.25"), ("mysql", "9.7")])
+def test_a_fence_never_releases_a_commits_wait_before_read_only_is_in_force(tmp_path, flavor):
+    """Item 3: on MySQL the fence switched semi-sync off (ending a killed commit's wait) while read_only was
+    still OFF: a client reconnecting in between committed asynchronously and got OK, and no replica had it.
+    Nothing that can release a commit's wait may come before read-only is confirmed."""
     clock, log = Clock(), []
-    srv = FakeServer(log, blocked=1, flavor=("mysql", version))
-    f, _, _ = make_fencer(tmp_path, lambda: srv, clock)
-    assert f.fence("test", deadline=clock.t + 10) == "read-only"
-    release = f"SET GLOBAL rpl_semi_sync_{p}_enabled = OFF"
-    assert log[:4] == ["SET SESSION lock_wait_timeout = 0", "set_ro:timeout", "kill", [release]], log
-    assert log.index([release]) < log.index("set_ro")
-    for flavor, keep in ((("mariadb", "10.11"), False), (("mysql", version), True)):
-        log2 = []
-        srv2 = FakeServer(log2, blocked=1, flavor=flavor)
-        f2, _, _ = make_fencer(tmp_path, lambda: srv2, clock)
-        assert f2.fence("test", deadline=clock.t + 10, keep_lease=keep) == "read-only"
-        assert not any("rpl_semi_sync" in str(x) for x in log2), log2
-    # Nothing committing: no release either.
-    log3 = []
-    srv3 = FakeServer(log3, flavor=("mysql", version))
-    f3, _, _ = make_fencer(tmp_path, lambda: srv3, clock)
-    assert f3.fence("test", deadline=clock.t + 10) == "read-only"
-    assert log3[:2] == ["SET SESSION lock_wait_timeout = 0", "set_ro"], log3
-    assert not any("rpl_semi_sync" in str(x) for x in log3), log3
+    srv = FakeServer(log, blocked=1, flavor=flavor)      # a commit waits for its ACK, then gets it
+    f, _, events = make_fencer(tmp_path, lambda: srv, clock)
+    assert f.fence("test", deadline=clock.t + 10) == "read-only" and events == []
+    assert log[:3] == ["SET SESSION lock_wait_timeout = 0", "set_ro:timeout", "kill"], log
+    first_ro = log.index("set_ro")
+    assert not any(releases_a_commit_wait(x) for x in log[:first_ro]), log
+
+
+@pytest.mark.parametrize("version", ["8.0.25", "9.7"])
+def test_a_mysql_fence_whose_commit_never_gets_its_ack_stops_mysqld(tmp_path, version):
+    """Item 3: on MySQL a KILL does not end a commit's semi-sync wait (seen on 9.7), so read_only stays
+    blocked while no replica acknowledges. Ending the wait would acknowledge the commit's successors without
+    a replica; the fence stops mysqld at the deadline instead."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, blocked=10 ** 6, flavor=("mysql", version))
+
+    def factory():
+        clock.t += 0.4                  # every attempt costs time
+        return srv
+    f, _, events = make_fencer(tmp_path, factory, clock)
+    assert f.fence("test", deadline=clock.t + 1.0) == "mysqld killed"
+    assert "SIGKILL mysqld" in events
+    assert not any(releases_a_commit_wait(x) for x in log), log
 
 
 def test_fencing_an_idle_primary_takes_one_statement_before_read_only(tmp_path):
@@ -185,10 +194,16 @@ def test_watchdog_fences_a_writable_mysqld_it_never_made_writable(tmp_path):
     """Item 1: a restarted watch, or a promotion made by on-change: the watchdog looks at mysqld itself."""
     clock, log = Clock(), []
     srv = FakeServer(log, ro=False)
-    f, lease, _ = make_fencer(tmp_path, lambda: srv, clock)
-    lease.extend("s1", clock() - 10)       # left by an earlier process, long expired
+    f, lease, events = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock() - 3.5)      # left by an earlier process; ended 0.5 s ago, deadline in 0.5 s
     wd = Watchdog(lease, f, margin=1.0, clock=clock)
-    assert wd.check_once() == "read-only" and srv.ro is True
+    assert wd.check_once() == "read-only" and srv.ro is True and events == []
+    # Long expired: the deadline (lease end + margin) has passed, another node may hold the lock: stopped.
+    srv2 = FakeServer([], ro=False)
+    f2, lease2, events2 = make_fencer(tmp_path / "2", lambda: srv2, clock)
+    lease2.extend("s1", clock() - 10)
+    assert Watchdog(lease2, f2, margin=1.0, clock=clock).check_once() == "mysqld killed"
+    assert events2 == ["SIGKILL mysqld"]
 
 
 def test_watchdog_leaves_a_valid_lease_and_a_read_only_server_alone(tmp_path):
@@ -432,4 +447,100 @@ def test_a_fence_confirmed_before_the_deadline_never_fires_the_backstop(tmp_path
                mysqld_running=lambda: True)
     assert f.fence("test", deadline=boottime() + 0.3) == "read-only"
     time.sleep(0.6)
+    assert kills == []
+
+
+# ---- the kill deadline is fixed when the lease is granted (issue 18 item 11) --------------------------
+
+def test_a_late_watchdog_does_not_move_the_kill_deadline(tmp_path):
+    """The deadline is lease end + margin, fixed at the grant. A watchdog that comes back after it (frozen,
+    or blocked in a slow read) stops mysqld at once: another node may hold the lock by then, so there is
+    no read-only attempt that would leave mysqld answering meanwhile."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, ro=False)
+    f, lease, events = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock())
+    lease.mark_writer("s1")
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    assert wd.check_once() is None and srv.ro is False
+    clock.t += 3.0 + 1.0 + 0.2                    # back 0.2 s after lease end + margin
+    assert wd.check_once() == "mysqld killed" and events == ["SIGKILL mysqld"]
+    assert "set_ro" not in log, log
+
+
+def test_a_new_session_does_not_move_the_kill_deadline_of_the_writes_made_under_the_old_one(tmp_path):
+    """`failover` destroyed s1, under which mysqld was made writable; the heartbeat's new session s2 earns a
+    later lease. The deadline stays s1's lease end + margin."""
+    clock, log = Clock(), []
+    srv = FakeServer(log, ro=False)
+    f, lease, events = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock())                   # s1's lease ends at t+3: deadline t+4
+    lease.mark_writer("s1")
+    wd = Watchdog(lease, f, margin=1.0, clock=clock)
+    assert wd.check_once() is None
+    clock.t += 2.0
+    lease.void("session gone")
+    lease.extend("s2", clock())                   # ends at t+5
+    clock.t += 2.2                                # t+4.2: past s1's deadline
+    assert lease.left() > 0
+    assert wd.check_once() == "mysqld killed" and events == ["SIGKILL mysqld"]
+    assert "set_ro" not in log, log
+
+
+class SlowServer(FakeServer):
+    """A slow mysqld: each read takes `delay` seconds (after the first `fast` ones)."""
+
+    def __init__(self, log, delay, fast=0, **kw):
+        super().__init__(log, **kw)
+        self.delay, self.fast = delay, fast
+
+    def read_only(self):
+        if self.fast > 0:
+            self.fast -= 1
+        else:
+            time.sleep(self.delay)
+        return super().read_only()
+
+    def set_read_only(self, on):
+        time.sleep(self.delay)
+        raise PilotError("read timeout")
+
+
+def run_watchdog(lease, srv, margin, until):
+    from mysqlpilot.lease import boottime
+    kills = []
+    f = Fencer(lambda: srv, lease, cfg=None, kill_mysqld=lambda: kills.append(boottime()) or True,
+               mysqld_running=lambda: True)
+    wd = Watchdog(lease, f, margin=margin)
+    wd.start()
+    try:
+        while boottime() < until and not kills:
+            time.sleep(0.01)
+    finally:
+        wd.stop()
+        wd.join(10)
+    return kills
+
+
+def test_the_kill_lands_by_lease_end_plus_margin_while_the_watchdog_is_blocked_on_mysqld(tmp_path):
+    """keep_warm on a slow mysqld held the watchdog past the lease end; the kill came when it returned
+    (lease end + 1.2 s here). A thread that never talks to mysqld keeps the deadline."""
+    from mysqlpilot.lease import boottime
+    lease = Lease(StateFile(str(tmp_path)), 0.3)
+    t0 = boottime()
+    lease.extend("s1", t0)
+    lease.mark_writer("s1")
+    kills = run_watchdog(lease, SlowServer([], delay=1.2, ro=False), margin=0.2, until=t0 + 4)
+    assert kills, "never killed"
+    assert kills[0] <= t0 + 0.3 + 0.2 + 0.15, f"killed {kills[0] - t0:.2f}s after the grant; deadline 0.5s"
+
+
+def test_a_blocked_watchdog_does_not_stop_a_mysqld_it_saw_read_only_since_the_last_promotion(tmp_path):
+    """The deadline thread kills only what may be writable: a replica whose last read said read-only (and
+    no promotion since) is left alone while a slow read blocks past the lease end."""
+    from mysqlpilot.lease import boottime
+    lease = Lease(StateFile(str(tmp_path)), 1.1)
+    t0 = boottime()
+    lease.extend("s1", t0)
+    kills = run_watchdog(lease, SlowServer([], delay=1.5, fast=1, ro=True), margin=0.2, until=t0 + 2.5)
     assert kills == []

@@ -5,7 +5,7 @@ Nothing here does I/O or reads the clock; callers pass `now`. `ha.py` observes, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .model import LeaderInfo, MemberState
 
@@ -165,21 +165,29 @@ def my_turn(ranking: Sequence[Ranked], me: str, free_for: float, grace: float) -
 PROMOTION_BACKOFF = 30.0          # a node whose promotion failed stands aside this long
 
 
-def takeover_gate(free_for: float, lock_delay: float, failed_ago: Optional[float], history: Sequence[dict],
-                  now: float, had_leader: bool, policy: "Policy") -> Tuple[bool, str]:
-    """The checks of taking the free lock that need no probe of the candidates.
+def takeover_guard(failed_ago: Optional[float], history: Sequence[dict], now: float, had_leader: bool,
+                   policy: "Policy") -> Tuple[bool, str]:
+    """Anti-flapping around an automatic takeover: the promotion back-off, then the failover budget.
 
-    free_for: seconds since this node first saw this generation of the lock free. Candidates wait out
-    lock-delay themselves: Consul keeps its own only in its leader's memory (a restart forgets it).
     failed_ago: seconds since this node's last failed promotion, if any."""
-    if free_for < lock_delay:
-        return False, f"waiting out lock-delay ({lock_delay - free_for:.1f}s left)"
     if failed_ago is not None and 0 <= failed_ago < PROMOTION_BACKOFF:
         return False, f"my last promotion failed {failed_ago:.0f}s ago; standing aside"
     allowed, why = failover_budget(history, now, policy)
     if had_leader and not allowed and not after_clean_stop(history):
         return False, why
     return True, why
+
+
+REBUILD_LIMIT, REBUILD_WINDOW = 3, 600.0
+
+
+def rebuild_guard(times: Sequence[Any], now: float) -> Tuple[bool, str]:
+    """Anti-flapping around rebuilds: at most REBUILD_LIMIT in REBUILD_WINDOW seconds."""
+    recent = [t for t in times if isinstance(t, (int, float)) and now - t < REBUILD_WINDOW]
+    if len(recent) >= REBUILD_LIMIT:
+        return False, (f"rebuilt {len(recent)} times in {REBUILD_WINDOW / 60:.0f} minutes; take a fresh snapshot "
+                       "on the primary (`mysqlpilot snapshot --force`) and restart this node")
+    return True, ""
 
 
 def takeover_turn(cands: Sequence[Candidate], policy: "Policy", me: str, must_contain: str,

@@ -268,6 +268,7 @@ def make_node(tmp_path, name: str, dcs: FakeDCS, servers: Dict[str, FakeMySQL], 
             return servers[socket.rsplit("/", 1)[1].split(".")[0]]
         return servers[host[2:]]
     monkeypatch.setattr(ha, "Server", server)
+    monkeypatch.setattr("mysqlpilot.candidates.Server", server)
     node.fencer.connect = lambda: servers[name]
     node.fencer.mysqld_running = lambda: servers[name].up
     node.fencer.kill_mysqld = lambda: (setattr(servers[name], "up", False), True)[1]

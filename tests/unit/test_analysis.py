@@ -312,16 +312,22 @@ def test_a_clean_stop_makes_the_next_election_a_cold_start():
 
 # ---- the take-over gate and turn (pure) ----------------------------------------------------------
 
-def test_takeover_gate_waits_out_lock_delay_then_backoff_then_budget():
-    p = Policy(failover_budget=1, failover_window=600, failover_rearm=300)
-    ok, why = A.takeover_gate(1.0, 4, None, [], 1000.0, True, p)
-    assert not ok and "lock-delay (3.0s left)" in why
-    ok, why = A.takeover_gate(5.0, 4, 10.0, [], 1000.0, True, p)
+def test_takeover_guard_backs_off_then_spends_the_budget():
+    p = Policy(failover_budget=1, failover_window=3600, failover_rearm=1800)
+    ok, why = A.takeover_guard(10.0, [], 1000.0, True, p)
     assert not ok and "standing aside" in why
-    assert A.takeover_gate(5.0, 4, A.PROMOTION_BACKOFF + 1, [], 1000.0, True, p)[0]
-    spent = [{"kind": "failover", "time": 990.0}]
-    assert not A.takeover_gate(5.0, 4, None, spent, 1000.0, True, p)[0]
-    assert A.takeover_gate(5.0, 4, None, spent, 1000.0, False, p)[0]       # no earlier leader: cold start
+    assert A.takeover_guard(A.PROMOTION_BACKOFF + 1, [], 1000.0, True, p)[0]
+    spent = [{"kind": "failover", "time": 900.0}]
+    assert not A.takeover_guard(None, spent, 1000.0, True, p)[0]
+    assert A.takeover_guard(None, spent, 1000.0, False, p)[0]       # no earlier leader: cold start
+
+
+def test_rebuild_guard_allows_three_in_ten_minutes():
+    assert A.rebuild_guard([], 1000.0)[0]
+    assert A.rebuild_guard([990.0, 995.0, "junk"], 1000.0)[0]
+    ok, why = A.rebuild_guard([990.0, 995.0, 999.0], 1000.0)
+    assert not ok and "snapshot --force" in why
+    assert A.rebuild_guard([990.0, 995.0, 999.0], 1000.0 + A.REBUILD_WINDOW)[0]
 
 
 def test_takeover_turn_refuses_under_semi_sync_while_a_live_member_is_unreachable():
@@ -336,5 +342,7 @@ def test_every_decision_has_an_action():
     from mysqlpilot.ha import Node
     acts = {v for k, v in vars(A).items() if k.isupper() and isinstance(v, str) and k in (
         "FENCE", "TAKE_LOCK", "PROMOTE", "STAY_PRIMARY", "FOLLOW", "REBUILD", "WAIT", "HAND_OVER")}
-    table = Node.actions(type("N", (), {f"do_{a}": None for a in acts})())
+    from mysqlpilot.actions import Actions
+    table = Actions.table(type("N", (), dict({f"do_{a}": None for a in acts}, guard_takeover=None,
+                                             guard_rebuild=None))())
     assert set(table) == acts

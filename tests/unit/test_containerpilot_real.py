@@ -89,7 +89,8 @@ def test_stop_timeouts_fit_the_hand_over_and_mysqlds_shutdown(tmp_path):
     opt = next(p for p in pre_stop.params if p.name == "timeout")
     assert opt.default == timeouts.PRE_STOP_WAIT
     assert ha.Node.pre_stop.__defaults__ == (timeouts.PRE_STOP_WAIT,)
-    assert "HANDOVER_CATCHUP" in open(ha.__file__).read().split("def hand_over", 1)[1].split("def ", 1)[0]
+    from mysqlpilot import handover
+    assert "HANDOVER_CATCHUP" in open(handover.__file__).read().split("def hand_over", 1)[1].split("def ", 1)[0]
     assert timeouts.HANDOVER_CATCHUP + timeouts.PRE_STOP_WAIT + timeouts.FENCE_ALLOWANCE \
         <= cp_config.duration(svc["stopTimeout"])
     # ... and that plus mysqld's shutdown fits before ContainerPilot's SIGKILL, which the platform outlasts.

@@ -15,13 +15,15 @@ from .fakes import FLAVOR, FakeDCS, FakeMySQL, give_session, make_node
 def recording(monkeypatch, servers):
     """Wrap the fakes' Server so every host a login goes to is recorded."""
     hosts = []
-    inner = ha.Server
+    import mysqlpilot.candidates as candidates
+    inner = candidates.Server
 
     def server(flavor, host=None, port=None, socket=None, **kw):
         if host:
             hosts.append(host)
         return inner(flavor, host=host, port=port, socket=socket, **kw)
     monkeypatch.setattr(ha, "Server", server)
+    monkeypatch.setattr("mysqlpilot.candidates.Server", server)
     return hosts
 
 
@@ -45,7 +47,7 @@ def two_replicas(tmp_path, monkeypatch, durability):
 def test_probe_candidates_never_logs_in_to_a_member_without_a_session(monkeypatch):
     """Seen failing before the fix: root logged in to h-n3."""
     servers = {n: FakeMySQL(n, executed="0-1-10") for n in ("n2", "n3")}
-    monkeypatch.setattr(ha, "Server", lambda flavor, host=None, **kw: servers[host[2:]])
+    monkeypatch.setattr("mysqlpilot.candidates.Server", lambda flavor, host=None, **kw: servers[host[2:]])
     hosts = recording(monkeypatch, servers)
     members = [MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica"),
                MemberState("n3", "h-n3", 3306, alive=False, healthy=True, role="replica")]
@@ -124,7 +126,7 @@ def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what
     from mysqlpilot.dcs import consul as consul_mod
 
     servers = {n: FakeMySQL(n, executed="0-1-10") for n in ("n2", "n3")}
-    monkeypatch.setattr(ha, "Server", lambda flavor, host=None, **kw: servers[host[2:]])
+    monkeypatch.setattr("mysqlpilot.candidates.Server", lambda flavor, host=None, **kw: servers[host[2:]])
     hosts = recording(monkeypatch, servers)
 
     class DCS:

@@ -121,7 +121,7 @@ def test_a_failed_promotion_backs_off_instead_of_retaking_the_lock(tmp_path, mon
     replica_of(servers, "n2", "n1", retrieved="0-1-12")
     servers["n2"].replica["lag_seconds"] = 1.0
     servers["n2"].apply_ok = False
-    monkeypatch.setattr("mysqlpilot.ha.PROMOTE_WAIT", 0.1)
+    monkeypatch.setattr("mysqlpilot.actions.PROMOTE_WAIT", 0.1)
     lock_delay_passed(n2, dcs)
     assert n2.run_once().action == analysis.TAKE_LOCK
     assert dcs.events[-2:] == ["acquire n2", "release"] and servers["n2"].ro is True

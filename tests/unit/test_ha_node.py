@@ -26,7 +26,7 @@ def test_an_unreadable_memory_is_ignored(tmp_path):
 
 
 def test_primary_reports_a_semi_sync_fallback_but_stays_healthy(tmp_path):
-    from mysqlpilot.ha import SEMI_SYNC_LAPSED
+    from mysqlpilot.observer import SEMI_SYNC_LAPSED
     node = make_node(tmp_path)
     me = LeaderInfo("db2", "10.0.0.2", 3306)
     probe = {"up": True, "read_only": False, "status": None, "semi_sync": {"status": True, "clients": 2}}

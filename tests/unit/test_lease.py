@@ -330,12 +330,12 @@ def test_a_hung_mysqld_is_neither_reported_alive_nor_renewed(tmp_path, monkeypat
 
 
 def test_the_lease_counts_from_when_the_renew_was_sent(tmp_path, monkeypatch):
-    import mysqlpilot.ha as ha
+    import mysqlpilot.heartbeat as heartbeat
     clock = Clock()
     events = []
     n = node(tmp_path, RecordingDCS(events, clock=clock))
     n.lease.clock = clock
-    monkeypatch.setattr(ha, "boottime", clock)
+    monkeypatch.setattr(heartbeat, "boottime", clock)
     n.state.update(session="s1")
     monkeypatch.setattr(n, "mysqld_alive", lambda: True)
     t_sent = clock()
@@ -372,11 +372,11 @@ def test_a_poke_runs_a_heartbeat_at_once_instead_of_at_the_next_tick():
 
 
 def test_the_prober_pokes_the_heartbeat_when_mysqlds_process_goes(tmp_path, monkeypatch):
-    from mysqlpilot import ha
+    from mysqlpilot import heartbeat
     n = node(tmp_path, RecordingDCS([]))
     pids = iter([123, 123, None])
     monkeypatch.setattr("mysqlpilot.mysqld.mysqld_pid", lambda cfg: next(pids, None))
-    monkeypatch.setattr(ha, "PID_POLL", 0.01)
+    monkeypatch.setattr(heartbeat, "PID_POLL", 0.01)
     monkeypatch.setattr(n, "probe_conn", lambda: (_ for _ in ()).throw(PilotError("no")))
     poked = threading.Event()
 
@@ -385,7 +385,7 @@ def test_the_prober_pokes_the_heartbeat_when_mysqlds_process_goes(tmp_path, monk
             poked.set()
             n._stop.set()
     n._heartbeat = HB()
-    t = threading.Thread(target=n._prober, daemon=True)
+    t = threading.Thread(target=n.keeper.prober, daemon=True)
     t.start()
     assert poked.wait(10)
     t.join(10)
@@ -403,7 +403,7 @@ def test_a_slow_pass_cannot_delay_the_heartbeat(tmp_path, monkeypatch):
     def observe():
         stuck.wait(60)
         raise PilotError("released")
-    monkeypatch.setattr(n, "observe", observe)
+    monkeypatch.setattr(n.observer, "observe", observe)
     slow = threading.Thread(target=lambda: pytest.raises(PilotError, n.run_once), daemon=True)
     slow.start()
     hb = Heartbeat(n.beat, 0.05)

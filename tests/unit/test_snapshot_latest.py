@@ -145,7 +145,7 @@ def primary(tmp_path, monkeypatch, latest):
 
         def poll(self):
             return self.returncode
-    monkeypatch.setattr(ha.subprocess, "Popen", Proc)
+    monkeypatch.setattr("mysqlpilot.actions.subprocess.Popen", Proc)
     return dcs, n1, spawned
 
 
@@ -156,7 +156,7 @@ def test_an_unreadable_latest_starts_one_snapshot_not_one_per_pass(tmp_path, mon
         assert n1.run_once().action == analysis.STAY_PRIMARY
     assert len(spawned) == 1 and spawned[0][-2:] == ["snapshot", "--force"]
     # Still unreadable once the retry pause is over: one more, not a storm.
-    monkeypatch.setattr(ha, "SNAPSHOT_RETRY", 0.0)
+    monkeypatch.setattr("mysqlpilot.actions.SNAPSHOT_RETRY", 0.0)
     for _ in range(2):
         n1.run_once()
     assert len(spawned) == 2

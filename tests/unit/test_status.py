@@ -2,7 +2,7 @@
 import time
 
 from mysqlpilot import config, status
-from mysqlpilot.ha import SEMI_SYNC_LAPSED
+from mysqlpilot.observer import SEMI_SYNC_LAPSED
 from mysqlpilot.model import LeaderInfo, MemberState
 
 

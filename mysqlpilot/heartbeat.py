@@ -1,0 +1,127 @@
+"""The heartbeat side of a node: the mysqld prober and one heartbeat (liveness check, session renew,
+lease), and the crash release. Runs in its own threads (lease.Heartbeat); never decides a role."""
+from __future__ import annotations
+
+import logging
+import time
+
+from . import mysqld
+from .dcs.base import Release
+from .errors import PilotError
+from .lease import boottime
+
+log = logging.getLogger(__name__)
+
+RELEASE_PROOF_WAIT = 1.0         # longest a crashed mysqld's socket and port may take to stop accepting
+PID_POLL = 0.1                    # how often the prober looks for mysqld's process (the crash fast path)
+
+
+class LeaseKeeper:
+    def __init__(self, node):
+        self.n = node
+        self._released_for = ""           # the session whose lock was released after a mysqld crash
+
+    def prober(self) -> None:
+        """Asks mysqld `SELECT 1` every 0.5 s, and looks for its process every PID_POLL: when the process
+        goes, the heartbeat runs at once (the crash fast path) instead of at its next tick."""
+        srv, asked, was_running = None, 0.0, True
+        while not self.n._stop.wait(PID_POLL):
+            running = mysqld.mysqld_pid(self.n.cfg) is not None
+            if was_running and not running and self.n._heartbeat is not None:
+                self.n._heartbeat.poke()
+            was_running = running
+            if not running or time.monotonic() - asked < 0.5:
+                continue
+            asked = time.monotonic()
+            try:
+                srv = srv or self.n.probe_conn()
+                srv.scalar("SELECT 1")
+                self.n._sql_ok_at = boottime()
+            except PilotError:
+                if srv is not None:
+                    srv.close()
+                srv = None
+
+    def beat(self) -> None:
+        """One heartbeat: pass the liveness check and renew the session, then extend the lease from the
+        moment they were sent. When mysqld is gone, give up the lease *before* failing the check, which
+        ends the session at once (the fast failover path)."""
+        alive = self.n.mysqld_alive()
+        cid = self.n.cfg.liveness_check_id
+        if alive is False:
+            if self.n.state.get("starting"):
+                return
+            self.n.lease.void("mysqld is not running")
+            self.release_after_crash()
+            try:
+                self.n.dcs.fail_check(cid, "mysqld is not running")
+            except PilotError as exc:
+                log.debug("check fail: %s", exc)
+            return
+        if alive is None:
+            return               # hung or refusing us: the lease lapses and the watchdog fences
+        if self.n.state.get("stopping") and not self.n.sid:
+            return
+        sent = boottime()
+        try:
+            # Persist first: a lease that cannot be written must not be renewed, or the session (and the
+            # lock) would live on while the watchdog fences: a write outage with no failover.
+            self.n.state.update(beat_sent=sent)
+        except OSError as exc:
+            self.n.say_once("state", f"cannot write the state file in {self.n.cfg.state_dir} ({exc.strerror or exc}): "
+                                    "not renewing the session; the lease lapses, mysqld is fenced and another "
+                                    "node takes over; free the disk or fix the state_dir permissions")
+            return
+        try:
+            self.n.dcs.pass_check(cid, "mysqld answers")
+        except PilotError:
+            self.n.dcs.register_check(cid, f"mysqlpilot liveness of {self.n.cfg.node_name}", self.n.cfg.check_ttl)
+            self.n.dcs.pass_check(cid, "mysqld answers")
+        sid = self.n.sid
+        if sid and self.n.dcs.renew_session(sid) is None:
+            log.warning("Consul session %s is gone; creating a new one", sid[:8])
+            self.n.lease.void("session gone")
+            sid = None
+        if not sid:
+            sid = self.n.dcs.create_session(self.n.cfg.session_ttl, self.n.cfg.lock_delay,
+                                          ["serfHealth", self.n.cfg.liveness_check_id])
+            self.n.state.update(session=sid)
+        try:
+            self.n.lease.extend(sid, sent)
+        except OSError as exc:
+            # Written a moment ago, refused now: give the session up so the lock moves (lock-delay applies).
+            log.error("cannot persist the lease in %s (%s): ending session %s so another node takes over",
+                      self.n.cfg.state_dir, exc.strerror or exc, sid[:8])
+            self.n.dcs.destroy_session(sid)
+            return
+        if self.n.state.get("starting"):
+            self.n.state.update(starting=None)
+
+    def release_after_crash(self) -> None:
+        """mysqld is not running and the lease is void: if this node holds the lock, release it with a
+        marker, so the best candidate promotes at once. A release has no lock-delay, and none is needed:
+        nothing here can write (mysqld always starts read-only, and only a lease turns writes on)."""
+        sid = self.n.sid
+        if not sid or sid == self._released_for:
+            return
+        self._released_for = sid         # once per session; failing the check below ends it anyway
+        # A SIGKILLed mysqld's main thread shows as a zombie while its other threads still hold the
+        # listening sockets, for some milliseconds: give it a moment to let go.
+        until = time.monotonic() + RELEASE_PROOF_WAIT
+        while mysqld.accepts_connections(self.n.cfg):
+            if time.monotonic() >= until:
+                # No pid, yet something answers on its socket or port: not provably dead. Take the slow
+                # path (the session ends with the check, then lock-delay).
+                log.warning("mysqld has no pid but its socket or port still accepts connections after %.1fs; "
+                            "not releasing the leader lock early", RELEASE_PROOF_WAIT)
+                return
+            time.sleep(0.05)
+        marker = Release(name=self.n.cfg.node_name, reason="mysqld is not running", at=time.time(),
+                         gtid_executed=self.n._last_executed, lock_index=self.n._generation)
+        try:
+            if self.n.dcs.release_leader(sid, marker):
+                log.warning("mysqld is not running: released the leader lock so that the best replica "
+                            "promotes now (this node cannot write)")
+        except PilotError as exc:
+            log.warning("could not release the leader lock (%s); the session ends with the failed check "
+                        "instead, and lock-delay applies", exc)

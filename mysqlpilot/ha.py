@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 REQUEST_KEY = "switchover"        # <kv_root>/switchover: pending switchover / manual failover
 REQUEST_MAX_AGE = 120.0
-SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
-                    "commits from now on may be lost on failover")
+SEMI_SYNC_LAPSED = ("primary, writable; semi-sync is off although mysqlpilot set it with no timeout (switched off "
+                    "by hand or by the server): commits from now on may be lost on failover; a switchover turns it "
+                    "on again")
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
 RELEASE_PROOF_WAIT = 1.0         # longest a crashed mysqld's socket and port may take to stop accepting
 PID_POLL = 0.1                    # how often the prober looks for mysqld's process (the crash fast path)
@@ -595,7 +596,7 @@ class Node:
             return
         if self.cfg.durability == "semi-sync":
             srv.semi_sync_replica(False)
-            srv.semi_sync_primary(True, self.cfg.semi_sync_timeout_ms)
+            srv.semi_sync_primary(True)       # no timeout: never acknowledged without a replica
         left = self.lease_left()
         self.lease.mark_writer(self.sid)
         if left < MIN_LEASE_TO_PROMOTE:
@@ -664,7 +665,7 @@ class Node:
             srv.execute("SET GLOBAL gtid_slave_pos = @@gtid_current_pos")
         srv.change_source(host, port, self.cfg.repl_user, self.cfg.repl_password)
         if self.cfg.durability == "semi-sync":
-            srv.semi_sync_primary(False, self.cfg.semi_sync_timeout_ms)
+            srv.semi_sync_primary(False)
             srv.semi_sync_replica(True)
         srv.start_replica()
         srv.close()

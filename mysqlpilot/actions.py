@@ -148,7 +148,7 @@ class Actions:
             return
         if self.n.cfg.durability == "semi-sync":
             srv.semi_sync_replica(False)
-            srv.semi_sync_primary(True, self.n.cfg.semi_sync_timeout_ms)
+            srv.semi_sync_primary(True)       # no timeout: never acknowledged without a replica
         left = self.n.lease_left()
         self.n.lease.mark_writer(self.n.sid)
         if left < MIN_LEASE_TO_PROMOTE:
@@ -221,7 +221,7 @@ class Actions:
             srv.execute("SET GLOBAL gtid_slave_pos = @@gtid_current_pos")
         srv.change_source(host, port, self.n.cfg.repl_user, self.n.cfg.repl_password)
         if self.n.cfg.durability == "semi-sync":
-            srv.semi_sync_primary(False, self.n.cfg.semi_sync_timeout_ms)
+            srv.semi_sync_primary(False)
             srv.semi_sync_replica(True)
         srv.start_replica()
         srv.close()

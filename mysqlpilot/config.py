@@ -132,12 +132,11 @@ SCHEMA: Tuple[Key, ...] = (
     _k("failover_grace", "float", 3.0, "Seconds the best failover candidate has to take the lock before "
        "the next best may.", "MYSQLPILOT_FAILOVER_GRACE", minimum=0, maximum=600, group="timing"),
     # failover policy
-    _k("durability", "choice", "async", "async or semi-sync. With semi-sync only a replica that received "
-       "every acknowledged commit is promoted automatically.", "MYSQLPILOT_DURABILITY",
-       choices=("async", "semi-sync"), group="failover"),
-    _k("semi_sync_timeout_ms", "int", 10000, "Milliseconds a semi-sync primary waits for a replica ack "
-       "before it falls back to async (and stops promising zero loss).",
-       "MYSQLPILOT_SEMI_SYNC_TIMEOUT_MS", minimum=1, maximum=4294967295, group="failover"),
+    _k("durability", "choice", "async", "async or semi-sync. With semi-sync a commit is acknowledged only "
+       "once a replica has it, and only a replica that received every acknowledged commit is promoted "
+       "automatically. The wait for a replica has no timeout: while no replica acknowledges (all down or cut "
+       "off), commits wait instead of falling back to async. Choose async if writes must go on without a "
+       "replica.", "MYSQLPILOT_DURABILITY", choices=("async", "semi-sync"), group="failover"),
     _k("max_lag_on_failover", "float", 30.0, "A replica lagging more seconds than this is not promoted "
        "automatically.", "MYSQLPILOT_MAX_LAG_ON_FAILOVER", minimum=0, group="failover"),
     _k("max_replica_lag", "float", 60.0, "The health hook reports a replica unhealthy above this lag "
@@ -196,6 +195,14 @@ SCHEMA: Tuple[Key, ...] = (
 )
 
 KEYS: Dict[str, Key] = {k.name: k for k in SCHEMA}
+# Keys that were removed on purpose: a leftover setting is refused with what to do, not ignored.
+REMOVED: Dict[str, Tuple[str, str]] = {
+    "semi_sync_timeout_ms": ("MYSQLPILOT_SEMI_SYNC_TIMEOUT_MS",
+                             "is no longer supported: with durability semi-sync a commit waits for a replica's "
+                             "acknowledgement without a timeout (a timeout acknowledged commits that no replica "
+                             "had); remove it, and choose durability async if writes must go on without a "
+                             "replica"),
+}
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -380,9 +387,15 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values")
         for k in loaded:
+            if k in REMOVED:
+                raise ConfigError(f"config key {k} (in {path}) {REMOVED[k][1]}")
             if k not in KEYS:
                 raise ConfigError(f"config file {path}: unknown key {k!r}; see docs/configuration.md")
         raw = loaded
+
+    for name, (var, why) in REMOVED.items():
+        if env.get(var) not in (None, ""):
+            raise ConfigError(f"config key {name} (from ${var}) {why}")
 
     values: Dict[str, Any] = {}
     origin: Dict[str, str] = {}

@@ -20,8 +20,9 @@ from .model import LeaderInfo, MemberState
 
 log = logging.getLogger(__name__)
 
-SEMI_SYNC_LAPSED = ("primary, writable; semi-sync fell back to async (no replica acknowledged in time): "
-                    "commits from now on may be lost on failover")
+SEMI_SYNC_LAPSED = ("primary, writable; semi-sync is off although mysqlpilot set it with no timeout (switched off "
+                    "by hand or by the server): commits from now on may be lost on failover; a switchover turns it "
+                    "on again")
 ERRANT_RECHECK = 5.0              # seconds between errant checks of a MySQL replica that replicates fine
 
 

@@ -343,8 +343,10 @@ class Server:
         return account(user, host)
 
     # ---- semi-sync ---------------------------------------------------------------------------
-    def semi_sync_primary(self, enabled: bool, timeout_ms: int = 10000) -> None:
-        self.execute(self.flavor.semi_sync_primary(enabled, timeout_ms))
+    def semi_sync_primary(self, enabled: bool, timeout_ms: Optional[int] = None) -> None:
+        """`timeout_ms` is for tests: durability semi-sync never lets the ACK wait time out."""
+        self.execute(self.flavor.semi_sync_primary(enabled) if timeout_ms is None
+                     else self.flavor.semi_sync_primary(enabled, timeout_ms))
 
     def semi_sync_replica(self, enabled: bool) -> None:
         self.execute(self.flavor.semi_sync_replica(enabled))

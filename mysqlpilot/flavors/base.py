@@ -70,6 +70,11 @@ def defaults_file_text(user: str, password: Optional[str], socket: Optional[str]
     return "\n".join(lines) + "\n"
 
 
+# The wait for a replica's semi-sync ACK must not time out: a timeout acknowledges commits no replica has
+# (after a freeze, at once). The largest value both servers accept, about 49.7 days: MariaDB 10.11 takes
+# up to 2^64-1 ms, MySQL 8.x/9.x up to 4294967295 ms.
+SEMI_SYNC_NO_TIMEOUT_MS = 4294967295
+
 _POS_RE = re.compile(r"binlog position: filename '([^']*)', position '?(\d+)'?"
                      r"(?:,\s*GTID of the last change '([^']*)')?", re.S)
 
@@ -215,7 +220,8 @@ class Flavor(abc.ABC):
         """One row, one column: this server's executed position/set."""
 
     @abc.abstractmethod
-    def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]: ...
+    def semi_sync_primary(self, enabled: bool, timeout_ms: int = SEMI_SYNC_NO_TIMEOUT_MS) -> List[str]:
+        """Enabling: AFTER_SYNC, wait also while no replica is connected, and `timeout_ms` (tests only)."""
 
     @abc.abstractmethod
     def semi_sync_replica(self, enabled: bool) -> List[str]: ...

@@ -5,7 +5,7 @@ import os
 import pwd
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import Flavor, account, quote, quote_ident
+from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote, quote_ident
 
 
 class MariaDBFlavor(Flavor):
@@ -119,10 +119,12 @@ class MariaDBFlavor(Flavor):
         # binlog is still empty (gtid_binlog_pos would be "" there).
         return "SELECT @@GLOBAL.gtid_current_pos"
 
-    def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
+    def semi_sync_primary(self, enabled: bool, timeout_ms: int = SEMI_SYNC_NO_TIMEOUT_MS) -> List[str]:
         # AFTER_SYNC: no other client sees a commit before a replica has it (lossless semi-sync).
+        # wait_no_slave: with no replica connected, commits wait rather than turn async.
         out = [f"SET GLOBAL rpl_semi_sync_master_timeout = {int(timeout_ms)}",
-               "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC"] if enabled else []
+               "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
+               "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON"] if enabled else []
         return out + [f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if enabled else 'OFF'}"]
 
     def semi_sync_replica(self, enabled: bool) -> List[str]:

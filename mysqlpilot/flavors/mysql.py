@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import Flavor, account, quote
+from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote
 from .mariadb import _app_user, _semi_status
 
 
@@ -197,11 +197,13 @@ class MySQLFlavor(Flavor):
     def gtid_executed_sql(self) -> str:
         return "SELECT @@GLOBAL.gtid_executed"
 
-    def semi_sync_primary(self, enabled: bool, timeout_ms: int) -> List[str]:
-        p = "source" if self.new_semisync else "master"
+    def semi_sync_primary(self, enabled: bool, timeout_ms: int = SEMI_SYNC_NO_TIMEOUT_MS) -> List[str]:
+        p, r = ("source", "replica") if self.new_semisync else ("master", "slave")
         out = [f"SET GLOBAL rpl_semi_sync_{p}_timeout = {int(timeout_ms)}"] if enabled else []
         if enabled and self.at_least(5, 7):
             out.append(f"SET GLOBAL rpl_semi_sync_{p}_wait_point = AFTER_SYNC")   # 5.6 has AFTER_COMMIT only
+        if enabled:
+            out.append(f"SET GLOBAL rpl_semi_sync_{p}_wait_no_{r} = ON")   # no replica connected: still wait
         return out + [f"SET GLOBAL rpl_semi_sync_{p}_enabled = {'ON' if enabled else 'OFF'}"]
 
     def semi_sync_replica(self, enabled: bool) -> List[str]:

@@ -204,7 +204,7 @@ def test_manual_failover_refuses_to_lose_commits_unless_forced(cluster):
         f = cluster.sql_flavor
         conn = cluster.connect_socket(old)
         with conn.cursor() as cur:
-            # Fall back to async at once instead of after semi_sync_timeout_ms.
+            # Fall back to async after 200 ms (mysqlpilot sets no timeout: the commit would wait forever).
             cur.execute(f.semi_sync_primary(True, 200)[0])
             cur.execute("CREATE DATABASE IF NOT EXISTS fo")
             cur.execute("CREATE TABLE IF NOT EXISTS fo.lost (id INT PRIMARY KEY)")

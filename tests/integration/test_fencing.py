@@ -150,6 +150,27 @@ def test_no_client_reconnecting_during_the_fence_gets_an_acknowledgement(server_
         inst._reap()
 
 
+def test_a_semi_sync_commit_waits_for_its_ack_without_a_timeout(server_factory):
+    """Issue 18 item 9: with the servers' 10 s default the wait expired (during a freeze, at once at thaw),
+    the server fell back to async and answered OK for a commit no replica had. What a promotion sets now
+    (the flavor's defaults) keeps a commit with no replica waiting past that, until mysqld stops."""
+    inst = server_factory("n")
+    a = inst.admin()
+    a.set_read_only(False)
+    a.execute(["CREATE DATABASE IF NOT EXISTS fence", "CREATE TABLE IF NOT EXISTS fence.t (id INT PRIMARY KEY)"])
+    a.semi_sync_primary(True)                 # as ha.py's promotion: no timeout argument
+    a.close()
+    result = {}
+    t = threading.Thread(target=blocked_writer, args=(inst, result))
+    t.start()
+    wait_state(inst, "semi-sync ACK")
+    time.sleep(12)                            # past the servers' 10 s default
+    assert "outcome" not in result, result   # still waiting: not acknowledged
+    inst.kill()
+    t.join(40)
+    assert result["outcome"].startswith("error"), result
+
+
 def test_fence_stops_a_mysqld_it_cannot_make_read_only(server_factory, tmp_path):
     inst = server_factory("f")
     inst.admin().set_read_only(False)

@@ -198,3 +198,19 @@ def test_the_defaults_keep_the_fencing_proof_and_the_heartbeat_arithmetic():
     beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
     assert lease >= 1 and beat == lease / 4 and cfg.check_ttl >= 2 * beat
     assert (cfg.check_ttl, cfg.lock_delay, cfg.fence_margin) == (2.0, 2.0, 0.5)
+
+
+@pytest.mark.parametrize("where", ["env", "yaml"])
+def test_the_semi_sync_timeout_is_gone_and_a_leftover_setting_says_what_to_do(tmp_path, where):
+    """Issue 18 item 9: in durability semi-sync the wait for a replica's ACK has no timeout (a timeout
+    acknowledged commits that no replica had). A leftover setting is refused in one line, not ignored:
+    writes now wait while no replica acknowledges, and the operator should know."""
+    with pytest.raises(ConfigError) as e:
+        if where == "env":
+            load({"MYSQLPILOT_SEMI_SYNC_TIMEOUT_MS": "10000"})
+        else:
+            load(None, "semi_sync_timeout_ms: 10000\n", tmp_path)
+    msg = str(e.value)
+    assert "\n" not in msg and "semi_sync_timeout_ms" in msg and "remove" in msg
+    assert ("$MYSQLPILOT_SEMI_SYNC_TIMEOUT_MS" in msg) == (where == "env")
+    assert "semi_sync_timeout_ms" not in config.KEYS

@@ -180,14 +180,17 @@ def test_semi_sync_names():
     m = get_flavor(*MARIADB)
     assert m.semi_sync_primary(True, 500) == ["SET GLOBAL rpl_semi_sync_master_timeout = 500",
                                               "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
+                                              "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
                                               "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
     assert m.semi_sync_replica(False) == ["SET GLOBAL rpl_semi_sync_slave_enabled = OFF"]
     assert get_flavor(*MY8023).semi_sync_primary(False, 1) == ["SET GLOBAL rpl_semi_sync_master_enabled = OFF"]
     assert get_flavor(*MY84).semi_sync_primary(True, 9) == ["SET GLOBAL rpl_semi_sync_source_timeout = 9",
                                                             "SET GLOBAL rpl_semi_sync_source_wait_point = AFTER_SYNC",
+                                                            "SET GLOBAL rpl_semi_sync_source_wait_no_replica = ON",
                                                             "SET GLOBAL rpl_semi_sync_source_enabled = ON"]
     assert get_flavor("percona", "5.6").semi_sync_primary(True, 9) == [
-        "SET GLOBAL rpl_semi_sync_master_timeout = 9", "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
+        "SET GLOBAL rpl_semi_sync_master_timeout = 9", "SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON",
+        "SET GLOBAL rpl_semi_sync_master_enabled = ON"]
     assert get_flavor(*MY84).semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_replica_enabled = ON"]
     # Renamed in 8.0.26: the old names are gone from 8.4/9.x.
     assert get_flavor("mysql", "8.0.25").semi_sync_replica(True) == ["SET GLOBAL rpl_semi_sync_slave_enabled = ON"]
@@ -298,3 +301,23 @@ def test_get_flavor_rejects_unknown():
         get_flavor("mysql", "5.5")
     with pytest.raises(PilotError):
         get_flavor("mariadb", "latest")
+
+
+# MariaDB 10.11 documents 0..18446744073709551615 for rpl_semi_sync_master_timeout, MySQL 8.x/9.x
+# 0..4294967295 for rpl_semi_sync_{source,master}_timeout: the largest value both accept (~49.7 days).
+BOTH_SERVERS_MAX_MS = 4294967295
+
+
+@pytest.mark.parametrize("fv", ALL)
+def test_a_semi_sync_primary_waits_for_its_ack_without_a_timeout(fv):
+    """Issue 18 item 9: the servers' 10 s default timeout acknowledged commits after a freeze (the wait had
+    expired at thaw, the server fell back to async and answered OK). durability: semi-sync promises no lost
+    acknowledged commit, so the wait never times out, and a primary with no replica connected still waits."""
+    f = get_flavor(*fv)
+    new = f.dialect == "mysql" and getattr(f, "new_semisync", False)
+    p, r = ("source", "replica") if new else ("master", "slave")
+    sql = f.semi_sync_primary(True)
+    assert f"SET GLOBAL rpl_semi_sync_{p}_timeout = {BOTH_SERVERS_MAX_MS}" in sql
+    assert f"SET GLOBAL rpl_semi_sync_{p}_wait_no_{r} = ON" in sql
+    assert sql[-1] == f"SET GLOBAL rpl_semi_sync_{p}_enabled = ON"       # enabled once the wait is unbounded
+    assert f.semi_sync_primary(False) == [f"SET GLOBAL rpl_semi_sync_{p}_enabled = OFF"]

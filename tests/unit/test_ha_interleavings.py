@@ -466,3 +466,26 @@ def test_a_garbage_promoted_gtid_does_not_leave_followers_errant_unknown(tmp_pat
     d = n2.run_once()
     assert d.action == analysis.FOLLOW, d.reason
     assert "change_source h-n1:3306" in servers["n2"].calls
+
+
+def test_a_semi_sync_promotion_sets_no_timeout_on_the_ack_wait(tmp_path, monkeypatch):
+    """Item 9: a promotion passed semi_sync_timeout_ms (10 s by default): a commit waiting for its ACK
+    when the node froze longer was acknowledged at thaw without any replica. The statements here are the
+    real Server's."""
+    from mysqlpilot.sqlclient import Server
+
+    from .fakes import FLAVOR, FakeDCS
+
+    class Recording(FakeMySQL):
+        flavor = FLAVOR
+        semi_sync_primary = Server.semi_sync_primary
+    dcs = FakeDCS()
+    servers = {"n2": Recording("n2")}
+    n2 = make_node(tmp_path, "n2", dcs, servers, monkeypatch, MYSQLPILOT_DURABILITY="semi-sync")
+    give_session(n2, dcs)
+    lock_delay_passed(n2, dcs)
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica")
+    replica_of(servers, "n2", "n1", executed="0-1-10")
+    assert n2.run_once().action == analysis.TAKE_LOCK and servers["n2"].ro is False
+    timeouts = [c for c in servers["n2"].calls if "rpl_semi_sync_master_timeout" in c]
+    assert timeouts and all("rpl_semi_sync_master_timeout = 4294967295" in c for c in timeouts), timeouts

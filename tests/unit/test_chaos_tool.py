@@ -2,6 +2,8 @@
 unavailability from the ledger, percentiles, the one-line verdict and the JSON keys; and what it sends
 and reads per server flavor (issue 18: MySQL 9.7), over recorded fake connections."""
 import os
+import subprocess
+import sys
 
 import pymysql
 import pytest
@@ -322,3 +324,23 @@ def test_a_mysql_verdict_says_so():
                    config=v.config)
     assert "replay: python3 bench/chaos.py --flavor mysql --seed 7 --faults 2" in bad.verdict_line()
 
+
+def _bench(*args):
+    return subprocess.run([sys.executable, os.path.join(REPO, "bench", "chaos.py"), *args], capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+
+
+def test_bench_plan_takes_the_flavor_and_prints_the_command_that_runs_it():
+    p = _bench("--plan", "--flavor", "mysql", "--faults", "3", "--seed", "9")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 4 and lines[-1] == "run it: python3 bench/chaos.py --flavor mysql --seed 9 --faults 3"
+    p = _bench("--plan", "--schedule", "fences", "--flavor", "mysql", "--overlap")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0].split() == ["1", "crash-mysqld", "[replica", "rank", "0.728]"]
+    assert p.stdout.strip().splitlines()[-1] == \
+        "run it: python3 bench/chaos.py --flavor mysql --schedule fences --seed 1 --faults 4 --overlap"
+    assert _bench("--plan", "--faults", "2").stdout.strip().splitlines()[-1] == \
+        "run it: python3 bench/chaos.py --seed 1 --faults 2"
+    bad = _bench("--plan", "--faults", "2", "--flavor", "percona")
+    assert bad.returncode == 2 and "invalid choice: 'percona'" in bad.stderr

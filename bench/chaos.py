@@ -13,13 +13,19 @@ the first 0.5 s after a frozen node's SIGCONT are reported apart), no datadir mo
 errant transaction. At the end also: no phantom row, replicas' CHECKSUM TABLE equal to the primary's,
 and, once the cluster is down, nothing of it left running (processes, nft table, mounts). It stops at
 the first violation and prints a one-line verdict with the seed and the fault; `--seed S --faults N`
-(with the same --overlap/--durability) replays the same plan. The cluster directory is always kept.
+(with the same --overlap/--durability/--flavor) replays the same plan. The cluster directory is always kept.
+
+--flavor mysql runs the cluster on Oracle MySQL 9.7 (the sid root of scripts/install-deps.sh, run by
+scripts/mysqld-sid; $MYSQLPILOT_MYSQL_ROOT points elsewhere): the writers' refusals are then MySQL's
+(1290), a node counts as writable while its super_read_only is OFF (root writes through read_only alone),
+and replicas are caught up with WAIT_FOR_EXECUTED_GTID_SET before the checksums.
 
 The failover budget (anti-flapping) is lifted for the run: it is not what this tests.
 
     python3 bench/chaos.py --faults 10 --seed 7
     python3 bench/chaos.py --faults 200 --seed 1 --overlap --json chaos.json
     python3 bench/chaos.py --schedule issue13 --hold 14 --json chaos.json
+    python3 bench/chaos.py --flavor mysql --faults 30 --seed 97 --json chaos-mysql.json
 
 Exit status: 0 when every check held, 1 when one did not, 2 on a usage or harness error.
 """
@@ -34,7 +40,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.harness.chaos import FAULTS, SCHEDULES, make_plan, make_schedule, run_chaos, write_json  # noqa: E402
+from tests.harness.chaos import (FAULTS, FLAVORS, SCHEDULES, make_plan, make_schedule, replay_command,  # noqa: E402
+                                 run_chaos, write_json)
 from tests.harness.cluster import Cluster  # noqa: E402
 
 
@@ -46,6 +53,9 @@ def main() -> int:
     ap.add_argument("--schedule", choices=sorted(SCHEDULES), default=None, help="a fixed order instead of a draw")
     ap.add_argument("--json", default=None, help="also write the verdict and every event to this file")
     ap.add_argument("--durability", choices=("semi-sync", "async"), default="semi-sync")
+    ap.add_argument("--flavor", choices=FLAVORS, default="mariadb",
+                    help="the server: MariaDB (Debian's), or MySQL 9.7 from the sid root of scripts/install-deps.sh "
+                         "($MYSQLPILOT_MYSQL_ROOT)")
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--hold", type=float, default=14.0, help="seconds a freeze or partition lasts "
@@ -70,23 +80,31 @@ def main() -> int:
         ap.error(str(exc))
     if args.nodes < 2:
         ap.error("--nodes must be at least 2")
+    replay = replay_command(len(faults), args.seed, args.schedule, args.overlap, args.durability, args.nodes,
+                            args.hold, kinds, args.flavor)
     if args.plan:
         for spec in make_plan(faults, args.seed, overlap=args.overlap, hold=args.hold):
             print(f"{spec.index:4d} {spec.kind}" + (f" ({spec.variant})" if spec.variant else "")
                   + (f", {spec.overlap_after}s into #{spec.index - 1}" if spec.overlap_after is not None else "")
                   + f"  [replica rank {spec.pick:.3f}]")
+        print(f"run it: {replay}")
         return 0
+    from tests.harness.mariadb_server import flavor_unavailable
+    why = flavor_unavailable(args.flavor)
+    if why:
+        print(f"bench/chaos.py: cannot run {args.flavor}: {why}", file=sys.stderr)
+        return 2
     work = args.dir or tempfile.mkdtemp(prefix="mysqlpilot-chaos-")
     c = Cluster(os.path.join(work, "cl"), env={"MYSQL_ROOT_PASSWORD": "chaos-root-pw",
-                                               "MYSQL_REPL_PASSWORD": "chaos-repl-pw"})
+                                               "MYSQL_REPL_PASSWORD": "chaos-repl-pw"}, flavor=args.flavor)
 
     def on_term(*_):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)       # a TERM tears the cluster down like Ctrl-C
 
     t0 = time.time()
-    print(f"chaos: seed {args.seed}, {len(faults)} faults{' (overlapping)' if args.overlap else ''}: "
-          f"{', '.join(faults)}", flush=True)
+    print(f"chaos: {args.flavor}, seed {args.seed}, {len(faults)} faults{' (overlapping)' if args.overlap else ''}: "
+          f"{', '.join(faults)}\nreplay: {replay}", flush=True)
     try:
         verdict = run_chaos(c, faults, nodes=args.nodes, seed=args.seed, hold=args.hold, writers=args.writers,
                             durability=args.durability, converge_timeout=args.converge_timeout,

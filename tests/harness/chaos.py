@@ -6,6 +6,8 @@ checks after every fault (convergence, acknowledged writes present on the primar
 nodes, no moved-aside datadir without an errant transaction) and at the end (the same, plus phantom
 rows, replicas' CHECKSUM TABLE equal to the primary's, and nothing of the cluster left running), a
 per-kind report, and a one-line verdict that names the seed and the fault so a run can be replayed.
+Either server flavor (`Cluster(..., flavor="mysql")`: MySQL 9.7): what differs between them (the
+read-only query, GTID position and wait, the error codes of a read-only refusal) is in `chaos_sql`.
 
     cluster = Cluster(dir, env={...})
     verdict = run_chaos(cluster, make_schedule(0, seed, "issue13"), nodes=3, seed=seed, hold=7)
@@ -26,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 import pymysql
 
@@ -110,11 +112,56 @@ ISSUE13: Tuple[str, ...] = (
     "freeze-primary", "freeze-primary", "crash-mysqld", "freeze-primary", "partition-full", "freeze-replica",
     "kill-primary", "kill-replica",
 )
-SCHEDULES = {"issue13": ISSUE13}
+# Every way a primary is fenced or demoted under write load, one each, in a few minutes: its mysqld
+# crashed and restarted by the supervisor, frozen past its lease (a failover, then the thawed node
+# fences and is rebuilt), a switchover, a forced failover of a healthy primary. The freeze comes early
+# so that its rebuild runs during the later faults. CI's MySQL campaign (test_chaos_campaign.py).
+FENCES: Tuple[str, ...] = ("crash-mysqld", "freeze-primary", "switchover", "manual-failover")
+SCHEDULES = {"issue13": ISSUE13, "fences": FENCES}
 
-# Server errors that mean the statement did not run. Anything else after the INSERT was sent (lost
-# connection, read timeout, KILL during a semi-sync wait, which commits locally) leaves the outcome unknown.
-REJECTED_ERRNOS = {1290, 1836}     # --read-only refusals (MySQL's and MariaDB's)
+FLAVORS = ("mariadb", "mysql")      # `mysqlpilot local up --flavor`
+
+# Server errors that mean the statement did not run: a read-only server's refusals, per flavor. Anything
+# else after the INSERT was sent (lost connection, read timeout, KILL during a semi-sync wait, which
+# commits locally) leaves the outcome unknown. A row found on a node whose INSERT was rejected is a
+# phantom, so a code belongs here only if it proves the statement did not run.
+REJECTED_ERRNOS: Dict[str, FrozenSet[int]] = {
+    # 1290 ER_OPTION_PREVENTS_STATEMENT ("running with the --read-only option"), 1836 ER_READ_ONLY_MODE.
+    "mariadb": frozenset({1290, 1836}),
+    # MySQL refuses a write under read_only or super_read_only with 1290 alone, for the statement and at
+    # COMMIT ("running with the --super-read-only option"). Not here: 1792
+    # (ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION) comes only from a session's own transaction_read_only,
+    # which no writer sets, and 1836 (ER_READ_ONLY_MODE) only from innodb_read_only. Either one would be
+    # something else going on: counted unknown, and shown by code in the report's errors.
+    "mysql": frozenset({1290}),
+}
+
+
+@dataclass(frozen=True)
+class ChaosSQL:
+    """What the run asks the servers that differs by flavor. Written here, not taken from
+    mysqlpilot.flavors: the observer does not borrow the observed code's SQL (a wrong read-only query
+    there would hide its own bug here)."""
+    flavor: str
+    read_only: str             # one value: 0 while the writers' account (root) can write
+    position: str              # the primary's executed GTIDs (whitespace is not part of it)
+    wait: str                  # %s = that position, %s = timeout in s; 0 once this server has executed it
+    rejected: FrozenSet[int]   # error codes of a read-only refusal (the statement did not run)
+
+
+def chaos_sql(flavor: str) -> ChaosSQL:
+    if flavor == "mariadb":
+        # Remote root lacks READ_ONLY ADMIN (10.11+; bootstrap revokes it): read_only binds the writers.
+        return ChaosSQL(flavor, read_only="SELECT @@global.read_only", position="SELECT @@global.gtid_binlog_pos",
+                        wait="SELECT MASTER_GTID_WAIT(%s, %s)", rejected=REJECTED_ERRNOS["mariadb"])
+    if flavor == "mysql":
+        # root has SUPER and CONNECTION_ADMIN: read_only alone lets it write, so the node is writable as long
+        # as super_read_only is OFF (ON implies read_only ON; read_only OFF implies it OFF). This is what a
+        # fence must set and what a ProxySQL-style router reads. WAIT_FOR_EXECUTED_GTID_SET: 0 reached, 1 not.
+        return ChaosSQL(flavor, read_only="SELECT @@global.super_read_only",
+                        position="SELECT @@global.gtid_executed", wait="SELECT WAIT_FOR_EXECUTED_GTID_SET(%s, %s)",
+                        rejected=REJECTED_ERRNOS["mysql"])
+    raise ValueError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
 
 # Node log lines worth showing per fault.
 LOG_MARKERS = re.compile(r"FENCED|PROMOTED|REBUILD|errant|acquired the leader lock|handed the leader lock|"
@@ -122,6 +169,8 @@ LOG_MARKERS = re.compile(r"FENCED|PROMOTED|REBUILD|errant|acquired the leader lo
 LOG_NOISE = re.compile(r"until the errant-transaction check completes")     # repeated each pass while waiting
 REBUILD_LINE = re.compile(r"REBUILD: ")                                       # one per rebuild decision (ha.py)
 ERRANT_REBUILD = re.compile(r"REBUILD.*errant")
+RESTORE_FAILED = re.compile(r"restore attempt \d+ failed")                     # datadir.py
+SEEDED_BY_CLONE = re.compile(r"cloned \S+; the replica will start from GTID")  # datadir.py, seed_by_clone
 
 
 def make_schedule(faults: Optional[int], seed: int, schedule: Optional[str] = None,
@@ -205,10 +254,11 @@ class Ledger:
             return sorted(r[1] for r in self.rows.values() if r[0] == "acked")
 
 
-def classify(exc: BaseException) -> Tuple[str, str]:
+def classify(exc: BaseException, rejected: FrozenSet[int] = REJECTED_ERRNOS["mariadb"]) -> Tuple[str, str]:
+    """(outcome, error label) of a write that raised `exc`: rejected only for a refusal code of the flavor."""
     code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
     err = f"{code}" if isinstance(code, int) else exc.__class__.__name__
-    return ("rejected" if code in REJECTED_ERRNOS else "unknown"), err
+    return ("rejected" if code in rejected else "unknown"), err
 
 
 class PrimaryLocator:
@@ -246,10 +296,11 @@ class Writer(threading.Thread):
     pooled client does). 1 s connect and read timeouts."""
 
     def __init__(self, idx: int, cluster: Cluster, ledger: Ledger, locator: PrimaryLocator, table: str,
-                 interval: float = 0.02, timeout: float = 1.0):
+                 interval: float = 0.02, timeout: float = 1.0, rejected: FrozenSet[int] = REJECTED_ERRNOS["mariadb"]):
         super().__init__(daemon=True, name=f"chaos-writer-{idx}")
         self.idx, self.c, self.ledger, self.locator = idx, cluster, ledger, locator
         self.table, self.interval, self.timeout = table, interval, timeout
+        self.rejected = rejected
         self.stop_evt = threading.Event()
         self.connect_errors = 0
 
@@ -276,7 +327,7 @@ class Writer(threading.Thread):
                                 (i, self.idx, node, time.time()))
                 self.ledger.record(i, "acked", node)
             except Exception as exc:  # noqa: BLE001
-                outcome, err = classify(exc)
+                outcome, err = classify(exc, self.rejected)
                 self.ledger.record(i, outcome, node, err)
                 try:
                     conn.close()
@@ -299,14 +350,16 @@ class Writer(threading.Thread):
 
 # ---- the sampler: who is writable ----------------------------------------------------------------
 class ReadOnlySampler(threading.Thread):
-    """Every `period` s reads @@global.read_only on every node at once (one thread per node, short
+    """Every `period` s reads whether each node takes the writers' writes (`query`: @@global.read_only on
+    MariaDB, @@global.super_read_only on MySQL; chaos_sql) on every node at once (one thread per node, short
     timeouts) and records the nodes that answered OFF. A node under a full partition is read over its
     unix socket instead: a writable node nobody here can reach is still a second primary."""
 
     def __init__(self, cluster: Cluster, nodes: List[Tuple[str, str, int]], period: float = 0.075,
-                 timeout: float = 0.3):
+                 timeout: float = 0.3, query: str = "SELECT @@global.read_only"):
         super().__init__(daemon=True, name="chaos-sampler")
         self.c, self.nodes, self.period, self.timeout = cluster, nodes, period, timeout
+        self.query = query
         self.stop_evt = threading.Event()
         self.via_socket: Set[str] = set()
         # (tick start, nodes that answered OFF within timeout + 0.1 s of it)
@@ -342,8 +395,8 @@ class ReadOnlySampler(threading.Thread):
         try:
             conn = self._conn(name, host, port)
             with conn.cursor() as cur:
-                cur.execute("SELECT @@global.read_only")
-                return bool(cur.fetchone()[0])
+                cur.execute(self.query)
+                return bool(int(cur.fetchone()[0]))
         except Exception:  # noqa: BLE001 - down, frozen, killed connection: not seen writable
             self._drop(name)
             return None
@@ -468,7 +521,7 @@ class Verdict:
         if self.ok:
             return (f"VERDICT PASS: seed {c.get('seed')}, {len(self.events)} of {n} faults, {self.converged} converged, "
                     f"{len(self.lost)} of {self.acked} acknowledged writes lost, {len(self.double_writable)} of "
-                    f"{self.samples} samples with two writable nodes")
+                    f"{self.samples} samples with two writable nodes" + self._on())
         v = self.violations[0] if self.violations else {"fault": None, "kind": "", "check": "incomplete",
                                                         "detail": f"not run: {', '.join(self.not_run[:5])}"}
         where = (f"fault {v['fault']} of {n} ({v['kind']}{' on ' + v['target'] if v.get('target') else ''})"
@@ -476,6 +529,12 @@ class Verdict:
         more = f" (+{len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
         return (f"VERDICT FAIL: seed {c.get('seed')}, {where}: {v['check']}: {v['detail'][:300]}{more}; "
                 f"replay: {replay}; cluster dir kept: {c.get('dir')}")
+
+    def _on(self) -> str:
+        """", on mysql 9.7.4" for a run on another flavor than MariaDB (the default), else ""."""
+        f = self.config.get("flavor") or "mariadb"
+        v = self.config.get("flavor_version")
+        return "" if f == "mariadb" else f", on {f}" + (f" {v}" if v else "")
 
     def per_kind(self) -> Dict[str, Dict]:
         out: Dict[str, Dict] = {}
@@ -594,7 +653,9 @@ class Verdict:
         c = self.config
         dw = len(self.double_writable)
         lines = [f"chaos: schedule {c.get('schedule') or 'random'}{' with overlaps' if c.get('overlap') else ''}, "
-                 f"seed {c['seed']}, {len(self.events)} faults, {c['durability']}, {c['nodes']} nodes, "
+                 f"seed {c['seed']}, {len(self.events)} faults, {c['durability']}, "
+                 f"{c.get('flavor') or 'mariadb'}{' ' + str(c['flavor_version']) if c.get('flavor_version') else ''}, "
+                 f"{c['nodes']} nodes, "
                  f"{c['writers']} writers, hold {c['hold']}s, {self.seconds:.0f}s in all",
                  self.render_events(), "", "per fault kind (convergence from the fault's start; write "
                  "unavailability: longest gap between acknowledged writes around it):", self.render_table(), ""]
@@ -674,6 +735,7 @@ class ChaosRun:
                  echo: Callable[[str], None] = print, table: str = "chaos.ledger", durability: str = "semi-sync",
                  stop_on_violation: bool = False):
         self.c, self.n, self.hold, self.writers_n = cluster, nodes, hold, writers
+        self.sql = chaos_sql(getattr(cluster, "flavor", "mariadb"))
         self.converge_timeout, self.write_interval = converge_timeout, write_interval
         self.echo, self.table = echo, table
         self.side_table = table.split(".")[0] + ".side"
@@ -779,10 +841,11 @@ class ChaosRun:
                                          "writer INT, node VARCHAR(32), at DOUBLE) ENGINE=InnoDB")
         self.c.sql(p["host"], p["port"], f"CREATE TABLE IF NOT EXISTS {self.side_table} (id BIGINT "
                                          "AUTO_INCREMENT PRIMARY KEY, what VARCHAR(64), at DOUBLE) ENGINE=InnoDB")
-        self.sampler = ReadOnlySampler(self.c, self.c.addresses())
+        self.sampler = ReadOnlySampler(self.c, self.c.addresses(), query=self.sql.read_only)
         self.sampler.start()
         for i in range(self.writers_n):
-            w = Writer(i, self.c, self.ledger, self.locator, self.table, interval=self.write_interval)
+            w = Writer(i, self.c, self.ledger, self.locator, self.table, interval=self.write_interval,
+                       rejected=self.sql.rejected)
             self.writers.append(w)
             w.start()
         deadline = time.monotonic() + 30
@@ -1156,7 +1219,8 @@ class ChaosRun:
                     notes.append(f"transaction with id {i} open")
         except Exception as exc:  # noqa: BLE001
             if i is not None:
-                self.ledger.record(i, classify(exc)[0], ev.target or "", classify(exc)[1])
+                outcome, err = classify(exc, self.sql.rejected)
+                self.ledger.record(i, outcome, ev.target or "", err)
             conn.close()
             return f"could not take the lock: {exc}"
         try:
@@ -1173,7 +1237,7 @@ class ChaosRun:
                         notes.append(f"COMMIT of id {i} acknowledged after the switchover")
             except Exception as exc:  # noqa: BLE001
                 if i is not None:
-                    outcome, err = classify(exc)
+                    outcome, err = classify(exc, self.sql.rejected)
                     self.ledger.record(i, outcome, ev.target or "", err)
                     notes.append(f"COMMIT of id {i}: {outcome} ({err})")
                 else:
@@ -1215,14 +1279,13 @@ class ChaosRun:
         return "; ".join(n for n in notes if n)
 
     def _mysqld_pid(self, node: str) -> Optional[int]:
-        state = os.path.join(self.c.dir, "nodes", node, "state")
-        for name in os.listdir(state):
-            if name.endswith(".pid"):
-                try:
-                    return int(open(os.path.join(state, name)).read().strip())
-                except (OSError, ValueError):
-                    return None
-        return None
+        """From the node's pid file (mysqlpilot.mysqld.pid_file). Under scripts/mysqld-sid (MySQL) too: it
+        execs its way to mysqld in a mount namespace only, so the file names mysqld's own host pid."""
+        try:
+            with open(os.path.join(self.c.dir, "nodes", node, "state", "mysqld.pid")) as fh:
+                return int(fh.read().strip())
+        except (OSError, ValueError):
+            return None
 
     def _store_down_snapshot(self, ev: FaultEvent, spec: FaultSpec) -> str:
         """`snapshot --force` on the primary with the store down from the start (variant before), or taken
@@ -1270,6 +1333,8 @@ class ChaosRun:
         return {os.path.join(d, f) for d, _, files in os.walk(self.store_path()) for f in files if ".partial-" in f}
 
     def _store_down_restore(self, ev: FaultEvent, target: str) -> str:
+        """On MySQL (seed_method auto) the node seeds by CLONE INSTANCE FROM a healthy replica and needs no
+        store: the fault then checks that an unreachable store does not stand in the way of that."""
         notes = [self.local("kill", target, "--signal", "KILL")]
         data = os.path.join(self.c.dir, "nodes", target, "data")
         shutil.rmtree(data, ignore_errors=True)      # a new, empty volume: the node must restore a snapshot
@@ -1279,14 +1344,15 @@ class ChaosRun:
         try:
             notes.append(self.local("start", target))
             t0 = time.time()
-            failed = False
-            while time.time() - t0 < max(self.hold, 20.0) + 30:
-                if self._grep_since(target, r"restore attempt \d+ failed", marks):
-                    failed = True
-                    break
-                time.sleep(0.2)
-            notes.append(f"a restore attempt failed after {time.time() - t0:.1f}s" if failed
-                         else "no restore attempt failed while the store was down")
+            seen = ""
+            while time.time() - t0 < max(self.hold, 20.0) + 30 and not seen:
+                if self._grep_since(target, RESTORE_FAILED.pattern, marks):
+                    seen = f"a restore attempt failed after {time.time() - t0:.1f}s"
+                elif self._grep_since(target, SEEDED_BY_CLONE.pattern, marks):
+                    seen = f"{target} seeded by remote CLONE, without the store, after {time.time() - t0:.1f}s"
+                else:
+                    time.sleep(0.2)
+            notes.append(seen or "no restore attempt failed (nor a remote CLONE seeded it) while the store was down")
         finally:
             ev.restore_at = time.time()
             self.store_up()
@@ -1391,7 +1457,8 @@ class ChaosRun:
         if p:
             pn = self.c.node(st, p)
             try:
-                pos = self.c.sql(pn["host"], pn["port"], "SELECT @@gtid_binlog_pos")[0][0] or ""
+                # MySQL's gtid_executed has a newline after each comma.
+                pos = "".join(str(self.c.sql(pn["host"], pn["port"], self.sql.position)[0][0] or "").split())
             except Exception as exc:  # noqa: BLE001
                 why[p] = f"position unreadable: {exc}"
         for name, host, port in self.c.addresses():
@@ -1400,7 +1467,7 @@ class ChaosRun:
                 try:
                     with conn.cursor() as cur:
                         if name != p and pos:
-                            cur.execute("SELECT MASTER_GTID_WAIT(%s, 45)", (pos,))
+                            cur.execute(self.sql.wait, (pos, 45))
                             if cur.fetchone()[0] != 0:
                                 why[name] = "did not catch up with the primary in 45s"
                         cur.execute(f"SELECT id FROM {self.table}")
@@ -1577,8 +1644,9 @@ def leftovers(cluster: Cluster, wait: float = 15.0) -> List[str]:
 
 
 def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: bool, durability: str, nodes: int,
-                   hold: float, kinds: Optional[List[str]] = None) -> str:
-    cmd = "python3 bench/chaos.py " + (f"--schedule {schedule} " if schedule else "") + f"--seed {seed} --faults {faults}"
+                   hold: float, kinds: Optional[List[str]] = None, flavor: str = "mariadb") -> str:
+    cmd = "python3 bench/chaos.py " + (f"--flavor {flavor} " if flavor != "mariadb" else "") + \
+        (f"--schedule {schedule} " if schedule else "") + f"--seed {seed} --faults {faults}"
     if kinds:
         cmd += f" --kinds {','.join(kinds)}"
     if overlap:
@@ -1614,19 +1682,24 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
     operator to clear its old copies, which is right in production and not what this run tests."""
     cluster.env["MYSQLPILOT_FAILOVER_BUDGET"] = str(failover_budget)
     cluster.env["MYSQLPILOT_MAX_MOVED_ASIDE"] = str(max_moved_aside)
+    flavor = getattr(cluster, "flavor", "mariadb")
+    chaos_sql(flavor)                   # an unknown flavor fails here, before a cluster starts
     plan = make_plan(faults, seed, overlap=overlap, hold=hold)
     config = {"schedule": schedule, "seed": seed, "faults": list(faults), "nodes": nodes, "writers": writers,
+              "flavor": flavor,
               "hold": hold, "durability": durability, "converge_timeout": converge_timeout,
               "failover_budget": failover_budget, "max_moved_aside": max_moved_aside, "dir": cluster.dir,
               "overlap": overlap,
               "consul_mode": consul_mode, "plan": [asdict(p) for p in plan],
               "kinds": list(kinds or []),
-              "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds)}
+              "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds, flavor)}
     run: Optional[ChaosRun] = None
     verdict: Optional[Verdict] = None
     try:
-        echo(f"starting a {nodes}-node {durability} cluster in {cluster.dir} (Consul: {consul_mode})")
+        echo(f"starting a {nodes}-node {durability} {flavor} cluster in {cluster.dir} (Consul: {consul_mode})")
         cluster.up(nodes, "--durability", durability, "--consul-mode", consul_mode)
+        if flavor != "mariadb":
+            config["flavor_version"] = cluster.settings.get("flavor_version")
         cluster.set_settings(failover_budget=failover_budget, max_moved_aside=max_moved_aside)
         echo(f"failover budget lifted to {failover_budget} failovers: anti-flapping is not what this run tests")
         echo(f"moved-aside cap lifted to {max_moved_aside} copies per node: each rebuild keeps its datadir, and "
@@ -1659,14 +1732,29 @@ def write_json(verdict: Verdict, path: str) -> None:
         json.dump(verdict.to_json(), fh, indent=1, default=str)
 
 
-def missing_for_chaos(campaign: bool = False) -> str:
-    """What a chaos run needs and this machine lacks ("" when nothing): the tests skip with it."""
+# The host binaries a node of each flavor runs: server and snapshot tools (MySQL's server comes from the
+# sid root, checked apart; its snapshots are CLONE | tar | zstd, its seeds remote CLONE).
+FLAVOR_BINARIES: Dict[str, Tuple[str, ...]] = {
+    "mariadb": ("mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream", "zstd"),
+    "mysql": ("tar", "zstd", "unshare", "chroot"),
+}
+
+
+def missing_for_chaos(campaign: bool = False, flavor: str = "mariadb") -> str:
+    """What a chaos run on `flavor` needs and this machine lacks ("" when nothing): the tests skip with it.
+    campaign: also what partition-replicas and the store faults need."""
     import shutil
     from mysqlpilot.errors import PilotError
     from mysqlpilot.local.cluster import LocalCluster
     from mysqlpilot.local.consul_agent import find_consul_binary
-    need = [b for b in ("mariadbd", "mariadb-install-db", "mariadb-backup", "mbstream", "zstd")
-            if not shutil.which(b) and not os.access(f"/usr/sbin/{b}", os.X_OK)]
+    if flavor not in FLAVOR_BINARIES:
+        raise ValueError(f"unknown flavor {flavor!r}; known: {', '.join(FLAVORS)}")
+    need = [b for b in FLAVOR_BINARIES[flavor] if not shutil.which(b) and not os.access(f"/usr/sbin/{b}", os.X_OK)]
+    if flavor == "mysql":
+        from .mariadb_server import flavor_unavailable        # the MySQL 9.7 root, root itself
+        why = flavor_unavailable("mysql")
+        if why:
+            need.append(f"MySQL 9.7 ({why})")
     try:
         find_consul_binary()
     except PilotError:

@@ -13,11 +13,23 @@ Every check after each fault and at the end must hold: convergence, no acknowled
 never two writable nodes (outside the thaw window, reported apart), no datadir moved aside without an
 errant transaction, no phantom row, replicas' CHECKSUM TABLE equal to the primary's, nothing of the
 cluster left running. The run stops at the first violation; its one-line verdict names the fault.
+
+On MySQL 9.7 (the flavor fixture's other value) CI runs a short plan instead, the `fences` schedule:
+crash-mysqld, freeze-primary (14 s hold: long enough for a failover, so the thawed primary fences with
+clients queued on it and is rebuilt by remote CLONE), switchover, manual-failover. Each fences or demotes
+a MySQL primary under semi-sync write load, the fence order issue 18 item 3 is about. It is short for
+CI's time: the MySQL leg may grow by about 3 minutes, which a 3-node MySQL cluster's start and stop and
+four faults fill. (Not a prefix of PLAN: its first six faults hold neither a freeze nor a plain
+switchover.) A failure replays with
+
+    python3 bench/chaos.py --flavor mysql --schedule fences --seed 1632
+
+and the full campaign on MySQL is `python3 bench/chaos.py --flavor mysql --faults 30 --seed S`.
 """
 
 import pytest
 
-from tests.harness.chaos import make_plan, make_schedule, missing_for_chaos, run_chaos, write_json
+from tests.harness.chaos import FENCES, make_plan, make_schedule, missing_for_chaos, run_chaos, write_json
 from tests.harness.cluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -27,9 +39,13 @@ PLAN = ["manual-failover", "kill-replica", "crash-mysqld", "kill-watch", "store-
         "replica-mysqld-restart-then-kill-primary", "switchover-under-lock", "partition-replicas",
         "store-down-restore"]
 
-
-def _missing() -> str:
-    return missing_for_chaos(campaign=True)
+# What each flavor's run is: (schedule name or None for the seeded draw, faults, hold, time budget for the
+# faults, bound on the final convergence). MySQL's final wait covers a rebuild by remote CLONE, which
+# initialises a throwaway recipient first.
+RUNS = {
+    "mariadb": (None, PLAN, 10, 300, 60),
+    "mysql": ("fences", list(FENCES), 14, 180, 120),
+}
 
 
 def test_the_campaign_plan_is_a_function_of_the_seed():
@@ -47,19 +63,33 @@ def test_the_campaign_plan_is_a_function_of_the_seed():
             assert prev.kind.startswith(("freeze", "partition")) and prev.overlap_after is None
 
 
-@pytest.mark.skipif(bool(_missing()), reason=f"needs {_missing()} (scripts/install-deps.sh)")
+def test_the_mysql_run_is_the_short_fences_schedule():
+    schedule, faults, _, _, _ = RUNS["mysql"]
+    assert make_schedule(None, SEED, schedule) == faults
+    assert {"crash-mysqld", "freeze-primary", "switchover", "manual-failover"} <= set(faults)
+    assert RUNS["mariadb"][1] == make_schedule(10, SEED)
+
+
 @pytest.mark.timeout(480)
-@pytest.mark.flavors("mariadb", reason="the chaos harness checks convergence with MariaDB SQL (MASTER_GTID_WAIT, gtid_current_pos), and CI has time for one campaign: MySQL failover, fencing and errant rebuilds run in test_failover.py")
 def test_a_seeded_campaign_over_the_whole_catalogue_holds_every_check(tmp_path, flavor):
-    c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "chaos-Root-9", "MYSQL_REPL_PASSWORD": "chaos-r-9"})
-    v = run_chaos(c, make_schedule(10, SEED), nodes=3, seed=SEED, hold=10, writers=3, durability="semi-sync",
-                  converge_timeout=60, time_budget=300, final_timeout=60, stop_on_violation=True)
+    # MariaDB: the 10-fault draw, partitions and store faults included; MySQL: the short plan (docstring).
+    why = missing_for_chaos(campaign=flavor == "mariadb", flavor=flavor)
+    if why:
+        pytest.skip(f"needs {why} (scripts/install-deps.sh)")
+    schedule, plan, hold, budget, final = RUNS[flavor]
+    c = Cluster(str(tmp_path / "cl"), env={"MYSQL_ROOT_PASSWORD": "chaos-Root-9", "MYSQL_REPL_PASSWORD": "chaos-r-9"},
+                flavor=flavor)
+    v = run_chaos(c, list(plan), nodes=3, seed=SEED, hold=hold, writers=3, durability="semi-sync",
+                  converge_timeout=60, schedule=schedule, time_budget=budget, final_timeout=final,
+                  stop_on_violation=True)
     write_json(v, str(tmp_path / "chaos.json"))
     report = f"{v.render()}\n\nper fault, from history and node logs:\n{v.render_logs()}\n" \
              f"(verdict JSON: {tmp_path / 'chaos.json'}; node logs: {c.dir}/nodes/*/logs/)"
     print(report)
-    assert [e.fault for e in v.events] == PLAN[:len(v.events)]
+    # Whether the frozen primary was replaced while frozen (the thaw then fences an old primary) is shown
+    # in the report, not asserted: on a loaded 2-core machine the failover can take longer than the hold.
+    assert [e.fault for e in v.events] == list(plan)[:len(v.events)]
     assert v.ok and not v.violations, v.verdict_line() + "\n\n" + report
-    assert len(v.events) == len(PLAN) and v.converged == len(PLAN), report
+    assert len(v.events) == len(plan) and v.converged == len(plan), report
     assert v.checksums and len(set(v.checksums.values())) == 1, report
     assert not v.leftovers, report

@@ -84,7 +84,7 @@ class LeaseKeeper:
             sid = None
         if not sid:
             sid = self.n.dcs.create_session(self.n.cfg.session_ttl, self.n.cfg.lock_delay,
-                                          ["serfHealth", self.n.cfg.liveness_check_id])
+                                            [self.n.cfg.liveness_check_id])
             self.n.state.update(session=sid)
         try:
             self.n.lease.extend(sid, sent)

@@ -204,23 +204,48 @@ class ClusterView:
 
 
 class DCS(abc.ABC):
-    """The primitives the HA loop needs. ConsulDCS implements them; tests use a fake."""
+    """Everything mysqlpilot asks of its DCS. ConsulDCS implements it; every test fake subclasses it, so a
+    renamed or changed primitive cannot drift apart from its fakes. Consul's mechanics (session ids and
+    their checks, `serfHealth`, LockIndex, X-Consul-Index) stay inside the adapter: callers see a session
+    handle, a lock generation (`ClusterView.lock_index`) and a read index."""
+
+    # ---- the view ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def get_cluster(self) -> ClusterView:
+        """Leader, members, request, history, pause flag and snapshot pointer in one consistent read."""
 
     @abc.abstractmethod
-    def get_cluster(self) -> ClusterView: ...
+    def watch_leader(self, index: int, wait: float):
+        """Block until the leader key changes after `index`, or `wait` seconds."""
 
     @abc.abstractmethod
-    def watch_leader(self, index: int, wait: float): ...
+    def get_leader(self) -> Tuple[Optional[LeaderInfo], int]: ...
 
     @abc.abstractmethod
-    def create_session(self, ttl: int, lock_delay: int, checks: List[str]) -> str: ...
+    def member(self, name: str) -> Optional[MemberState]: ...
+
+    # ---- sessions and the liveness check ---------------------------------------------------------
+    @abc.abstractmethod
+    def create_session(self, ttl: float, lock_delay: float, checks: List[str]) -> str:
+        """A session bound to the node's own `checks` (the adapter adds the agent's node health)."""
 
     @abc.abstractmethod
-    def renew_session(self, sid: str) -> Optional[int]: ...
+    def renew_session(self, sid: str) -> Optional[int]:
+        """The session's TTL if it is still alive, else None."""
 
     @abc.abstractmethod
     def destroy_session(self, sid: str) -> None: ...
 
+    @abc.abstractmethod
+    def register_check(self, check_id: str, name: str, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    def pass_check(self, check_id: str, note: str = "") -> None: ...
+
+    @abc.abstractmethod
+    def fail_check(self, check_id: str, note: str = "") -> None: ...
+
+    # ---- the leader lock -----------------------------------------------------------------------
     @abc.abstractmethod
     def acquire_leader(self, sid: str, info: LeaderInfo) -> bool: ...
 
@@ -228,6 +253,15 @@ class DCS(abc.ABC):
     def release_leader(self, sid: str, marker: Optional[Release] = None) -> bool:
         """Release the lock held by `sid`; with `marker`, write it into the key in the same operation."""
 
+    # ---- services (the catalog clients use) ------------------------------------------------------
+    @abc.abstractmethod
+    def register_service(self, name: str, service_id: str, address: str, port: int, tags=(),
+                         check_ttl: Optional[int] = None, check_id: Optional[str] = None) -> None: ...
+
+    @abc.abstractmethod
+    def deregister_service(self, service_id: str) -> None: ...
+
+    # ---- values ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def publish_member(self, sid: Optional[str], state: MemberState) -> None: ...
 
@@ -235,13 +269,7 @@ class DCS(abc.ABC):
     def append_history(self, record: Dict[str, Any], keep: int = 50) -> None: ...
 
     @abc.abstractmethod
+    def get_json(self, rel: str) -> Any: ...
+
+    @abc.abstractmethod
     def put_json(self, rel: str, value: Any, cas: Optional[int] = None) -> bool: ...
-
-    @abc.abstractmethod
-    def register_check(self, check_id: str, name: str, ttl: int) -> None: ...
-
-    @abc.abstractmethod
-    def pass_check(self, check_id: str, note: str = "") -> None: ...
-
-    @abc.abstractmethod
-    def fail_check(self, check_id: str, note: str = "") -> None: ...

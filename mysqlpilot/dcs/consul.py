@@ -74,9 +74,11 @@ class ConsulDCS(DCS):
             raise PilotError(f"Consul at {self.where} rejected {what}: {msg}") from None
 
     # ---- sessions --------------------------------------------------------------------------------
-    def create_session(self, ttl: int, lock_delay: int, checks: List[str]) -> str:
+    def create_session(self, ttl: float, lock_delay: float, checks: List[str]) -> str:
+        # serfHealth: the agent's own node health ends the session too (a dead host, a left agent).
+        checks = ["serfHealth"] + [c for c in checks if c != "serfHealth"]
         return self._call("session create", self.c.session.create, name=f"mysqlpilot-{self.node_name}",
-                          behavior="release", ttl=int(ttl), lock_delay=float(lock_delay), checks=list(checks))
+                          behavior="release", ttl=int(ttl), lock_delay=float(lock_delay), checks=checks)
 
     def renew_session(self, sid: str) -> Optional[int]:
         try:

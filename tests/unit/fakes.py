@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 from mysqlpilot import config
-from mysqlpilot.dcs.base import ClusterView, parse_history, parse_leader, parse_manifest, parse_member, \
+from mysqlpilot.dcs.base import DCS, ClusterView, parse_history, parse_leader, parse_manifest, parse_member, \
     parse_release, parse_request
 from mysqlpilot.errors import PilotError
 from mysqlpilot.flavors import get_flavor
@@ -120,7 +120,19 @@ class FakeMySQL:
         self.calls.append(f"semi_sync_replica={on}")
 
 
-class FakeDCS:
+def _unfaked(name: str):
+    def missing(self, *a, **kw):
+        raise NotImplementedError(f"{type(self).__name__} fakes no DCS.{name}")
+    missing.__name__ = name
+    return missing
+
+
+# The base of every DCS fake in the tests: a subclass of the real interface, each primitive failing loudly
+# until the fake provides it, so a fake cannot drift from the interface (a renamed method is not faked).
+PartialDCS = type("PartialDCS", (DCS,), {n: _unfaked(n) for n in DCS.__abstractmethods__})
+
+
+class FakeDCS(PartialDCS):
     """One Consul KV for every node of a test: sessions, the leader lock with its LockIndex, members."""
 
     def __init__(self):
@@ -202,6 +214,13 @@ class FakeDCS:
 
     def watch_leader(self, index, wait):
         self._check()
+
+    def get_leader(self):
+        return self.get_cluster().leader, self._n
+
+    def get_json(self, rel):
+        self._check()
+        return self.kv.get(rel)
 
     def member(self, name):
         m = self.members.get(name)

@@ -13,6 +13,8 @@ from mysqlpilot.errors import PilotError, SnapshotError
 from mysqlpilot.flavors import get_flavor
 from mysqlpilot.model import LeaderInfo, MemberState
 
+from .fakes import PartialDCS
+
 MY97 = get_flavor("mysql", "9.7.4")
 
 
@@ -112,7 +114,7 @@ def test_a_node_never_clones_itself():
 
 
 # ---- the decision in the Preparer ---------------------------------------------------------------
-class SeedDCS:
+class SeedDCS(PartialDCS):
     def __init__(self, members, leader="db1"):
         self.view = ClusterView(leader=LeaderInfo(leader, "10.0.0.1", 3306, session="s") if leader else None,
                                 members=members)

@@ -9,7 +9,7 @@ from mysqlpilot.dcs.base import Request
 from mysqlpilot.lease import boottime
 from mysqlpilot.model import MemberState
 
-from .fakes import FLAVOR, FakeDCS, FakeMySQL, give_session, make_node
+from .fakes import FLAVOR, FakeDCS, FakeMySQL, PartialDCS, give_session, make_node
 
 
 def recording(monkeypatch, servers):
@@ -129,7 +129,7 @@ def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what
     monkeypatch.setattr("mysqlpilot.candidates.Server", lambda flavor, host=None, **kw: servers[host[2:]])
     hosts = recording(monkeypatch, servers)
 
-    class DCS:
+    class DCS(PartialDCS):
         def get_cluster(self):
             from mysqlpilot.dcs.base import ClusterView
             return ClusterView(lock_index=3, members=[

@@ -4,6 +4,8 @@ from mysqlpilot.ha import Node
 from mysqlpilot.model import LeaderInfo
 from mysqlpilot.statefile import StateFile
 
+from .fakes import PartialDCS
+
 
 def make_node(tmp_path):
     env = {"MYSQL_ROOT_PASSWORD": "rootpw-secret", "MYSQL_REPL_PASSWORD": "replpw-secret", "HOSTNAME": "db2",
@@ -47,7 +49,7 @@ def test_mysqld_not_answering_reads_as_starting_until_the_first_session(tmp_path
     assert node.health_of(probe, None) == (False, "starting", "mysqld is starting")
 
 
-class RecordingDCS:
+class RecordingDCS(PartialDCS):
     def __init__(self, members):
         self._members, self.published = members, []
 

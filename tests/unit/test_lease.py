@@ -12,6 +12,8 @@ from mysqlpilot.lease import Fencer, Heartbeat, Lease, Watchdog
 from mysqlpilot.sqlclient import SQLError
 from mysqlpilot.statefile import StateFile
 
+from .fakes import PartialDCS
+
 
 class Clock:
     def __init__(self, t=1000.0):
@@ -270,7 +272,7 @@ def test_watchdog_fences_when_it_cannot_ask_a_running_mysqld(tmp_path):
 
 # ---- the heartbeat ---------------------------------------------------------------------------------
 
-class RecordingDCS:
+class RecordingDCS(PartialDCS):
     def __init__(self, events, clock=None, renew_ok=True):
         self.events, self.clock, self.renew_ok = events, clock, renew_ok
 

@@ -15,6 +15,8 @@ from mysqlpilot.snapshot import restore_snapshot
 from mysqlpilot.store.local import LocalStore
 from tests.unit.test_status import FakeDCS
 
+from .fakes import PartialDCS
+
 
 def cfg_for(tmp_path, **env):
     base = {"MYSQL_ROOT_PASSWORD": "r-secret", "MYSQL_REPL_PASSWORD": "p-secret", "MYSQLPILOT_NODE": "db2",
@@ -39,7 +41,7 @@ def fill_asides(tmp_path, n):
         os.makedirs(tmp_path / f"data.aside-20240101T00000{i}Z" / "mysql")
 
 
-class PrepDCS:
+class PrepDCS(PartialDCS):
     """What Preparer asks of Consul, in memory."""
 
     def __init__(self):

@@ -5,8 +5,10 @@ from mysqlpilot import config, status
 from mysqlpilot.observer import SEMI_SYNC_LAPSED
 from mysqlpilot.model import LeaderInfo, MemberState
 
+from .fakes import PartialDCS
 
-class FakeDCS:
+
+class FakeDCS(PartialDCS):
     def __init__(self, leader, members):
         self.leader, self._members = leader, members
 

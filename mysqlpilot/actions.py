@@ -13,6 +13,7 @@ from typing import Callable, Deque, Dict, Optional, Tuple
 from . import analysis, mysqld
 from .analysis import Decision, Observation
 from .dcs.base import ClusterView, Release, Request
+from .errors import PilotError
 from .lease import boottime
 from .model import FailoverRecord, LeaderInfo
 

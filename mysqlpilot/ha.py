@@ -15,9 +15,8 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from . import analysis, mysqld
-from .actions import REQUEST_KEY, Actions  # noqa: F401 - REQUEST_KEY: the operator commands' key
+from .actions import Actions, Outcome
 from .analysis import Policy
-from .candidates import candidate_from, probe_candidates  # noqa: F401 - one candidate set for loop and CLI
 from .dcs.base import Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
@@ -145,7 +144,7 @@ class Node:
         self._heartbeat = None
 
     # ---- one pass ----------------------------------------------------------------------------
-    def run_once(self) -> "actions_mod.Outcome":
+    def run_once(self) -> Outcome:
         """Observe once, decide, run one action, record it, publish; returns what it did."""
         with ha_lock(self.cfg.state_dir):
             seen = self.observer.observe()

@@ -339,7 +339,6 @@ def test_takeover_turn_refuses_under_semi_sync_while_a_live_member_is_unreachabl
 
 
 def test_every_decision_has_an_action():
-    from mysqlpilot.ha import Node
     acts = {v for k, v in vars(A).items() if k.isupper() and isinstance(v, str) and k in (
         "FENCE", "TAKE_LOCK", "PROMOTE", "STAY_PRIMARY", "FOLLOW", "REBUILD", "WAIT", "HAND_OVER")}
     from mysqlpilot.actions import Actions

@@ -6,7 +6,6 @@ matter here register nothing), so these stay fast and need no cluster lock. The 
 $MYSQLPILOT_CONTAINERPILOT, `containerpilot` on PATH, or ../shared/bin/containerpilot; without one these
 tests skip (CI has it).
 """
-import json
 import os
 import shutil
 import signal

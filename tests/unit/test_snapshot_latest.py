@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mysqlpilot import analysis, config, ha, snapshot_job
+from mysqlpilot import analysis, config, snapshot_job
 from mysqlpilot.dcs import base
 from mysqlpilot.dcs.consul import ConsulDCS
 from mysqlpilot.model import LeaderInfo, SnapshotManifest

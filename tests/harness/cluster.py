@@ -115,9 +115,14 @@ class Cluster:
             yaml.safe_dump(settings, fh, sort_keys=True)
         os.replace(tmp, self.config_path)
 
+    def snapshot_path(self, snapshot_id: str) -> str:
+        """Where a snapshot lives in the local store (`local up` uses store: local, cluster `local`)."""
+        from mysqlpilot.snapshot_catalog import snapshot_dir
+        return os.path.join(self.dir, "snapshots", snapshot_dir("local", snapshot_id))
+
     def snapshot_manifest(self, snapshot_id: str) -> Dict:
-        """The manifest of a snapshot in the local store (`local up` uses store: local)."""
-        with open(os.path.join(self.dir, "snapshots", "snapshots", snapshot_id, "manifest.json")) as fh:
+        """The manifest of a snapshot in the local store."""
+        with open(os.path.join(self.snapshot_path(snapshot_id), "manifest.json")) as fh:
             return json.load(fh)
 
     def node_log(self, node: str, job: str) -> str:

@@ -126,7 +126,7 @@ def test_corrupt_snapshot_is_rejected_and_nothing_is_half_restored(cluster):
     cluster.cli("local", "exec", "node1", "--dir", cluster.dir, "--", "snapshot", "--force")
     newest = cluster.status()["snapshot"]["id"]
     assert newest != first
-    found = glob.glob(os.path.join(cluster.dir, "snapshots", "snapshots", newest, "data.*.zst"))
+    found = glob.glob(os.path.join(cluster.snapshot_path(newest), "data.*.zst"))
     assert len(found) == 1, glob.glob(os.path.join(cluster.dir, "snapshots", "**"), recursive=True)
     path = found[0]
     with open(path, "r+b") as fh:

@@ -70,6 +70,8 @@ def main() -> int:
                          "point of its hold")
     ap.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation (report them all at the end)")
+    ap.add_argument("--writer-timeout", type=float, default=1.0,
+                    help="the writers' read timeout in seconds; 0: none (a client that waits as long as it takes)")
     ap.add_argument("--kinds", default=None, help="comma-separated fault kinds to draw from (default: all)")
     ap.add_argument("--plan", action="store_true", help="print the seeded plan and exit (no cluster)")
     args = ap.parse_args()
@@ -109,7 +111,8 @@ def main() -> int:
         verdict = run_chaos(c, faults, nodes=args.nodes, seed=args.seed, hold=args.hold, writers=args.writers,
                             durability=args.durability, converge_timeout=args.converge_timeout,
                             schedule=args.schedule, time_budget=args.time_budget, overlap=args.overlap, kinds=kinds,
-                            stop_on_violation=not args.keep_going, echo=lambda s: print(s, flush=True))
+                            stop_on_violation=not args.keep_going, echo=lambda s: print(s, flush=True),
+                            writer_timeout=args.writer_timeout or None)
     except KeyboardInterrupt:
         print(f"interrupted after {time.time() - t0:.0f}s; cluster torn down, logs in {c.dir}", file=sys.stderr)
         return 130

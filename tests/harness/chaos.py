@@ -296,10 +296,12 @@ class Writer(threading.Thread):
     pooled client does). 1 s connect and read timeouts."""
 
     def __init__(self, idx: int, cluster: Cluster, ledger: Ledger, locator: PrimaryLocator, table: str,
-                 interval: float = 0.02, timeout: float = 1.0, rejected: FrozenSet[int] = REJECTED_ERRNOS["mariadb"]):
+                 interval: float = 0.02, timeout: float = 1.0, rejected: FrozenSet[int] = REJECTED_ERRNOS["mariadb"],
+                 io_timeout: Optional[float] = -1.0):
         super().__init__(daemon=True, name=f"chaos-writer-{idx}")
         self.idx, self.c, self.ledger, self.locator = idx, cluster, ledger, locator
         self.table, self.interval, self.timeout = table, interval, timeout
+        self.io_timeout = io_timeout      # None: no read timeout (a client that waits as long as it takes)
         self.rejected = rejected
         self.stop_evt = threading.Event()
         self.connect_errors = 0
@@ -313,7 +315,7 @@ class Writer(threading.Thread):
                     self.stop_evt.wait(0.1)
                     continue
                 try:
-                    conn = self.c.connect(loc[1], loc[2], timeout=self.timeout)
+                    conn = self.c.connect(loc[1], loc[2], timeout=self.timeout, io_timeout=self.io_timeout)
                     node = loc[0]
                 except Exception:  # noqa: BLE001 - nothing sent: no outcome to record
                     self.connect_errors += 1
@@ -733,8 +735,9 @@ class ChaosRun:
     def __init__(self, cluster: Cluster, nodes: int, seed: int, hold: float = 14.0, writers: int = 4,
                  converge_timeout: float = 120.0, write_interval: float = 0.02,
                  echo: Callable[[str], None] = print, table: str = "chaos.ledger", durability: str = "semi-sync",
-                 stop_on_violation: bool = False):
+                 stop_on_violation: bool = False, writer_timeout: Optional[float] = 1.0):
         self.c, self.n, self.hold, self.writers_n = cluster, nodes, hold, writers
+        self.writer_timeout = writer_timeout
         self.sql = chaos_sql(getattr(cluster, "flavor", "mariadb"))
         self.converge_timeout, self.write_interval = converge_timeout, write_interval
         self.echo, self.table = echo, table
@@ -845,7 +848,8 @@ class ChaosRun:
         self.sampler.start()
         for i in range(self.writers_n):
             w = Writer(i, self.c, self.ledger, self.locator, self.table, interval=self.write_interval,
-                       rejected=self.sql.rejected)
+                       rejected=self.sql.rejected,
+                       io_timeout=self.writer_timeout if self.writer_timeout is None else -1.0)
             self.writers.append(w)
             w.start()
         deadline = time.monotonic() + 30
@@ -1665,7 +1669,8 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
               schedule: Optional[str] = None, failover_budget: int = 1000, time_budget: Optional[float] = None,
               final_timeout: float = 180.0, echo: Callable[[str], None] = print, overlap: bool = False,
               stop_on_violation: bool = False, consul_mode: str = "server",
-              kinds: Optional[List[str]] = None, max_moved_aside: int = 1000) -> Verdict:
+              kinds: Optional[List[str]] = None, max_moved_aside: int = 1000,
+              writer_timeout: Optional[float] = 1.0) -> Verdict:
     """Up, load, faults, checks, verdict; the cluster always goes down (failure, Ctrl-C included), its
     directory kept; then nothing of it may be left running.
 
@@ -1705,7 +1710,8 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
         echo(f"moved-aside cap lifted to {max_moved_aside} copies per node: each rebuild keeps its datadir, and "
              "the run checks that each was reported errant")
         run = ChaosRun(cluster, nodes, seed, hold=hold, writers=writers, converge_timeout=converge_timeout,
-                       echo=echo, durability=durability, stop_on_violation=stop_on_violation)
+                       echo=echo, durability=durability, stop_on_violation=stop_on_violation,
+                       writer_timeout=writer_timeout)
         run.start()
         if time_budget is not None:
             run.deadline = time.monotonic() + time_budget

@@ -196,9 +196,12 @@ class Cluster:
     def node(self, st: Dict, name: str) -> Dict:
         return next(n for n in st["nodes"] if n["name"] == name)
 
-    def connect(self, host: str, port: int, timeout: float = 2.0, db: Optional[str] = None):
+    def connect(self, host: str, port: int, timeout: float = 2.0, db: Optional[str] = None,
+                io_timeout: Optional[float] = -1.0):
+        """io_timeout: the read/write timeout (-1: the connect timeout; None: none, as many clients run)."""
+        io = timeout if io_timeout == -1.0 else io_timeout
         return pymysql.connect(host=host, port=int(port), user="root", password=self.settings["root_password"],
-                               connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout,
+                               connect_timeout=timeout, read_timeout=io, write_timeout=io,
                                autocommit=True, database=db)
 
     def connect_socket(self, node: str):

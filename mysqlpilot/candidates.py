@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Collection, Dict, List, Optional
 
 from .analysis import Candidate
@@ -60,3 +61,12 @@ def candidate_from(name: str, nofailover: bool, priority: int, executed: str, re
     return Candidate(name, True, True, nofailover, priority, st.get("lag_seconds"), received or executed,
                      caught_up=flavor.gtid_contains(executed, received or ""),
                      sql_running=bool(st.get("sql_running")) if st else True)
+
+
+def answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Does anything accept a TCP connection at host:port? Nothing is sent: no credentials, no handshake."""
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False

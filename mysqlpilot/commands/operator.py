@@ -92,7 +92,7 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     from ..dcs.consul import ConsulDCS
     from ..flavors import get_flavor
     from ..actions import REQUEST_KEY
-    from ..candidates import probe_candidates
+    from ..candidates import answers, probe_candidates
     cfg = obj.config()
     dcs = ConsulDCS.from_config(cfg)
     flavor = get_flavor(cfg.flavor, cfg.flavor_version)
@@ -110,7 +110,11 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     # What the old primary last published it had: a target lacking any of it would lose those commits.
     old_m = next((m for m in members if m.name == old), None)
     must = old_m.gtid_executed if old_m else ""
-    cands = probe_candidates(flavor, [m for m in members if m.name != old], cfg.root_password)
+    # A member without a session is never logged in to. It counts (as unreachable: --force to pass it) only
+    # while something accepts connections at its address; a bare TCP connect sends nothing.
+    others = [m for m in members if m.name != old]
+    maybe_alive = {m.name for m in others if not m.alive and answers(m.host, m.port)}
+    cands = probe_candidates(flavor, others, cfg.root_password, count_sessionless=maybe_alive)
     policy = analysis.Policy.from_config(cfg)
     ranking = analysis.rank_candidates(cands, policy, must, flavor.gtid_contains)
     for r in ranking:

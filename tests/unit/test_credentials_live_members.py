@@ -116,10 +116,9 @@ def test_a_switchover_to_a_member_without_a_session_sends_nothing_and_fences_not
     assert "switchover" not in dcs.kv
 
 
-def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what_to_do(tmp_path, monkeypatch):
-    """`mysqlpilot failover` has no memory of when a session ended: a member without one is not asked and,
-    short of --force, stops the command in one line naming it. Seen failing before the fix: the command
-    logged in to h-n3 as root."""
+def operator_failover(tmp_path, monkeypatch, n3_answers: bool):
+    """`mysqlpilot failover` with n1 (the old primary) and n3 without a session, n2 live; whether anything
+    accepts connections at n3's published address is `n3_answers` (a bare TCP connect, nothing sent)."""
     from click.testing import CliRunner
 
     from mysqlpilot import cli as cli_mod
@@ -142,11 +141,36 @@ def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what
 
         def put_json(self, *a, **kw):
             raise AssertionError("a request was written")
+        def destroy_session(self, sid):
+            pass
+    written = []
+    if not n3_answers:
+        DCS.put_json = lambda self, rel, value, cas=None: written.append((rel, value)) or True
+        DCS.get_leader = lambda self: (None, 0)
     monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg: DCS()))
+    monkeypatch.setattr("mysqlpilot.candidates.answers", lambda host, port, timeout=1.0: n3_answers)
+    monkeypatch.setattr("mysqlpilot.commands.operator._wait_for_leader", lambda *a, **kw: None)
     env = {"MYSQL_ROOT_PASSWORD": "r00t-pw", "MYSQL_REPL_PASSWORD": "repl-pw", "HOSTNAME": "n4",
            "MYSQLPILOT_STATE_DIR": str(tmp_path / "state")}
     r = CliRunner().invoke(cli_mod.main, ["failover"], env=env)
+    return r, hosts, written
+
+
+def test_operator_failover_does_not_ask_a_member_without_a_session_and_says_what_to_do(tmp_path, monkeypatch):
+    """A member without a session is never logged in to; while something answers at its address it may
+    hold commits, so short of --force the command stops in one line naming it. Seen failing before the
+    fix: the command logged in to h-n3 as root."""
+    r, hosts, _ = operator_failover(tmp_path, monkeypatch, n3_answers=True)
     assert hosts == ["h-n2"]
     assert r.exit_code != 0
     err = r.output.strip().splitlines()[-1]
     assert "n3" in err and "no live Consul session" in err and "--force" in err and "r00t-pw" not in r.output
+
+
+def test_operator_failover_goes_on_past_a_member_without_a_session_whose_mysqld_is_gone(tmp_path, monkeypatch):
+    """The usual manual failover: the dead nodes' keys have no session and nothing answers at their
+    address; they hold nothing anyone can get, so they do not stop the command (seen failing: it asked
+    for --force, which waives every data rule, in the integration test of the failover budget)."""
+    r, hosts, written = operator_failover(tmp_path, monkeypatch, n3_answers=False)
+    assert r.exit_code == 0, r.output
+    assert hosts == ["h-n2"] and written and written[0][1]["to"] == "n2" and not written[0][1]["force"]

@@ -83,7 +83,7 @@ def main() -> int:
     if args.nodes < 2:
         ap.error("--nodes must be at least 2")
     replay = replay_command(len(faults), args.seed, args.schedule, args.overlap, args.durability, args.nodes,
-                            args.hold, kinds, args.flavor)
+                            args.hold, kinds, args.flavor, args.writer_timeout or None)
     if args.plan:
         for spec in make_plan(faults, args.seed, overlap=args.overlap, hold=args.hold):
             print(f"{spec.index:4d} {spec.kind}" + (f" ({spec.variant})" if spec.variant else "")

@@ -1648,7 +1648,8 @@ def leftovers(cluster: Cluster, wait: float = 15.0) -> List[str]:
 
 
 def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: bool, durability: str, nodes: int,
-                   hold: float, kinds: Optional[List[str]] = None, flavor: str = "mariadb") -> str:
+                   hold: float, kinds: Optional[List[str]] = None, flavor: str = "mariadb",
+                   writer_timeout: Optional[float] = 1.0) -> str:
     cmd = "python3 bench/chaos.py " + (f"--flavor {flavor} " if flavor != "mariadb" else "") + \
         (f"--schedule {schedule} " if schedule else "") + f"--seed {seed} --faults {faults}"
     if kinds:
@@ -1661,6 +1662,8 @@ def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: boo
         cmd += f" --nodes {nodes}"
     if hold != 14.0:
         cmd += f" --hold {hold:g}"
+    if writer_timeout != 1.0:
+        cmd += f" --writer-timeout {writer_timeout or 0:g}"
     return cmd
 
 
@@ -1697,7 +1700,8 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
               "overlap": overlap,
               "consul_mode": consul_mode, "plan": [asdict(p) for p in plan],
               "kinds": list(kinds or []),
-              "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds, flavor)}
+              "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds, flavor,
+                                        writer_timeout)}
     run: Optional[ChaosRun] = None
     verdict: Optional[Verdict] = None
     try:

@@ -142,6 +142,8 @@ def test_replay_command_carries_the_flavor():
     assert replay_command(4, 1632, "fences", False, "semi-sync", 3, 14.0, None, "mysql") == \
         "python3 bench/chaos.py --flavor mysql --schedule fences --seed 1632 --faults 4"
     assert "--flavor" not in replay_command(5, 1, None, False, "semi-sync", 3, 14.0, flavor="mariadb")
+    assert replay_command(3, 9, None, False, "semi-sync", 3, 14.0, ["freeze-primary"], writer_timeout=None) == \
+        "python3 bench/chaos.py --seed 9 --faults 3 --kinds freeze-primary --writer-timeout 0"
 
 
 def test_each_flavor_reads_writability_the_way_its_root_writers_are_bound():

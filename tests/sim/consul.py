@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from typing import Any, Dict, List, Optional
@@ -49,6 +50,7 @@ class SimConsul:
         self.sessions: Dict[str, Session] = {}
         self.checks: Dict[str, Dict[str, Any]] = {}     # check id -> {"ttl", "passed", "critical"}
         self.lock_delay_until: Dict[str, float] = {}
+        self.parsed: Dict[Any, Any] = {}
         self._n = 0
         self.kv["snapshots/latest"] = Entry(SNAPSHOT.to_json(), modify=1)   # no snapshot job in the sim
 
@@ -129,6 +131,22 @@ class SimConsul:
         return True
 
 
+def _leader(key, value, session):
+    return parse_leader(key, value, session, DIALECT)
+
+
+def _member(key, value, session):
+    return parse_member(key, value, session, DIALECT)
+
+
+def _history(key, value, session):
+    return parse_history(key, value)
+
+
+def _manifest(key, value, session):
+    return parse_manifest(key, value)
+
+
 class SimAgent(DCS):
     """One node's view of Consul (its local agent): the DCS interface over SimConsul."""
 
@@ -140,26 +158,38 @@ class SimAgent(DCS):
         return self.c
 
     # ---- the view ------------------------------------------------------------------------------
+    def _parsed(self, key: str, e: Entry, fn):
+        """The real parsers, memoised on the exact value and session (a copy each time: callers may
+        change what they get)."""
+        ck = (key, e.value, e.session, fn)
+        cache = self.c.parsed
+        if ck not in cache:
+            if len(cache) > 2000:
+                cache.clear()
+            cache[ck] = fn(key, e.value, e.session)
+        got = cache[ck]
+        return [dict(x) for x in got] if isinstance(got, list) else copy.copy(got)
+
     def get_cluster(self) -> ClusterView:
         c = self._ok()
         v = ClusterView(index=c.index)
         for key, e in sorted(c.kv.items()):
             if key == "leader":
-                v.leader = parse_leader(key, e.value, e.session, DIALECT)
-                v.released = parse_release(key, e.value, e.session)
+                v.leader = self._parsed(key, e, _leader)
+                v.released = self._parsed(key, e, parse_release)
                 v.lock_index = e.lock_index
             elif key.startswith("members/"):
-                m = parse_member(key, e.value, e.session, DIALECT)
+                m = self._parsed(key, e, _member)
                 if m is not None:
                     v.members.append(m)
             elif key == "switchover":
                 v.request = parse_request(key, e.value)
             elif key == "history":
-                v.history = parse_history(key, e.value)
+                v.history = self._parsed(key, e, _history)
             elif key == "paused":
                 v.paused = parse_object(key, e.value)
             elif key == "snapshots/latest":
-                v.latest_snapshot = parse_manifest(key, e.value)
+                v.latest_snapshot = self._parsed(key, e, _manifest)
         return v
 
     def watch_leader(self, index: int, wait: float):
@@ -172,7 +202,7 @@ class SimAgent(DCS):
 
     def member(self, name: str) -> Optional[MemberState]:
         e = self._ok().kv.get(f"members/{name}")
-        return parse_member(f"members/{name}", e.value, e.session, DIALECT) if e else None
+        return self._parsed(f"members/{name}", e, _member) if e else None
 
     # ---- sessions and checks ---------------------------------------------------------------------
     def create_session(self, ttl, lock_delay, checks) -> str:

@@ -13,7 +13,20 @@ from mysqlpilot.errors import PilotError
 Gtid = Tuple[str, int]
 
 
+_FMT: Dict[frozenset, str] = {}
+
+
 def fmt(gs: Set[Gtid]) -> str:
+    key = frozenset(gs)
+    got = _FMT.get(key)
+    if got is None:
+        if len(_FMT) > 5000:
+            _FMT.clear()
+        got = _FMT[key] = _fmt(gs)
+    return got
+
+
+def _fmt(gs: Set[Gtid]) -> str:
     by: Dict[str, List[int]] = {}
     for u, n in gs:
         by.setdefault(u, []).append(n)

@@ -4,7 +4,6 @@ the state file (kept in memory per state dir, surviving a process restart), and 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -46,17 +45,17 @@ class SimLock:
 
 
 class MemState:
-    """StateFile's API over the world's memory: one dict per state dir, JSON round-tripped like the file."""
+    """StateFile's API over the world's memory: one JSON text per state dir, as the file holds."""
 
-    def __init__(self, store: Dict[str, Dict[str, Any]], state_dir: str):
+    def __init__(self, store: Dict[str, str], state_dir: str):
         self.store, self.dir, self.path = store, state_dir, state_dir + "/pilot-state.json"
-        store.setdefault(state_dir, {})
+        store.setdefault(state_dir, "{}")
 
     def read(self) -> Dict[str, Any]:
-        return copy.deepcopy(self.store[self.dir])
+        return json.loads(self.store[self.dir])
 
     def get(self, key: str, default: Any = None) -> Any:
-        return copy.deepcopy(self.store[self.dir].get(key, default))
+        return self.read().get(key, default)
 
     def update(self, **kv: Any) -> None:
         def put(d):
@@ -70,7 +69,10 @@ class MemState:
     def change(self, fn: Callable[[Dict[str, Any]], None]) -> None:
         d = self.read()
         fn(d)
-        self.store[self.dir] = json.loads(json.dumps(d))
+        text = json.dumps(d)
+        if text != self.store[self.dir]:
+            self.store[self.dir] = text
+            WORLD[0].state_changed(self.dir)
 
 
 class SimBackstop:

@@ -20,6 +20,7 @@ from .patch import SimKilled, SimLock, SimWouldBlock, installed
 MAX_DEPTH = 25                    # nested blocking calls (each runs the world while its thread waits)
 FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
           "consul_restart", "data_loss")
+CHAINS = ("ha", "hb", "wd", "probe", "deadline")   # periodic threads: dropped while frozen, restarted at the thaw
 WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3)
 
 
@@ -66,7 +67,7 @@ class SimNode:
         self.watchdog: Optional[Watchdog] = None
         self.frozen_until: Optional[float] = None
         self.tokens: Dict[str, int] = {}
-        self.was_running, self.asked = True, -1e9
+        self.next_at: Dict[str, float] = {}
         self.ha_mode = "watch"
         self.armed_at: Optional[float] = None
 
@@ -86,10 +87,11 @@ class World:
         self.heap: List[Event] = []
         self._seq = 0
         self.consul = SimConsul(self)
-        self.states: Dict[str, Dict[str, Any]] = {}
+        self.states: Dict[str, str] = {}           # state dir -> the state file's JSON
         self.names = [f"n{i + 1}" for i in range(self.p.nodes)]
         self.mysqld = {n: SimMySQL(self, n, i) for i, n in enumerate(self.names)}
         self.nodes: Dict[str, SimNode] = {}
+        self.by_dir: Dict[str, SimNode] = {}
         self.blocked: Set[Tuple[str, str]] = set()
         self.running: Set[Tuple[str, str]] = set()
         self.current: Optional[Event] = None
@@ -137,6 +139,7 @@ class World:
             return False
         self.note(f"{name}: mysqld killed by the fence")
         m.crash("killed by the fence")
+        self.mysqld_gone(name)
         self.at(self.rng.uniform(0.5, 3.0), "", "mysqld", lambda: self.start_mysqld(name))
         return True
 
@@ -147,11 +150,13 @@ class World:
         m = self.mysqld[name]
         if m.up:
             return
-        st = self.states.setdefault(self.nodes[name].cfg.state_dir, {})
+        d = self.nodes[name].cfg.state_dir
+        st = json.loads(self.states.get(d, "{}"))
         rebuild = bool(st.get("rebuild_reason"))
         if rebuild:                      # run-mysqld's rebuild: a new datadir (empty here), state cleared
             for k in ("rebuild_reason", "errant", "seed_gtid"):
                 st.pop(k, None)
+            self.states[d] = json.dumps(st)
         m.start(rebuild=rebuild)
         self.note(f"{name}: mysqld started{' (rebuilt)' if rebuild else ''}")
 
@@ -168,6 +173,7 @@ class World:
         """The next step of one thread of a node's watch process (a new token drops any older one)."""
         tok = sn.tokens.get(thread, 0) + 1
         sn.tokens[thread] = tok
+        sn.next_at[thread] = self.now + delay
         self.at(delay, sn.name, thread, lambda: self.step(sn, thread, tok), gen=sn.gen)
 
     def run_until(self, end: float) -> None:
@@ -188,7 +194,7 @@ class World:
         if sn is not None and ev.gen >= 0 and ev.gen != sn.gen:
             return                       # a thread of a killed process
         if sn is not None and sn.frozen_until is not None and ev.thread not in ("thaw", "mysqld"):
-            if ev.thread in ("health", "backstop"):
+            if ev.thread not in CHAINS:
                 self.at(sn.frozen_until - self.now + 0.001, ev.node, ev.thread, ev.fn, ev.gen)
             return                       # the frozen node's threads are restarted at the thaw
         prev = self.current
@@ -266,17 +272,37 @@ class World:
                 raise Violation("no-crash", f"{sn.name}: heartbeat raised {type(exc).__name__}: {exc}") from exc
             self.schedule(sn, "hb", max(0.05, n.timing.heartbeat - (self.now - t0)) * self.rng.uniform(0.95, 1.05))
         elif thread == "probe":
-            running = self.mysqld[sn.name].up
-            if sn.was_running and not running and (sn.name, "hb") not in self.running:
-                self.schedule(sn, "hb", 0.001)         # the crash fast path: the prober pokes the heartbeat
-            sn.was_running = running
-            if running and self.now - sn.asked >= 0.5:
-                sn.asked = self.now
+            # The prober's SELECT 1 every 0.5 s; its pid poll (the crash fast path) is mysqld_gone().
+            if self.mysqld[sn.name].up:
                 n._sql_ok_at = self.now
-            self.schedule(sn, "probe", 0.1)
+            self.schedule(sn, "probe", 0.5)
         elif thread == "wd":
             self.watchdog_step(sn)
-            self.schedule(sn, "wd", 0.05)
+            self.schedule(sn, "wd", self.watchdog_idle(sn))
+
+    def watchdog_idle(self, sn: SimNode) -> float:
+        """When the next 0.05 s tick of the watchdog can act: the ticks between do nothing (a valid
+        lease only warms the fence connection each second; an ended one is rechecked every 0.25 s).
+        A state file change (state_changed) wakes it at its next tick anyway."""
+        wd = sn.watchdog
+        left, _ = wd.lease.writer_view(wd.margin)
+        if left > 0:
+            idle = min(left, 1.0 - (self.now - wd._warmed))
+        else:
+            idle = 0.25 - (self.now - wd._checked) if wd._checked >= 0 else 0.05
+        return max(0.05, idle)
+
+    def state_changed(self, state_dir: str) -> None:
+        sn = self.by_dir.get(state_dir)
+        if sn is not None and sn.node is not None and sn.next_at.get("wd", 0) > self.now + 0.05 \
+                and (sn.name, "wd") not in self.running:
+            self.schedule(sn, "wd", self.rng.uniform(0.0, 0.05))
+
+    def mysqld_gone(self, name: str) -> None:
+        """The prober's pid poll (every 0.1 s) sees mysqld gone and pokes the heartbeat."""
+        sn = self.nodes.get(name)
+        if sn is not None and sn.node is not None and (name, "hb") not in self.running:
+            self.schedule(sn, "hb", self.rng.uniform(0.0, 0.1))
 
     def watchdog_step(self, sn: SimNode) -> None:
         wd = sn.watchdog
@@ -298,7 +324,7 @@ class World:
         sn.gen += 1
         sn.node = sn.pilot()
         sn.watchdog = Watchdog(sn.node.lease, sn.node.fencer, sn.cfg.fence_margin)
-        sn.was_running, sn.asked, sn.armed_at, sn.ha_mode = True, -1e9, None, "watch"
+        sn.armed_at, sn.ha_mode = None, "watch"
         self.restart_threads(sn, first=True)
 
     def restart_threads(self, sn: SimNode, first: bool = False) -> None:
@@ -322,7 +348,7 @@ class World:
     # ---- mysqld-side actors: replication and clients ---------------------------------------------------
     def replicate(self, name: str) -> None:
         self.mysqld[name].pull()
-        self.at(self.rng.uniform(0.05, 0.3), "", "repl", lambda: self.replicate(name))
+        self.at(self.rng.uniform(0.1, 0.4), "", "repl", lambda: self.replicate(name))
 
     def client(self) -> None:
         name = self.rng.choice(self.names)
@@ -331,7 +357,7 @@ class World:
             wid = len(self.writes) + 1
             self.writes[wid] = {"node": name, "gtid": None, "state": "pending", "t": self.now}
             self.writes[wid]["gtid"] = m.commit(wid)
-        self.at(self.rng.uniform(0.02, 0.2), "", "client", self.client)
+        self.at(self.rng.uniform(0.05, 0.4), "", "client", self.client)
 
     # ---- faults -----------------------------------------------------------------------------------
     def fault(self) -> None:
@@ -371,6 +397,7 @@ class World:
                 return False
             self.note(f"FAULT {sn.name}: mysqld crashed")
             self.mysqld[sn.name].crash("crashed")
+            self.mysqld_gone(sn.name)
             self.at(rng.uniform(0.5, 5.0), "", "mysqld", lambda: self.start_mysqld(sn.name))
         elif kind in ("switchover", "failover"):
             if not held:
@@ -445,6 +472,7 @@ class World:
             try:
                 for i, name in enumerate(self.names):
                     sn = self.nodes[name] = SimNode(self, name, i)
+                    self.by_dir[sn.cfg.state_dir] = sn
                     self.at(self.rng.uniform(0, 0.5), name, "start", lambda sn=sn: self.start_process(sn))
                     self.at(self.rng.uniform(1, 2), name, "health", lambda sn=sn: self.health(sn))
                     self.at(self.rng.uniform(0, 0.3), "", "repl", lambda n=name: self.replicate(n))

@@ -100,6 +100,16 @@ class SimMySQL:
     def accepts_writes(self) -> bool:
         return self.up and not self.ro and not self.w.frozen(self.name)
 
+    def acks_writes(self) -> bool:
+        """Writable, and a commit here can be acknowledged now: with semi-sync, a semi-sync replica is
+        connected to it (a writable server nobody acknowledges for loses nothing a client was told)."""
+        if not self.accepts_writes():
+            return False
+        if not self.semi_primary:
+            return True
+        return any(x.source == self.name and x.semi_replica and x.io_on and x.connected and x.up
+                   and not self.w.frozen(x.name) for x in self.w.mysqld.values())
+
     def commit(self, wid: int) -> Gtid:
         n = 1 + max((k for u, k in self.executed if u == self.uuid), default=0)
         g = (self.uuid, n)

@@ -207,7 +207,10 @@ class SimConn:
         return self.m.ro
 
     def set_read_only(self, on: bool) -> None:
-        self.m.ro = bool(on)
+        m = self.m
+        was, m.ro = m.ro, bool(on)
+        if was and not on:
+            self.w.became_writable(m.name)
 
     def kill_client_connections(self, *a) -> int:
         m = self.m

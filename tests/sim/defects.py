@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from mysqlpilot import handoff, handover
+from mysqlpilot import analysis, handoff, handover
 
 
 def _lock_wait_any_generation(saved, lock_index, index, now):
@@ -21,7 +21,14 @@ def _writable_after_abort_unconditionally(self, sid):
     srv.set_read_only(False)
 
 
+def _designated_turn_without_union_rule(cands, policy, me, must_contain, contains_fn, force=False):
+    # Old: a designated target (switchover or manual failover) took the lock without the union rule:
+    # it did not have to hold what every reachable member holds.
+    return True, "designated by a switchover/failover request", []
+
+
 DEFECTS = {
+    "designated-skips-union-rule": (analysis, "designated_turn", _designated_turn_without_union_rule),
     "lock-wait-any-generation": (handoff, "lock_wait", _lock_wait_any_generation),
     "abort-writable-unconditionally": (handover.HandOver, "writable_again_after_abort",
                                        _writable_after_abort_unconditionally),

@@ -405,24 +405,25 @@ class World:
             self.mysqld_gone(sn.name)
             self.at(rng.uniform(0.5, 5.0), "", "mysqld", lambda: self.start_mysqld(sn.name))
         elif kind in ("switchover", "failover"):
-            if not held:
-                return False
             view = sn.agent.get_cluster()
-            if view.leader is None:
+            if view.leader is None and kind == "switchover":
                 return False
+            old = view.leader.name if view.leader is not None else \
+                next((h.get("new_primary") for h in reversed(view.history) if h.get("new_primary")), None)
             if kind == "switchover":
-                target, _ = choose_switchover_target(view.members, view.leader.name, None)
+                target, _ = choose_switchover_target(view.members, old, None)
             else:
-                alive = [m.name for m in view.members if m.alive and m.name != view.leader.name]
+                # `failover` without the command's own checks (the HA code must hold on its own).
+                alive = [m.name for m in view.members if m.alive and m.name != old]
                 target = rng.choice(alive) if alive else None
             if target is None:
                 return False
-            self.note(f"FAULT operator {kind} {view.leader.name} -> {target}")
-            sn.agent.put_json("switchover", {"to": target, "from": view.leader.name,
+            self.note(f"FAULT operator {kind} {old} -> {target}")
+            sn.agent.put_json("switchover", {"to": target, "from": old,
                                              "kind": "switchover" if kind == "switchover" else "manual-failover",
                                              "reason": f"sim {kind}", "requested": WALL_BASE + self.now,
                                              "lock_index": view.lock_index})
-            if kind == "failover":
+            if kind == "failover" and view.leader is not None:
                 sn.agent.destroy_session(view.leader.session)
         elif kind == "delete_leader":
             if leader is None:

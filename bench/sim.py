@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import contextlib  # noqa: E402
 
 from tests.sim.defects import DEFECTS, put_back  # noqa: E402
-from tests.sim.world import FINDINGS, World  # noqa: E402
+from tests.sim.world import FINDINGS, World, params  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -27,12 +27,16 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--json", help="write the result here")
     ap.add_argument("--defect", choices=sorted(DEFECTS), help="put a fixed defect back (tests/sim/defects.py)")
+    ap.add_argument("--faults", default="", help="fault weights, e.g. freeze=6,failover=6 (default: every kind)")
+    ap.add_argument("--durability", choices=("async", "semi-sync"), help="default: each seed draws one")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every step (replay one seed)")
     a = ap.parse_args(argv)
+    extra = "".join(f" --{k} {v}" for k, v in (("defect", a.defect), ("faults", a.faults),
+                                                  ("durability", a.durability)) if v)
     t0 = time.monotonic()
     steps, violations, findings, faults = 0, [], [], {}
     for seed in range(a.start, a.start + a.seeds):
-        w = World(seed, verbose=a.verbose)
+        w = World(seed, params(a.faults, a.durability), verbose=a.verbose)
         with put_back(a.defect) if a.defect else contextlib.nullcontext():
             v = w.run()
         steps += w.steps
@@ -40,8 +44,7 @@ def main(argv=None) -> int:
             faults[k] = faults.get(k, 0) + n
         if v is not None:
             rec = {"seed": seed, "invariant": v.invariant, "detail": v.detail,
-                   "replay": f"python3 bench/sim.py --seeds 1 --start {seed}"
-                             f"{' --defect ' + a.defect if a.defect else ''} -v"}
+                   "replay": f"python3 bench/sim.py --seeds 1 --start {seed}{extra} -v"}
             (findings if v.invariant in FINDINGS else violations).append(rec)
             if a.verbose:
                 print("\n".join(w.log[-40:]))

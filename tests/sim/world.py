@@ -53,6 +53,18 @@ class Params:
     weights: Tuple[float, ...] = WEIGHTS
 
 
+def params(faults: str = "", durability: Optional[str] = None) -> Params:
+    """Params from the CLI's spelling: faults "freeze=6,failover=6" (weights; unnamed kinds get 0)."""
+    p = Params(durability=durability)
+    if faults:
+        w = dict(x.split("=") for x in faults.split(","))
+        unknown = set(w) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULTS)}")
+        p.weights = tuple(float(w.get(f, 0)) for f in FAULTS)
+    return p
+
+
 class SimNode:
     """A node: its state dir, its agent, and the current incarnation of its watch process (None: dead)."""
 

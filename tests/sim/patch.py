@@ -4,6 +4,7 @@ the state file (kept in memory per state dir, surviving a process restart), and 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -50,12 +51,17 @@ class MemState:
     def __init__(self, store: Dict[str, str], state_dir: str):
         self.store, self.dir, self.path = store, state_dir, state_dir + "/pilot-state.json"
         store.setdefault(state_dir, "{}")
+        self._parsed = None              # (text, its dict): get() reads one key without a full copy
 
     def read(self) -> Dict[str, Any]:
         return json.loads(self.store[self.dir])
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.read().get(key, default)
+        text = self.store[self.dir]
+        if self._parsed is None or self._parsed[0] is not text:
+            self._parsed = (text, json.loads(text))
+        v = self._parsed[1].get(key, default)
+        return v if v is None or isinstance(v, (str, int, float, bool)) else copy.deepcopy(v)
 
     def update(self, **kv: Any) -> None:
         def put(d):

@@ -45,11 +45,11 @@ class Event:
 @dataclass
 class Params:
     nodes: int = 3
-    fault_phase: float = 40.0     # virtual seconds with faults
+    fault_phase: float = 20.0     # virtual seconds with faults
     settle: float = 60.0          # then at most this long without, until converged ...
     stable: float = 8.0           # ... and still so this long
     durability: Optional[str] = None    # None: each seed draws async or semi-sync
-    fault_gap: Tuple[float, float] = (0.3, 3.0)
+    fault_gap: Tuple[float, float] = (0.2, 2.0)
     weights: Tuple[float, ...] = WEIGHTS
 
 

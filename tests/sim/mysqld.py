@@ -66,7 +66,7 @@ class SimMySQL:
         self.connected = False
         self.semi_primary = self.semi_replica = False
         self.pending: List[Tuple[Gtid, int]] = []   # commits waiting for a semi-sync ACK: (gtid, write id)
-        self.down_until = 0.0
+        self.sql_error_until = -1.0      # the SQL thread stops on an apply error until then
 
     def _uuid(self) -> str:
         return f"{self.index + 1:08x}-0000-4000-8000-{self.incarnation:012x}"
@@ -92,7 +92,7 @@ class SimMySQL:
             self.server_id = 100 + self.index + 1000 * self.incarnation
             self.executed = set()
             self.source = None
-        self.up, self.ro, self.retrieved = True, True, set()
+        self.up, self.ro, self.retrieved, self.sql_error_until = True, True, set(), -1.0
         self.io_on = self.sql_on = self.connected = False
         self.semi_primary = self.semi_replica = False
 
@@ -139,9 +139,15 @@ class SimMySQL:
                 src.pending = [p for p in src.pending if p[0] not in have]
                 for g, wid in acked:
                     self.w.write_acked(wid, src.name, g)
+        if self.sql_on and self.retrieved and self.w.now < self.sql_error_until:
+            self.sql_on = False          # the error recurs on every START REPLICA until it is gone
         if self.sql_on and self.retrieved:
             self.executed |= self.retrieved
             self.retrieved = set()
+
+    @property
+    def sql_error(self) -> bool:
+        return not self.sql_on and self.io_on and self.w.now < self.sql_error_until
 
     def status(self) -> Optional[Dict]:
         if self.source is None:
@@ -151,7 +157,9 @@ class SimMySQL:
         return {"io_running": io, "io_state": "Yes" if io else ("Connecting" if self.io_on else "No"),
                 "sql_running": self.sql_on, "lag_seconds": (0.0 if not self.retrieved else 1.0) if io else None,
                 "source_host": src.host if src else self.source, "source_port": 3306, "source_user": "repl",
-                "last_io_errno": 0, "last_io_error": "", "last_sql_errno": 0, "last_sql_error": "",
+                "last_io_errno": 0, "last_io_error": "",
+                "last_sql_errno": 1062 if self.sql_error else 0,
+                "last_sql_error": "Could not execute Write_rows event (simulated)" if self.sql_error else "",
                 "gtid_io_pos": fmt(self.retrieved), "retrieved": fmt(self.retrieved),
                 "executed_gtid_set": fmt(self.executed), "using_gtid": "1", "sql_state": ""}
 

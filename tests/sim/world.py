@@ -19,11 +19,11 @@ from .patch import SimKilled, SimLock, SimWouldBlock, installed
 
 MAX_DEPTH = 25                    # nested blocking calls (each runs the world while its thread waits)
 FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
-          "consul_restart", "data_loss")
+          "consul_restart", "data_loss", "sql_stop")
 # Outcomes reported as known findings of the protocol, apart from the safety violations (docs in the report).
 FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead")
 CHAINS = ("ha", "hb", "wd", "probe", "deadline")   # periodic threads: dropped while frozen, restarted at the thaw
-WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3)
+WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2)
 
 
 class Violation(BaseException):
@@ -437,6 +437,12 @@ class World:
                                              "lock_index": view.lock_index})
             if kind == "failover" and view.leader is not None:
                 sn.agent.destroy_session(view.leader.session)
+        elif kind == "sql_stop":
+            m = self.mysqld[sn.name]
+            if not (m.up and m.source):
+                return False
+            m.sql_error_until = self.now + rng.uniform(5.0, 40.0)
+            self.note(f"FAULT {sn.name}: SQL thread stops on an apply error until {m.sql_error_until:.3f}")
         elif kind == "delete_leader":
             if leader is None:
                 return False

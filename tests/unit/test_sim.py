@@ -45,3 +45,20 @@ def test_the_designated_target_that_skipped_the_union_rule_is_found_within_25_se
     assert found, "the simulator no longer finds the designated target that skipped the union rule"
     # The fixed code, same seeds and mix: no violation.
     assert violations(range(25), mix=UNION_MIX) == []
+
+
+ABORT_MIX = ("switchover=6,sql_stop=6,session_loss=6", "async")
+
+
+def test_the_aborted_switchover_that_turned_writable_is_found_within_5_seeds():
+    """A switchover whose target's SQL thread is stopped aborts after HANDOVER_CATCHUP; meanwhile the
+    primary's session ended and another node was elected. Turned writable without asking whose lock
+    it was, two servers take writes (first at seed 4)."""
+    found = []
+    with put_back("abort-writable-unconditionally"):
+        for seed in range(5):
+            v = World(seed, params(*ABORT_MIX)).run()
+            if v is not None and v.invariant == "one-writer":
+                found.append(seed)
+    assert found, "the simulator no longer finds the aborted switchover that turned writable"
+    assert violations(range(5), mix=ABORT_MIX) == []

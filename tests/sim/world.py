@@ -108,8 +108,9 @@ class World:
         self.mysqld = {n: SimMySQL(self, n, i) for i, n in enumerate(self.names)}
         self.nodes: Dict[str, SimNode] = {}
         self.by_dir: Dict[str, SimNode] = {}
-        self.blocked: Set[Tuple[str, str]] = set()
-        self.running: Set[Tuple[str, str]] = set()
+        # (node, thread, process generation): a new process's threads are not the old one's frames
+        self.blocked: Set[Tuple[str, str, int]] = set()
+        self.running: Set[Tuple[str, str, int]] = set()
         self.current: Optional[Event] = None
         self.depth = 0
         self.steps = 0
@@ -147,7 +148,7 @@ class World:
     def leader_changed(self) -> None:
         """Consul's blocking query on the leader key returns: every watching loop passes at once."""
         for sn in self.nodes.values():
-            if sn.node is not None and sn.ha_mode == "watch" and (sn.name, "ha") not in self.running:
+            if sn.node is not None and sn.ha_mode == "watch" and not self.busy(sn, "ha"):
                 self.schedule(sn, "ha", self.rng.uniform(0.001, 0.02))
 
     def kill_mysqld(self, name: str) -> bool:
@@ -197,7 +198,7 @@ class World:
         deferred = []
         while self.heap and self.heap[0].t <= end:
             ev = heapq.heappop(self.heap)
-            if (ev.node, ev.thread) in self.blocked:
+            if (ev.node, ev.thread, ev.gen) in self.blocked:
                 deferred.append(ev)
                 continue
             self.now = max(self.now, ev.t)
@@ -216,7 +217,7 @@ class World:
             return                       # the frozen node's threads are restarted at the thaw
         prev = self.current
         self.current = ev
-        key = (ev.node, ev.thread)
+        key = (ev.node, ev.thread, ev.gen)
         self.running.add(key)
         try:
             ev.fn()
@@ -238,7 +239,7 @@ class World:
             self.depth_capped += ev is not None
             self.now = max(self.now, end)
         else:
-            key = (ev.node, ev.thread)
+            key = (ev.node, ev.thread, ev.gen)
             self.blocked.add(key)
             self.depth += 1
             try:
@@ -312,13 +313,13 @@ class World:
     def state_changed(self, state_dir: str) -> None:
         sn = self.by_dir.get(state_dir)
         if sn is not None and sn.node is not None and sn.next_at.get("wd", 0) > self.now + 0.05 \
-                and (sn.name, "wd") not in self.running:
+                and not self.busy(sn, "wd"):
             self.schedule(sn, "wd", self.rng.uniform(0.0, 0.05))
 
     def mysqld_gone(self, name: str) -> None:
         """The prober's pid poll (every 0.1 s) sees mysqld gone and pokes the heartbeat."""
         sn = self.nodes.get(name)
-        if sn is not None and sn.node is not None and (name, "hb") not in self.running:
+        if sn is not None and sn.node is not None and not self.busy(sn, "hb"):
             self.schedule(sn, "hb", self.rng.uniform(0.0, 0.1))
 
     def watchdog_step(self, sn: SimNode) -> None:
@@ -346,11 +347,14 @@ class World:
 
     def restart_threads(self, sn: SimNode, first: bool = False) -> None:
         """Watchdog first (before any Consul call), then the prober, heartbeat and loop."""
-        if first or (sn.name, "wd") not in self.running:
-            self.schedule(sn, "wd", 0.0)
-        for th, d in (("probe", 0.1), ("hb", 0.0005), ("ha", 0.001)):
-            if (sn.name, th) not in self.running and (sn.name, th) not in self.blocked:
+        for th, d in (("wd", 0.0), ("probe", 0.1), ("hb", 0.0005), ("ha", 0.001)):
+            if first or not self.busy(sn, th):
                 self.schedule(sn, th, d)
+
+    def busy(self, sn: SimNode, thread: str) -> bool:
+        """That thread of the node's current process is mid-step (it reschedules itself when done)."""
+        key = (sn.name, thread, sn.gen)
+        return key in self.running or key in self.blocked
 
     def health(self, sn: SimNode) -> None:
         """ContainerPilot's health hook, its own process every 2 s: a second, coarse watchdog."""

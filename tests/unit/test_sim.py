@@ -6,7 +6,7 @@ protocol gaps the simulator found and reports apart; they do not fail these test
 from tests.sim.defects import put_back
 from tests.sim.world import FINDINGS, World, params
 
-SEEDS = 200            # about 45 s on this machine with a load of 5 on its 2 cores
+SEEDS = 150            # 30-55 s on this machine, by the load other jobs put on its 2 cores
 
 
 def violations(seeds, mix=("", None)):

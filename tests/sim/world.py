@@ -393,7 +393,6 @@ class World:
     def inject(self, kind: str, sn: SimNode) -> bool:
         c, rng = self.consul, self.rng
         leader = c.kv.get("leader")
-        held = leader is not None and leader.session is not None
         if kind == "kill":
             if sn.node is None or sn.frozen_until is not None:
                 return False             # a frozen node's supervisor is frozen too

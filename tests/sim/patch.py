@@ -1,0 +1,156 @@
+"""Everything the simulation replaces in mysqlpilot, in one place, installed for one run and undone after:
+the clock (each module's `time`), mysqld connections, pid and socket probes, the fence backstop thread,
+the state file (kept in memory per state dir, surviving a process restart), and background snapshots."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+
+from mysqlpilot import actions, candidates, ha, handover, heartbeat, lease, mysqld, observer
+
+from .clock import SimTime
+from .mysqld import SimConn
+
+
+class SimKilled(BaseException):
+    """The process this frame belongs to was killed while it was blocked (not an Exception: nothing in
+    the code under test may catch it)."""
+
+
+class SimWouldBlock(BaseException):
+    """A thread wants a lock another (blocked) thread of the same process holds: the event runs later."""
+
+
+class SimLock:
+    def __init__(self):
+        self.held = False
+
+    def __enter__(self):
+        if self.held:
+            raise SimWouldBlock()
+        self.held = True
+        return self
+
+    def __exit__(self, *exc):
+        self.held = False
+
+    def acquire(self, blocking=True, timeout=-1):
+        self.__enter__()
+        return True
+
+    def release(self):
+        self.held = False
+
+
+class MemState:
+    """StateFile's API over the world's memory: one JSON text per state dir, as the file holds."""
+
+    def __init__(self, store: Dict[str, str], state_dir: str):
+        self.store, self.dir, self.path = store, state_dir, state_dir + "/pilot-state.json"
+        store.setdefault(state_dir, "{}")
+        self._parsed = None              # (text, its dict): get() reads one key without a full copy
+
+    def read(self) -> Dict[str, Any]:
+        return json.loads(self.store[self.dir])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        text = self.store[self.dir]
+        if self._parsed is None or self._parsed[0] is not text:
+            self._parsed = (text, json.loads(text))
+        v = self._parsed[1].get(key, default)
+        return v if v is None or isinstance(v, (str, int, float, bool)) else copy.deepcopy(v)
+
+    def update(self, **kv: Any) -> None:
+        def put(d):
+            for k, v in kv.items():
+                if v is None:
+                    d.pop(k, None)
+                else:
+                    d[k] = v
+        self.change(put)
+
+    def change(self, fn: Callable[[Dict[str, Any]], None]) -> None:
+        d = self.read()
+        fn(d)
+        text = json.dumps(d)
+        if text != self.store[self.dir]:
+            self.store[self.dir] = text
+            WORLD[0].state_changed(self.dir)
+
+
+class SimBackstop:
+    """lease._Backstop without a thread: an event at the fence's deadline that stops mysqld unless the
+    fence ended first."""
+
+    def __init__(self, fencer, deadline: float, reason: str):
+        self.fencer, self.deadline, self.reason = fencer, deadline, reason
+        self._killed = None
+        self._ended = False
+
+    def start(self) -> None:
+        WORLD[0].backstop(self)
+
+    def fire(self) -> None:
+        if not self._ended:
+            self._killed = self.fencer.kill_mysqld()
+            self._ended = True
+
+    def end(self) -> bool:
+        fired = self._killed is not None
+        self._ended = True
+        return fired
+
+    def fired(self) -> bool:
+        return self._killed is not None
+
+    def result(self) -> str:
+        return "mysqld killed" if self._killed else "mysqld down"
+
+
+WORLD: List[Any] = [None]
+
+
+@contextlib.contextmanager
+def installed(world) -> Iterator[None]:
+    simtime = SimTime(world)
+
+    def server(flavor, host=None, port=None, socket=None, read_timeout=2, **kw):
+        name = socket.rsplit("/", 1)[1].split(".")[0] if socket else world.host_to_name(host)
+        return SimConn(world, name, read_timeout)
+
+    def pid(cfg):
+        return 1 if world.mysqld[cfg.node_name].up else None
+
+    def accepts(cfg, timeout=0.3):
+        return world.mysqld[cfg.node_name].up
+
+    def stop(cfg, timeout=60):
+        return world.stop_mysqld(cfg.node_name)
+
+    @contextlib.contextmanager
+    def no_lock(state_dir, blocking=True):
+        yield True
+
+    patches: List[Tuple[Any, str, Any]] = [(m, "time", simtime) for m in (ha, heartbeat, lease, observer, actions,
+                                                                          handover)]
+    patches += [(ha, "Server", server), (candidates, "Server", server), (mysqld, "mysqld_pid", pid),
+                (mysqld, "accepts_connections", accepts), (mysqld, "stop_mysqld", stop),
+                (lease, "_Backstop", SimBackstop), (actions.Actions, "spawn_snapshot", lambda self, why: None),
+                (ha, "StateFile", lambda d: MemState(world.states, d)), (ha, "ha_lock", no_lock)]
+    saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
+    log = logging.getLogger("mysqlpilot")
+    level, prev = log.level, WORLD[0]
+    for obj, name, new in patches:
+        setattr(obj, name, new)
+    log.setLevel(logging.CRITICAL + 1 if not world.verbose else logging.DEBUG)
+    WORLD[0] = world
+    try:
+        yield
+    finally:
+        for obj, name, old in saved:
+            setattr(obj, name, old)
+        log.setLevel(level)
+        WORLD[0] = prev

@@ -261,6 +261,7 @@ class Node:
             if not (leader is not None and sid and leader.session == sid):
                 self._leave()
                 return "replica stopping"
+            self._renew_now()
             target, why = analysis.choose_switchover_target(view.members, self.cfg.node_name, None)
             if target is None:
                 fenced = self.fence(f"stopping; {why}")
@@ -286,6 +287,22 @@ class Node:
                 return f"handed over to {target}"
             time.sleep(0.2)
         return f"handed the lock to {target}, which has not taken it yet"
+
+    def _renew_now(self) -> None:
+        """pre-stop is a new process, started as the watch is stopped: renew once before fencing for the
+        hand-over, so the fence gets a whole lease rather than what is left of the watch's last one (this
+        process's heartbeat renews only once its prober has seen mysqld answer)."""
+        srv = None
+        try:
+            srv = self.probe_conn()
+            srv.scalar("SELECT 1")
+            self._sql_ok_at = boottime()
+            self.beat()
+        except (PilotError, OSError) as exc:
+            log.info("pre-stop: no renew before the hand-over (%s); the fence has what is left of the lease", exc)
+        finally:
+            if srv is not None:
+                srv.close()
 
     def _leave(self) -> None:
         sid = self.sid

@@ -176,3 +176,23 @@ def test_item12_a_hand_over_to_a_target_that_then_died_does_not_stall_the_others
     lock_delay_passed(n3, dcs)
     d = n3.run_once()
     assert d.action == analysis.TAKE_LOCK, d.reason
+
+
+def test_pre_stop_renews_before_it_fences_for_the_hand_over(tmp_path, monkeypatch):
+    """pre-stop is a new process started as ContainerPilot kills the watch: its hand-over fence got only
+    what was left of the watch's last lease (its own heartbeat had not renewed yet: a fresh prober has
+    not seen mysqld answer), so a read-only that took a moment was cut short by the deadline and mysqld
+    stopped (seen once on MySQL under load: a failover where a switchover was asked for)."""
+    dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
+    n1.lease.extend(n1.sid, boottime() - 1.4)            # the killed watch's last renew, 1.4 s ago
+    n1.lease.mark_writer(n1.sid)
+    monkeypatch.setattr(n1, "mysqld_alive", lambda: True)
+    deadlines = []
+
+    def fence(reason, deadline, keep_lease=False):
+        deadlines.append(deadline - boottime())
+        servers["n1"].ro = True
+        return "read-only"
+    monkeypatch.setattr(n1.fencer, "fence", fence)
+    n1._pre_stop(timeout=0.1)
+    assert deadlines and deadlines[0] > n1.timing.lease, deadlines

@@ -79,6 +79,16 @@ _POS_RE = re.compile(r"binlog position: filename '([^']*)', position '?(\d+)'?"
                      r"(?:,\s*GTID of the last change '([^']*)')?", re.S)
 
 
+def _source_errno(errno: int, text: str) -> int:
+    """MySQL 8.0.23+ reports the source's refusal as 13114 with the source's code in the text ("Got fatal
+    error 1236 from source"): the decisions read the source's code."""
+    if errno == 13114:
+        m = re.search(r"fatal error (\d+) from (?:source|master)", text)
+        if m:
+            return int(m.group(1))
+    return errno
+
+
 class Flavor(abc.ABC):
     """One server dialect. Subclasses: MariaDBFlavor, MySQLFlavor (also Percona)."""
 
@@ -274,7 +284,7 @@ class Flavor(abc.ABC):
             "source_host": g("Master_Host", "Source_Host") or "",
             "source_port": num(g("Master_Port", "Source_Port")),
             "source_user": g("Master_User", "Source_User") or "",
-            "last_io_errno": num(g("Last_IO_Errno")) or 0,
+            "last_io_errno": _source_errno(num(g("Last_IO_Errno")) or 0, g("Last_IO_Error") or ""),
             "last_io_error": g("Last_IO_Error") or "",
             "last_sql_errno": num(g("Last_SQL_Errno")) or 0,
             "last_sql_error": g("Last_SQL_Error") or "",

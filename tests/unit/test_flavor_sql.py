@@ -321,3 +321,25 @@ def test_a_semi_sync_primary_waits_for_its_ack_without_a_timeout(fv):
     assert f"SET GLOBAL rpl_semi_sync_{p}_wait_no_{r} = ON" in sql
     assert sql[-1] == f"SET GLOBAL rpl_semi_sync_{p}_enabled = ON"       # enabled once the wait is unbounded
     assert f.semi_sync_primary(False) == [f"SET GLOBAL rpl_semi_sync_{p}_enabled = OFF"]
+
+
+def test_mysql_reports_a_source_refusal_as_13114_and_it_reads_as_1236():
+    """MySQL 8.0.23+ sets Last_IO_Errno 13114 (ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG) with the source's
+    1236 in the text. Read as 13114, the decisions never saw "purged" and re-pointed replication every pass
+    instead of rebuilding (seen in the first MySQL chaos campaign, seed 97, fault 19)."""
+    from mysqlpilot import analysis
+    from mysqlpilot.flavors import get_flavor
+    from mysqlpilot.model import LeaderInfo
+    f = get_flavor("mysql", "9.7.4")
+    st = f.parse_replica_status({
+        "Replica_IO_Running": "No", "Replica_SQL_Running": "Yes", "Source_Host": "127.0.1.2", "Source_Port": 3306,
+        "Last_IO_Errno": 13114, "Seconds_Behind_Source": None,
+        "Last_IO_Error": "Got fatal error 1236 from source when reading data from binary log: 'Cannot replicate "
+                         "because the source purged required binary logs. Replicate the missing transactions "
+                         "from elsewhere, or provision a new replica from backup.'"})
+    assert st["last_io_errno"] == 1236
+    o = analysis.Observation(me="n1", now=0.0, mysqld_up=True, read_only=True, have_session=True, lease_left=0.0,
+                             leader=LeaderInfo("n2", "127.0.1.2", 3306, promoted=True), i_hold_lock=False,
+                             replicating_from="127.0.1.2:3306", replication_ok=False,
+                             replication_errno=st["last_io_errno"], replication_error=st["last_io_error"])
+    assert analysis.decide(o).action == analysis.REBUILD

@@ -8,28 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from mysqlpilot import config, ha
-from mysqlpilot.analysis import choose_switchover_target
 from mysqlpilot.errors import PilotError
 from mysqlpilot.lease import Watchdog
 
-from .clock import WALL_BASE
 from .consul import SimAgent, SimConsul
+from .faults import FAULTS, WEIGHTS, Fault, Faults, draw
+from .invariants import FINDINGS, Invariants, Violation
 from .mysqld import SimMySQL
 from .patch import SimKilled, SimLock, SimWouldBlock, installed
 
 MAX_DEPTH = 25                    # nested blocking calls (each runs the world while its thread waits)
-FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
-          "consul_restart", "data_loss", "sql_stop")
-# Outcomes reported as known findings of the protocol, apart from the safety violations (docs in the report).
-FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead")
 CHAINS = ("ha", "hb", "wd", "probe", "deadline")   # periodic threads: dropped while frozen, restarted at the thaw
-WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2)
-
-
-class Violation(BaseException):
-    def __init__(self, invariant: str, detail: str):
-        super().__init__(f"{invariant}: {detail}")
-        self.invariant, self.detail = invariant, detail
+__all__ = ["FAULTS", "FINDINGS", "Fault", "Params", "Violation", "World", "params"]
 
 
 @dataclass(order=True)
@@ -95,7 +85,8 @@ class SimNode:
 
 
 class World:
-    def __init__(self, seed: int, params: Optional[Params] = None, verbose: bool = False):
+    def __init__(self, seed: int, params: Optional[Params] = None, verbose: bool = False,
+                 schedule: Optional[List[Fault]] = None):
         self.seed, self.p, self.verbose = seed, params or Params(), verbose
         self.rng = random.Random(seed)
         self.durability = self.p.durability or self.rng.choice(("async", "semi-sync"))
@@ -117,7 +108,13 @@ class World:
         self.writes: Dict[int, Dict[str, Any]] = {}     # write id -> {"node", "gtid", "state"}
         self.acked: Dict[Tuple[str, int], int] = {}     # gtid -> write id
         self.log: List[str] = []
-        self.faults_seen: Dict[str, int] = {}
+        self.inv = Invariants(self)
+        # The fault schedule: drawn from the seed unless given (a replay or a shrink of one).
+        # The main stream draws the schedule's seed either way, so a replay's other choices stay the same.
+        drawn = draw(random.Random(self.rng.getrandbits(64)), self.names, self.p.fault_phase, self.p.fault_gap,
+                     self.p.weights)
+        self.plan = list(schedule) if schedule is not None else drawn
+        self.faults = Faults(self, self.plan)
         self.faults_on = True
         self.depth_capped = 0
         self.two_writable = 0
@@ -229,7 +226,7 @@ class World:
         finally:
             self.running.discard(key)
             self.current = prev
-        self.check_now()
+        self.inv.check_now()
 
     def sleep(self, seconds: float) -> None:
         """A blocking call of the current thread: the rest of the world runs meanwhile."""
@@ -380,85 +377,6 @@ class World:
             self.writes[wid]["gtid"] = m.commit(wid)
         self.at(self.rng.uniform(0.05, 0.4), "", "client", self.client)
 
-    # ---- faults -----------------------------------------------------------------------------------
-    def fault(self) -> None:
-        if not self.faults_on:
-            return
-        kind = self.rng.choices(FAULTS, weights=self.p.weights)[0]
-        sn = self.nodes[self.rng.choice(self.names)]
-        if self.inject(kind, sn):
-            self.faults_seen[kind] = self.faults_seen.get(kind, 0) + 1
-        self.at(self.rng.uniform(*self.p.fault_gap), "", "fault", self.fault)
-
-    def inject(self, kind: str, sn: SimNode) -> bool:
-        c, rng = self.consul, self.rng
-        leader = c.kv.get("leader")
-        if kind == "kill":
-            if sn.node is None or sn.frozen_until is not None:
-                return False             # a frozen node's supervisor is frozen too
-            self.note(f"FAULT {sn.name}: watch process killed")
-            sn.gen += 1
-            sn.node, sn.watchdog = None, None
-            self.at(rng.uniform(0.2, 3.0), sn.name, "restart", lambda: self.start_process(sn))
-        elif kind == "freeze":
-            if sn.frozen_until is not None:
-                return False
-            sn.frozen_until = self.now + rng.uniform(0.3, 8.0)
-            self.note(f"FAULT {sn.name}: frozen until {sn.frozen_until:.3f}")
-            self.at(sn.frozen_until - self.now, sn.name, "thaw", lambda: self.thaw(sn))
-        elif kind == "session_loss":
-            sids = [s for s, x in c.sessions.items() if x.node == sn.name]
-            if not sids:
-                return False
-            self.note(f"FAULT {sn.name}: Consul ends session {sids[0]}")
-            c.invalidate(sids[0], "fault")
-        elif kind == "mysqld_crash":
-            if not self.mysqld[sn.name].up:
-                return False
-            self.note(f"FAULT {sn.name}: mysqld crashed")
-            self.mysqld[sn.name].crash("crashed")
-            self.mysqld_gone(sn.name)
-            self.at(rng.uniform(0.5, 5.0), "", "mysqld", lambda: self.start_mysqld(sn.name))
-        elif kind in ("switchover", "failover"):
-            view = sn.agent.get_cluster()
-            if view.leader is None and kind == "switchover":
-                return False
-            old = view.leader.name if view.leader is not None else \
-                next((h.get("new_primary") for h in reversed(view.history) if h.get("new_primary")), None)
-            if kind == "switchover":
-                target, _ = choose_switchover_target(view.members, old, None)
-            else:
-                # `failover` without the command's own checks (the HA code must hold on its own).
-                alive = [m.name for m in view.members if m.alive and m.name != old]
-                target = rng.choice(alive) if alive else None
-            if target is None:
-                return False
-            self.note(f"FAULT operator {kind} {old} -> {target}")
-            sn.agent.put_json("switchover", {"to": target, "from": old,
-                                             "kind": "switchover" if kind == "switchover" else "manual-failover",
-                                             "reason": f"sim {kind}", "requested": WALL_BASE + self.now,
-                                             "lock_index": view.lock_index})
-            if kind == "failover" and view.leader is not None:
-                sn.agent.destroy_session(view.leader.session)
-        elif kind == "sql_stop":
-            m = self.mysqld[sn.name]
-            if not (m.up and m.source):
-                return False
-            m.sql_error_until = self.now + rng.uniform(5.0, 40.0)
-            self.note(f"FAULT {sn.name}: SQL thread stops on an apply error until {m.sql_error_until:.3f}")
-        elif kind == "delete_leader":
-            if leader is None:
-                return False
-            self.note("FAULT the leader key is deleted (LockIndex starts over)")
-            c.delete_key("leader")
-        elif kind == "consul_restart":
-            self.note("FAULT Consul server restart (lock-delay forgotten)")
-            c.restart()
-        elif kind == "data_loss":
-            self.note("FAULT Consul data loss (index starts over)")
-            c.data_loss()
-        return True
-
     def thaw(self, sn: SimNode) -> None:
         sn.frozen_until = None
         self.note(f"{sn.name}: thawed")
@@ -467,71 +385,12 @@ class World:
             self.watchdog_step(sn)
             self.restart_threads(sn)
 
-    # ---- invariants ---------------------------------------------------------------------------------
-    def check_now(self) -> None:
-        writers = [n for n, m in self.mysqld.items() if m.acks_writes()]
-        if len(writers) > 1:
-            detail = f"{', '.join(writers)} writable and acknowledging at t={self.now:.3f}"
-            if any(self.nodes[n].node is None for n in writers):
-                # Its watch process is dead (killed, not restarted yet): only the health hook, every 2 s,
-                # fences it. Reported apart (a known finding: a thaw while the watch is down).
-                raise Violation("writable-while-watch-dead", detail)
-            raise Violation("one-writer", detail)
-        if sum(m.accepts_writes() for m in self.mysqld.values()) > 1:
-            self.two_writable += 1       # counted, not a violation: nothing written there is acknowledged
-
     def became_writable(self, name: str) -> None:
-        """A promotion (or a primary writable again): with semi-sync it must hold every acknowledged write."""
-        if self.durability != "semi-sync":
-            return
-        have = self.mysqld[name].executed
-        missing = [g for g in self.acked if g not in have]
-        if not missing:
-            return
-        holders = {n for g in missing for n, m in self.mysqld.items() if g in m.executed | m.retrieved}
-        detail = (f"{name} turned writable without {len(missing)} acknowledged writes (e.g. "
-                  f"{missing[0][0][:8]}:{missing[0][1]}), held by {sorted(holders) or 'nobody'}")
-        if holders and all(not self.mysqld[h].up or not self.has_session(h) for h in holders):
-            # The only copies are on members whose mysqld is down or that have no session: the election
-            # skips such a member ("down") instead of waiting for it. Reported apart (a known finding).
-            raise Violation("promoted-past-down-holder", detail)
-        raise Violation("no-acked-loss", detail)
+        self.inv.became_writable(name)
 
-    def has_session(self, name: str) -> bool:
-        return any(s.node == name for s in self.consul.sessions.values())
-
-    def converged(self) -> bool:
-        try:
-            self.check_end()
-        except Violation:
-            return False
-        return True
-
-    def check_end(self) -> None:
-        writable = [n for n, m in self.mysqld.items() if m.accepts_writes()]
-        e = self.consul.kv.get("leader")
-        holder = None
-        if e is not None and e.session is not None:
-            holder = json.loads(e.value).get("name")
-        if len(writable) != 1 or holder != writable[0]:
-            said = [sn.node.actions.recent[-1].reason for sn in self.nodes.values()
-                    if sn.node is not None and sn.node.actions.recent]
-            if not writable and holder is None and said and all("lacks transactions" in r for r in said):
-                # Every candidate lacks something another holds (errant commits of a failed primary):
-                # the data-safety rule waits for an operator. Reported apart from the safety invariants.
-                raise Violation("stalled", f"no candidate holds every member's transactions: {said[0]}")
-            raise Violation("converge", f"writable {writable}, lock held by {holder} after {self.p.settle:.0f}s "
-                                        "without faults")
-        p = writable[0]
-        for n, m in self.mysqld.items():
-            if n != p and not (m.up and m.source == p and m.io_on and m.sql_on and m.connected):
-                raise Violation("converge", f"{n} does not replicate from {p} (up={m.up}, source={m.source}, "
-                                            f"io={m.io_on and m.connected}, sql={m.sql_on})")
-        if self.durability == "semi-sync":
-            missing = [g for g in self.acked if g not in self.mysqld[p].executed]
-            if missing:
-                raise Violation("no-acked-loss", f"{len(missing)} acknowledged writes missing from {p}, e.g. "
-                                                 f"{missing[0][0][:8]}:{missing[0][1]}")
+    @property
+    def faults_seen(self) -> Dict[str, int]:
+        return self.faults.seen
 
     # ---- a run --------------------------------------------------------------------------------------
     def run(self) -> Optional[Violation]:
@@ -544,7 +403,7 @@ class World:
                     self.at(self.rng.uniform(1, 2), name, "health", lambda sn=sn: self.health(sn))
                     self.at(self.rng.uniform(0, 0.3), "", "repl", lambda n=name: self.replicate(n))
                 self.at(1.0, "", "client", self.client)
-                self.at(self.rng.uniform(3.0, 6.0), "", "fault", self.fault)
+                self.faults.arm()
                 self.run_until(self.p.fault_phase)
                 self.faults_on = False
                 # Settle until converged for `stable` seconds in a row (or the whole settle time).
@@ -552,13 +411,13 @@ class World:
                 while t < self.p.fault_phase + self.p.settle:
                     t += 1.0
                     self.run_until(t)
-                    if self.converged():
+                    if self.inv.converged():
                         since = t if since is None else since
                         if t - since >= self.p.stable:
                             break
                     else:
                         since = None
-                self.check_end()
+                self.inv.check_end()
             except Violation as v:
                 return v
         return None

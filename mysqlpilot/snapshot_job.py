@@ -11,6 +11,7 @@ import time
 from typing import Any, Dict, Optional
 
 from .dcs.consul import ConsulDCS
+from . import gtid as gtidlib
 from .errors import PilotError
 from .flavors import get_flavor
 from .model import SnapshotManifest
@@ -25,6 +26,31 @@ LOCK = "snapshot"
 
 def snapshot_due(latest: Optional[SnapshotManifest], now: float, interval: int) -> bool:
     return latest is None or now - latest.created >= interval
+
+
+def unusable_for_replicas(latest: Optional[SnapshotManifest], purged: str, dialect: str) -> bool:
+    """The newest snapshot lacks transactions this primary no longer has in its binlogs (MySQL's
+    gtid_purged): a replica restored from it could never catch up. A node seeded by CLONE starts its
+    binlogs at the clone, so once promoted it needs a snapshot of its own before the next interval."""
+    if latest is None or not latest.gtid or not purged or gtidlib.problem(dialect, purged):
+        return False
+    return not gtidlib.contains(dialect, latest.gtid, purged)
+
+
+def purged_gtids(cfg, flavor) -> str:
+    """This server's gtid_purged ("" where the flavor has none, or on any error: the interval rules)."""
+    if flavor.dialect != "mysql":
+        return ""
+    from .sqlclient import Server
+    try:
+        srv = Server(flavor, socket=cfg.socket, user="root", password=cfg.root_password, read_timeout=10)
+        try:
+            return "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_purged") or "").split())
+        finally:
+            srv.close()
+    except PilotError as exc:
+        log.info("snapshot: gtid_purged unreadable (%s); the interval alone decides", exc)
+        return ""
 
 
 def older_than_latest(manifest: Dict[str, Any], latest: Optional[SnapshotManifest]) -> str:
@@ -86,8 +112,14 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) 
     # The index is the check-and-set base of the publish: latest must not change under a long backup.
     latest, latest_index = dcs.latest_snapshot_with_index()
     if not force and not snapshot_due(latest, time.time(), cfg.snapshot_interval):
-        log.debug("snapshot: not due yet")
-        return None
+        flavor = get_flavor(cfg.flavor, cfg.flavor_version)
+        purged = purged_gtids(cfg, flavor)
+        if not unusable_for_replicas(latest, purged, flavor.dialect):
+            log.debug("snapshot: not due yet")
+            return None
+        log.warning("snapshot: due now, not in %ds: the newest snapshot %s lacks transactions this primary "
+                    "has purged from its binlogs (%s), so a replica restored from it could not catch up",
+                    cfg.snapshot_interval, latest.id if latest else "-", purged)
     with snapshot_job_lock(cfg.state_dir) as mine:
         if not mine:
             log.info("snapshot: another snapshot job of this node is running; skipped")

@@ -167,3 +167,36 @@ def test_a_readable_latest_starts_no_snapshot(tmp_path, monkeypatch):
     for _ in range(3):
         n1.run_once()
     assert spawned == []
+
+
+# MySQL campaign seed 97: a node seeded by CLONE has no binlogs from before its clone. Promoted before the
+# next periodic snapshot (1 h), no snapshot in the store could seed a replica of it: every rebuilt replica
+# restored the newest one, got 1236 and waited for an operator's `snapshot --force`.
+MYSQL_LATEST = dataclasses.replace(GOOD, flavor="mysql", version="9.7", gtid="3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8", created=2000.0)
+
+
+@pytest.mark.parametrize("purged, taken", [("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100", True),     # the binlogs start after the snapshot
+                                           ("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5", False),      # the snapshot is still usable
+                                           ("", False)])
+def test_a_snapshot_is_due_at_once_when_the_newest_cannot_seed_a_replica_of_this_primary(
+        tmp_path, monkeypatch, purged, taken):
+    cfg = node_config(tmp_path, MYSQLPILOT_NODE="n1", HOSTNAME="n1", MYSQLPILOT_FLAVOR="mysql",
+                      MYSQLPILOT_FLAVOR_VERSION="9.7")
+    StateFile(cfg.state_dir).update(session="sid1")
+    dcs = consul_dcs(MYSQL_LATEST.to_json().encode())
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: True)
+    monkeypatch.setattr(snapshot_job, "open_store", lambda cfg: Store())
+    monkeypatch.setattr(snapshot_job, "purged_gtids", lambda cfg, flavor: purged)
+    monkeypatch.setattr(snapshot_job.time, "time", lambda: 2060.0)       # a minute after the newest
+    mine = dataclasses.replace(MYSQL_LATEST, id="s2", created=2060.0)
+    monkeypatch.setattr(snapshot_job, "take_snapshot", lambda *a, **kw: mine)
+    assert snapshot_job.run_snapshot_job(cfg, dcs=dcs) == (mine if taken else None)
+
+
+def test_the_snapshot_due_rule_by_binlogs_is_pure():
+    assert snapshot_job.unusable_for_replicas(MYSQL_LATEST, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100", "mysql")
+    assert not snapshot_job.unusable_for_replicas(MYSQL_LATEST, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8", "mysql")
+    assert not snapshot_job.unusable_for_replicas(MYSQL_LATEST, "", "mysql")
+    assert not snapshot_job.unusable_for_replicas(None, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8", "mysql")
+    # Unparseable text is no reason for a full snapshot every minute.
+    assert not snapshot_job.unusable_for_replicas(MYSQL_LATEST, "garbage", "mysql")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict
 from typing import Any, Dict, List, Optional, Tuple
@@ -41,6 +42,10 @@ class ConsulDCS(SnapshotKeys, DCS):
         verify: Any = ca if ca else True
         self.c = consul.Consul(host=host, port=self.port, scheme=scheme, token=token, verify=verify,
                                connections_timeout=timeout)
+        # For the node API's metrics: failed requests, and when Consul last answered (epoch seconds).
+        self.request_errors = 0
+        self.last_answer: Optional[float] = None
+        self._stats_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg) -> "ConsulDCS":
@@ -58,12 +63,24 @@ class ConsulDCS(SnapshotKeys, DCS):
 
     def _call(self, what: str, fn, *args, **kw):
         try:
-            return fn(*args, **kw)
+            out = fn(*args, **kw)
+            self.last_answer = time.time()
+            return out
+        except consul.NotFound:
+            self.last_answer = time.time()       # an answer, not an error
+            raise
+        except Exception:
+            with self._stats_lock:
+                self.request_errors += 1
+            return self._reraise(what)
+
+    def _reraise(self, what: str):
+        """The exception being handled, as one line that says what to check."""
+        try:
+            raise
         except consul.ACLPermissionDenied:
             raise PilotError(f"Consul at {self.where} refused the ACL token for {what}; check "
                              "$CONSUL_HTTP_TOKEN and its policy") from None
-        except consul.NotFound:
-            raise
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
                 OSError) as exc:
             kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection refused or " \

@@ -4,14 +4,14 @@ passes (the lease, the session, whether mysqld answers, whether the loop still r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional
 
 from . import analysis, api_verdicts
 from .api_verdicts import Facts
 from .lease import boottime
 from .logsetup import SecretMask
-from .model import MemberState
+from .model import LeaderInfo, MemberState
 
 @dataclass(frozen=True)
 class PassView:
@@ -41,7 +41,7 @@ class PassView:
     errant: tuple = ()
     published_at: float = 0.0           # boot-time clock
     published_wall: float = 0.0         # epoch seconds
-    extra: Dict[str, Any] = field(default_factory=dict)
+    budget_why: str = ""                # failover_budget()'s line
 
 
 def _behind(flavor, leader: Optional[MemberState], mine: str, holder: bool) -> Optional[int]:
@@ -64,11 +64,13 @@ def _count(flavor, gtids: str) -> int:
         return 0
 
 
-def pass_view(node, seen, m: MemberState) -> PassView:
-    """Built from the pass's observation `seen` and the member record `m` it published."""
-    view, o, cfg, flavor = seen.view, seen.o, node.cfg, node.flavor
-    leader = view.leader
-    _, budget_why = analysis.failover_budget(view.history, o.now, node.policy)
+def pass_view(node, seen, m: MemberState, leader: Optional[LeaderInfo]) -> PassView:
+    """Built from the pass's observation `seen`, the member record `m` it published and the leader it was
+    judged against (read again after an action changed things: a promotion shows at once)."""
+    view, cfg, flavor = seen.view, node.cfg, node.flavor
+    sid = node.sid
+    holder = bool(leader is not None and sid and leader.session == sid)
+    _, budget_why = analysis.failover_budget(view.history, seen.o.now, node.policy)
     snap = view.latest_snapshot
     return PassView(
         name=cfg.node_name, cluster=cfg.cluster, role=m.role, healthy=m.healthy, message=m.message,
@@ -77,13 +79,13 @@ def pass_view(node, seen, m: MemberState) -> PassView:
         following=m.replicating_from, gtid_executed=_count(flavor, m.gtid_executed),
         gtid_received=_count(flavor, m.gtid_received),
         gtids_behind=_behind(flavor, view.member(leader.name) if leader else None, m.gtid_executed,
-                             bool(leader is not None and leader.name == cfg.node_name and o.i_hold_lock)),
+                             holder),
         primary=leader.name if leader else None, primary_address=leader.address if leader else None,
         primary_session=(leader.session or "") if leader else "", paused=bool(view.paused),
-        failover_budget_left=analysis.failover_budget_left(view.history, o.now, node.policy),
+        failover_budget_left=analysis.failover_budget_left(view.history, seen.o.now, node.policy),
         snapshot_created=snap.created if snap else None, snapshot_bytes=snap.bytes if snap else None,
         snapshot_seconds=(snap.duration_seconds or None) if snap else None, errant=tuple(m.errant),
-        published_at=boottime(), published_wall=time.time(), extra={"budget": budget_why})
+        published_at=boottime(), published_wall=time.time(), budget_why=budget_why)
 
 
 class NodeSource:
@@ -138,7 +140,7 @@ class NodeSource:
                                 "gtids_behind": v.gtids_behind},
                 "gtid": {"executed_transactions": v.gtid_executed, "received_transactions": v.gtid_received},
                 "errant": list(v.errant), "failover_budget_left": v.failover_budget_left,
-                "failover_budget": v.extra.get("budget", ""),
+                "failover_budget": v.budget_why,
                 "last_pass_age_seconds": round(max(0.0, boottime() - v.published_at), 3),
             })
         else:

@@ -159,19 +159,21 @@ class Node:
                 self.last_leader = seen.o.leader
                 if self.state.get("last_leader") != seen.o.leader.to_json():
                     self.state.update(last_leader=seen.o.leader.to_json())
-            m = self.publish(seen)
-            self.api_view = pass_view(self, seen, m)
+            m, leader = self.publish(seen)
+            self.api_view = pass_view(self, seen, m, leader)
         return outcome
 
-    def publish(self, seen) -> MemberState:
+    def publish(self, seen) -> Tuple[MemberState, Optional[LeaderInfo]]:
+        """Publish this node's member record; returns it and the leader it was judged against."""
         r = seen.report
         probe = self.observer.probe_local() if r.refresh else seen.probe
+        leader = seen.view.leader
         if r.refresh:
             leader = self.dcs.get_cluster().leader
             r.healthy, r.role, r.message = self.observer.health_of(probe, leader)
         m = self.observer.member_state(probe, r.healthy, r.role, r.message, seen.o.errant)
         self.publish_member(probe, m)
-        return m
+        return m, leader
 
     def publish_member(self, probe: Dict, m: MemberState) -> None:
         if not self.sid and self.state.get("starting") and m.role not in ("down", "starting"):

@@ -58,6 +58,18 @@ def test_a_pass_publishes_the_view_the_api_reads(two):
     assert dcs.members["n1"].api == "h-n1:18008"
 
 
+def test_a_promotion_shows_in_the_view_of_the_pass_that_made_it(tmp_path, monkeypatch):
+    from mysqlpilot import analysis
+    from .test_ha_interleavings import lock_delay_passed
+    dcs, servers = FakeDCS(), {"n1": FakeMySQL("n1", executed="0-1-5")}
+    n1 = make_node(tmp_path, "n1", dcs, servers, monkeypatch)
+    n1.mysqld_alive = lambda: True
+    give_session(n1, dcs)
+    lock_delay_passed(n1, dcs)
+    assert n1.run_once().action == analysis.TAKE_LOCK and servers["n1"].ro is False
+    assert n1.api_view.primary == "n1" and verdict(n1, "/primary").status == 200
+
+
 def test_the_lease_and_session_are_read_live_not_from_the_last_pass(two):
     _, _, n1, _ = two
     assert verdict(n1, "/primary").status == 200

@@ -230,3 +230,18 @@ def get(r, path):
 def test_members_from_before_the_api_still_parse():
     m = MemberState.from_json(json.dumps({"name": "old", "host": "h", "port": 3306}))
     assert m.api == ""
+
+
+def test_the_docs_list_every_series_and_endpoint():
+    from mysqlpilot import api_metrics, api_verdicts
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(here, "docs", "monitoring.md"), encoding="utf-8") as fh:
+        monitoring = fh.read()
+    with open(os.path.join(here, "docs", "routing.md"), encoding="utf-8") as fh:
+        routing = fh.read()
+    names = [n for n, _, _ in api_metrics.GAUGES] + [n + "_total" for n, _, _ in api_metrics.COUNTERS] + \
+        [api_metrics.HISTOGRAM[0], "mysqlpilot_node_info"]
+    for name in names:
+        assert f"| `{name}` |" in monitoring, name
+    for path in api_verdicts.ENDPOINTS:
+        assert f"`{path}`" in routing, path

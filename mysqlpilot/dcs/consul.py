@@ -63,24 +63,26 @@ class ConsulDCS(SnapshotKeys, DCS):
 
     def _call(self, what: str, fn, *args, **kw):
         try:
-            out = fn(*args, **kw)
-            self.last_answer = time.time()
-            return out
+            out = self._translated(what, fn, *args, **kw)
         except consul.NotFound:
             self.last_answer = time.time()       # an answer, not an error
             raise
         except Exception:
             with self._stats_lock:
                 self.request_errors += 1
-            return self._reraise(what)
-
-    def _reraise(self, what: str):
-        """The exception being handled, as one line that says what to check."""
-        try:
             raise
+        self.last_answer = time.time()
+        return out
+
+    def _translated(self, what: str, fn, *args, **kw):
+        """fn(*args, **kw), its expected failures as one PilotError line that says what to check."""
+        try:
+            return fn(*args, **kw)
         except consul.ACLPermissionDenied:
             raise PilotError(f"Consul at {self.where} refused the ACL token for {what}; check "
                              "$CONSUL_HTTP_TOKEN and its policy") from None
+        except consul.NotFound:
+            raise
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError,
                 OSError) as exc:
             kind = "timed out" if isinstance(exc, requests.exceptions.Timeout) else "connection refused or " \

@@ -245,3 +245,20 @@ def test_the_docs_list_every_series_and_endpoint():
         assert f"| `{name}` |" in monitoring, name
     for path in api_verdicts.ENDPOINTS:
         assert f"`{path}`" in routing, path
+
+
+def test_consul_request_errors_and_last_answer_are_counted_for_the_metrics():
+    import consul
+    from mysqlpilot.dcs.consul import ConsulDCS
+    from mysqlpilot.errors import PilotError
+    d = ConsulDCS("127.0.0.1", 1, "mysqlpilot/t", "n1", timeout=2)     # nothing listens on port 1
+    with pytest.raises(PilotError, match="cannot reach Consul at 127.0.0.1:1"):
+        d.get_leader()
+    assert d.request_errors == 1 and d.last_answer is None
+    assert d._call("read", lambda: 5) == 5 and d.last_answer is not None
+
+    def not_found():
+        raise consul.NotFound("no such key")
+    with pytest.raises(consul.NotFound):
+        d._call("read", not_found)
+    assert d.request_errors == 1                     # an answer, not an error

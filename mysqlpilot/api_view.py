@@ -129,7 +129,7 @@ class NodeSource:
             "lock_held": f.holds_lock, "lease_seconds_left": round(max(f.lease_left, 0.0), 3),
             "mysqld_up": f.mysqld_up, "checks": checks,
             "ha_loop": {"stalled_seconds": round(f.loop_stalled, 3), "lease_seconds": f.lease_span},
-            "fenced": bool(getattr(getattr(self.node, "events", None), "fenced", False)),
+            "fenced": self.node.events.fenced,
         }
         if v is not None:
             doc.update({

@@ -130,7 +130,8 @@ def readiness(f: Facts) -> Verdict:
 
 # path -> (verdict function, the query parameters it takes)
 ENDPOINTS: Dict[str, tuple] = {
-    "/primary": (primary, ()), "/read-write": (primary, ()),
+    # "/" as Patroni: HAProxy's bare `option httpchk` sends OPTIONS / and so checks for the primary.
+    "/": (primary, ()), "/primary": (primary, ()), "/read-write": (primary, ()),
     "/replica": (replica, ("lag", "lag_transactions")),
     "/read-only": (read_only, ("lag", "lag_transactions")),
     "/health": (health, ()), "/liveness": (liveness, ()), "/readiness": (readiness, ()),

@@ -26,7 +26,7 @@ def test_primary_only_for_the_writable_lock_holder_with_a_valid_lease(holds, lea
     want = holds and lease > 0 and up and writable is True
     v = one_line(primary(f))
     assert v.status == (OK if want else UNAVAILABLE)
-    assert decide("/primary", {}, f) == v == decide("/read-write", {}, f)
+    assert decide("/primary", {}, f) == v == decide("/read-write", {}, f) == decide("/", {}, f)
 
 
 def test_primary_reasons_say_what_is_missing():

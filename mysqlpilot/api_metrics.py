@@ -62,8 +62,8 @@ GAUGES: Tuple[Tuple[str, str, Getter], ...] = (
     ("mysqlpilot_replica", "1 while this node's role is replica.",
      lambda s: None if s.view is None else _b(s.view.role == "replica" and not s.facts.holds_lock)),
     ("mysqlpilot_healthy", "1 while the last pass found this node healthy in its role.", lambda s: _b(s.v("healthy"))),
-    ("mysqlpilot_writable", "1 while mysqld is writable (read_only OFF), as of the last pass.",
-     lambda s: _b(s.v("writable"))),
+    ("mysqlpilot_writable", "1 while mysqld is writable (read_only OFF): the last pass's reading, unless the "
+     "fencer read it read-only since.", lambda s: _b(s.facts.writable)),
     ("mysqlpilot_lock_held", "1 while this node holds the leader lock under its current Consul session.",
      lambda s: _b(s.facts.holds_lock)),
     ("mysqlpilot_lease_seconds_left", "Seconds left of this node's lease (0: none); writes stop when it ends.",

@@ -114,7 +114,10 @@ class NodeSource:
                       max_replica_lag=float(n.cfg.max_replica_lag))
         if v is None:
             return Facts(**common)
-        return Facts(role=v.role, holds_lock=bool(sid and v.primary_session == sid), writable=v.writable,
+        writable = v.writable
+        if writable and n.fencer.read_only_since(n.lease.writer_marked_at()):
+            writable = False    # fenced (a hand-over, the watchdog) since the pass saw it writable
+        return Facts(role=v.role, holds_lock=bool(sid and v.primary_session == sid), writable=writable,
                      io_running=v.io_running, sql_running=v.sql_running, lag_seconds=v.lag_seconds,
                      gtids_behind=v.gtids_behind, primary=v.primary, primary_address=v.primary_address,
                      following=v.following, paused=v.paused, **common)

@@ -80,6 +80,15 @@ def test_the_lease_and_session_are_read_live_not_from_the_last_pass(two):
     assert "not the primary" in verdict(n1, "/primary").reason
 
 
+def test_a_read_only_answer_since_the_pass_ends_the_primary_verdict_at_once(two):
+    _, servers, n1, _ = two
+    assert verdict(n1, "/primary").status == 200
+    servers["n1"].ro = True                         # a hand-over fenced it (its lease and lock remain)
+    assert n1.fencer.read_only() is True            # what the fencer and its watchdog read
+    v = verdict(n1, "/primary")
+    assert v.status == 503 and "read-only" in v.reason
+
+
 def test_a_switchover_and_its_fence_are_counted_where_they_run(two):
     dcs, servers, n1, n2 = two
     from mysqlpilot.dcs.base import Request

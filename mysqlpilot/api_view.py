@@ -115,8 +115,10 @@ class NodeSource:
         if v is None:
             return Facts(**common)
         writable = v.writable
-        if writable and n.fencer.read_only_since(n.lease.writer_marked_at()):
-            writable = False    # fenced (a hand-over, the watchdog) since the pass saw it writable
+        # Fenced (a hand-over, the watchdog) since the pass saw it writable. Only a reading after both the
+        # view and the last promotion mark counts: one taken mid-promotion, before writes were on, does not.
+        if writable and n.fencer.read_only_since(max(n.lease.writer_marked_at(), v.published_at)):
+            writable = False
         return Facts(role=v.role, holds_lock=bool(sid and v.primary_session == sid), writable=writable,
                      io_running=v.io_running, sql_running=v.sql_running, lag_seconds=v.lag_seconds,
                      gtids_behind=v.gtids_behind, primary=v.primary, primary_address=v.primary_address,

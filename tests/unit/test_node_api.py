@@ -87,6 +87,10 @@ def test_a_read_only_answer_since_the_pass_ends_the_primary_verdict_at_once(two)
     assert n1.fencer.read_only() is True            # what the fencer and its watchdog read
     v = verdict(n1, "/primary")
     assert v.status == 503 and "read-only" in v.reason
+    # A reading older than the pass's view does not count (one taken mid-promotion, before writes were on).
+    servers["n1"].ro = False
+    n1.run_once()
+    assert verdict(n1, "/primary").status == 200
 
 
 def test_a_switchover_and_its_fence_are_counted_where_they_run(two):

@@ -205,6 +205,14 @@ def test_a_replica_exports_its_replication_series(two):
         "mysqlpilot_writable": 0}
 
 
+def test_an_aborted_switchover_counts_its_fence_and_leaves_the_primary_unfenced(two):
+    dcs, servers, n1, _ = two
+    from mysqlpilot.dcs.base import Request
+    assert not n1.hand_over("n2", Request(to="n2", requested=1e10), dcs.get_cluster())   # n2 lags: aborted
+    assert servers["n1"].ro is False
+    assert n1.events.counts()["fences"] == 1 and n1.events.fenced is False
+
+
 def test_a_taken_port_is_said_once_and_the_loop_is_not_held_up(two, caplog):
     _, _, n1, _ = two
     first = serve(n1)

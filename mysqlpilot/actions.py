@@ -198,7 +198,7 @@ class Actions:
                                                       "why": r.why} for r in ranking],
                              durations=durations)
         self.record(rec)
-        # The clients' outage: from the lock's loss (first seen free) or the old primary's fence, to writable.
+        # From this node's first sight of the free lock (a hand-over: the old primary's fence) to writable.
         self.n.events.promoted(kind, durations.get("write_unavailable",
                                                    durations.get("leader_free", 0.0) + durations["promote"]))
         # We are the last primary now, also for the next record (a re-promotion is not a failover).

@@ -119,8 +119,8 @@ COUNTERS: Tuple[Tuple[str, str, Getter], ...] = (
      lambda s: _num(getattr(s.dcs, "request_errors", None))),
 )
 
-HISTOGRAM = ("mysqlpilot_failover_duration_seconds", "Write outage of each failover or switchover that made this "
-             "node primary: from the lock's loss (or the old primary's fence) to writable.")
+HISTOGRAM = ("mysqlpilot_failover_duration_seconds", "Each failover or switchover that made this node primary: "
+             "from its first sight of the free lock (a hand-over: the old primary's fence) to writable.")
 
 
 def families(s: Scrape) -> List[Metric]:

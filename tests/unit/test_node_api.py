@@ -283,3 +283,32 @@ def test_consul_request_errors_and_last_answer_are_counted_for_the_metrics():
     with pytest.raises(consul.NotFound):
         d._call("read", not_found)
     assert d.request_errors == 1                     # an answer, not an error
+
+
+@pytest.mark.parametrize("port,started", [("18008", True), ("0", False)])
+def test_watch_starts_the_api_beside_the_loop_unless_disabled(monkeypatch, tmp_path, port, started):
+    from click.testing import CliRunner
+    from mysqlpilot import ha
+    from mysqlpilot.cli import main
+    calls = []
+
+    class LoopOnly:
+        def __init__(self, cfg):
+            self.cfg = cfg
+
+        def run_forever(self):
+            calls.append("loop")
+    monkeypatch.setattr(ha, "Node", LoopOnly)
+    monkeypatch.setattr(api, "start", lambda node: calls.append(("api", node.cfg.api_port)))
+    env = {"MYSQL_ROOT_PASSWORD": "pw", "MYSQL_REPL_PASSWORD": "pw2", "MYSQLPILOT_API_PORT": port,
+           "MYSQLPILOT_STATE_DIR": str(tmp_path), "MYSQLPILOT_CONFIG": ""}
+    out = CliRunner().invoke(main, ["watch"], env=env)
+    assert out.exit_code == 0, out.output
+    assert calls == ([("api", 18008), "loop"] if started else ["loop"])
+
+
+def test_metrics_stay_off_the_global_default_registry(two):
+    import prometheus_client
+    _, _, n1, _ = two
+    api.NodeAPI(NodeSource(n1)).respond("/metrics")
+    assert b"mysqlpilot_" not in prometheus_client.generate_latest(prometheus_client.REGISTRY)

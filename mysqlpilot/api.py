@@ -114,7 +114,8 @@ class Server(ThreadingHTTPServer):
 
 def bind(address: str, port: int, app: NodeAPI) -> Server:
     """The listening server; OSError (one line via describe_bind_error) when the port cannot be had."""
-    return Server((address.strip("[]"), port), app)
+    host = address.strip("[]")
+    return Server(("" if host == "*" else host, port), app)      # "" and "*": every interface
 
 
 def describe_bind_error(address: str, port: int, exc: OSError) -> str:

@@ -198,6 +198,9 @@ class Actions:
                                                       "why": r.why} for r in ranking],
                              durations=durations)
         self.record(rec)
+        # From this node's first sight of the free lock (a hand-over: the old primary's fence) to writable.
+        self.n.events.promoted(kind, durations.get("write_unavailable",
+                                                   durations.get("leader_free", 0.0) + durations["promote"]))
         # We are the last primary now, also for the next record (a re-promotion is not a failover).
         self.n.last_leader = info
         self.n.state.update(last_leader=info.to_json())
@@ -226,12 +229,14 @@ class Actions:
             srv.semi_sync_replica(True)
         srv.start_replica()
         srv.close()
+        self.n.events.serving()
         log.info("replicating from %s (%s:%s) with GTID auto-position", name, host, port)
 
     def do_rebuild(self, d, seen) -> None:
         reason, errant = d.reason, seen.o.errant
         recent = [t for t in self.n.state.get("rebuilds", []) or [] if isinstance(t, (int, float))]
         self.n.state.update(rebuilds=recent[-10:] + [time.time()])
+        self.n.events.count("rebuilds")
         log.error("REBUILD: %s; moving the datadir aside and restoring the newest snapshot", reason)
         self.n.state.update(rebuild_reason=reason, errant=[e for e in errant.split(",") if e] or None)
         seen.report.role, seen.report.healthy, seen.report.message = "rebuilding", False, reason

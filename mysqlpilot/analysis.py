@@ -255,6 +255,16 @@ def failover_budget(history: Sequence[dict], now: float, policy: Policy) -> Tupl
                    "`mysqlpilot failover`")
 
 
+def failover_budget_left(history: Sequence[dict], now: float, policy: Policy) -> int:
+    """Automatic failovers failover_budget() would still allow now: what is left in the window, or 1 once a
+    spent budget has re-armed (the next failover spends it again)."""
+    allowed, _ = failover_budget(history, now, policy)
+    if not allowed:
+        return 0
+    recent = [h for h in history if h.get("kind") == "failover" and now - h.get("time", 0.0) <= policy.failover_window]
+    return max(1, policy.failover_budget - len(recent))
+
+
 @dataclass
 class Observation:
     """What one pass of the HA loop saw. Built by ha.py from Consul and the local mysqld."""

@@ -5,6 +5,7 @@ configuration reference in docs/ are all generated from it, so they cannot drift
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -190,6 +191,16 @@ SCHEMA: Tuple[Key, ...] = (
        "publishes it as the latest, and refuses to bootstrap while the store cannot be read. Set it for "
        "one start only, when starting over on purpose.", "MYSQLPILOT_FORCE_FRESH_BOOTSTRAP",
        group="snapshots"),
+    # node API
+    _k("api_address", "str", "0.0.0.0", "Address the node API listens on (the health endpoints HAProxy checks, "
+       "`/status`, `/metrics`; served by `watch`). The default, every interface, lets load balancers and "
+       "Prometheus on other hosts reach it: it serves no secret and changes nothing. Set 127.0.0.1 (or one "
+       "interface's address) to keep it on this host; `status` then lists that address.",
+       "MYSQLPILOT_API_ADDRESS", group="api"),
+    _k("api_port", "int", 8008, "TCP port of the node API; 0 disables it. 8008 is Patroni's, so HAProxy "
+       "templates written for Patroni carry over; it is clear of mysqld (3306, 33060) and Consul (8300-8302, "
+       "8500, 8600). Nodes sharing a host need an address or a port each.", "MYSQLPILOT_API_PORT",
+       minimum=0, maximum=65535, group="api"),
     _k("log_level", "choice", "info", "Log level.", "MYSQLPILOT_LOG_LEVEL",
        choices=("debug", "info", "warning", "error"), group="general"),
 )
@@ -303,6 +314,15 @@ class Config:
     @property
     def address(self) -> str:
         return f"{self.advertise_host}:{self.port}"
+
+    @property
+    def api_advertised(self) -> str:
+        """host:port where others reach the node API ("" when disabled): the advertised host when it listens
+        on every interface, else the address it listens on (a loopback-only API says so)."""
+        if not self.api_port:
+            return ""
+        host = self.advertise_host if self.api_address in ("", "0.0.0.0", "::", "*") else self.api_address
+        return f"[{host}]:{self.api_port}" if ":" in host else f"{host}:{self.api_port}"
 
     def secrets(self) -> List[str]:
         return [str(v) for k, v in self.values.items() if KEYS[k].secret and v]
@@ -467,6 +487,7 @@ def _cross_check(cfg: Config) -> None:
     if cfg.health_interval >= cfg.service_ttl:
         raise ConfigError(f"config key service_ttl ({cfg.service_ttl}s) must exceed health_interval "
                           f"({cfg.health_interval}s) or ContainerPilot's service check flaps between runs")
+    _check_api(cfg)
     if cfg.store == "s3" and not cfg.s3_bucket:
         raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
     if cfg.user and not cfg.password:
@@ -482,6 +503,20 @@ def _cross_check(cfg: Config) -> None:
     if cfg.flavor == "mariadb" and not re.match(r"^1\d\.\d+", cfg.flavor_version):
         raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MariaDB version "
                           "(10.x or 11.x)")
+
+
+def _check_api(cfg: Config) -> None:
+    addr = cfg.api_address.strip("[]")
+    if addr not in ("", "*"):
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?$", addr):
+                raise ConfigError(f"config key api_address: {cfg.api_address!r} is neither an IP address nor a host "
+                                  "name; use 0.0.0.0 (every interface) or 127.0.0.1 (this host only)") from None
+    if cfg.api_port and cfg.api_port == cfg.port:
+        raise ConfigError(f"config key api_port ({cfg.api_port}) is mysqld's port; choose another (default 8008) "
+                          "or 0 to disable the node API")
 
 
 def reference_markdown() -> str:

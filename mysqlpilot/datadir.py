@@ -210,7 +210,9 @@ class Preparer:
     def restore(self, manifest: SnapshotManifest) -> str:
         """Seed the datadir: by remote CLONE when seed_method allows and a member can donate, else from
         the snapshot `manifest` in the store. Returns cloned | restored."""
+        started = time.monotonic()
         if self.seed_by_clone():
+            self._note_seed("clone", started)
             return "cloned"
         store = open_store(self.cfg)
         manifest = locate(store, self.cfg.cluster, manifest)
@@ -225,6 +227,7 @@ class Preparer:
                                         mysqld_user=self.cfg.mysqld_user)
                 self.state.update(seed_gtid=gtid or manifest.gtid or None, rebuild_reason=None)
                 self._new_server_id()
+                self._note_seed(f"snapshot {manifest.id}", started)
                 log.info("restored snapshot %s; the replica will start from GTID %s", manifest.id,
                          gtid or manifest.gtid)
                 return "restored"
@@ -238,6 +241,11 @@ class Preparer:
             time.sleep(min(30, 2 ** attempt))
         assert last is not None
         raise last
+
+    def _note_seed(self, how: str, started: float) -> None:
+        """For the node API's metrics (the HA process that serves them is another process)."""
+        self.state.update(last_restore={"seconds": round(time.monotonic() - started, 3), "at": time.time(),
+                                        "from": how})
 
     def seed_by_clone(self) -> bool:
         """CLONE INSTANCE FROM a healthy member (clone_seed.py); False when seed_method says store, no member

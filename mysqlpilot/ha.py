@@ -17,9 +17,11 @@ from typing import Dict, List, Optional, Tuple
 from . import analysis, mysqld
 from .actions import Actions, Outcome
 from .analysis import Policy
+from .api_view import PassView, pass_view
 from .dcs.base import Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
+from .events import NodeEvents
 from .flavors import get_flavor
 from .handover import HandOver
 from .heartbeat import LeaseKeeper
@@ -45,7 +47,8 @@ class Node:
         self.policy = Policy.from_config(cfg)
         self.timing = Timing.from_config(cfg)
         self.lease = Lease(self.state, self.timing.lease)
-        self.fencer = Fencer(self._fence_conn, self.lease, cfg)
+        self.events = NodeEvents()       # failovers, fences, ... counted where they run (api_metrics.py)
+        self.fencer = Fencer(self._fence_conn, self.lease, cfg, on_fence=self.events.fence)
         self.keeper, self.observer = LeaseKeeper(self), Observer(self)
         self.actions, self.handover = Actions(self), HandOver(self)
         self.leader_index = 0
@@ -60,6 +63,8 @@ class Node:
         self._generation: Optional[int] = None   # the lock generation this node last saw itself hold
         self._said: Dict[str, str] = {}    # topic -> the last line said of it (one line per change)
         self._due: Optional[float] = None  # seconds until this node's lock-delay wait ends, if it is waiting
+        self.api_view: Optional[PassView] = None   # what the node API reads, replaced once per pass
+        self.loop_mark: Optional[float] = None     # boot-time clock of the watch loop's last pass attempt
 
     def _saved_leader(self) -> Optional[LeaderInfo]:
         text = self.state.get("last_leader")
@@ -154,16 +159,21 @@ class Node:
                 self.last_leader = seen.o.leader
                 if self.state.get("last_leader") != seen.o.leader.to_json():
                     self.state.update(last_leader=seen.o.leader.to_json())
-            self.publish(seen)
+            m, leader = self.publish(seen)
+            self.api_view = pass_view(self, seen, m, leader)
         return outcome
 
-    def publish(self, seen) -> None:
+    def publish(self, seen) -> Tuple[MemberState, Optional[LeaderInfo]]:
+        """Publish this node's member record; returns it and the leader it was judged against."""
         r = seen.report
         probe = self.observer.probe_local() if r.refresh else seen.probe
+        leader = seen.view.leader
         if r.refresh:
             leader = self.dcs.get_cluster().leader
             r.healthy, r.role, r.message = self.observer.health_of(probe, leader)
-        self.publish_member(probe, self.observer.member_state(probe, r.healthy, r.role, r.message, seen.o.errant))
+        m = self.observer.member_state(probe, r.healthy, r.role, r.message, seen.o.errant)
+        self.publish_member(probe, m)
+        return m, leader
 
     def publish_member(self, probe: Dict, m: MemberState) -> None:
         if not self.sid and self.state.get("starting") and m.role not in ("down", "starting"):
@@ -200,6 +210,7 @@ class Node:
         log.info("HA loop started for %s (%s); session ttl %ss, lock-delay %ss, lease %ss",
                  self.cfg.node_name, self.cfg.address, self.cfg.session_ttl, self.cfg.lock_delay,
                  self.policy.lease)
+        self.loop_mark = boottime()
         while not self._stop.is_set():
             t0 = time.monotonic()
             try:
@@ -208,6 +219,7 @@ class Node:
                 log.error("%s", exc)
             except Exception as exc:  # noqa: BLE001 - the loop never dies; the watchdog still guards the lease
                 log.exception("HA pass failed unexpectedly: %s", exc)
+            self.loop_mark = boottime()          # the loop runs, whether or not the pass succeeded
             wait = max(0.2, self.cfg.loop_wait - (time.monotonic() - t0))
             due, self._due = self._due, None
             if due is not None and due < wait:

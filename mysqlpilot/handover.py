@@ -91,3 +91,4 @@ class HandOver:
             srv.set_read_only(False)
         finally:
             srv.close()
+        self.n.events.serving()                # writable primary again: no longer fenced

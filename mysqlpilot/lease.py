@@ -135,8 +135,10 @@ class Fencer:
     """Make mysqld refuse writes, and prove it; stop mysqld when that cannot be proven in time."""
 
     def __init__(self, connect: Callable[[], "object"], lease: Lease, cfg, clock: Callable[[], float] = boottime,
-                 kill_mysqld: Optional[Callable[[], bool]] = None, mysqld_running: Optional[Callable[[], bool]] = None):
+                 kill_mysqld: Optional[Callable[[], bool]] = None, mysqld_running: Optional[Callable[[], bool]] = None,
+                 on_fence: Optional[Callable[[str, str], None]] = None):
         self.connect = connect              # -> sqlclient.Server with short timeouts
+        self.on_fence = on_fence            # (reason, outcome) after every fence: the node's event counters
         self.lease = lease
         self.cfg = cfg
         self.clock = clock
@@ -200,6 +202,12 @@ class Fencer:
         """Returns "read-only" (confirmed), "mysqld down", or "mysqld killed". Never returns with mysqld
         writable. `deadline` is on this fencer's clock: past it, mysqld is killed. `keep_lease`: a
         switchover fences while it still holds the lock, and may have to stay primary."""
+        result = self._fence_locked(reason, deadline, keep_lease)
+        if self.on_fence is not None:
+            self.on_fence(reason, result)
+        return result
+
+    def _fence_locked(self, reason: str, deadline: float, keep_lease: bool) -> str:
         with self._lock:
             if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
                 self.lease.void(f"fencing: {reason}")

@@ -64,6 +64,7 @@ class MemberState:
     flavor: str = ""
     version: str = ""
     semi_sync_replicas: int = 0       # on a primary: replicas currently acknowledging (semi-sync)
+    api: str = ""                     # host:port of its node API (/primary, /replica, /status, /metrics)
     errant: List[str] = field(default_factory=list)
     message: str = ""                 # one line: what the node is doing or why it is unhealthy
     updated: float = 0.0              # epoch seconds of publication
@@ -130,6 +131,7 @@ class SnapshotManifest:
     format: str = "xbstream"
     tool: str = ""                    # backup tool and version line
     cluster: str = ""                 # the cluster that took it ("" in the old store layout)
+    duration_seconds: float = 0.0     # how long taking it took (0: unknown, an older release took it)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1)

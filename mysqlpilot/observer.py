@@ -125,6 +125,7 @@ class Observer:
             priority=self.n.cfg.priority, nofailover=self.n.cfg.nofailover, flavor=self.n.flavor.name,
             version=self.n.flavor.version,
             semi_sync_replicas=int((probe.get("semi_sync") or {}).get("clients", 0) or 0),
+            api=self.n.cfg.api_advertised,
             errant=[e for e in errant.split(",") if e] or list(self.n.state.get("errant", []) or []),
             message=message, updated=time.time())
 

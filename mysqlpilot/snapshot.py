@@ -258,6 +258,7 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
                   node_name: Optional[str] = None, estimate_bytes: Optional[int] = None,
                   from_replica: bool = False) -> SnapshotManifest:
     node_name = node_name or cfg.node_name
+    started = time.monotonic()
     method = snapshot_method(cfg, flavor)
     sid = new_snapshot_id(node_name)
     where = snapshot_dir(cfg.cluster, sid)
@@ -327,7 +328,7 @@ def take_snapshot(cfg, flavor, store: Store, *, user: str = "root", password: Op
             sha256=sha.hexdigest(), flavor=flavor.name, version=flavor.version, gtid=gtid,
             binlog_file=binlog_file, binlog_pos=binlog_pos, compression="zstd",
             format="tar" if method == "clone" else "xbstream", tool="clone" if method == "clone" else flavor.backup_tool,
-            cluster=cfg.cluster)
+            cluster=cfg.cluster, duration_seconds=round(time.monotonic() - started, 3))
         # The manifest is written last: a snapshot without one does not exist for readers.
         store.put_bytes(f"{where}/manifest.json", manifest.to_json().encode())
         log.info("snapshot %s complete: %.1f MB stored (%.1f MB raw), GTID %s", sid, stored / 1e6,

@@ -30,6 +30,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
             "gtid_executed": m.gtid_executed, "errant": m.errant,
             "message": _message(m),
             "priority": m.priority, "nofailover": m.nofailover,
+            "api": m.api or None,             # host:port of its node API, as it published it
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
             # Moved-aside datadirs beside this node's datadir, as its pre-start/rebuild last counted them.
             "moved_aside": _int((aside.get(m.name) or {}).get("count")),

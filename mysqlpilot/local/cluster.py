@@ -105,6 +105,7 @@ def node_env(dir: str, name: str, k: int, port: int, consul: str, durability: Op
         "MYSQLPILOT_CONFIG": os.path.join(dir, "mysqlpilot.yaml"),
         "MYSQLPILOT_NODE": name, "HOSTNAME": name,
         "MYSQLPILOT_ADVERTISE_HOST": node_address(k), "MYSQLPILOT_BIND_ADDRESS": node_address(k),
+        "MYSQLPILOT_API_ADDRESS": node_address(k),      # each node's API on its own address, same port
         "HOST": node_address(k), "MYSQLPILOT_PORT": str(port), "PORT0": str(port),
         "MYSQLPILOT_DATADIR": os.path.join(nd, "data"), "MYSQLPILOT_STATE_DIR": os.path.join(nd, "state"),
         "MYSQLPILOT_SOCKET": socket_path(dir, name), "CONSUL": consul,

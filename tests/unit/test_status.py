@@ -73,3 +73,12 @@ def test_a_starting_node_says_what_pre_start_is_doing():
     assert (n["role"], n["healthy"]) == ("restoring", False)
     assert n["message"].startswith("starting: restoring snapshot s1") and "(42s ago)" in n["message"]
     assert "! db2: starting: restoring snapshot s1" in status.render(st)
+
+
+def test_status_lists_each_nodes_api_as_it_published_it():
+    dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [
+        member("db1", "primary", True, False, "primary, writable", api="10.0.0.1:8008"),
+        member("db2", "replica", True, True, "replicating from db1", api="127.0.0.1:9008"),
+        member("db3", "replica", True, True, "from a release before the node API")])
+    n = {x["name"]: x for x in status.gather(cfg(), dcs)["nodes"]}
+    assert (n["db1"]["api"], n["db2"]["api"], n["db3"]["api"]) == ("10.0.0.1:8008", "127.0.0.1:9008", None)

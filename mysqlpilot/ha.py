@@ -160,7 +160,10 @@ class Node:
                 if self.state.get("last_leader") != seen.o.leader.to_json():
                     self.state.update(last_leader=seen.o.leader.to_json())
             m, leader = self.publish(seen)
-            self.api_view = pass_view(self, seen, m, leader)
+            try:
+                self.api_view = pass_view(self, seen, m, leader)
+            except Exception as exc:  # noqa: BLE001 - what the API shows must never cost the loop a pass
+                self.say_once("api_view", f"node API view not updated: {type(exc).__name__}: {exc}")
         return outcome
 
     def publish(self, seen) -> Tuple[MemberState, Optional[LeaderInfo]]:

@@ -10,7 +10,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.cluster import Cluster
 
-pytestmark = pytest.mark.integration
+# One flavor: the API serves what the flavor-neutral Node observed; what differs by flavor (read_only vs
+# super_read_only, fencing) has its own tests on both. Saves the MySQL leg a 3-node cluster.
+pytestmark = [pytest.mark.integration,
+              pytest.mark.flavors("mariadb", reason="the node API is flavor-neutral; fencing and read_only "
+                                  "are tested on both flavors in test_fencing.py")]
 
 ROOT_PW, REPL_PW = "root-Secret-api", "repl-Secret-api"
 

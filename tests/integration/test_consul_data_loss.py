@@ -77,6 +77,8 @@ def test_an_empty_node_restores_the_newest_stored_snapshot_instead_of_bootstrapp
     assert rows(node) == 7
 
 
+@pytest.mark.flavors("mariadb", reason="CI time: the choice between restore and bootstrap is flavor-neutral; "
+                     "the MySQL leg restores a stored CLONE snapshot in the first test of this module")
 def test_a_second_empty_node_waits_for_and_restores_the_same_snapshot(stored, new_node):
     store, first, second = stored
     a, b = new_node("na"), new_node("nb")
@@ -85,6 +87,8 @@ def test_a_second_empty_node_waits_for_and_restores_the_same_snapshot(stored, ne
     assert rows(b) == 7
 
 
+@pytest.mark.flavors("mariadb", reason="CI time: the choice between restore and bootstrap is flavor-neutral; "
+                     "the MySQL leg restores a stored CLONE snapshot in the first test of this module")
 def test_force_fresh_bootstrap_starts_an_empty_cluster_and_says_so(stored, new_node, caplog):
     node = new_node("forced", MYSQLPILOT_FORCE_FRESH_BOOTSTRAP="1")
     caplog.set_level("WARNING")
@@ -96,6 +100,8 @@ def test_force_fresh_bootstrap_starts_an_empty_cluster_and_says_so(stored, new_n
     srv.close()
 
 
+@pytest.mark.flavors("mariadb", reason="CI time: the choice between restore and bootstrap is flavor-neutral; "
+                     "the MySQL leg restores a stored CLONE snapshot in the first test of this module")
 def test_a_new_cluster_in_a_shared_store_bootstraps_instead_of_restoring_another_clusters_data(stored, new_node):
     """Issue 18 item 8: two clusters, one store (same bucket and prefix). A new cluster "other" must not
     'recover' cluster A's newest snapshot (its data and passwords): it bootstraps its own, empty."""
@@ -109,6 +115,8 @@ def test_a_new_cluster_in_a_shared_store_bootstraps_instead_of_restoring_another
         srv.close()
 
 
+@pytest.mark.flavors("mariadb", reason="CI time: the choice between restore and bootstrap is flavor-neutral; "
+                     "the MySQL leg restores a stored CLONE snapshot in the first test of this module")
 def test_an_unreadable_store_refuses_to_bootstrap_in_one_line(new_node):
     node = new_node("blind", MYSQLPILOT_STORE="s3", MYSQLPILOT_S3_BUCKET="b",
                     MYSQLPILOT_S3_ENDPOINT="http://127.0.0.1:1", AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s")

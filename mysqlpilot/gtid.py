@@ -166,6 +166,15 @@ def mysql_union(a: str, b: str) -> str:
     return format_mysql({k: _merge(pa.get(k, []) + pb.get(k, [])) for k in set(pa) | set(pb)})
 
 
+def mysql_union_all(sets) -> str:
+    """The union of many GTID set texts (e.g. one per binlog event) in one pass."""
+    merged: MySQLSet = {}
+    for text in sets:
+        for k, iv in parse_mysql(text).items():
+            merged.setdefault(k, []).extend(iv)
+    return format_mysql({k: _merge(iv) for k, iv in merged.items()})
+
+
 # ---- dialect switch -------------------------------------------------------------------------------
 
 def contains(dialect: str, a: str, b: str) -> bool:

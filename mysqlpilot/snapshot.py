@@ -15,14 +15,17 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 from typing import IO, Iterator, List, Optional, Sequence, Tuple
 
+from . import gtid as gtidlib
 from . import mysqld
 from .errors import PilotError, SnapshotError
+from .flavors.base import quote
 from .model import SnapshotManifest
 from .progress import Progress
 from .snapshot_catalog import snapshot_dir
@@ -183,20 +186,54 @@ def _clone_local(cfg, flavor, user: str, password: Optional[str], staging: str) 
     try:
         srv.execute(flavor.clone_local_sql(staging))
         rows = srv.query(flavor.clone_status_sql())
+        row = rows[-1] if rows else {}
+        if str(row.get("state", "")).lower() != "completed":
+            raise SnapshotError(f"CLONE LOCAL into {staging} ended in state {row.get('state')!r}: "
+                                f"{row.get('error_message') or 'no error message'}")
+        bfile, bpos = str(row.get("binlog_file") or ""), int(row.get("binlog_pos") or 0)
+        # The copy's GTID set is what this server's binlog holds up to the copy's binlog position: exact by
+        # construction. Neither clone_status's GTID_EXECUTED (empty for a LOCAL clone on 9.7) nor the copy's
+        # mysql.gtid_executed (seen lagging the data in a campaign: a restore then re-applied a commit the
+        # data held, error 1062) is trusted when the binlog can say it.
+        if bfile and bpos:
+            # gtid_purged too: a file's Previous_gtids need not hold what a restore's SET gtid_purged added.
+            purged = "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_purged") or "").split())
+            gtid = gtidlib.mysql_union_all([binlog_gtids(srv, flavor, bfile, bpos), purged])
+        else:
+            gtid = ""
     except PilotError as exc:
         raise SnapshotError(f"CLONE LOCAL DATA DIRECTORY into {staging} failed: {exc}") from None
     finally:
         srv.close()
-    row = rows[-1] if rows else {}
-    if str(row.get("state", "")).lower() != "completed":
-        raise SnapshotError(f"CLONE LOCAL into {staging} ended in state {row.get('state')!r}: "
-                            f"{row.get('error_message') or 'no error message'}")
-    gtid = "".join(str(row.get("gtid") or "").split())
     if not gtid:
-        # A LOCAL clone leaves clone_status's GTID_EXECUTED empty (seen on 9.7). The copy carries its GTID
-        # set in mysql.gtid_executed (written at every commit since 8.0.17): ask the copy itself.
-        gtid = _staged_gtid(cfg, flavor, user, password, staging)
-    return str(row.get("binlog_file") or ""), int(row.get("binlog_pos") or 0), gtid
+        gtid = "".join(str(row.get("gtid") or "").split()) or _staged_gtid(cfg, flavor, user, password, staging)
+    return bfile, bpos, gtid
+
+
+_GTID_NEXT = re.compile(r"GTID_NEXT\s*=\s*'([^']+)'", re.I)
+
+
+def binlog_gtids(srv, flavor, bfile: str, bpos: int, batch: int = 10000) -> str:
+    """The GTID set of this server's binlog up to (bfile, bpos), a transaction boundary: the file's
+    Previous_gtids plus every Gtid event before bpos. Read in batches: a binlog file may hold millions of
+    events."""
+    sets: List[str] = []
+    start = 4
+    while True:
+        rows = srv.query(f"SHOW BINLOG EVENTS IN {quote(bfile)} FROM {int(start)} LIMIT {int(batch)}")
+        for r in rows:
+            kind, info = str(r.get("Event_type") or ""), str(r.get("Info") or "")
+            if int(r.get("Pos") or 0) >= bpos:
+                return gtidlib.mysql_union_all(sets)
+            if kind == "Previous_gtids":
+                sets.append("".join(info.split()))
+            elif kind == "Gtid":
+                mo = _GTID_NEXT.search(info)
+                if mo:
+                    sets.append(mo.group(1))
+        if len(rows) < batch:
+            return gtidlib.mysql_union_all(sets)
+        start = int(rows[-1].get("End_log_pos") or 0)
 
 
 def _staged_gtid(cfg, flavor, user: str, password: Optional[str], staging: str, before: Sequence[str] = ()) -> str:

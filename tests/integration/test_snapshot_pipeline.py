@@ -117,3 +117,24 @@ def test_store_errors_are_one_line(s3_server, s3_bucket):
     with pytest.raises(PilotError) as ei:
         s3store(s3_server, "mp-no-such-bucket").check()
     assert "does not exist" in str(ei.value) and "mp-no-such-bucket" in str(ei.value)
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["fresh", "restored"])
+def test_a_snapshot_records_exactly_the_gtid_set_of_its_data(server_factory, tmp_path, restored):
+    """MySQL campaign seed 97: a restored replica re-applied a transaction its data already held (1062,
+    duplicate key) because the snapshot recorded a GTID set without the newest commits. The set must be
+    the server's own at the copy: here nothing writes during the snapshot, so exactly gtid_executed.
+    `restored`: the server was seeded as a restore seeds it (binlogs reset, gtid_purged set) first."""
+    inst = server_factory("gtidsrc")
+    adm = inst.admin()
+    if restored:
+        adm.execute(inst.flavor.seed_gtid("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100"
+                                          if inst.flavor.dialect == "mysql" else "0-9-100"))
+    adm.set_read_only(False)
+    adm.execute(["CREATE DATABASE g", "CREATE TABLE g.t (id INT PRIMARY KEY)"])
+    for i in range(1, 41):                      # single commits, no binlog rotation in between
+        adm.execute(f"INSERT INTO g.t VALUES ({i})")
+    want = "".join(str(adm.scalar("SELECT @@GLOBAL.gtid_executed")).split())
+    adm.close()
+    m = take_snapshot(inst.cfg, inst.flavor, LocalStore(str(tmp_path / "store")), password=inst.cfg.root_password)
+    assert m.gtid == want

@@ -51,6 +51,15 @@ class Invariants:
             raise Violation("promoted-past-down-holder", detail)
         raise Violation("no-acked-loss", detail)
 
+    def acked(self, name: str, g) -> None:
+        """With semi-sync, a commit is acknowledged to its client only once a replica holds it (in its
+        relay log at least): the promise itself, checked at the moment of the OK."""
+        if self.w.durability != "semi-sync":
+            return
+        if not any(g in m.executed or g in m.retrieved for n, m in self.w.mysqld.items() if n != name):
+            raise Violation("semi-sync-ack", f"{name} acknowledged {g[0][:8]}:{g[1]} with no replica holding it "
+                                             f"at t={self.w.now:.3f}")
+
     def has_session(self, name: str) -> bool:
         return any(s.node == name for s in self.w.consul.sessions.values())
 

@@ -9,14 +9,22 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from mysqlpilot.analysis import choose_switchover_target
 
+from . import net
+from .consul import SimAgent
 from .clock import WALL_BASE
+from .hostile import Hostile, StateStore
 
 if TYPE_CHECKING:
     from .world import SimNode, World
 
+# Every kind heals: a process or mysqld restarts, a freeze thaws, a partition or a lossy link mends, a
+# full disk frees, a hostile value is put right, a slow or stopped SQL thread recovers.
 FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
-          "consul_restart", "data_loss", "sql_stop")
-WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2)
+          "consul_restart", "data_loss", "sql_stop",
+          "partition", "consul_cut", "consul_lossy", "agent_restart", "slow_apply", "disk_full", "hostile",
+          "errant")
+WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2,
+           2, 2, 2, 1, 1, 1, 1, 0.3)
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,11 @@ class Faults:
     def __init__(self, world: "World", schedule: List[Fault]):
         self.w, self.schedule = world, schedule
         self.seen: dict = {}
+        self.net = net.of(world)
+        world.states = StateStore(world.states)      # a state dir can be made full (disk_full)
+        world.states.world = world
+        self.hostile = Hostile(world)
+        self.operator_agent = SimAgent(world.consul, "operator")
 
     def arm(self) -> None:
         for f in self.schedule:
@@ -114,13 +127,79 @@ class Faults:
         elif kind == "data_loss":
             w.note("FAULT Consul data loss (index starts over)")
             c.data_loss()
+        else:
+            return self.inject_more(kind, sn, rng)
+        return True
+
+    def heal_after(self, rng: random.Random, lo: float, hi: float, what: str, fn) -> None:
+        def heal():
+            fn()
+            self.w.note(f"HEAL {what}")
+        self.w.at(rng.uniform(lo, hi), "", "heal", heal)
+
+    def inject_more(self, kind: str, sn: "SimNode", rng: random.Random) -> bool:
+        w, nt = self.w, self.net
+        others = [n for n in w.names if n != sn.name]
+        if kind == "partition":
+            pair = frozenset((sn.name, rng.choice(others)))
+            if pair in nt.pairs:
+                return False
+            nt.pairs.add(pair)
+            w.note(f"FAULT partition {'/'.join(sorted(pair))}")
+            self.heal_after(rng, 0.5, 12.0, f"partition {'/'.join(sorted(pair))}", lambda: nt.pairs.discard(pair))
+        elif kind == "consul_cut":
+            if sn.name in nt.consul_cut:
+                return False
+            nt.consul_cut.add(sn.name)
+            w.note(f"FAULT {sn.name} cut from Consul")
+            self.heal_after(rng, 0.5, 12.0, f"{sn.name} reaches Consul", lambda: nt.consul_cut.discard(sn.name))
+        elif kind == "consul_lossy":
+            if sn.name in nt.loss or sn.name in nt.delay:
+                return False
+            nt.loss[sn.name] = (rng.uniform(0.0, 0.4), rng.uniform(0.0, 0.4))
+            nt.delay[sn.name] = rng.choice((0.0, rng.uniform(0.01, 0.3), rng.uniform(0.3, 3.0)))
+            w.note(f"FAULT {sn.name}'s Consul calls: lost/answer lost {nt.loss[sn.name][0]:.2f}/"
+                   f"{nt.loss[sn.name][1]:.2f}, {nt.delay[sn.name]:.3f}s each")
+            self.heal_after(rng, 1.0, 12.0, f"{sn.name}'s Consul calls",
+                            lambda: (nt.loss.pop(sn.name, None), nt.delay.pop(sn.name, None)))
+        elif kind == "agent_restart":
+            if sn.name in nt.consul_cut:
+                return False
+            w.note(f"FAULT {sn.name}'s Consul agent restarts")
+            w.consul.agent_restart(sn.name)
+            nt.consul_cut.add(sn.name)
+            self.heal_after(rng, 0.3, 3.0, f"{sn.name}'s agent is back", lambda: nt.consul_cut.discard(sn.name))
+        elif kind == "slow_apply":
+            m = w.mysqld[sn.name]
+            if not (m.up and m.source) or m.slow_until > w.now:
+                return False
+            m.slow_until = w.now + rng.uniform(5.0, 40.0)
+            w.note(f"FAULT {sn.name}: SQL thread slow (one transaction a pull) until {m.slow_until:.3f}")
+        elif kind == "disk_full":
+            d = sn.cfg.state_dir
+            if d in w.states.full:
+                return False
+            w.states.full.add(d)
+            w.note(f"FAULT {sn.name}: state dir full (ENOSPC)")
+            self.heal_after(rng, 0.5, 10.0, f"{sn.name}: state dir has room", lambda: w.states.full.discard(d))
+        elif kind == "hostile":
+            return self.hostile.inject(sn, rng, self.heal_after)
+        elif kind == "errant":
+            m = w.mysqld[sn.name]
+            if not (m.up and m.ro):
+                return False
+            m.errant_commit()
+            w.note(f"FAULT {sn.name}: an errant transaction (a SUPER client wrote on a read-only replica)")
+        else:
+            raise ValueError(f"unknown fault kind {kind}")
         return True
 
     def operator(self, kind: str, sn: "SimNode", rng: random.Random) -> bool:
         """`mysqlpilot switchover`/`failover` as run from node sn (failover without the command's own
         checks: the HA code must hold on its own)."""
         w = self.w
-        view = sn.agent.get_cluster()
+        agent = self.operator_agent     # the operator's own shell: not behind the node's network faults
+        view = agent.get_cluster()
         if view.leader is None and kind == "switchover":
             return False
         old: Optional[str] = view.leader.name if view.leader is not None else \
@@ -133,10 +212,10 @@ class Faults:
         if target is None:
             return False
         w.note(f"FAULT operator {kind} {old} -> {target}")
-        sn.agent.put_json("switchover", {"to": target, "from": old,
+        agent.put_json("switchover", {"to": target, "from": old,
                                          "kind": "switchover" if kind == "switchover" else "manual-failover",
                                          "reason": f"sim {kind}", "requested": WALL_BASE + w.now,
                                          "lock_index": view.lock_index})
         if kind == "failover" and view.leader is not None:
-            sn.agent.destroy_session(view.leader.session)
+            agent.destroy_session(view.leader.session)
         return True

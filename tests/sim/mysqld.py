@@ -154,6 +154,13 @@ class SimMySQL:
             self.ack(wid, g)
         return g
 
+    def errant_commit(self) -> Gtid:
+        """A transaction written on this server by hand (a SUPER client past read_only): errant."""
+        g = (self.uuid, 1 + max((k for u, k in self.executed if u == self.uuid), default=0))
+        self.executed.add(g)
+        self.commit_at[g] = self.w.now
+        return g
+
     def semi_sync_timed_out(self) -> None:
         """rpl_semi_sync_source_timeout: commits waiting longer fall back to async (OK without an ACK)."""
         if self.up and self.semi_primary and self.pending and \

@@ -131,6 +131,8 @@ class SimConsul:
                 e = self.kv[key] = Entry(value)
             if e.session != acquire:
                 e.lock_index += 1
+                if key == "leader":
+                    self.w.inv.lock_taken(self.sessions[acquire].node)
             e.session, e.value, e.modify = acquire, value, self._bump()
         elif release is not None:
             if e is None or e.session != release:

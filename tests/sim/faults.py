@@ -27,6 +27,9 @@ WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2,
            2, 2, 2, 1, 1, 1, 1, 0.3)
 
 
+MAX_LAG = 5.0            # max_lag_on_failover in the sim
+
+
 @dataclass(frozen=True)
 class Fault:
     t: float          # virtual seconds
@@ -69,6 +72,9 @@ class Faults:
         self.operator_agent = SimAgent(world.consul, "operator")
 
     def arm(self) -> None:
+        for sn in self.w.nodes.values():
+            # 20 s of faults: a lag over the default 30 s could never build up.
+            sn.cfg.max_lag_on_failover = MAX_LAG
         for f in self.schedule:
             self.w.at(f.t, "", "fault", lambda f=f: self.fire(f))
 
@@ -173,8 +179,9 @@ class Faults:
             m = w.mysqld[sn.name]
             if not (m.up and m.source) or m.slow_until > w.now:
                 return False
-            m.slow_until = w.now + rng.uniform(5.0, 40.0)
-            w.note(f"FAULT {sn.name}: SQL thread slow (one transaction a pull) until {m.slow_until:.3f}")
+            m.slow_until, m.slow_every = w.now + rng.uniform(5.0, 40.0), rng.uniform(0.5, 4.0)
+            w.note(f"FAULT {sn.name}: SQL thread slow (a transaction every {m.slow_every:.1f}s) until "
+                   f"{m.slow_until:.3f}")
         elif kind == "disk_full":
             d = sn.cfg.state_dir
             if d in w.states.full:

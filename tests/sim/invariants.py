@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
 # Outcomes reported as known findings of the protocol, apart from the safety violations (docs in the report).
 FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead")
+LAG_SLACK = 3.0           # seconds between a candidate's look at its lag and its acquire of the lock
 
 
 class Violation(BaseException):
@@ -59,6 +60,19 @@ class Invariants:
         if not any(g in m.executed or g in m.retrieved for n, m in self.w.mysqld.items() if n != name):
             raise Violation("semi-sync-ack", f"{name} acknowledged {g[0][:8]}:{g[1]} with no replica holding it "
                                              f"at t={self.w.now:.3f}")
+
+    def lock_taken(self, name: str) -> None:
+        """Async: max_lag_on_failover bounds what a promotion may wait for ("a replica lagging more is not
+        promoted automatically", docs/timing.md): the winner's relay backlog is no older than that, give
+        or take the time between its look at the lag and its acquire (LAG_SLACK)."""
+        if self.w.durability == "semi-sync":
+            return
+        m = self.w.mysqld[name]
+        bound = self.w.nodes[name].cfg.max_lag_on_failover
+        if m.backlog_age() > bound + LAG_SLACK:
+            raise Violation("lag-bound", f"{name} took the lock with a relay backlog {m.backlog_age():.1f}s old "
+                                         f"(max_lag_on_failover {bound:.0f}s, SQL thread "
+                                         f"{'running' if m.sql_on else 'stopped'}) at t={self.w.now:.3f}")
 
     def has_session(self, name: str) -> bool:
         return any(s.node == name for s in self.w.consul.sessions.values())

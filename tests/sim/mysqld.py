@@ -81,7 +81,8 @@ class SimMySQL:
         self.semi_timeout = float("inf")     # rpl_semi_sync_source_timeout, seconds
         self.ro_waiting = 0              # SET GLOBAL read_only = ON statements waiting behind commits
         self.sql_error_until = -1.0      # the SQL thread stops on an apply error until then
-        self.slow_until = -1.0           # a slow SQL thread (one transaction a pull) until then
+        self.slow_until = -1.0           # a slow SQL thread until then: one transaction every slow_every s
+        self.slow_every, self.slow_last = 1.0, -1e9
         self.commit_at: Dict[Gtid, float] = world.__dict__.setdefault("commit_at", {})
 
     def _uuid(self) -> str:
@@ -196,21 +197,27 @@ class SimMySQL:
         if not (self.sql_on and self.retrieved):
             return
         if self.w.now < self.slow_until:
-            g = min(self.retrieved, key=lambda x: (self.commit_at.get(x, 0.0), x))
-            self.executed.add(g)
-            self.retrieved.discard(g)
+            if self.w.now - self.slow_last >= self.slow_every:
+                g = min(self.retrieved, key=lambda x: (self.commit_at.get(x, 0.0), x))
+                self.executed.add(g)
+                self.retrieved.discard(g)
+                self.slow_last = self.w.now
         else:
             self.executed |= self.retrieved
             self.retrieved = set()
+
+    def backlog_age(self) -> float:
+        """Seconds since the oldest transaction in the relay log not applied yet was committed (0: none)."""
+        if not self.retrieved:
+            return 0.0
+        return max(0.0, self.w.now - min(self.commit_at.get(g, self.w.now) for g in self.retrieved))
 
     def lag(self) -> Optional[float]:
         """Seconds_Behind_Source: NULL unless both threads run and the source is connected; else the age
         of the oldest transaction not applied yet (0 with none)."""
         if not (self.io_on and self.connected and self.sql_on):
             return None
-        if not self.retrieved:
-            return 0.0
-        return max(0.0, self.w.now - min(self.commit_at.get(g, self.w.now) for g in self.retrieved))
+        return self.backlog_age()
 
     @property
     def sql_error(self) -> bool:

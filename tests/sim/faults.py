@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
           "consul_restart", "data_loss", "sql_stop",
           "partition", "consul_cut", "consul_lossy", "agent_restart", "slow_apply", "disk_full", "hostile",
-          "errant")
+          "errant", "switchover_stuck")
 WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2,
-           2, 2, 2, 1, 1, 1, 1, 0.3)
+           2, 2, 2, 1, 1, 1, 1, 0.3, 1)
 
 
 MAX_LAG = 5.0            # max_lag_on_failover in the sim
@@ -114,7 +114,7 @@ class Faults:
             w.mysqld[sn.name].crash("crashed")
             w.mysqld_gone(sn.name)
             w.at(rng.uniform(0.5, 5.0), "", "mysqld", lambda: w.start_mysqld(sn.name))
-        elif kind in ("switchover", "failover"):
+        elif kind in ("switchover", "failover", "switchover_stuck"):
             return self.operator(kind, sn, rng)
         elif kind == "sql_stop":
             m = w.mysqld[sn.name]
@@ -207,11 +207,11 @@ class Faults:
         w = self.w
         agent = self.operator_agent     # the operator's own shell: not behind the node's network faults
         view = agent.get_cluster()
-        if view.leader is None and kind == "switchover":
+        if view.leader is None and kind != "failover":
             return False
         old: Optional[str] = view.leader.name if view.leader is not None else \
             next((h.get("new_primary") for h in reversed(view.history) if h.get("new_primary")), None)
-        if kind == "switchover":
+        if kind != "failover":
             target, _ = choose_switchover_target(view.members, old, None)
         else:
             alive = sorted(m.name for m in view.members if m.alive and m.name != old)
@@ -219,8 +219,13 @@ class Faults:
         if target is None:
             return False
         w.note(f"FAULT operator {kind} {old} -> {target}")
+        if kind == "switchover_stuck":
+            # The target then hits an apply error on its next transaction: it cannot catch up in time.
+            m = w.mysqld[target]
+            m.sql_error_until = w.now + rng.uniform(20.0, 60.0)
+            w.note(f"FAULT {target}: SQL thread stops on an apply error until {m.sql_error_until:.3f}")
         agent.put_json("switchover", {"to": target, "from": old,
-                                         "kind": "switchover" if kind == "switchover" else "manual-failover",
+                                         "kind": "manual-failover" if kind == "failover" else "switchover",
                                          "reason": f"sim {kind}", "requested": WALL_BASE + w.now,
                                          "lock_index": view.lock_index})
         if kind == "failover" and view.leader is not None:

@@ -34,6 +34,5 @@ def reconnect(world, name: str) -> None:
 
 def with_timeouts(world) -> None:
     """A client with a read timeout: a commit not answered in READ_TIMEOUT is recorded "unknown"."""
-    if world.faults_on or world.now < world.p.fault_phase + world.p.settle:
-        write(world, world.rng.choice(world.names), READ_TIMEOUT)
+    write(world, world.rng.choice(world.names), READ_TIMEOUT)
     world.at(world.rng.uniform(0.1, 0.6), "", "client-rt", lambda: with_timeouts(world))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from mysqlpilot.analysis import choose_switchover_target
 
-from . import net
+from . import clients, net
 from .consul import SimAgent
 from .clock import WALL_BASE
 from .hostile import Hostile, StateStore
@@ -77,6 +77,7 @@ class Faults:
             sn.cfg.max_lag_on_failover = MAX_LAG
         for f in self.schedule:
             self.w.at(f.t, "", "fault", lambda f=f: self.fire(f))
+        self.w.at(1.0, "", "client-rt", lambda: clients.with_timeouts(self.w))
 
     def fire(self, f: Fault) -> None:
         if not self.w.faults_on:

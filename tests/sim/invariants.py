@@ -2,7 +2,6 @@
 returned: the scheduler unwinds at once and the run reports it."""
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -88,8 +87,8 @@ class Invariants:
         writable = [n for n, m in self.w.mysqld.items() if m.accepts_writes()]
         e = self.w.consul.kv.get("leader")
         holder = None
-        if e is not None and e.session is not None:
-            holder = json.loads(e.value).get("name")
+        if e is not None and e.session is not None and e.session in self.w.consul.sessions:
+            holder = self.w.consul.sessions[e.session].node
         if len(writable) != 1 or holder != writable[0]:
             said = [sn.node.actions.recent[-1].reason for sn in self.w.nodes.values()
                     if sn.node is not None and sn.node.actions.recent]

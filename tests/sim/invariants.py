@@ -8,7 +8,8 @@ if TYPE_CHECKING:
     from .world import World
 
 # Outcomes reported as known findings of the protocol, apart from the safety violations (docs in the report).
-FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead")
+FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead", "stalled-sql-stopped")
+STOPPED = "SQL thread stopped with received transactions unapplied"
 LAG_SLACK = 3.0           # seconds between a candidate's look at its lag and its acquire of the lock
 
 
@@ -96,6 +97,12 @@ class Invariants:
                 # Every candidate lacks something another holds (errant commits of a failed primary):
                 # the data-safety rule waits for an operator. Reported apart from the safety invariants.
                 raise Violation("stalled", f"no candidate holds every member's transactions: {said[0]}")
+            if not writable and holder is None and said and all("lacks transactions" in r or STOPPED in r
+                                                                for r in said):
+                # The member holding what the others lack has a stopped SQL thread (an apply error that
+                # has since gone): nothing restarts it while the leader key is free. Reported apart.
+                raise Violation("stalled-sql-stopped", f"the election waits for a member whose SQL thread "
+                                                       f"stays stopped: {sorted(set(said))}")
             raise Violation("converge", f"writable {writable}, lock held by {holder} after {self.w.p.settle:.0f}s "
                                         "without faults")
         p = writable[0]

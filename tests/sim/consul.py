@@ -27,7 +27,7 @@ from mysqlpilot.dcs.base import DCS, ClusterView, decode_json, parse_history, pa
 from mysqlpilot.errors import PilotError
 from mysqlpilot.model import LeaderInfo, MemberState, SnapshotManifest
 
-from . import net
+from . import hooks, net
 
 DIALECT = "mysql"
 SNAPSHOT = SnapshotManifest(id="snap", created=1.0, source="sim", object_key="snapshots/snap/data", bytes=1,
@@ -180,6 +180,7 @@ class SimAgent(DCS):
     def _ok(self) -> SimConsul:
         """Each call: through the network first (cut, lost, slow), then Consul's clock."""
         nt, w = self.net, self.c.w
+        hooks.of(w).call()
         if self.node in nt.consul_cut:
             w.sleep(self.TIMEOUT)
             raise PilotError(f"Consul: cannot reach the servers from {self.node} (simulated partition)")

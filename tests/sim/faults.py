@@ -12,6 +12,7 @@ from mysqlpilot.analysis import choose_switchover_target
 from . import clients, net
 from .consul import SimAgent
 from .clock import WALL_BASE
+from .hooks import Hooks
 from .hostile import Hostile, StateStore
 
 if TYPE_CHECKING:
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
 FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
           "consul_restart", "data_loss", "sql_stop",
           "partition", "consul_cut", "consul_lossy", "agent_restart", "slow_apply", "disk_full", "hostile",
-          "errant", "switchover_stuck")
+          "errant", "switchover_stuck", "clock_jump", "health_kill")
 WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2,
-           2, 2, 2, 1, 1, 1, 1, 0.3, 1)
+           2, 2, 2, 1, 1, 1, 1, 0.3, 1, 1, 1)
 
 
 MAX_LAG = 5.0            # max_lag_on_failover in the sim
@@ -70,6 +71,7 @@ class Faults:
         world.states.world = world
         self.hostile = Hostile(world)
         self.operator_agent = SimAgent(world.consul, "operator")
+        self.hooks = Hooks(world)
 
     def arm(self) -> None:
         for sn in self.w.nodes.values():
@@ -190,6 +192,15 @@ class Faults:
             w.states.full.add(d)
             w.note(f"FAULT {sn.name}: state dir full (ENOSPC)")
             self.heal_after(rng, 0.5, 10.0, f"{sn.name}: state dir has room", lambda: w.states.full.discard(d))
+        elif kind == "clock_jump":
+            offsets = w.__dict__.setdefault("wall_offsets", {})
+            if offsets.get(sn.name):
+                return False
+            offsets[sn.name] = rng.choice((-1, 1)) * rng.choice((rng.uniform(0.5, 30.0), rng.uniform(60.0, 7200.0)))
+            w.note(f"FAULT {sn.name}: wall clock stepped {offsets[sn.name]:+.1f}s (monotonic unaffected)")
+            self.heal_after(rng, 1.0, 15.0, f"{sn.name}: wall clock stepped back", lambda: offsets.pop(sn.name, None))
+        elif kind == "health_kill":
+            return self.hooks.kill_health(sn, rng)
         elif kind == "hostile":
             return self.hostile.inject(sn, rng, self.heal_after)
         elif kind == "errant":

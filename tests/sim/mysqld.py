@@ -19,7 +19,7 @@ from mysqlpilot import gtid as gtidlib
 from mysqlpilot.errors import PilotError
 from mysqlpilot.sqlclient import SQLError
 
-from . import clients, net
+from . import clients, hooks, net
 
 Gtid = Tuple[str, int]
 
@@ -254,6 +254,7 @@ class SimConn:
 
     @property
     def m(self) -> SimMySQL:
+        hooks.of(self.w).call()
         m = self.w.mysqld[self.target]
         caller = self.w.current.node if self.w.current is not None else ""
         if caller and caller != self.target and net.of(self.w).cut(caller, self.target):

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 FAULTS = ("kill", "freeze", "session_loss", "mysqld_crash", "switchover", "failover", "delete_leader",
           "consul_restart", "data_loss", "sql_stop",
           "partition", "consul_cut", "consul_lossy", "agent_restart", "slow_apply", "disk_full", "hostile",
-          "errant", "switchover_stuck", "clock_jump", "health_kill")
+          "errant", "switchover_stuck", "clock_jump", "health_kill", "stop", "prestop_kill")
 WEIGHTS = (4, 4, 3, 3, 3, 1, 2, 1, 0.3, 2,
-           2, 2, 2, 1, 1, 1, 1, 0.3, 1, 1, 1)
+           2, 2, 2, 1, 1, 1, 1, 0.3, 1, 1, 1, 1, 1)
 
 
 MAX_LAG = 5.0            # max_lag_on_failover in the sim
@@ -92,7 +92,7 @@ class Faults:
         c = w.consul
         leader = c.kv.get("leader")
         if kind == "kill":
-            if sn.node is None or sn.frozen_until is not None:
+            if sn.node is None or sn.frozen_until is not None or sn.name in self.hooks.stopping:
                 return False             # a frozen node's supervisor is frozen too
             w.note(f"FAULT {sn.name}: watch process killed")
             sn.gen += 1
@@ -201,6 +201,8 @@ class Faults:
             self.heal_after(rng, 1.0, 15.0, f"{sn.name}: wall clock stepped back", lambda: offsets.pop(sn.name, None))
         elif kind == "health_kill":
             return self.hooks.kill_health(sn, rng)
+        elif kind in ("stop", "prestop_kill"):
+            return self.hooks.stop(sn, rng, rng.uniform(0.005, 3.0) if kind == "prestop_kill" else None)
         elif kind == "hostile":
             return self.hostile.inject(sn, rng, self.heal_after)
         elif kind == "errant":

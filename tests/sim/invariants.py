@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead", "stalled-sql-stopped")
 STOPPED = "SQL thread stopped with received transactions unapplied"
 LAG_SLACK = 3.0           # seconds between a candidate's look at its lag and its acquire of the lock
+LOSS_SLACK = 5.0          # seconds from the loss of a primary to its successor turning writable
 
 
 class Violation(BaseException):
@@ -38,6 +39,7 @@ class Invariants:
     def became_writable(self, name: str) -> None:
         """A promotion (or a primary writable again): with semi-sync it must hold every acknowledged write."""
         if self.w.durability != "semi-sync":
+            self.async_loss_bound(name)
             return
         have = self.w.mysqld[name].executed
         missing = [g for g in self.w.acked if g not in have]
@@ -60,6 +62,38 @@ class Invariants:
         if not any(g in m.executed or g in m.retrieved for n, m in self.w.mysqld.items() if n != name):
             raise Violation("semi-sync-ack", f"{name} acknowledged {g[0][:8]}:{g[1]} with no replica holding it "
                                              f"at t={self.w.now:.3f}")
+
+    def async_loss_bound(self, name: str) -> None:
+        """Async: a failover loses at most the acknowledged commits of the last max_lag_on_failover seconds
+        (docs/timing.md "Data loss bound"), give or take the promotion's own time (LOSS_SLACK)."""
+        have = self.w.mysqld[name].executed
+        bound = self.w.nodes[name].cfg.max_lag_on_failover + LOSS_SLACK
+        at = self.w.__dict__.get("commit_at", {})
+        old = [g for g in self.w.acked if g not in have and self.w.now - at.get(g, self.w.now) > bound]
+        # A write no live datadir holds was lost at an earlier promotion (checked then), or moved aside.
+        holders = {n for g in old for n, m in self.w.mysqld.items() if n != name and g in m.executed | m.retrieved}
+        if not holders:
+            return
+        g = min(old, key=lambda x: at.get(x, 0.0))
+        detail = (f"{name} turned writable at t={self.w.now:.3f} without {len(old)} acknowledged writes older "
+                  f"than {bound:.0f}s (the oldest {g[0][:8]}:{g[1]}, committed at t={at.get(g, 0.0):.3f}), "
+                  f"held by {sorted(holders)}")
+        if all(not self.w.mysqld[h].up or not self.has_session(h) for h in holders):
+            # Every member holding them is down or has no session: the double fault docs/timing.md names.
+            raise Violation("promoted-past-down-holder", detail)
+        raise Violation("async-loss-bound", detail)
+
+    def kept_somewhere(self) -> None:
+        """No datadir is deleted: every acknowledged write is in a live datadir or one moved aside."""
+        kept = set()
+        for m in self.w.mysqld.values():
+            kept |= m.executed
+            for a in m.aside:
+                kept |= a
+        gone = [g for g in self.w.acked if g not in kept]
+        if gone:
+            raise Violation("datadir-kept", f"{len(gone)} acknowledged writes are in no datadir, live or moved "
+                                            f"aside (e.g. {gone[0][0][:8]}:{gone[0][1]})")
 
     def lock_taken(self, name: str) -> None:
         """Async: max_lag_on_failover bounds what a promotion may wait for ("a replica lagging more is not
@@ -85,6 +119,7 @@ class Invariants:
         return True
 
     def check_end(self) -> None:
+        self.kept_somewhere()
         writable = [n for n, m in self.w.mysqld.items() if m.accepts_writes()]
         e = self.w.consul.kv.get("leader")
         holder = None

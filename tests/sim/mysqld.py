@@ -84,6 +84,7 @@ class SimMySQL:
         self.slow_until = -1.0           # a slow SQL thread until then: one transaction every slow_every s
         self.slow_every, self.slow_last = 1.0, -1e9
         self.commit_at: Dict[Gtid, float] = world.__dict__.setdefault("commit_at", {})
+        self.aside: List[frozenset] = []     # the GTIDs of each datadir moved aside by a rebuild
 
     def _uuid(self) -> str:
         return f"{self.index + 1:08x}-0000-4000-8000-{self.incarnation:012x}"
@@ -118,6 +119,7 @@ class SimMySQL:
     def start(self, rebuild: bool = False) -> None:
         """A (re)start: read-only, replication threads stopped, relay log gone (relay_log_recovery)."""
         if rebuild:
+            self.aside.append(frozenset(self.executed))   # run-mysqld moves the old datadir aside, never deletes
             self.incarnation += 1
             self.uuid = self._uuid()
             self.server_id = 100 + self.index + 1000 * self.incarnation

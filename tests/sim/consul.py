@@ -60,6 +60,7 @@ class SimConsul:
         self.sessions: Dict[str, Session] = {}
         self.checks: Dict[str, Dict[str, Any]] = {}     # check id -> {"ttl", "passed", "critical"}
         self.lock_delay_until: Dict[str, float] = {}
+        self.session_ended: Dict[str, float] = {}       # node -> when a session of its last ended
         self.parsed: Dict[Any, Any] = {}
         self._n = 0
         self.kv["snapshots/latest"] = Entry(SNAPSHOT.to_json(), modify=1)   # no snapshot job in the sim
@@ -82,6 +83,7 @@ class SimConsul:
         s = self.sessions.pop(sid, None)
         if s is None:
             return
+        self.session_ended[s.node] = self.w.now
         for key, e in self.kv.items():
             if e.session == sid:
                 e.session, e.modify = None, self._bump()

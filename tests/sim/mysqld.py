@@ -68,7 +68,7 @@ class SimMySQL:
         self.incarnation = 0
         self.uuid = self._uuid()
         self.server_id = 100 + index
-        self.up = True
+        self.up, self.up_since = True, 0.0
         self.ro = True                   # mysqld always starts read-only
         self.executed: Set[Gtid] = set()
         self.retrieved: Set[Gtid] = set()    # received, not applied
@@ -126,6 +126,7 @@ class SimMySQL:
             self.executed = set()
             self.source = None
         self.up, self.ro, self.retrieved, self.sql_error_until = True, True, set(), -1.0
+        self.up_since = self.w.now
         self.io_on = self.sql_on = self.connected = False
         self.semi_primary = self.semi_replica = False
 

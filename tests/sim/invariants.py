@@ -8,7 +8,12 @@ if TYPE_CHECKING:
     from .world import World
 
 # Outcomes reported as known findings of the protocol, apart from the safety violations (docs in the report).
-FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead", "stalled-sql-stopped")
+FINDINGS = ("stalled", "promoted-past-down-holder", "writable-while-watch-dead", "stalled-sql-stopped",
+            # Async: a replica cut off from the primary longer than max_lag_on_failover (down, partitioned)
+            # reads a NULL lag with no relay backlog and stays eligible; with the fuller members unreachable
+            # from it or without a session, it wins and the loss exceeds the documented bound (seeds 125 and
+            # 486 of the default mix; tests/unit/test_sim_defects.py has them as xfail).
+            "async-loss-bound")
 STOPPED = "SQL thread stopped with received transactions unapplied"
 LAG_SLACK = 3.0           # seconds between a candidate's look at its lag and its acquire of the lock
 LOSS_SLACK = 5.0          # seconds from the loss of a primary to its successor turning writable
@@ -40,7 +45,8 @@ class Invariants:
     def became_writable(self, name: str) -> None:
         """A promotion (or a primary writable again): with semi-sync it must hold every acknowledged write."""
         if self.w.durability != "semi-sync":
-            self.async_loss_bound(name)
+            if self.holder() == name:        # a promotion (writable without the lock: one-writer's business)
+                self.async_loss_bound(name)
             return
         have = self.w.mysqld[name].executed
         missing = [g for g in self.w.acked if g not in have]
@@ -117,6 +123,12 @@ class Invariants:
                                          f"(max_lag_on_failover {bound:.0f}s, SQL thread "
                                          f"{'running' if m.sql_on else 'stopped'}) at t={self.w.now:.3f}")
 
+    def holder(self):
+        """The node whose session holds the leader key, if any."""
+        e = self.w.consul.kv.get("leader")
+        s = self.w.consul.sessions.get(e.session) if e is not None and e.session is not None else None
+        return s.node if s is not None else None
+
     def has_session(self, name: str) -> bool:
         return any(s.node == name for s in self.w.consul.sessions.values())
 
@@ -130,10 +142,7 @@ class Invariants:
     def check_end(self) -> None:
         self.kept_somewhere()
         writable = [n for n, m in self.w.mysqld.items() if m.accepts_writes()]
-        e = self.w.consul.kv.get("leader")
-        holder = None
-        if e is not None and e.session is not None and e.session in self.w.consul.sessions:
-            holder = self.w.consul.sessions[e.session].node
+        holder = self.holder()
         if len(writable) != 1 or holder != writable[0]:
             said = [sn.node.actions.recent[-1].reason for sn in self.w.nodes.values()
                     if sn.node is not None and sn.node.actions.recent]

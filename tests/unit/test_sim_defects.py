@@ -51,3 +51,14 @@ def test_the_simulator_finds_the_defect_and_the_fixed_code_passes_the_same_seeds
     assert any(v.startswith(invariant + ":") for v in found.values()), \
         f"the simulator no longer finds {defect} within {seeds} seeds of {mix} ({durability}): {found}"
     assert outcomes(None, mix, durability, seeds) == {}
+
+
+@pytest.mark.xfail(reason="protocol gap (reported, the lead decides): in async mode a replica cut off from the "
+                          "primary longer than max_lag_on_failover has a NULL lag and no relay backlog, so it stays "
+                          "eligible; when the fuller members are unreachable from it (a partition) or without a "
+                          "session, it wins and the loss exceeds the documented max_lag_on_failover bound",
+                   strict=False)
+@pytest.mark.parametrize("seed", [125, 486])
+def test_an_async_failover_loses_no_more_than_max_lag_on_failover(seed):
+    v = World(seed, params()).run()
+    assert v is None or v.invariant != "async-loss-bound", f"{v.invariant}: {v.detail}"

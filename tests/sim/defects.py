@@ -75,30 +75,23 @@ def _check_once_only_after_own_promotion(self):
 
 
 # ---- 4134513: the fence that released semi-sync waits before read-only --------------------------------
-def _fence_passing_keep_lease(self, reason, deadline, keep_lease=False):
-    # The fence of d245b87..4134513: as now, but its loop is told keep_lease (a switchover's fence).
-    with self._lock:
-        if not keep_lease and self.lease.left() > 0:
-            self.lease.void(f"fencing: {reason}")
-        if self.clock() >= deadline:
-            killed = self.kill_mysqld()
-            self._drop()
-            return "mysqld killed" if killed else "mysqld down"
-        bs = lease._Backstop(self, deadline, reason)
-        bs.start()
-        try:
-            return _fence_releasing_commit_waits(self, reason, deadline, keep_lease, bs)
-        finally:
-            bs.end()
-            if keep_lease:
-                self._ro_seen_at = None
+_FIXED_FENCE = lease.Fencer.fence
 
 
-def _fence_releasing_commit_waits(self, reason, deadline, keep_lease, bs):
+def _fence_telling_keep_lease(self, reason, deadline, keep_lease=False):
+    # The fence of d245b87..4134513 told its loop whether it kept the lease (a switchover's fence).
+    self._sim_keep_lease = keep_lease
+    try:
+        return _FIXED_FENCE(self, reason, deadline, keep_lease)
+    finally:
+        self._sim_keep_lease = False
+
+
+def _fence_releasing_commit_waits(self, reason, deadline, bs):
     # Old (d245b87, removed by 4134513): a read_only blocked behind a commit waiting for its semi-sync ACK
     # was released by switching semi-sync off after the kill; a client reconnecting in between got OK
     # for a commit no replica had.
-    last, fast, blocked = "", True, False
+    last, fast, blocked, keep_lease = "", True, False, getattr(self, "_sim_keep_lease", False)
     while True:
         try:
             srv = self._conn()
@@ -148,7 +141,8 @@ DEFECTS = {
                                         _writable_after_abort_unconditionally)],
     "null-lag-wins": [(analysis, "_ineligible", _ineligible_null_lag_is_zero)],
     "restarted-watch-never-fences": [(lease.Watchdog, "check_once", _check_once_only_after_own_promotion)],
-    "fence-releases-semi-sync-waits": [(lease.Fencer, "fence", _fence_passing_keep_lease)],
+    "fence-releases-semi-sync-waits": [(lease.Fencer, "fence", _fence_telling_keep_lease),
+                                       (lease.Fencer, "_fence", _fence_releasing_commit_waits)],
 }
 
 

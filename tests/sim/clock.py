@@ -17,7 +17,9 @@ class SimTime:
         self.world = world
 
     def time(self) -> float:
-        return WALL_BASE + self.world.now
+        # A node's wall clock may be stepped (faults.py clock_jump): time.time only, never monotonic.
+        offsets, ev = self.world.__dict__.get("wall_offsets"), self.world.current
+        return WALL_BASE + self.world.now + (offsets.get(ev.node, 0.0) if offsets and ev is not None else 0.0)
 
     def monotonic(self) -> float:
         return self.world.now

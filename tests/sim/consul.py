@@ -6,19 +6,28 @@
 - Lock-delay: after a session ends (not after a release), its locks cannot be taken by another session
   for the session's lock_delay. Kept in memory only: a server restart forgets it.
 - KV with LockIndex (per key, back to 0 when the key is deleted) and one Consul index (ModifyIndex of
-  every write); a data loss empties everything and starts the index over.
+  every write); CAS writes; a data loss empties everything and starts the index over.
+- A session's own TTL: the server arms it at 2 x TTL, so one not renewed ends anywhere from TTL to 2 x TTL
+  after the last renew (drawn per session).
+- The network (net.py): a node cut from Consul gets errors after its client's timeout; a lossy or slow
+  link makes a call fail before it reaches Consul, or apply and lose its answer, or take its time.
+- An agent restart (one node's): its TTL checks come back critical (their sessions end at once) and
+  its calls fail until it is up; a server restart forgets lock-delay; data loss forgets everything.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import json
+import random
 from typing import Any, Dict, List, Optional
 
-from mysqlpilot.dcs.base import DCS, ClusterView, parse_history, parse_leader, parse_manifest, parse_member, \
-    parse_object, parse_release, parse_request
+from mysqlpilot.dcs.base import DCS, ClusterView, decode_json, parse_history, parse_leader, parse_manifest, \
+    parse_member, parse_object, parse_release, parse_request
 from mysqlpilot.errors import PilotError
 from mysqlpilot.model import LeaderInfo, MemberState, SnapshotManifest
+
+from . import hooks, net
 
 DIALECT = "mysql"
 SNAPSHOT = SnapshotManifest(id="snap", created=1.0, source="sim", object_key="snapshots/snap/data", bytes=1,
@@ -40,6 +49,7 @@ class Session:
     lock_delay: float
     checks: List[str]
     renewed: float
+    grace: float = 1.0                 # it ends grace x ttl after the last renew (1 to 2)
 
 
 class SimConsul:
@@ -50,6 +60,7 @@ class SimConsul:
         self.sessions: Dict[str, Session] = {}
         self.checks: Dict[str, Dict[str, Any]] = {}     # check id -> {"ttl", "passed", "critical"}
         self.lock_delay_until: Dict[str, float] = {}
+        self.session_ended: Dict[str, float] = {}       # node -> when a session of its last ended
         self.parsed: Dict[Any, Any] = {}
         self._n = 0
         self.kv["snapshots/latest"] = Entry(SNAPSHOT.to_json(), modify=1)   # no snapshot job in the sim
@@ -61,7 +72,7 @@ class SimConsul:
             if not c["critical"] and now > c["passed"] + c["ttl"]:
                 c["critical"] = True
         for sid, s in list(self.sessions.items()):
-            if now > s.renewed + s.ttl or any(self.checks.get(c, {}).get("critical", True) for c in s.checks):
+            if now > s.renewed + s.ttl * s.grace or any(self.checks.get(c, {}).get("critical", True) for c in s.checks):
                 self.invalidate(sid, "ttl or check")
 
     def _bump(self) -> int:
@@ -72,6 +83,7 @@ class SimConsul:
         s = self.sessions.pop(sid, None)
         if s is None:
             return
+        self.session_ended[s.node] = self.w.now
         for key, e in self.kv.items():
             if e.session == sid:
                 e.session, e.modify = None, self._bump()
@@ -84,6 +96,13 @@ class SimConsul:
     # ---- faults ----------------------------------------------------------------------------------
     def restart(self) -> None:
         self.lock_delay_until.clear()
+
+    def agent_restart(self, node: str) -> None:
+        """The node's agent restarts: its checks come back critical, which ends their sessions at once."""
+        for cid, chk in self.checks.items():
+            if chk.get("node") == node:
+                chk["critical"] = True
+        self.tick()
 
     def data_loss(self) -> None:
         self.kv, self.sessions, self.lock_delay_until = {}, {}, {}
@@ -114,6 +133,8 @@ class SimConsul:
                 e = self.kv[key] = Entry(value)
             if e.session != acquire:
                 e.lock_index += 1
+                if key == "leader":
+                    self.w.inv.lock_taken(self.sessions[acquire].node)
             e.session, e.value, e.modify = acquire, value, self._bump()
         elif release is not None:
             if e is None or e.session != release:
@@ -150,12 +171,37 @@ def _manifest(key, value, session):
 class SimAgent(DCS):
     """One node's view of Consul (its local agent): the DCS interface over SimConsul."""
 
+    TIMEOUT = 1.0          # what a call to an agent that cannot reach the servers costs before it fails
+
     def __init__(self, consul: SimConsul, node: str):
         self.c, self.node = consul, node
+        self.net = net.of(consul.w)
+        self.rng = random.Random(f"{consul.w.seed}-{node}-consul")
+        self._lose_answer = False
 
     def _ok(self) -> SimConsul:
+        """Each call: through the network first (cut, lost, slow), then Consul's clock."""
+        nt, w = self.net, self.c.w
+        hooks.of(w).call()
+        if self.node in nt.consul_cut:
+            w.sleep(self.TIMEOUT)
+            raise PilotError(f"Consul: cannot reach the servers from {self.node} (simulated partition)")
+        self._lose_answer = False
+        if nt.delay.get(self.node):
+            w.sleep(nt.delay[self.node])
+        lost, answer_lost = nt.loss.get(self.node, (0.0, 0.0))
+        if lost and self.rng.random() < lost:
+            raise PilotError("Consul: request failed (simulated loss)")
+        self._lose_answer = bool(answer_lost) and self.rng.random() < answer_lost
         self.c.tick()
         return self.c
+
+    def _answer(self, value):
+        """A write's answer: lost on the way back (its effect stays) when the call drew so."""
+        if self._lose_answer:
+            self._lose_answer = False
+            raise PilotError("Consul: no answer (simulated loss; the request may have applied)")
+        return value
 
     # ---- the view ------------------------------------------------------------------------------
     def _parsed(self, key: str, e: Entry, fn):
@@ -212,8 +258,9 @@ class SimAgent(DCS):
                 raise PilotError(f"Consul refused the session: check {cid} is critical")
         c._n += 1
         sid = f"{self.node}-s{c._n}"
-        c.sessions[sid] = Session(self.node, float(ttl), float(lock_delay), list(checks), c.w.now)
-        return sid
+        c.sessions[sid] = Session(self.node, float(ttl), float(lock_delay), list(checks), c.w.now,
+                                  self.rng.uniform(1.0, 2.0))
+        return self._answer(sid)
 
     def renew_session(self, sid):
         c = self._ok()
@@ -221,14 +268,16 @@ class SimAgent(DCS):
         if s is None:
             return None
         s.renewed = c.w.now
-        return int(s.ttl)
+        return self._answer(int(s.ttl))
 
     def destroy_session(self, sid) -> None:
         self._ok().invalidate(sid, "destroyed")
+        self._answer(None)
 
     def register_check(self, check_id, name, ttl) -> None:
         c = self._ok()
-        c.checks[check_id] = {"ttl": float(ttl), "passed": c.w.now, "critical": True}
+        c.checks[check_id] = {"ttl": float(ttl), "passed": c.w.now, "critical": True, "node": self.node}
+        self._answer(None)
 
     def pass_check(self, check_id, note="") -> None:
         c = self._ok()
@@ -236,6 +285,7 @@ class SimAgent(DCS):
         if chk is None:
             raise PilotError(f"Consul: unknown check {check_id}")
         chk["passed"], chk["critical"] = c.w.now, False
+        self._answer(None)
 
     def fail_check(self, check_id, note="") -> None:
         c = self._ok()
@@ -246,12 +296,12 @@ class SimAgent(DCS):
 
     # ---- the lock ------------------------------------------------------------------------------
     def acquire_leader(self, sid, info: LeaderInfo) -> bool:
-        return self._ok().put("leader", info.to_json(), acquire=sid)
+        return self._answer(self._ok().put("leader", info.to_json(), acquire=sid))
 
     def release_leader(self, sid, marker=None) -> bool:
         value = json.dumps({"name": marker.name, "released": dataclasses.asdict(marker)}, sort_keys=True) \
             if marker else None
-        return self._ok().put("leader", value, release=sid)
+        return self._answer(self._ok().put("leader", value, release=sid))
 
     # ---- services: not modelled (clients pick writable servers directly) ---------------------------
     def register_service(self, *a, **kw) -> None:
@@ -264,23 +314,26 @@ class SimAgent(DCS):
     def publish_member(self, sid, state: MemberState) -> None:
         c = self._ok()
         k = f"members/{state.name}"
-        if sid and sid in c.sessions and c.put(k, state.to_json(), acquire=sid):
-            return
-        c.put(k, state.to_json())
+        if not (sid and sid in c.sessions and c.put(k, state.to_json(), acquire=sid)):
+            c.put(k, state.to_json())
+        self._answer(None)
 
     def append_history(self, record, keep=50) -> None:
         c = self._ok()
         e = c.kv.get("history")
         cur = parse_history("history", e.value if e else None)
         c.put("history", json.dumps((cur + [record])[-keep:]))
+        self._answer(None)
 
     def get_json(self, rel):
         e = self._ok().kv.get(rel)
-        return json.loads(e.value) if e and e.value else None
+        return decode_json(rel, e.value) if e else None
 
     def put_json(self, rel, value, cas=None) -> bool:
         c = self._ok()
         if value is None:
-            c.delete_key(rel)
-            return True
-        return c.put(rel, json.dumps(value), cas=cas)
+            ok = cas is None or (c.kv[rel].modify if rel in c.kv else 0) == cas
+            if ok:
+                c.delete_key(rel)
+            return self._answer(ok)
+        return self._answer(c.put(rel, json.dumps(value), cas=cas))

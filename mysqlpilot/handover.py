@@ -81,6 +81,12 @@ class HandOver:
             log.error("switchover aborted and the lock is no longer held under session %s: staying read-only; "
                       "the election decides", sid[:8] or "-")
             return
+        if not leader.promoted:
+            # The lock was taken but the promotion never ran (a request was handled first): writable now, it
+            # would be a primary the key never calls promoted, which replicas wait on for good.
+            log.error("switchover aborted before this node finished its own promotion: staying read-only; the "
+                      "next pass promotes it")
+            return
         if self.n.lease.left(sid) <= MIN_LEASE_TO_PROMOTE:
             log.error("switchover aborted with %.2fs of lease left: staying read-only until the next pass",
                       self.n.lease.left(sid))

@@ -37,6 +37,20 @@ def test_item1_an_aborted_switchover_under_the_same_session_turns_writable_again
     assert servers["n1"].ro is False and dcs.get_cluster().leader.name == "n1"
 
 
+def test_an_aborted_switchover_of_a_holder_that_never_finished_its_promotion_stays_read_only(tmp_path, monkeypatch):
+    """Found by the simulator (seed 78, issue 19): a node took the lock, its promotion did not run (too
+    little lease left), and a switchover request was handled first and aborted. Turned writable then, it was
+    primary with `promoted` false in the key forever: replicas waited for it to finish promoting, and nothing
+    recorded the failover. It stays read-only; the next pass promotes it properly."""
+    dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
+    leader = dcs.get_cluster().leader
+    dcs.acquire_leader(n1.sid, LeaderInfo(leader.name, leader.host, leader.port, promoted=False))
+    servers["n1"].ro = True
+    servers["n2"].wait_for_gtid = lambda gtid, timeout: False
+    assert n1.hand_over("n2", Request(to="n2"), dcs.get_cluster()) is False
+    assert servers["n1"].ro is True and dcs.get_cluster().leader.name == "n1"
+
+
 def three_replicas_after_primary_loss(tmp_path, monkeypatch, durability="async"):
     """n1's session is gone (no marker); n2 has 0-1-10, n3 received 0-1-12; both live and healthy."""
     dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2", "n3"), MYSQLPILOT_DURABILITY=durability)

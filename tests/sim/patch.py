@@ -12,6 +12,7 @@ from mysqlpilot import actions, candidates, ha, handover, heartbeat, lease, mysq
 
 from .clock import SimTime
 from .coverage import recorders
+from .speedups import speedups
 from .mysqld import SimConn
 
 
@@ -47,9 +48,13 @@ class SimLock:
 
 def _copy(v: Any) -> Any:
     """A copy of decoded JSON (faster than copy.deepcopy or another json.loads)."""
-    if isinstance(v, dict):
-        return {k: _copy(x) for k, x in v.items()}
-    if isinstance(v, list):
+    if type(v) is dict:
+        out = dict(v)
+        for k, x in v.items():
+            if type(x) is dict or type(x) is list:
+                out[k] = _copy(x)
+        return out
+    if type(v) is list:
         return [_copy(x) for x in v]
     return v
 
@@ -157,7 +162,7 @@ def installed(world) -> Iterator[None]:
                 (mysqld, "accepts_connections", accepts), (mysqld, "stop_mysqld", stop),
                 (lease, "_Backstop", SimBackstop), (actions.Actions, "spawn_snapshot", lambda self, why: None),
                 (ha, "StateFile", lambda d: MemState(world.states, d, world.parsed)), (ha, "ha_lock", no_lock)]
-    patches += recorders(lambda: world.coverage)
+    patches += recorders(lambda: world.coverage) + speedups()
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     log = logging.getLogger("mysqlpilot")
     level, prev = log.level, WORLD[0]

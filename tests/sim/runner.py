@@ -41,7 +41,9 @@ class Options:
 
 
 def spell(plan: Iterable[Fault]) -> str:
-    return ",".join(f.spell() for f in plan)
+    # The time as repr() gives it, which float() reads back to the same number: Fault.spell's three
+    # decimals would move each fault a little, and the replay would no longer be exact.
+    return ",".join(f"{f.t!r}:{f.kind}:{f.node}:{f.seed}" for f in plan)
 
 
 def unspell(text: Optional[str]) -> Optional[List[Fault]]:

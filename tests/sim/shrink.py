@@ -28,7 +28,7 @@ def ddmin(plan: Sequence[Fault], fails: Callable[[List[Fault]], bool], budget: i
                 cur, n = c, 2
                 break
         else:
-            for i in range(len(chunks)):                # everything but one chunk
+            for i in range(len(chunks) if len(chunks) > 2 else 0):   # all but one chunk (of 2: tried above)
                 rest = [f for j, c in enumerate(chunks) if j != i for f in c]
                 if tests < budget and test(rest):
                     cur, n = rest, max(n - 1, 2)

@@ -145,8 +145,12 @@ class Threads:
 
     # ---- wake-ups from the rest of the world --------------------------------------------------------
     def state_changed(self, sn: SimNode) -> None:
-        """A state file change wakes the watchdog at its next tick."""
-        if sn.node is not None and sn.next_at.get("wd", 0) > self.w.now + 0.05 and not self.busy(sn, "wd"):
+        """A state file change wakes the watchdog at its next tick if it may have to act sooner than it
+        would have (a lease voided or a new writer, not a lease extended: that only moves its deadline
+        later, which the deadline thread also finds)."""
+        due = sn.next_at.get("wd", 0)
+        if sn.node is not None and due > self.w.now + 0.05 and not self.busy(sn, "wd") \
+                and self.w.now + self.watchdog_idle(sn) < due:
             self.schedule(sn, "wd", self.w.rng.uniform(0.0, 0.05))
 
     def mysqld_gone(self, sn: SimNode) -> None:

@@ -4,6 +4,7 @@ gathered in seed order."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import time
@@ -98,19 +99,30 @@ class Summary:
             (self.findings if v["invariant"] in FINDINGS else self.violations).append(v)
 
 
+GC_THRESHOLD = (50_000, 20, 100)   # a run allocates many short-lived objects: collect less often (~4% faster)
+
+
+def _worker_init() -> None:
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 class Runner:
     """Seeds run by `jobs` workers (1: in this process). A pool is forked once and kept for every batch."""
 
     def __init__(self, opts: Options, jobs: Optional[int] = None):
         self.opts, self.jobs = opts, max(1, jobs or os.cpu_count() or 1)
         self._pool = None
+        self._gc = gc.get_threshold()
 
     def __enter__(self) -> "Runner":
         if self.jobs > 1:
-            self._pool = multiprocessing.get_context("fork").Pool(self.jobs)
+            self._pool = multiprocessing.get_context("fork").Pool(self.jobs, initializer=_worker_init)
+        else:
+            _worker_init()
         return self
 
     def __exit__(self, *exc) -> None:
+        gc.set_threshold(*self._gc)
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()

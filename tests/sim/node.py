@@ -45,10 +45,6 @@ class SimNode:
         return n
 
 
-def _crash(sn: SimNode, what: str, exc: Exception) -> Violation:
-    return Violation("no-crash", f"{sn.name}: {what} raised {type(exc).__name__}: {exc}")
-
-
 class Threads:
     """The periodic threads of every node's watch process. Each step reschedules itself; a new token
     drops any older pending step of that thread (a wake-up replaces the sleep)."""
@@ -67,6 +63,16 @@ class Threads:
         key = (sn.name, thread, sn.gen)
         return key in self.w.running or key in self.w.blocked
 
+    def guarded(self, sn: SimNode, what: str, fn) -> None:
+        """A call into the code under test, as its thread's loop makes it: a PilotError is survived (and
+        noted), anything else is a crash the simulator reports."""
+        try:
+            fn()
+        except PilotError as exc:
+            self.w.note(f"{sn.name}: {what} failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the loop survives it, but the sim reports it
+            raise Violation("no-crash", f"{sn.name}: {what} raised {type(exc).__name__}: {exc}") from exc
+
     def step(self, sn: SimNode, thread: str, tok: int) -> None:
         if sn.tokens.get(thread) != tok or sn.node is None:
             return
@@ -75,12 +81,7 @@ class Threads:
     def _ha(self, sn: SimNode, n: ha.Node) -> None:
         w = self.w
         t0 = w.now
-        try:
-            n.run_once()
-        except PilotError as exc:
-            w.note(f"{sn.name}: pass failed: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the loop survives it, but the sim reports it
-            raise _crash(sn, "HA pass", exc) from exc
+        self.guarded(sn, "HA pass", n.run_once)
         w.note(f"{sn.name}: {n.actions.recent[-1].action}: {n.actions.recent[-1].reason}"
                if n.actions.recent else f"{sn.name}: pass")
         wait = max(0.2, sn.cfg.loop_wait - (w.now - t0))
@@ -97,12 +98,7 @@ class Threads:
     def _hb(self, sn: SimNode, n: ha.Node) -> None:
         w = self.w
         t0 = w.now
-        try:
-            n.beat()
-        except PilotError as exc:
-            w.note(f"{sn.name}: heartbeat: {exc}")
-        except Exception as exc:  # noqa: BLE001
-            raise _crash(sn, "heartbeat", exc) from exc
+        self.guarded(sn, "heartbeat", n.beat)
         self.schedule(sn, "hb", max(0.05, n.timing.heartbeat - (w.now - t0)) * w.rng.uniform(0.95, 1.05))
 
     def _probe(self, sn: SimNode, n: ha.Node) -> None:
@@ -132,8 +128,8 @@ class Threads:
         try:
             wd.keep_deadline_once()
             wd.check_once()
-        except Exception as exc:  # noqa: BLE001
-            raise _crash(sn, "watchdog", exc) from exc
+        except Exception as exc:  # noqa: BLE001 - the watchdog's own loop logs it, but the sim reports it
+            raise Violation("no-crash", f"{sn.name}: watchdog raised {type(exc).__name__}: {exc}") from exc
         armed = wd._armed
         if armed is not None and armed != sn.armed_at and armed > self.w.now:
             sn.armed_at = armed          # the deadline thread wakes at the armed deadline
@@ -188,10 +184,5 @@ class Threads:
 
     def health(self, sn: SimNode) -> None:
         """ContainerPilot's health hook, its own process every 2 s: a second, coarse watchdog."""
-        try:
-            sn.pilot().health_hook()
-        except PilotError:
-            pass
-        except Exception as exc:  # noqa: BLE001
-            raise _crash(sn, "health hook", exc) from exc
+        self.guarded(sn, "health hook", lambda: sn.pilot().health_hook())
         self.w.at(2.0 * self.w.rng.uniform(0.95, 1.05), sn.name, "health", lambda: self.health(sn))

@@ -92,3 +92,28 @@ def test_a_violation_in_the_json_names_its_seed_invariant_and_replay(tmp_path):
     (v,) = json.loads(out.read_text())["violations"]
     assert v["seed"] == 25 and v["invariant"] == "one-writer"
     assert v["replay"].startswith("python3 bench/sim.py --start 25 --seeds 1 --defect")
+
+
+def test_the_speedups_give_what_the_code_they_stand_in_for_gives():
+    from mysqlpilot import gtid, model
+    from tests.sim import speedups
+    member = model.MemberState(name="a", host="h", port=1, errant=["u:1"], read_only=None, lag_seconds=1.5,
+                               alive=False)
+    leader = model.LeaderInfo(name="a", host="h", port=1, session="s", promoted_gtid="u:1-3", promoted=True)
+    fast = {(obj, name): new for obj, name, new in speedups.speedups()}
+    assert len(fast) == 6, "a copied function of mysqlpilot changed: copy it again (speedups.SOURCES)"
+    assert fast[(model.MemberState, "to_json")](member) == member.to_json()
+    assert fast[(model.LeaderInfo, "to_json")](leader) == leader.to_json()
+    for text in ("", "u:1-3", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", "junk", "0-1-2"):
+        assert fast[(gtid, "problem")]("mysql", text) == gtid.problem("mysql", text)
+
+    def outcome(fn, cls, data):
+        try:
+            return fn(cls, data)
+        except ValueError as exc:
+            return str(exc)
+    for cls, data in ((model.MemberState, json.loads(member.to_json())), (model.LeaderInfo, {"name": 1}),
+                      (model.MemberState, {"host": "h", "port": 1}), (model.LeaderInfo, []),
+                      (model.MemberState, {"name": "a", "host": "h", "port": True}),
+                      (model.MemberState, {"name": "a", "host": "h", "port": 1, "lag_seconds": 2})):
+        assert outcome(fast[(model, "_from_dict")], cls, data) == outcome(model._from_dict, cls, data)

@@ -95,12 +95,18 @@ class MemState:
     def change(self, fn: Callable[[Dict[str, Any]], None]) -> None:
         d = self.read()
         fn(d)
-        if d == self._decoded():
+        old = self._decoded()
+        if d == old:
             return                       # the same document: the file would not change
         text = json.dumps(d)
         self.store[self.dir] = text
         self.parsed[self.dir] = (text, json.loads(text))
-        WORLD[0].state_changed(self.dir)
+        if any(d.get(k) != old.get(k) for k in LEASE_KEYS):
+            WORLD[0].state_changed(self.dir)
+
+
+# What the watchdog reads of the state file (lease.py): a change elsewhere cannot make it act.
+LEASE_KEYS = (lease.KEY, lease.WRITER, lease.WRITER_END, lease.WRITER_MARKED)
 
 
 class SimBackstop:

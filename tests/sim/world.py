@@ -196,10 +196,11 @@ class World(Scheduler):
                 self.faults.arm()
                 self.run_until(self.p.fault_phase)
                 self.faults_on = False
-                # Settle until converged for `stable` seconds in a row (or the whole settle time).
+                # Settle until converged for `stable` seconds in a row (or the whole settle time), looked
+                # at every half second (a look only reads: it does not change the run).
                 since, t = None, self.p.fault_phase
                 while t < self.p.fault_phase + self.p.settle:
-                    t += 1.0
+                    t += 0.5
                     self.run_until(t)
                     if self.inv.converged():
                         since = t if since is None else since

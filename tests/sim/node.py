@@ -27,6 +27,10 @@ class SimNode:
                "MYSQLPILOT_FLAVOR": "mysql", "MYSQLPILOT_FLAVOR_VERSION": "8.0",
                "MYSQLPILOT_DURABILITY": world.durability, "MYSQLPILOT_FAILOVER_BUDGET": "1000"}
         self.cfg = config.load(None, env=env)
+        # Each setting as a plain attribute: the same values, without Config.__getattr__ on every read
+        # (a hot spot). Names the class defines (properties, methods) are left to it.
+        self.cfg.__dict__.update({k: v for k, v in self.cfg.values.items()
+                                  if k not in self.cfg.__dict__ and not hasattr(type(self.cfg), k)})
         self.agent = SimAgent(world.consul, name)
         self.gen = 0
         self.node: Optional[ha.Node] = None

@@ -175,6 +175,9 @@ class World(Scheduler):
     def schedule(self, sn: SimNode, thread: str, delay: float) -> None:
         self.threads.schedule(sn, thread, delay)
 
+    def health(self, sn: SimNode) -> None:
+        self.threads.health(sn)
+
     def busy(self, sn: SimNode, thread: str) -> bool:
         return self.threads.busy(sn, thread)
 

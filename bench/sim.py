@@ -70,6 +70,11 @@ def main(argv=None) -> int:
             got = shrink(v["seed"], opts)
             if got is not None:
                 v["shrunk"] = got.to_dict()
+    if a.json:
+        with open(a.json, "w") as fh:
+            json.dump({"seeds": s.seeds, "start": s.first, "steps": s.steps, "seconds": round(secs, 3),
+                       "jobs": a.jobs, "scenario": a.scenario, "violations": s.violations, "findings": s.findings,
+                       "coverage": coverage.report(s.coverage)}, fh, indent=1)
     verdict = "FAIL" if s.violations else "PASS"
     print(f"{verdict}: {s.seeds} seeds ({s.first}..{s.last}), {s.steps} steps, {len(s.violations)} violations, "
           f"{len(s.findings)} known findings, {secs:.1f}s ({s.seeds / secs:.2f} seeds/s, {a.jobs} jobs, "
@@ -78,11 +83,6 @@ def main(argv=None) -> int:
         print(f"  seed {v['seed']}: {v['invariant']}: {v['detail']}\n    replay: {v['replay']}")
         if "shrunk" in v:
             print(f"    shrunk to {v['shrunk']['faults']} of {v['faults']} faults: {v['shrunk']['replay']}")
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"seeds": s.seeds, "start": s.first, "steps": s.steps, "seconds": round(secs, 3),
-                       "jobs": a.jobs, "scenario": a.scenario, "violations": s.violations, "findings": s.findings,
-                       "coverage": coverage.report(s.coverage)}, fh, indent=1)
     return 1 if s.violations else 0
 
 

@@ -3,8 +3,8 @@ patches (the simulator spends most of its time in the real code; these are its h
 - to_json of MemberState and LeaderInfo without dataclasses.asdict (its deep copy is the slow part;
   their fields are flat, checked below, so the JSON is the same);
 - gtid.problem memoized (a pure function of two strings, asked for every member read from Consul);
-- model._check and _from_dict with their tables (type tests, a class's fields) built once, not per
-  call: copies, each used only while the source it was made from is unchanged (by its hash)."""
+- model._check memoized for scalars (it builds its table of type tests at every call), and _from_dict
+  with a class's fields listed once: a copy, used only while its source is unchanged (by its hash)."""
 from __future__ import annotations
 
 import functools
@@ -32,28 +32,22 @@ def _to_json(cls, drop: str):
     return to_json
 
 
-# sha256 prefixes of the functions copied below, as they were when copied
-SOURCES = {"_check": "04d772605a8622c7", "_from_dict": "e152fccdac6292ea"}
-CHECKS = {
-    "str": lambda x: isinstance(x, str),
-    "int": lambda x: isinstance(x, int) and not isinstance(x, bool),
-    "float": lambda x: isinstance(x, (int, float)) and not isinstance(x, bool),
-    "bool": lambda x: isinstance(x, bool),
-    "List[str]": lambda x: isinstance(x, list) and all(isinstance(i, str) for i in x),
-    "List[Dict[str, Any]]": lambda x: isinstance(x, list) and all(isinstance(i, dict) for i in x),
-    "Dict[str, Any]": lambda x: isinstance(x, dict),
-    "Dict[str, float]": lambda x: isinstance(x, dict) and all(
-        isinstance(i, (int, float)) and not isinstance(i, bool) for i in x.values()),
-}
+# sha256 prefix of the function copied below, as it was when copied
+SOURCES = {"_from_dict": "e152fccdac6292ea"}
+_real_check = model._check
+
+
+@functools.lru_cache(maxsize=65536)
+def _check_scalar(kind: str, v: Any, t: type, name: str) -> Any:
+    return _real_check(kind, v, name)
 
 
 def _check(kind: str, v: Any, name: str) -> Any:
-    if kind.startswith("Optional["):
-        return None if v is None else _check(kind[9:-1], v, name)
-    ok = CHECKS.get(kind)
-    if ok is not None and not ok(v):
-        raise ValueError(f"field {name!r} is {type(v).__name__} {str(v)[:40]!r}, expected {kind}")
-    return float(v) if kind == "float" else v
+    """model._check memoized for scalar values (its type in the key: 1, 1.0 and True hash alike)."""
+    t = type(v)
+    if t is str or t is int or t is float or t is bool or v is None:
+        return _check_scalar(kind, v, t, name)
+    return _real_check(kind, v, name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,11 +69,9 @@ def speedups() -> List[Tuple[Any, str, Any]]:
     """(object, attribute, replacement) for patch.installed."""
     out = [(model.MemberState, "to_json", _to_json(model.MemberState, "alive")),
            (model.LeaderInfo, "to_json", _to_json(model.LeaderInfo, "session")),
-           (gtid, "problem", functools.lru_cache(maxsize=4096)(gtid.problem))]
-    if _unchanged("_check"):
-        out.append((model, "_check", _check))
-        if _unchanged("_from_dict"):
-            out += [(model, "_from_dict", _from_dict), (base, "_from_dict", _from_dict)]
+           (gtid, "problem", functools.lru_cache(maxsize=4096)(gtid.problem)), (model, "_check", _check)]
+    if _unchanged("_from_dict"):
+        out += [(model, "_from_dict", _from_dict), (base, "_from_dict", _from_dict)]
     return out
 
 

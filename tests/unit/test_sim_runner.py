@@ -138,3 +138,6 @@ def test_the_speedups_give_what_the_code_they_stand_in_for_gives():
                       (model.MemberState, {"name": "a", "host": "h", "port": True}),
                       (model.MemberState, {"name": "a", "host": "h", "port": 1, "lag_seconds": 2})):
         assert outcome(fast[(model, "_from_dict")], cls, data) == outcome(model._from_dict, cls, data)
+    for kind, v in (("int", 1), ("int", True), ("float", 1), ("Optional[str]", None), ("bool", 1), ("str", "x")):
+        assert outcome(lambda k, x: fast[(model, "_check")](k, x, "f"), kind, v) == \
+            outcome(lambda k, x: model._check(k, x, "f"), kind, v)

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Deterministic simulation of the HA protocol (issue 19, first slice): runs seeds S..S+N-1, each a whole
-cluster (the real Node code, simulated Consul and mysqld, faults) on a virtual clock, and checks the
-invariants after every step. A failing seed replays exactly: `bench/sim.py --seeds 1 --start SEED -v`.
+"""Deterministic simulation of the HA protocol (issue 19): runs seeds S..S+N-1, each a whole cluster (the
+real Node code, simulated Consul and mysqld, faults) on a virtual clock, checks the invariants after every
+step, and reports what the runs reached of the decision table. A failing seed replays exactly, and is
+shrunk to the shortest fault schedule that still breaks the same invariant, with the command that
+replays that schedule.
 
-    python3 bench/sim.py --seeds 200 [--start 0] [--json FILE] [-v]
+    python3 bench/sim.py --seeds 10000 [--start 0] [--jobs N] [--scenario short] [--json FILE]
+    python3 bench/sim.py --minutes 60 [--start S]            # nightly: seeds from S until the time is up
+    python3 bench/sim.py --start 25 --seeds 1 [--schedule "t:kind:node:seed,..."] -v    # replay one
 """
 from __future__ import annotations
 
@@ -15,51 +19,71 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import contextlib  # noqa: E402
+from tests.sim import coverage  # noqa: E402
+from tests.sim.defects import DEFECTS  # noqa: E402
+from tests.sim.runner import Options, Runner, run_world, spell, world  # noqa: E402
+from tests.sim.shrink import shrink  # noqa: E402
+from tests.sim.world import SCENARIOS  # noqa: E402
 
-from tests.sim.defects import DEFECTS, put_back  # noqa: E402
-from tests.sim.world import FINDINGS, World, params  # noqa: E402
 
-
-def main(argv=None) -> int:
+def args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=100)
     ap.add_argument("--start", type=int, default=0)
+    ap.add_argument("--minutes", type=float, help="run seeds from --start until this much time has passed")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)")
     ap.add_argument("--json", help="write the result here")
     ap.add_argument("--defect", choices=sorted(DEFECTS), help="put a fixed defect back (tests/sim/defects.py)")
     ap.add_argument("--faults", default="", help="fault weights, e.g. freeze=6,failover=6 (default: every kind)")
     ap.add_argument("--durability", choices=("async", "semi-sync"), help="default: each seed draws one")
+    ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="full", help="run length (world.SCENARIOS)")
+    ap.add_argument("--schedule", help='a fault schedule in place of the seed\'s: "t:kind:node:seed,..."')
+    ap.add_argument("--no-shrink", action="store_true", help="report failing seeds without shrinking them")
+    ap.add_argument("--shrink-findings", action="store_true", help="shrink known findings too")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every step (replay one seed)")
-    a = ap.parse_args(argv)
-    extra = "".join(f" --{k} {v}" for k, v in (("defect", a.defect), ("faults", a.faults),
-                                                  ("durability", a.durability)) if v)
+    return ap.parse_args(argv)
+
+
+def replay_verbose(a, opts: Options) -> int:
+    """One seed, every step printed."""
+    w = world(a.start, opts, verbose=True)
+    v = run_world(w, opts)
+    print(f"schedule: {spell(w.plan)}")
+    if v is None:
+        print(f"PASS: seed {a.start}, {w.steps} steps")
+        return 0
+    print(f"seed {a.start}: {v.invariant}: {v.detail}")
+    return 1
+
+
+def main(argv=None) -> int:
+    a = args(argv)
+    opts = Options(a.faults, a.durability, a.defect, a.scenario, a.schedule)
+    if a.verbose:
+        return replay_verbose(a, opts)
     t0 = time.monotonic()
-    steps, violations, findings, faults = 0, [], [], {}
-    for seed in range(a.start, a.start + a.seeds):
-        w = World(seed, params(a.faults, a.durability), verbose=a.verbose)
-        with put_back(a.defect) if a.defect else contextlib.nullcontext():
-            v = w.run()
-        steps += w.steps
-        for k, n in w.faults_seen.items():
-            faults[k] = faults.get(k, 0) + n
-        if v is not None:
-            rec = {"seed": seed, "invariant": v.invariant, "detail": v.detail,
-                   "replay": f"python3 bench/sim.py --seeds 1 --start {seed}{extra} -v"}
-            (findings if v.invariant in FINDINGS else violations).append(rec)
-            if a.verbose:
-                print("\n".join(w.log[-40:]))
+    with Runner(opts, a.jobs) as r:
+        s = r.run_for(a.start, a.minutes * 60) if a.minutes else r.run(a.start, a.seeds)
     secs = time.monotonic() - t0
-    verdict = "FAIL" if violations else "PASS"
-    print(f"{verdict}: {a.seeds} seeds ({a.start}..{a.start + a.seeds - 1}), {steps} steps, {len(violations)} "
-          f"violations, {len(findings)} known findings, {secs:.1f}s ({a.seeds / secs:.2f} seeds/s)")
-    for r in violations + findings:
-        print(f"  seed {r['seed']}: {r['invariant']}: {r['detail']}\n    replay: {r['replay']}")
+    for v in s.violations + (s.findings if a.shrink_findings else []):
+        if not a.no_shrink:
+            got = shrink(v["seed"], opts)
+            if got is not None:
+                v["shrunk"] = got.to_dict()
     if a.json:
         with open(a.json, "w") as fh:
-            json.dump({"seeds": a.seeds, "start": a.start, "steps": steps, "seconds": round(secs, 3),
-                       "violations": violations, "findings": findings, "coverage": {"faults": faults}},
-                      fh, indent=1)
-    return 1 if violations else 0
+            json.dump({"seeds": s.seeds, "start": s.first, "steps": s.steps, "seconds": round(secs, 3),
+                       "jobs": a.jobs, "scenario": a.scenario, "violations": s.violations, "findings": s.findings,
+                       "coverage": coverage.report(s.coverage)}, fh, indent=1)
+    verdict = "FAIL" if s.violations else "PASS"
+    print(f"{verdict}: {s.seeds} seeds ({s.first}..{s.last}), {s.steps} steps, {len(s.violations)} violations, "
+          f"{len(s.findings)} known findings, {secs:.1f}s ({s.seeds / secs:.2f} seeds/s, {a.jobs} jobs, "
+          f"scenario {a.scenario})")
+    for v in s.violations + s.findings:
+        print(f"  seed {v['seed']}: {v['invariant']}: {v['detail']}\n    replay: {v['replay']}")
+        if "shrunk" in v:
+            print(f"    shrunk to {v['shrunk']['faults']} of {v['faults']} faults: {v['shrunk']['replay']}")
+    return 1 if s.violations else 0
 
 
 if __name__ == "__main__":

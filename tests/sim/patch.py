@@ -4,7 +4,6 @@ the state file (kept in memory per state dir, surviving a process restart), and 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -12,6 +11,8 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 from mysqlpilot import actions, candidates, ha, handover, heartbeat, lease, mysqld, observer
 
 from .clock import SimTime
+from .coverage import recorders
+from .speedups import speedups
 from .mysqld import SimConn
 
 
@@ -45,23 +46,42 @@ class SimLock:
         self.held = False
 
 
-class MemState:
-    """StateFile's API over the world's memory: one JSON text per state dir, as the file holds."""
+def _copy(v: Any) -> Any:
+    """A copy of decoded JSON (faster than copy.deepcopy or another json.loads)."""
+    if type(v) is dict:
+        out = dict(v)
+        for k, x in v.items():
+            if type(x) is dict or type(x) is list:
+                out[k] = _copy(x)
+        return out
+    if type(v) is list:
+        return [_copy(x) for x in v]
+    return v
 
-    def __init__(self, store: Dict[str, str], state_dir: str):
+
+class MemState:
+    """StateFile's API over the world's memory: one JSON text per state dir, as the file holds. Every
+    write still goes through json.dumps (what the file would hold); reads decode a text once per change
+    (`parsed`, shared by every process of the node) and hand out copies."""
+
+    def __init__(self, store: Dict[str, str], state_dir: str, parsed: Dict[str, Tuple[str, Dict[str, Any]]]):
         self.store, self.dir, self.path = store, state_dir, state_dir + "/pilot-state.json"
         store.setdefault(state_dir, "{}")
-        self._parsed = None              # (text, its dict): get() reads one key without a full copy
+        self.parsed = parsed
+
+    def _decoded(self) -> Dict[str, Any]:
+        text = self.store[self.dir]
+        got = self.parsed.get(self.dir)
+        if got is None or got[0] is not text:
+            got = self.parsed[self.dir] = (text, json.loads(text))
+        return got[1]
 
     def read(self) -> Dict[str, Any]:
-        return json.loads(self.store[self.dir])
+        return _copy(self._decoded())
 
     def get(self, key: str, default: Any = None) -> Any:
-        text = self.store[self.dir]
-        if self._parsed is None or self._parsed[0] is not text:
-            self._parsed = (text, json.loads(text))
-        v = self._parsed[1].get(key, default)
-        return v if v is None or isinstance(v, (str, int, float, bool)) else copy.deepcopy(v)
+        v = self._decoded().get(key, default)
+        return v if v is None or isinstance(v, (str, int, float, bool)) else _copy(v)
 
     def update(self, **kv: Any) -> None:
         def put(d):
@@ -75,10 +95,18 @@ class MemState:
     def change(self, fn: Callable[[Dict[str, Any]], None]) -> None:
         d = self.read()
         fn(d)
+        old = self._decoded()
+        if d == old:
+            return                       # the same document: the file would not change
         text = json.dumps(d)
-        if text != self.store[self.dir]:
-            self.store[self.dir] = text
+        self.store[self.dir] = text
+        self.parsed[self.dir] = (text, json.loads(text))
+        if any(d.get(k) != old.get(k) for k in LEASE_KEYS):
             WORLD[0].state_changed(self.dir)
+
+
+# What the watchdog reads of the state file (lease.py): a change elsewhere cannot make it act.
+LEASE_KEYS = (lease.KEY, lease.WRITER, lease.WRITER_END, lease.WRITER_MARKED)
 
 
 class SimBackstop:
@@ -139,7 +167,8 @@ def installed(world) -> Iterator[None]:
     patches += [(ha, "Server", server), (candidates, "Server", server), (mysqld, "mysqld_pid", pid),
                 (mysqld, "accepts_connections", accepts), (mysqld, "stop_mysqld", stop),
                 (lease, "_Backstop", SimBackstop), (actions.Actions, "spawn_snapshot", lambda self, why: None),
-                (ha, "StateFile", lambda d: MemState(world.states, d)), (ha, "ha_lock", no_lock)]
+                (ha, "StateFile", lambda d: MemState(world.states, d, world.parsed)), (ha, "ha_lock", no_lock)]
+    patches += recorders(lambda: world.coverage) + speedups()
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     log = logging.getLogger("mysqlpilot")
     level, prev = log.level, WORLD[0]

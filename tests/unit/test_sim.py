@@ -6,7 +6,7 @@ Known findings (world.FINDINGS) are protocol gaps the simulator found and report
 these tests."""
 from tests.sim.world import FINDINGS, World, params
 
-SEEDS = 150            # 30-55 s on this machine, by the load other jobs put on its 2 cores
+SEEDS = 30             # the full scenario; scripts/test.sh's sim leg runs 1,500 seeds of the short one
 
 
 def violations(seeds, mix=("", None)):

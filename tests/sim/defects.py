@@ -133,7 +133,25 @@ def _fence_releasing_commit_waits(self, reason, deadline, bs):
 
 
 # name -> the patches (object, attribute, old function) that put it back
+def _writable_after_abort_before_own_promotion(self, sid):
+    # Before the simulator found it: the session and lease were checked, not whether this holder had
+    # finished its own promotion (the key's `promoted` flag).
+    leader = self.n.dcs.get_cluster().leader
+    if not (sid and self.n.sid == sid and leader is not None and leader.session == sid):
+        return
+    if self.n.lease.left(sid) <= handover.MIN_LEASE_TO_PROMOTE:
+        return
+    self.n.lease.mark_writer(sid)
+    srv = self.n.local()
+    try:
+        srv.set_read_only(False)
+    finally:
+        srv.close()
+
+
 DEFECTS = {
+    "abort-writable-before-own-promotion": [(handover.HandOver, "writable_again_after_abort",
+                                             _writable_after_abort_before_own_promotion)],
     "designated-skips-union-rule": [(analysis, "designated_turn", _designated_turn_without_union_rule)],
     "lock-wait-any-generation": [(handoff, "lock_wait", _lock_wait_any_generation),
                                  (observer.Observer, "observe", _observe_keeping_old_sights)],

@@ -308,6 +308,10 @@ def decide(o: Observation) -> Decision:
             return Decision(HAND_OVER, f"switchover to {o.switchover_to} requested")
         if o.read_only is not False:
             return Decision(PROMOTE, "holding the leader lock while read-only")
+        if o.leader is not None and not o.leader.promoted:
+            # Writable, but the key was never marked promoted (that last write was lost): replicas wait on
+            # the mark, so finish the promotion.
+            return Decision(PROMOTE, "holding the leader lock, writable, but the key does not say promoted")
         return Decision(STAY_PRIMARY, "holding the leader lock")
 
     # Not the lock holder: never writable.

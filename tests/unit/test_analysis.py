@@ -39,6 +39,17 @@ def test_lock_holder_read_only_promotes_writable_stays():
     assert A.decide(obs(i_hold_lock=True, read_only=False)).action == A.STAY_PRIMARY
 
 
+def test_a_writable_holder_whose_key_was_never_marked_promoted_finishes_its_promotion():
+    """Found by the simulator (seed 547 of the short scenario): the promotion turned mysqld writable, then its
+    write of promoted=true to the key was lost; as STAY_PRIMARY the key never said promoted and the replicas
+    waited 'still promoting' for good."""
+    mine = LeaderInfo(ME, "127.0.1.1", 3306, session="s1", promoted=False)
+    d = A.decide(obs(i_hold_lock=True, read_only=False, leader=mine))
+    assert d.action == A.PROMOTE and "promoted" in d.reason
+    done = LeaderInfo(ME, "127.0.1.1", 3306, session="s1", promoted=True)
+    assert A.decide(obs(i_hold_lock=True, read_only=False, leader=done)).action == A.STAY_PRIMARY
+
+
 def test_lock_holder_hands_over_on_request_for_other_node_only():
     assert A.decide(obs(i_hold_lock=True, read_only=False, switchover_to="n3")).action == A.HAND_OVER
     assert A.decide(obs(i_hold_lock=True, read_only=False, switchover_to=ME)).action == A.STAY_PRIMARY

@@ -149,9 +149,22 @@ def _writable_after_abort_before_own_promotion(self, sid):
         srv.close()
 
 
+_decide = analysis.decide
+
+
+def _decide_stays_primary_unmarked(o):
+    # Before the second fix the simulator led to: a writable holder stayed primary whatever the key said.
+    d = _decide(o)
+    if d.action == analysis.PROMOTE and o.read_only is False:
+        return analysis.Decision(analysis.STAY_PRIMARY, "holding the leader lock")
+    return d
+
+
 DEFECTS = {
+    # The code before both fixes: either one alone keeps the cluster converging.
     "abort-writable-before-own-promotion": [(handover.HandOver, "writable_again_after_abort",
-                                             _writable_after_abort_before_own_promotion)],
+                                             _writable_after_abort_before_own_promotion),
+                                            (analysis, "decide", _decide_stays_primary_unmarked)],
     "designated-skips-union-rule": [(analysis, "designated_turn", _designated_turn_without_union_rule)],
     "lock-wait-any-generation": [(handoff, "lock_wait", _lock_wait_any_generation),
                                  (observer.Observer, "observe", _observe_keeping_old_sights)],

@@ -71,6 +71,7 @@ SEED78 = ("3.789647:sql_stop:n2:523332309,4.160414:switchover:n1:236282911,10.28
 
 
 def test_the_aborted_switchover_before_its_own_promotion_stays_found_by_its_regression_seed():
+    # The defect puts back the code before both fixes (handover.py and decide()): either alone converges.
     from tests.sim.faults import Fault
     plan = [Fault.parse(f) for f in SEED78.split(",")]
     with put_back("abort-writable-before-own-promotion"):

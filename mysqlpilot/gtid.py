@@ -162,8 +162,7 @@ def mysql_count(a: str) -> int:
 
 
 def mysql_union(a: str, b: str) -> str:
-    pa, pb = parse_mysql(a), parse_mysql(b)
-    return format_mysql({k: _merge(pa.get(k, []) + pb.get(k, [])) for k in set(pa) | set(pb)})
+    return mysql_union_all((a, b))
 
 
 def mysql_union_all(sets) -> str:

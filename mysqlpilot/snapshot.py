@@ -197,7 +197,7 @@ def _clone_local(cfg, flavor, user: str, password: Optional[str], staging: str) 
         # data held, error 1062) is trusted when the binlog can say it.
         if bfile and bpos:
             # gtid_purged too: a file's Previous_gtids need not hold what a restore's SET gtid_purged added.
-            purged = "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_purged") or "").split())
+            purged = srv.gtid_purged()
             gtid = gtidlib.mysql_union_all([binlog_gtids(srv, flavor, bfile, bpos), purged])
         else:
             gtid = ""

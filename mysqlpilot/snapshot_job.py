@@ -45,7 +45,7 @@ def purged_gtids(cfg, flavor) -> str:
     try:
         srv = Server(flavor, socket=cfg.socket, user="root", password=cfg.root_password, read_timeout=10)
         try:
-            return "".join(str(srv.scalar("SELECT @@GLOBAL.gtid_purged") or "").split())
+            return srv.gtid_purged()
         finally:
             srv.close()
     except PilotError as exc:

@@ -263,6 +263,10 @@ class Server:
         """MariaDB: @@gtid_current_pos (its position); MySQL: @@gtid_executed."""
         return "".join(str(self.scalar(self.flavor.gtid_executed_sql()) or "").split())
 
+    def gtid_purged(self) -> str:
+        """MySQL's @@gtid_purged: what this server's binlogs no longer hold."""
+        return "".join(str(self.scalar("SELECT @@GLOBAL.gtid_purged") or "").split())
+
     def gtid_received(self) -> str:
         """Everything this server has, executed or only received into its relay log."""
         executed = self.gtid_executed()

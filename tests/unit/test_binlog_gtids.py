@@ -55,8 +55,8 @@ def test_a_clone_snapshot_records_the_binlog_set_and_gtid_purged(monkeypatch, tm
         def execute(self, sql):
             pass
 
-        def scalar(self, sql):
-            return f"{U1}:1-100" if "gtid_purged" in sql else None
+        def gtid_purged(self):
+            return f"{U1}:1-100"
 
         def query(self, sql):
             if "clone_status" in sql:

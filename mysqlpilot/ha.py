@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import analysis, mysqld
+from . import analysis, mysqld, stopguard
 from .actions import Actions, Outcome
 from .analysis import Policy
 from .api_view import PassView, pass_view
@@ -57,6 +57,7 @@ class Node:
         self.last_leader: Optional[LeaderInfo] = self._saved_leader()
         self._sql_ok_at = -1e9            # boot-time clock of the prober's last answer from mysqld
         self._stop = threading.Event()
+        self._term: Optional[float] = None     # monotonic time of the watch's SIGTERM
         self._threads: List[threading.Thread] = []
         self._heartbeat: Optional[Heartbeat] = None
         self._last_executed = ""          # gtid_executed at the last probe that reached mysqld
@@ -115,8 +116,8 @@ class Node:
             return False
         return True if boottime() - self._sql_ok_at < MYSQLD_QUIET_LIMIT else None
 
-    def beat(self) -> None:
-        self.keeper.beat()
+    def beat(self) -> bool:
+        return self.keeper.beat()
 
     def fence(self, reason: str, urgent: bool = False, keep_lease: bool = False) -> str:
         """Fence now. Urgent: another node may already hold the lock, so the deadline is short."""
@@ -214,7 +215,8 @@ class Node:
                  self.cfg.node_name, self.cfg.address, self.cfg.session_ttl, self.cfg.lock_delay,
                  self.policy.lease)
         self.loop_mark = boottime()
-        while not self._stop.is_set():
+        started = time.time()
+        while not self._stop.is_set() and self._term is None:
             t0 = time.monotonic()
             try:
                 self.run_once()
@@ -235,6 +237,25 @@ class Node:
             except Exception as exc:  # noqa: BLE001
                 log.error("%s", exc)
                 self._stop.wait(wait)
+        if self._term is not None:
+            self._hand_heartbeat_to_pre_stop(started)
+
+    def terminate(self) -> None:
+        """SIGTERM to the watch: no pass after the current one; run_forever then waits for pre-stop."""
+        if self._term is None:
+            self._term = time.monotonic()
+
+    def _hand_heartbeat_to_pre_stop(self, started: float) -> None:
+        """Keep this process's heartbeat until pre-stop (started by the same shutdown) renews the session
+        itself, or is done: until then it is the only one, and the session ends check_ttl after it stops."""
+        why = ""
+        while not why and not self._stop.is_set():
+            why = stopguard.watch_may_stop(stopguard.read_record(self.cfg.state_dir), started,
+                                           time.monotonic() - (self._term or 0.0))
+            if not why:
+                self._stop.wait(0.1)
+        log.info("SIGTERM: the HA loop stops (%s)", why or "stopped")
+        self.stop_threads()
 
     def stop(self) -> None:
         self._stop.set()
@@ -276,7 +297,9 @@ class Node:
             if not (leader is not None and sid and leader.session == sid):
                 self._leave()
                 return "replica stopping"
-            self._renew_now()
+            if self._renew_now():
+                # The SIGTERMed watch keeps its heartbeat until this (stopguard.watch_may_stop).
+                stopguard.write_record(self.cfg.state_dir, done=False, beating=True)
             target, why = analysis.choose_switchover_target(view.members, self.cfg.node_name, None)
             if target is None:
                 fenced = self.fence(f"stopping; {why}")
@@ -303,7 +326,7 @@ class Node:
             time.sleep(0.2)
         return f"handed the lock to {target}, which has not taken it yet"
 
-    def _renew_now(self) -> None:
+    def _renew_now(self) -> bool:
         """pre-stop is a new process, started as the watch is stopped: renew once before fencing for the
         hand-over, so the fence gets a whole lease rather than what is left of the watch's last one (this
         process's heartbeat renews only once its prober has seen mysqld answer)."""
@@ -312,9 +335,10 @@ class Node:
             srv = self.probe_conn()
             srv.scalar("SELECT 1")
             self._sql_ok_at = boottime()
-            self.beat()
+            return self.beat()
         except (PilotError, OSError) as exc:
             log.info("pre-stop: no renew before the hand-over (%s); the fence has what is left of the lease", exc)
+            return False
         finally:
             if srv is not None:
                 srv.close()

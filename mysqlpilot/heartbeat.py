@@ -42,26 +42,26 @@ class LeaseKeeper:
                     srv.close()
                 srv = None
 
-    def beat(self) -> None:
+    def beat(self) -> bool:
         """One heartbeat: pass the liveness check and renew the session, then extend the lease from the
         moment they were sent. When mysqld is gone, give up the lease *before* failing the check, which
-        ends the session at once (the fast failover path)."""
+        ends the session at once (the fast failover path). True when the lease was extended."""
         alive = self.n.mysqld_alive()
         cid = self.n.cfg.liveness_check_id
         if alive is False:
             if self.n.state.get("starting"):
-                return
+                return False
             self.n.lease.void("mysqld is not running")
             self.release_after_crash()
             try:
                 self.n.dcs.fail_check(cid, "mysqld is not running")
             except PilotError as exc:
                 log.debug("check fail: %s", exc)
-            return
+            return False
         if alive is None:
-            return               # hung or refusing us: the lease lapses and the watchdog fences
+            return False         # hung or refusing us: the lease lapses and the watchdog fences
         if self.n.state.get("stopping") and not self.n.sid:
-            return
+            return False
         sent = boottime()
         try:
             # Persist first: a lease that cannot be written must not be renewed, or the session (and the
@@ -71,7 +71,7 @@ class LeaseKeeper:
             self.n.say_once("state", f"cannot write the state file in {self.n.cfg.state_dir} ({exc.strerror or exc}): "
                                     "not renewing the session; the lease lapses, mysqld is fenced and another "
                                     "node takes over; free the disk or fix the state_dir permissions")
-            return
+            return False
         try:
             self.n.dcs.pass_check(cid, "mysqld answers")
         except PilotError:
@@ -79,8 +79,12 @@ class LeaseKeeper:
             self.n.dcs.pass_check(cid, "mysqld answers")
         sid = self.n.sid
         if sid and self.n.dcs.renew_session(sid) is None:
-            log.warning("Consul session %s is gone; creating a new one", sid[:8])
             self.n.lease.void("session gone")
+            if self.n.state.get("stopping"):
+                # pre-stop ended it (or it lapsed during the stop): a stopping node opens no new one.
+                log.info("Consul session %s is gone; the node is stopping, so no new one", sid[:8])
+                return False
+            log.warning("Consul session %s is gone; creating a new one", sid[:8])
             sid = None
         if not sid:
             sid = self.n.dcs.create_session(self.n.cfg.session_ttl, self.n.cfg.lock_delay,
@@ -93,9 +97,10 @@ class LeaseKeeper:
             log.error("cannot persist the lease in %s (%s): ending session %s so another node takes over",
                       self.n.cfg.state_dir, exc.strerror or exc, sid[:8])
             self.n.dcs.destroy_session(sid)
-            return
+            return False
         if self.n.state.get("starting"):
             self.n.state.update(starting=None)
+        return True
 
     def release_after_crash(self) -> None:
         """mysqld is not running and the lease is void: if this node holds the lock, release it with a

@@ -50,8 +50,9 @@ _pid_alive = pid_exists
 
 
 # ---- pre-stop's record ---------------------------------------------------------------------------
-def write_record(state_dir: str, done: bool, pid: Optional[int] = None) -> None:
-    body = {"pid": pid or os.getpid(), "time": time.time(), "done": done}
+def write_record(state_dir: str, done: bool, pid: Optional[int] = None, beating: bool = False) -> None:
+    """`beating`: pre-stop has renewed the session itself, so the SIGTERMed watch may stop its heartbeat."""
+    body = {"pid": pid or os.getpid(), "time": time.time(), "done": done, "beating": beating}
     try:
         os.makedirs(state_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".pre-stop.")
@@ -82,6 +83,24 @@ def pre_stop_state(rec: Optional[Dict], since: float, pid_alive=_pid_alive) -> s
     if isinstance(pid, int) and pid > 0 and pid_alive(pid):
         return "running"
     return "done"             # it died without saying so (SIGKILLed): nothing left to wait for
+
+
+def watch_may_stop(rec: Optional[Dict], since: float, waited: float, pid_alive=_pid_alive,
+                   budget: float = PRE_STOP_BUDGET) -> str:
+    """For a SIGTERMed `watch` started at `since` (wall clock), `waited` seconds after the SIGTERM: why its
+    heartbeat may stop now, or '' to keep it. Until pre-stop (a new process) has renewed the session, the
+    watch's heartbeat is the only one: were it to stop, the liveness check would fail after check_ttl and a
+    hand-over would turn into a failover."""
+    state = pre_stop_state(rec, since, pid_alive)
+    if state == "done":
+        return "pre-stop is done"
+    if state == "running" and rec and rec.get("beating"):
+        return "pre-stop renews the session now"
+    if state == "absent" and waited >= WAIT_FOR_START:
+        return f"no pre-stop started within {WAIT_FOR_START:.0f}s"
+    if waited >= budget:
+        return f"pre-stop still runs after {budget:.0f}s"
+    return ""
 
 
 def ignore_termination() -> None:

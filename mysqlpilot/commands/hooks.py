@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -89,6 +90,8 @@ def watch(obj) -> None:
     from ..ha import Node
     cfg = obj.config()
     node = Node(cfg)
+    # SIGTERM (the container stops): finish the pass, then keep the heartbeat until pre-stop has taken over.
+    signal.signal(signal.SIGTERM, lambda signum, frame: node.terminate())
     if cfg.api_port:
         from .. import api
         api.start(node)

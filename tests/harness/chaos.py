@@ -1025,6 +1025,16 @@ class ChaosRun:
             acked = self.ledger.ids("acked")
             have = self.primary_ids(st)
             if have is None:
+                # The role can move between the convergence sample and this read (a killed watch's session
+                # lapsed while it restarted): read the primary of a new convergence, not a dead one's.
+                since = time.time()
+                again = self.wait(lambda s: self.settled(s, since), self.bound())
+                if again is not None and again.get("primary"):
+                    self.echo(f"          the primary {st['primary']} did not answer; reading "
+                              f"{again['primary']}, the primary of a new convergence")
+                    st = again
+                    have = self.primary_ids(st)
+            if have is None:
                 self.violate(ev, "lost", f"the primary {st['primary']}'s ledger is unreadable")
             else:
                 missing = acked - have - self.known_lost

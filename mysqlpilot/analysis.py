@@ -179,6 +179,10 @@ def takeover_guard(failed_ago: Optional[float], history: Sequence[dict], now: fl
 
 
 REBUILD_LIMIT, REBUILD_WINDOW = 3, 600.0
+# SQL errors that mean the replica's rows differ from the primary's, when they stop the same transaction
+# again after this many re-points in a row (a restart of the SQL thread does not get past them).
+DIVERGED_ERRNOS = {1062: "a duplicate key", 1032: "a row that is not there"}
+DIVERGED_REPEATS = 3
 
 
 def rebuild_guard(times: Sequence[Any], now: float) -> Tuple[bool, str]:
@@ -280,6 +284,9 @@ class Observation:
     replication_ok: bool = False      # both threads running
     replication_errno: int = 0        # last IO errno (1236: source lacks our GTIDs)
     replication_error: str = ""       # its text
+    sql_errno: int = 0                # the stopped SQL thread's errno (0: running, or no error)
+    sql_error: str = ""               # its text
+    sql_stuck: int = 0                # passes in a row it was seen stopped so at the same gtid_executed
     errant: str = ""                  # transactions we have that the leader lacks
     errant_unknown: str = ""          # why the errant check could not run (never follow without it)
     needs_rebuild: str = ""           # reason we cannot be a replica from this datadir
@@ -338,6 +345,10 @@ def decide(o: Observation) -> Decision:
             # frozen primary's commit at its thaw, say), which the position comparison cannot see.
             return Decision(REBUILD, f"errant transactions: primary {o.leader.name} refused our GTID position, "
                             "which is not in its binlog (error 1236)", o.leader)
+        if o.sql_errno in DIVERGED_ERRNOS and o.sql_stuck >= DIVERGED_REPEATS:
+            return Decision(REBUILD, f"data diverged from primary {o.leader.name}: the SQL thread stopped "
+                            f"{o.sql_stuck} times in a row on the same transaction, on "
+                            f"{DIVERGED_ERRNOS[o.sql_errno]} (error {o.sql_errno}: {o.sql_error[:160]})", o.leader)
         if o.replicating_from == o.leader.address and o.replication_ok:
             return Decision(WAIT, f"replicating from {o.leader.name}", o.leader)
         return Decision(FOLLOW, f"(re)pointing replication at primary {o.leader.name}", o.leader)

@@ -79,6 +79,20 @@ class Observer:
             out["refused"] = "refused user" in str(exc)
         return out
 
+    def sql_stop(self, st: Dict, executed: str) -> Tuple[int, str, int]:
+        """(errno, error, passes in a row) of a SQL thread stopped by an error that may mean diverged data,
+        counted while gtid_executed stays put (kept in the state file: on-change passes count too)."""
+        errno = int(st.get("last_sql_errno") or 0) if st and not st.get("sql_running") else 0
+        prev = self.n.state.get("sql_stop")
+        if errno not in analysis.DIVERGED_ERRNOS:
+            if prev is not None:
+                self.n.state.update(sql_stop=None)
+            return errno, str(st.get("last_sql_error") or "") if errno else "", 0
+        same = isinstance(prev, dict) and prev.get("errno") == errno and prev.get("executed") == executed
+        n = int(prev.get("n") or 0) + 1 if same else 1
+        self.n.state.update(sql_stop={"errno": errno, "executed": executed, "n": n})
+        return errno, str(st.get("last_sql_error") or ""), n
+
     def health_of(self, probe: Dict, leader: Optional[LeaderInfo]) -> Tuple[bool, str, str]:
         """(healthy, role, message) from what mysqld and Consul say."""
         if not probe["up"]:
@@ -282,6 +296,8 @@ class Observer:
             replication_error=str(st.get("last_io_error") or ""), paused=bool(view.paused),
             stopping=bool(self.n.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.n.state.get("rebuild_reason", "") or "")
+        if leader is not None and not i_hold:
+            o.sql_errno, o.sql_error, o.sql_stuck = self.sql_stop(st, probe.get("executed", ""))
         seen = Seen(o, view, probe, Report(role, healthy, message), request=req)
         if leader is None:
             self.free_lock(o, view, probe, req, seen)

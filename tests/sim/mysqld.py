@@ -235,8 +235,9 @@ class SimMySQL:
                 "sql_running": self.sql_on, "lag_seconds": self.lag(),
                 "source_host": src.host if src else self.source, "source_port": 3306, "source_user": "repl",
                 "last_io_errno": 0, "last_io_error": "",
-                "last_sql_errno": 1062 if self.sql_error else 0,
-                "last_sql_error": "Could not execute Write_rows event (simulated)" if self.sql_error else "",
+                # A transient apply error (a lock wait): 1062/1032 that repeat mean diverged data, a rebuild.
+                "last_sql_errno": 1205 if self.sql_error else 0,
+                "last_sql_error": "Lock wait timeout exceeded (simulated)" if self.sql_error else "",
                 "gtid_io_pos": fmt(self.retrieved), "retrieved": fmt(self.retrieved),
                 "executed_gtid_set": fmt(self.executed), "using_gtid": "1", "sql_state": ""}
 

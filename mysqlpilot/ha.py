@@ -26,8 +26,9 @@ from .flavors import get_flavor
 from .handover import HandOver
 from .heartbeat import LeaseKeeper
 from .lease import Fencer, Heartbeat, Lease, Watchdog, boottime
-from .model import FailoverRecord, LeaderInfo, MemberState
+from .model import LeaderInfo, MemberState
 from .observer import Observer
+from .prestop import PreStop
 from .sqlclient import Server
 from .statefile import StateFile, ha_lock
 from .timeouts import PRE_STOP_WAIT
@@ -238,24 +239,15 @@ class Node:
                 log.error("%s", exc)
                 self._stop.wait(wait)
         if self._term is not None:
-            self._hand_heartbeat_to_pre_stop(started)
+            # Keep the heartbeat until pre-stop, a new process, renews the session itself (stopguard.py).
+            why = stopguard.wait_for_pre_stop(self.cfg.state_dir, started, self._term, self._stop)
+            log.info("SIGTERM: the HA loop stops (%s)", why)
+            self.stop_threads()
 
     def terminate(self) -> None:
         """SIGTERM to the watch: no pass after the current one; run_forever then waits for pre-stop."""
         if self._term is None:
             self._term = time.monotonic()
-
-    def _hand_heartbeat_to_pre_stop(self, started: float) -> None:
-        """Keep this process's heartbeat until pre-stop (started by the same shutdown) renews the session
-        itself, or is done: until then it is the only one, and the session ends check_ttl after it stops."""
-        why = ""
-        while not why and not self._stop.is_set():
-            why = stopguard.watch_may_stop(stopguard.read_record(self.cfg.state_dir), started,
-                                           time.monotonic() - (self._term or 0.0))
-            if not why:
-                self._stop.wait(0.1)
-        log.info("SIGTERM: the HA loop stops (%s)", why or "stopped")
-        self.stop_threads()
 
     def stop(self) -> None:
         self._stop.set()
@@ -280,74 +272,6 @@ class Node:
         return healthy, msg
 
     def pre_stop(self, timeout: float = PRE_STOP_WAIT) -> str:
-        """SIGTERM: a primary hands over with a switchover before mysqld stops. Never costs a commit.
-        It keeps its own heartbeat: ContainerPilot stops the watch job at the same time."""
-        self.state.update(stopping=True)
-        self.start_threads()
-        try:
-            return self._pre_stop(timeout)
-        finally:
-            self.stop_threads()
+        """SIGTERM: a primary hands over with a switchover before mysqld stops (prestop.py)."""
+        return PreStop(self).run(timeout)
 
-    def _pre_stop(self, timeout: float) -> str:
-        with ha_lock(self.cfg.state_dir):
-            view = self.dcs.get_cluster()
-            leader = view.leader
-            sid = self.sid
-            if not (leader is not None and sid and leader.session == sid):
-                self._leave()
-                return "replica stopping"
-            if self._renew_now():
-                # The SIGTERMed watch keeps its heartbeat until this (stopguard.watch_may_stop).
-                stopguard.write_record(self.cfg.state_dir, done=False, beating=True)
-            target, why = analysis.choose_switchover_target(view.members, self.cfg.node_name, None)
-            if target is None:
-                fenced = self.fence(f"stopping; {why}")
-                self.actions.record(FailoverRecord(kind="shutdown", time=time.time(), old_primary=self.cfg.node_name,
-                                            new_primary=None, reason=f"pre-stop with no replica to hand over "
-                                            f"to ({why}); the next election is a cold start"))
-                if fenced != "read-only":
-                    return f"primary stopping with no replica to hand over to ({why}); fence: {fenced}"
-                self.stop_threads()
-                self.dcs.release_leader(sid)
-                self._leave()
-                return f"primary stopping with no replica to hand over to ({why})"
-            req = Request(to=target, kind="switchover", reason=f"pre-stop of {self.cfg.node_name}: {why}",
-                          requested=time.time())
-            if not self.handover.hand_over(target, req, view):
-                return "switchover failed; primary stays until mysqld stops"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            leader = self.dcs.get_cluster().leader
-            if leader is not None and leader.name == target:
-                self.stop_threads()
-                self._leave()
-                return f"handed over to {target}"
-            time.sleep(0.2)
-        return f"handed the lock to {target}, which has not taken it yet"
-
-    def _renew_now(self) -> bool:
-        """pre-stop is a new process, started as the watch is stopped: renew once before fencing for the
-        hand-over, so the fence gets a whole lease rather than what is left of the watch's last one (this
-        process's heartbeat renews only once its prober has seen mysqld answer)."""
-        srv = None
-        try:
-            srv = self.probe_conn()
-            srv.scalar("SELECT 1")
-            self._sql_ok_at = boottime()
-            return self.beat()
-        except (PilotError, OSError) as exc:
-            log.info("pre-stop: no renew before the hand-over (%s); the fence has what is left of the lease", exc)
-            return False
-        finally:
-            if srv is not None:
-                srv.close()
-
-    def _leave(self) -> None:
-        sid = self.sid
-        self.lease.void("leaving")
-        if sid:
-            try:
-                self.dcs.destroy_session(sid)
-            except PilotError:
-                pass

@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Dict, List, Optional
 
@@ -101,6 +102,17 @@ def watch_may_stop(rec: Optional[Dict], since: float, waited: float, pid_alive=_
     if waited >= budget:
         return f"pre-stop still runs after {budget:.0f}s"
     return ""
+
+
+def wait_for_pre_stop(state_dir: str, since: float, term_at: float, stop: threading.Event) -> str:
+    """The SIGTERMed watch's wait (its heartbeat runs meanwhile); returns why it may stop now. `term_at`
+    is the monotonic time of the SIGTERM."""
+    why = ""
+    while not why and not stop.is_set():
+        why = watch_may_stop(read_record(state_dir), since, time.monotonic() - term_at)
+        if not why:
+            stop.wait(0.1)
+    return why or "stopped"
 
 
 def ignore_termination() -> None:

@@ -259,7 +259,8 @@ def test_pre_stop_keeps_the_heartbeat_running_while_it_hands_over(tmp_path, monk
         time.sleep(2.0)                                  # a hand-over: the watch job is already gone
         seen["during"] = len(beats)
         return "handed over"
-    monkeypatch.setattr(node, "_pre_stop", slow_pre_stop)
+    from mysqlpilot.prestop import PreStop
+    monkeypatch.setattr(PreStop, "hand_over_or_leave", lambda self, timeout: slow_pre_stop(timeout))
     monkeypatch.setattr(node, "mysqld_alive", lambda: True)
     assert node.pre_stop(5) == "handed over"
     assert seen["during"] >= 2, "no heartbeat ran while pre-stop waited"

@@ -8,6 +8,7 @@ from mysqlpilot import analysis
 from mysqlpilot.dcs.base import Request
 from mysqlpilot.lease import boottime
 from mysqlpilot.model import LeaderInfo, MemberState
+from mysqlpilot.prestop import PreStop
 
 from .fakes import give_session
 from .test_ha_interleavings import cluster, lock_delay_passed, make_primary, primary_and_healthy_replica, replica_of
@@ -208,5 +209,5 @@ def test_pre_stop_renews_before_it_fences_for_the_hand_over(tmp_path, monkeypatc
         servers["n1"].ro = True
         return "read-only"
     monkeypatch.setattr(n1.fencer, "fence", fence)
-    n1._pre_stop(timeout=0.1)
+    PreStop(n1).hand_over_or_leave(timeout=0.1)
     assert deadlines and deadlines[0] > n1.timing.lease, deadlines

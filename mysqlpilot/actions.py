@@ -12,14 +12,13 @@ from typing import Callable, Deque, Dict, Optional, Tuple
 
 from . import analysis, mysqld
 from .analysis import Decision, Observation
-from .dcs.base import ClusterView, Release, Request
+from .dcs.base import REQUEST_KEY, ClusterView, Release, Request
 from .errors import PilotError
 from .lease import boottime
 from .model import FailoverRecord, LeaderInfo
 
 log = logging.getLogger(__name__)
 
-REQUEST_KEY = "switchover"        # <kv_root>/switchover: pending switchover / manual failover
 MIN_LEASE_TO_PROMOTE = 0.5        # never turn writable with less lease than this left
 PROMOTION_BACKOFF = analysis.PROMOTION_BACKOFF
 PROMOTE_WAIT = 600.0              # longest a promotion waits for its relay log (the lease is kept meanwhile)

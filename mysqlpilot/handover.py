@@ -6,7 +6,8 @@ import logging
 import time
 from typing import Optional
 
-from .actions import MIN_LEASE_TO_PROMOTE, REQUEST_KEY
+from .actions import MIN_LEASE_TO_PROMOTE
+from .dcs.base import REQUEST_KEY
 from .dcs.base import ClusterView, Release, Request
 from .errors import PilotError
 from .timeouts import HANDOVER_CATCHUP

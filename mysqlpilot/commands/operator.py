@@ -55,7 +55,7 @@ def switchover(obj, to: Optional[str], timeout: float) -> None:
     """Planned move of the primary role with no lost commit; reports write unavailability."""
     from .. import analysis
     from ..dcs.consul import ConsulDCS
-    from ..actions import REQUEST_KEY
+    from ..dcs.base import REQUEST_KEY
     cfg = obj.config()
     dcs = ConsulDCS.from_config(cfg)
     view = dcs.get_cluster()
@@ -91,7 +91,7 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     from .. import analysis
     from ..dcs.consul import ConsulDCS
     from ..flavors import get_flavor
-    from ..actions import REQUEST_KEY
+    from ..dcs.base import REQUEST_KEY
     from ..candidates import answers, probe_candidates
     cfg = obj.config()
     dcs = ConsulDCS.from_config(cfg)

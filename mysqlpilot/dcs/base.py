@@ -17,6 +17,9 @@ from ..model import FailoverRecord, LeaderInfo, MemberState, SnapshotManifest, _
 
 log = logging.getLogger(__name__)
 
+# Keys under the cluster's kv_root that the HA code names (the DCS maps them to its own paths).
+REQUEST_KEY = "switchover"        # a pending switchover or manual failover: its designated target
+
 _warned: Dict[str, str] = {}
 
 

@@ -25,7 +25,7 @@ import requests
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
 from .consul_snapshots import SnapshotKeys
-from .base import DCS, ClusterView, Release, decode_json, parse_history, parse_leader, parse_member, \
+from .base import DCS, REQUEST_KEY, ClusterView, Release, decode_json, parse_history, parse_leader, parse_member, \
     parse_manifest, parse_object, parse_release, parse_request
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class ConsulDCS(SnapshotKeys, DCS):
                 m = parse_member(key, val, it.get("Session"), self.dialect)
                 if m is not None:
                     v.members.append(m)
-            elif rel == "switchover":
+            elif rel == REQUEST_KEY:
                 v.request = parse_request(key, val)
             elif rel == "history":
                 v.history = parse_history(key, val)
@@ -254,8 +254,8 @@ class ConsulDCS(SnapshotKeys, DCS):
         return h[-limit:] if limit else h
 
     def get_request(self):
-        _, item = self._call("read switchover", self.c.kv.get, self.key("switchover"), consistency="consistent")
-        return parse_request(self.key("switchover"), (item or {}).get("Value"))
+        _, item = self._call("read switchover", self.c.kv.get, self.key(REQUEST_KEY), consistency="consistent")
+        return parse_request(self.key(REQUEST_KEY), (item or {}).get("Value"))
 
     def set_paused(self, paused: bool, reason: str = "") -> None:
         if paused:

@@ -8,7 +8,7 @@ import json
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
-from mysqlpilot import actions, candidates, ha, handover, heartbeat, lease, mysqld, observer
+from mysqlpilot import actions, candidates, ha, handover, heartbeat, lease, mysqld, observer, prestop, stopguard
 
 from .clock import SimTime
 from .coverage import recorders
@@ -163,11 +163,14 @@ def installed(world) -> Iterator[None]:
         yield True
 
     patches: List[Tuple[Any, str, Any]] = [(m, "time", simtime) for m in (ha, heartbeat, lease, observer, actions,
-                                                                          handover)]
+                                                                          handover, prestop)]
     patches += [(ha, "Server", server), (candidates, "Server", server), (mysqld, "mysqld_pid", pid),
                 (mysqld, "accepts_connections", accepts), (mysqld, "stop_mysqld", stop),
                 (lease, "_Backstop", SimBackstop), (actions.Actions, "spawn_snapshot", lambda self, why: None),
-                (ha, "StateFile", lambda d: MemState(world.states, d, world.parsed)), (ha, "ha_lock", no_lock)]
+                (ha, "StateFile", lambda d: MemState(world.states, d, world.parsed)), (ha, "ha_lock", no_lock),
+                (prestop, "ha_lock", no_lock),
+                # pre-stop's record tells a SIGTERMed watch it may stop; here the watch stops as pre-stop starts.
+                (stopguard, "write_record", lambda *a, **kw: None)]
     patches += recorders(lambda: world.coverage) + speedups()
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     log = logging.getLogger("mysqlpilot")

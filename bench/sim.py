@@ -28,9 +28,10 @@ from tests.sim.world import SCENARIOS  # noqa: E402
 
 def args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=None, help="how many seeds (default 100; with --minutes: at most)")
     ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--minutes", type=float, help="run seeds from --start until this much time has passed")
+    ap.add_argument("--minutes", type=float, help="run seeds from --start until this much time has passed "
+                    "(with --seeds: or that many seeds have run, whichever comes first)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)")
     ap.add_argument("--json", help="write the result here")
     ap.add_argument("--defect", choices=sorted(DEFECTS), help="put a fixed defect back (tests/sim/defects.py)")
@@ -41,7 +42,10 @@ def args(argv):
     ap.add_argument("--no-shrink", action="store_true", help="report failing seeds without shrinking them")
     ap.add_argument("--shrink-findings", action="store_true", help="shrink known findings too")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every step (replay one seed)")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    a.seeds_given = a.seeds is not None
+    a.seeds = 100 if a.seeds is None else a.seeds
+    return a
 
 
 def replay_verbose(a, opts: Options) -> int:
@@ -63,7 +67,9 @@ def main(argv=None) -> int:
         return replay_verbose(a, opts)
     t0 = time.monotonic()
     with Runner(opts, a.jobs) as r:
-        s = r.run_for(a.start, a.minutes * 60) if a.minutes else r.run(a.start, a.seeds)
+        # --minutes with --seeds: at most that many seeds, stopping early when the time is up.
+        s = r.run_for(a.start, a.minutes * 60, most=a.seeds if a.seeds_given else None) if a.minutes \
+            else r.run(a.start, a.seeds)
     secs = time.monotonic() - t0
     for v in s.violations + (s.findings if a.shrink_findings else []):
         if not a.no_shrink:

@@ -141,12 +141,14 @@ class Runner:
             s.add(r)
         return s
 
-    def run_for(self, start: int, seconds: float, summary: Optional[Summary] = None) -> Summary:
-        """Seeds from `start` on, in batches, until `seconds` have passed (the nightly run)."""
+    def run_for(self, start: int, seconds: float, summary: Optional[Summary] = None,
+                most: Optional[int] = None) -> Summary:
+        """Seeds from `start` on, in batches, until `seconds` have passed (the nightly run), or `most` seeds
+        have run (CI: a seed count, cut short on a slower machine rather than overrun its budget)."""
         s, end, seed = summary or Summary(), time.monotonic() + seconds, start
         batch = 20 * self.jobs
-        while time.monotonic() < end:
-            self.run(seed, batch, s)
+        while time.monotonic() < end and (most is None or seed - start < most):
+            self.run(seed, batch if most is None else min(batch, start + most - seed), s)
             seed += batch
         return s
 

@@ -90,6 +90,17 @@ def test_one_worker_and_two_give_the_same_results():
     assert one.coverage == two.coverage
 
 
+def test_minutes_with_seeds_runs_at_most_that_many_seeds(tmp_path):
+    # CI's form: a seed count, cut short on a slower machine rather than overrun the budget.
+    out = tmp_path / "sim.json"
+    assert cli.main(["--seeds", "3", "--minutes", "5", "--jobs", "1", "--scenario", "short", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["seeds"] == 3
+    out2 = tmp_path / "sim2.json"
+    assert cli.main(["--seeds", "500", "--minutes", "0.001", "--jobs", "1", "--scenario", "short",
+                     "--json", str(out2)]) == 0
+    assert 0 < json.loads(out2.read_text())["seeds"] < 500, "the time limit did not cut the run short"
+
+
 def test_the_json_has_seeds_steps_seconds_violations_and_coverage(tmp_path):
     out = tmp_path / "sim.json"
     assert cli.main(["--seeds", "2", "--start", "3", "--jobs", "1", "--scenario", "short", "--json", str(out)]) == 0

@@ -90,8 +90,13 @@ def watch(obj) -> None:
     from ..ha import Node
     cfg = obj.config()
     node = Node(cfg)
-    # SIGTERM (the container stops): finish the pass, then keep the heartbeat until pre-stop has taken over.
-    signal.signal(signal.SIGTERM, lambda signum, frame: node.terminate())
+    from ..cli import trace
+
+    def on_term(signum, frame) -> None:  # noqa: ARG001
+        # The container stops: finish the pass, then keep the heartbeat until pre-stop has taken over.
+        trace("signal", hook="watch", signal="SIGTERM")
+        node.terminate()
+    signal.signal(signal.SIGTERM, on_term)
     if cfg.api_port:
         from .. import api
         api.start(node)

@@ -210,7 +210,12 @@ class Fencer:
     def _fence_locked(self, reason: str, deadline: float, keep_lease: bool) -> str:
         with self._lock:
             if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
-                self.lease.void(f"fencing: {reason}")
+                try:
+                    self.lease.void(f"fencing: {reason}")
+                except OSError as exc:
+                    # A full or read-only state dir must not stop the fence itself.
+                    log.error("fencing: cannot void the lease in the state file (%s); fencing anyway",
+                              exc.strerror or exc)
             if self.clock() >= deadline:
                 # Another node may hold the lock already: no read-only attempt while mysqld answers clients.
                 killed = self.kill_mysqld()

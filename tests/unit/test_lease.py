@@ -546,3 +546,19 @@ def test_a_blocked_watchdog_does_not_stop_a_mysqld_it_saw_read_only_since_the_la
     lease.extend("s1", t0)
     kills = run_watchdog(lease, SlowServer([], delay=1.5, fast=1, ro=True), margin=0.2, until=t0 + 2.5)
     assert kills == []
+
+
+def test_a_full_disk_does_not_stop_a_fence(tmp_path, monkeypatch):
+    """Simulator seed 9794: with the state dir full (ENOSPC), voiding the lease at the start of a fence
+    raised, and the fence never set read-only (each retry raised again). The void is best effort."""
+    import errno
+    clock, log = Clock(), []
+    srv = FakeServer(log)
+    f, lease, events = make_fencer(tmp_path, lambda: srv, clock)
+    lease.extend("s1", clock())
+
+    def full(*a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(lease.state, "change", full)
+    assert f.fence("test", deadline=clock.t + 10) == "read-only"
+    assert srv.ro is True and events == []

@@ -35,6 +35,11 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
             if count_sessionless is None or m.name in count_sessionless:
                 cands.append(Candidate(m.name, False, False, m.nofailover, m.priority, has_session=False))
             continue
+        if not (m.host and m.port):
+            # Live, but its key is unreadable (dcs/base.parse_member): its data is unknown, and no address
+            # of its own is known to ask. Unreachable, which semi-sync waits for.
+            cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
+            continue
         try:
             srv = Server(flavor, host=m.host, port=m.port, user="root", password=root_password,
                          connect_timeout=2, read_timeout=2)

@@ -113,14 +113,21 @@ def parse_leader(key: str, value: Any, session: Optional[str], dialect: str = ""
 
 
 def parse_member(key: str, value: Any, session: Optional[str], dialect: str = "") -> Optional[MemberState]:
+    """A member, or None (no value). A value that does not parse is a member whose data is unknown (role
+    "unreadable", no address): it may hold the only copy of an acknowledged commit, so the election counts
+    it as it counts a readable key whose server does not answer (live session or not) instead of forgetting
+    it. Its node rewrites the key at its next pass."""
     data = decode_json(key, value)
-    if data is None:
-        return None
     try:
-        m = _from_dict(MemberState, data)
+        m = _from_dict(MemberState, data) if data is not None else None
     except ValueError as exc:
         _warn_once(key, str(exc))
-        return None
+        m = None
+    if m is None:
+        if value in (None, b"", "") and not session:
+            return None
+        return MemberState(name=key.rsplit("/", 1)[-1], host="", port=0, role="unreadable", alive=bool(session),
+                           message=f"its key {key} is unreadable")
     # Only the field is dropped: the member still counts (probed for what it holds), and a good
     # gtid_executed beside a bad gtid_received still guards the election.
     _drop_bad_gtids(key, m, ("gtid_executed", "gtid_received"), dialect)

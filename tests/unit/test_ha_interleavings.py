@@ -489,3 +489,25 @@ def test_a_semi_sync_promotion_sets_no_timeout_on_the_ack_wait(tmp_path, monkeyp
     assert n2.run_once().action == analysis.TAKE_LOCK and servers["n2"].ro is False
     timeouts = [c for c in servers["n2"].calls if "rpl_semi_sync_master_timeout" in c]
     assert timeouts and all("rpl_semi_sync_master_timeout = 4294967295" in c for c in timeouts), timeouts
+
+
+def test_a_live_member_whose_key_is_unreadable_blocks_a_semi_sync_election(tmp_path, monkeypatch):
+    """Simulator seeds 5825 and 6995: a hostile value in a frozen replica's member key made it vanish from
+    the election, and a replica without its acknowledged commit promoted. A live session under an
+    unreadable key is a member whose data is unknown: unreachable, which semi-sync waits for."""
+    from mysqlpilot.dcs.base import parse_member
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2", "n3"), MYSQLPILOT_DURABILITY="semi-sync")
+    n3 = nodes["n3"]
+    give_session(n3, dcs)
+    sid2 = give_session(nodes["n2"], dcs)
+    servers["n3"].executed = "0-1-6"
+    dcs.members["n3"] = MemberState("n3", "h-n3", 3306, alive=True, healthy=True)
+    dcs.members["n2"] = MemberState("n2", "h-n2", 3306, alive=True, healthy=True)
+    dcs.raw["members/n2"] = b""                   # n2 (frozen, session alive) holds 0-1-7; its key says nothing
+    lock_delay_passed(n3, dcs)
+    real_member = dcs.member
+    dcs.member = lambda name: parse_member(f"members/{name}", dcs.raw.get(f"members/{name}"), sid2,
+                                           "mariadb") if name == "n2" else real_member(name)
+    d = n3.run_once()
+    assert d.action != analysis.TAKE_LOCK and servers["n3"].ro is True, d.reason
+    assert not any(c.startswith("SELECT") for c in servers["n2"].calls)

@@ -201,8 +201,11 @@ class World(Scheduler):
                 self.faults_on = False
                 # Settle until converged for `stable` seconds in a row (or the whole settle time), looked
                 # at every half second (a look only reads: it does not change the run).
+                # A stopped SQL thread's apply error may outlast the fault phase: the settle time counts
+                # from when the last one is gone (the cluster cannot converge before).
+                quiet = max([self.p.fault_phase] + [m.sql_error_until for m in self.mysqld.values()])
                 since, t = None, self.p.fault_phase
-                while t < self.p.fault_phase + self.p.settle:
+                while t < quiet + self.p.settle:
                     t += 0.5
                     self.run_until(t)
                     if self.inv.converged():

@@ -22,10 +22,12 @@ class HandOver:
     def hand_over(self, target: str, req: Optional[Request], view: ClusterView) -> bool:
         """Planned switchover from this primary: fence (confirmed), let the target catch up, release."""
         tm = view.member(target)
-        if tm is None or not tm.alive:
-            # Without a session its key's host is unvouched for: no login there, no fence for nothing.
+        if tm is None or not tm.alive or not tm.host:
+            # Without a session its key's host is unvouched for, and an unreadable key names none: no login
+            # there, no fence for nothing.
             log.error("switchover target %s is %s; ignoring the request: start its mysqlpilot and ask again",
-                      target, "not a member" if tm is None else "without a live Consul session")
+                      target, "not a member" if tm is None else "without a live Consul session" if not tm.alive
+                      else "a member whose key is unreadable")
             self.n.dcs.put_json(REQUEST_KEY, None)
             return False
         t_fence = time.time()

@@ -511,3 +511,11 @@ def test_a_live_member_whose_key_is_unreadable_blocks_a_semi_sync_election(tmp_p
     d = n3.run_once()
     assert d.action != analysis.TAKE_LOCK and servers["n3"].ro is True, d.reason
     assert not any(c.startswith("SELECT") for c in servers["n2"].calls)
+
+
+def test_a_switchover_to_a_member_whose_key_is_unreadable_is_refused_before_any_fence(tmp_path, monkeypatch):
+    """Simulator seed 5961: the target's key was garbage; the primary fenced, then logged in to no address."""
+    dcs, servers, n1, n2 = primary_and_healthy_replica(tmp_path, monkeypatch)
+    dcs.raw["members/n2"] = b"-1"
+    assert n1.hand_over("n2", Request(to="n2"), dcs.get_cluster()) is False
+    assert servers["n1"].ro is False and "read_only=True" not in servers["n1"].calls

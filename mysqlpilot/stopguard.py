@@ -93,12 +93,17 @@ def watch_may_stop(rec: Optional[Dict], since: float, waited: float, pid_alive=_
     watch's heartbeat is the only one: were it to stop, the liveness check would fail after check_ttl and a
     hand-over would turn into a failover."""
     state = pre_stop_state(rec, since, pid_alive)
-    if state == "done":
-        return "pre-stop is done"
     if state == "running" and rec and rec.get("beating"):
         return "pre-stop renews the session now"
-    if state == "absent" and waited >= WAIT_FOR_START:
-        return f"no pre-stop started within {WAIT_FOR_START:.0f}s"
+    return _wait_over(state, waited, WAIT_FOR_START, budget)
+
+
+def _wait_over(state: str, waited: float, wait_for_start: float, budget: float) -> str:
+    """Why a wait on pre-stop (in `state`, `waited` seconds after SIGTERM) is over, or '' to go on waiting."""
+    if state == "done":
+        return "pre-stop is done"
+    if state == "absent" and waited >= wait_for_start:
+        return f"no pre-stop started within {wait_for_start:.0f}s"
     if waited >= budget:
         return f"pre-stop still runs after {budget:.0f}s"
     return ""
@@ -158,7 +163,7 @@ def run_guarded(argv: List[str], state_dir: str, budget: float = PRE_STOP_BUDGET
         if term_at and not forwarded:
             state = pre_stop_state(read_record(state_dir), started)
             waited = time.monotonic() - term_at[0]
-            if state == "done" or (state == "absent" and waited >= wait_for_start) or waited >= budget:
+            if _wait_over(state, waited, wait_for_start, budget):
                 log.info("SIGTERM: stopping mysqld (pre-stop %s after %.1fs)", state, waited)
                 proc.send_signal(signal.SIGTERM)
                 forwarded = True

@@ -395,6 +395,22 @@ def mariadb_errant(mine: str, leader_now: str, promoted: str, leader_server_id: 
     return ",".join(out)
 
 
+def mysql_inflight_tail(errant: str, leader_executed: str, leader_uuid: str) -> str:
+    """`errant` without the leader's own transactions above everything it has committed: with semi-sync
+    (AFTER_SYNC) they are in its binlog and on its replicas while its commit waits for an ACK, and its
+    gtid_executed shows them only after. Anything else stays errant, the leader's own holes included."""
+    from .gtid import format_mysql, parse_mysql
+    uuid = leader_uuid.lower()
+    top = max((hi for _, hi in parse_mysql(leader_executed).get(uuid, [])), default=0)
+    out = parse_mysql(errant)
+    own = [(lo, hi) for lo, hi in out.get(uuid, []) if lo <= top]
+    if own:
+        out[uuid] = own
+    else:
+        out.pop(uuid, None)
+    return format_mysql(out)
+
+
 def choose_switchover_target(members: Sequence[MemberState], primary: str, requested: Optional[str]
                              ) -> Tuple[Optional[str], str]:
     """Target of a planned switchover: the requested node, else the healthy replica with the most

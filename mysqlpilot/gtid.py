@@ -190,6 +190,14 @@ def count(dialect: str, a: str) -> int:
     return mariadb_count(a) if dialect == "mariadb" else mysql_count(a)
 
 
+def lacking(dialect: str, a: str, b: str) -> int:
+    """How many transactions of ``a`` ``b`` lacks (MariaDB: per domain, the sequences ``b`` is behind)."""
+    if dialect != "mariadb":
+        return mysql_count(mysql_subtract(a, b))
+    pa, pb = parse_mariadb(a), parse_mariadb(b)
+    return sum(max(0, seq - pb.get(d, (0, 0))[1]) for d, (_srv, seq) in pa.items())
+
+
 def problem(dialect: str, text: str) -> str:
     """Why `text` is not a GTID position of `dialect` ("": either dialect will do), or "" if it is one."""
     why = ""

@@ -159,13 +159,16 @@ class Observer:
             # MySQL: the leader's own GTID_SUBTRACT on the real sets (server-UUID intervals, tags).
             errant = "".join(str(srv.scalar(f"SELECT GTID_SUBTRACT({quote(mine)}, {quote(theirs)})")
                                  or "").split())
-            if errant and replicating:
-                # A transaction the leader is committing can be applied here before the leader's own
-                # gtid_executed shows it (AFTER_SYNC): its own UUID's GTIDs are not errant while we follow.
-                from .gtid import format_mysql, parse_mysql
+            if errant:
                 uuid = str(srv.scalar("SELECT @@GLOBAL.server_uuid") or "").lower()
-                errant = format_mysql({k: v for k, v in parse_mysql(errant).items()
-                                       if k.split(":")[0] != uuid})
+                if replicating:
+                    # Following it now: its own UUID's GTIDs here are its commits in flight (AFTER_SYNC).
+                    from .gtid import format_mysql, parse_mysql
+                    errant = format_mysql({k: v for k, v in parse_mysql(errant).items()
+                                           if k.split(":")[0] != uuid})
+                else:
+                    # Not connected (a partition just healed): only the tail above its commits is in flight.
+                    errant = analysis.mysql_inflight_tail(errant, theirs, uuid)
             return errant, theirs
         finally:
             srv.close()

@@ -121,9 +121,15 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
         click.echo(f"  candidate {r.name}: {'eligible' if r.eligible else 'NOT eligible'}, {r.why}")
     best = next((r for r in ranking if r.rank == 0), None)
     if best is None and force and not to:
-        # Forced: the old primary's last transactions are given up; pick the best of what is left.
-        best = next((r for r in analysis.rank_candidates(cands, policy, "", flavor.gtid_contains, strict=False)
-                     if r.rank == 0), None)
+        # Forced: the old primary's last transactions are given up; pick the best of what is left, among
+        # replicas that replicate. One stuck (failed restores, a broken thread) may hold next to nothing.
+        ok = {m.name for m in others if m.alive and m.healthy and m.role == "replica"}
+        best = next((r for r in analysis.rank_candidates([c for c in cands if c.name in ok], policy, "",
+                                                          flavor.gtid_contains, strict=False) if r.rank == 0), None)
+        if best is None:
+            why = "; ".join(f"{m.name} is {m.role}{', ' + m.message[:80] if m.message else ''}" for m in others)
+            raise PilotError(f"no healthy replica to force a failover to ({why or 'no other member'}); name one "
+                             "with --to NODE --force if you accept losing what it lacks")
     target = to or (best.name if best else None)
     if target is None:
         raise PilotError("no eligible candidate to promote; see the list above (or --to NODE --force)")
@@ -145,6 +151,8 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
         if mine.rank != 0:
             raise PilotError(f"promoting {target} would lose transactions: {mine.why}; promote "
                              f"{best.name if best else 'the best candidate'} or use --force")
+    if force:
+        click.echo(_given_up(flavor, target, old, must, cands))
     t0 = time.time()
     # Bound to this lock generation: spent once the lock changes hands, whatever the clock says.
     dcs.put_json(REQUEST_KEY, {"to": target, "from": old, "kind": "manual-failover",
@@ -158,6 +166,26 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     if err:
         raise PilotError(f"failover to {target} failed: {err}")
     click.echo(f"failover done: {target} is the primary")
+
+
+def _given_up(flavor, target: str, old: Optional[str], must: str, cands) -> str:
+    """What a forced failover to `target` gives up: what the old primary last published and every reachable
+    member holds that `target` lacks (a count, from the GTIDs)."""
+    from .. import gtid
+    mine = next((c.gtid_received for c in cands if c.name == target), "")
+    lost = []
+    for who, theirs in [(old, must)] + [(c.name, c.gtid_received) for c in cands if c.reachable]:
+        if who and who != target and theirs:
+            try:
+                n = gtid.lacking(flavor.dialect, theirs, mine)
+            except PilotError:
+                continue                      # a value we cannot parse cannot be counted
+            if n:
+                lost.append(f"{n} that {who} holds")
+    if not lost:
+        return f"failover --force: {target} holds every transaction the others hold"
+    return (f"failover --force: {target} gives up {lost[0].replace(' that', ' transactions that', 1)}"
+            + "".join(f", {x}" for x in lost[1:]) + "; on rejoining, those nodes move such data aside")
 
 
 @click.command("pause")

@@ -97,7 +97,7 @@ class Actions:
         pass
 
     def do_stay_primary(self, d, seen) -> None:
-        self.ensure_primary_service()
+        self.n.catalog.promoted()
         if not seen.view.latest_snapshot:
             self.spawn_snapshot("no snapshot exists yet")
 
@@ -162,7 +162,7 @@ class Actions:
         took = time.monotonic() - t0
         log.warning("PROMOTED: %s is the writable primary at GTID %s (%s)", self.n.cfg.node_name, gtid or "-",
                     reason)
-        self.ensure_primary_service()
+        self.n.catalog.promoted()
         self.n.state.update(errant=None)
         view: ClusterView = seen.view
         history = view.history
@@ -252,16 +252,6 @@ class Actions:
             self.n.dcs.append_history(rec.to_dict())
         except PilotError as exc:
             log.error("could not record history: %s", exc)
-
-    def primary_service_id(self) -> str:
-        return f"{self.n.cfg.primary_service}-{self.n.cfg.node_name}"
-
-    def ensure_primary_service(self) -> None:
-        try:
-            self.n.dcs.register_service(self.n.cfg.primary_service, self.primary_service_id(),
-                                      self.n.cfg.advertise_host, self.n.cfg.port, tags=("primary",))
-        except PilotError as exc:
-            log.warning("could not register %s: %s", self.n.cfg.primary_service, exc)
 
     def spawn_snapshot(self, why: str) -> None:
         proc = getattr(self, "_snap_proc", None)

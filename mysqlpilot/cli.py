@@ -26,11 +26,12 @@ class Context:
         self.config_path = config_path
         self._cfg = None
 
-    def config(self, **overrides: Any) -> config_mod.Config:
-        if self._cfg is None or overrides:
-            cfg = config_mod.load(self.config_path, overrides=overrides or None)
+    def config(self, credentials: bool = True, **overrides: Any) -> config_mod.Config:
+        """`credentials=False`: a command that talks only to Consul and the node API needs no password."""
+        if self._cfg is None or overrides or not credentials:
+            cfg = config_mod.load(self.config_path, overrides=overrides or None, credentials=credentials)
             setup_logging(cfg.log_level, secrets=cfg.secrets())
-            if overrides:
+            if overrides or not credentials:
                 return cfg
             self._cfg = cfg
         return self._cfg

@@ -384,8 +384,10 @@ def _secret_from_env(key: Key, var: str, env: Mapping[str, str]) -> Optional[Tup
 
 
 def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
-         overrides: Optional[Mapping[str, Any]] = None) -> Config:
-    """Load YAML at `path` (or $MYSQLPILOT_CONFIG), overlay the environment, validate everything."""
+         overrides: Optional[Mapping[str, Any]] = None, credentials: bool = True) -> Config:
+    """Load YAML at `path` (or $MYSQLPILOT_CONFIG), overlay the environment, validate everything. Without
+    `credentials`, the MySQL passwords are not required (for commands that talk only to Consul and the
+    node API: status, pause, resume, switchover)."""
     env = dict(os.environ if env is None else env)
     path = path or env.get("MYSQLPILOT_CONFIG")
     raw: Dict[str, Any] = {}
@@ -438,7 +440,7 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
         origin[key.name] = org
 
     for key in SCHEMA:
-        if key.required and values[key.name] in (None, ""):
+        if key.required and values[key.name] in (None, "") and (credentials or key.group != "credentials"):
             envs = [n for e in key.env for n in (("$" + e, "$" + e + "_FILE") if key.secret else ("$" + e,))]
             names = " or ".join(envs + [f"{key.name!r} in the config file"])
             raise ConfigError(f"config key {key.name} is required: set {names}")

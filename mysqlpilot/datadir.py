@@ -71,7 +71,7 @@ class Preparer:
 
     def _pre_start(self) -> str:
         os.makedirs(self.cfg.state_dir, exist_ok=True)
-        self.state.update(stopping=None, starting=True)      # until the HA loop first holds a session
+        self.state.update(stopping=None, left=None, starting=True)      # until the HA loop first holds a session
         mysqld.write_mycnf(self.cfg, self.flavor)
         leader, _ = self.dcs.get_leader()          # also proves Consul is reachable, with a clear error
         if self.state.get("rebuild_reason"):

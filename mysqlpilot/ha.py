@@ -18,6 +18,7 @@ from . import analysis, mysqld, stopguard
 from .actions import Actions, Outcome
 from .analysis import Policy
 from .api_view import PassView, pass_view
+from .catalog import Catalog
 from .dcs.base import Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
@@ -52,6 +53,7 @@ class Node:
         self.fencer = Fencer(self._fence_conn, self.lease, cfg, on_fence=self.events.fence)
         self.keeper, self.observer = LeaseKeeper(self), Observer(self)
         self.actions, self.handover = Actions(self), HandOver(self)
+        self.catalog = Catalog(self)
         self.leader_index = 0
         # Persisted: on-change and a restarted loop are new processes, and must still know whose
         # failure they are handling (failover budget, semi-sync check, history's old primary).
@@ -124,10 +126,7 @@ class Node:
         """Fence now. Urgent: another node may already hold the lock, so the deadline is short."""
         deadline = boottime() + URGENT_FENCE if urgent else self.lease.fence_deadline(self.cfg.fence_margin)
         result = self.fencer.fence(reason, deadline, keep_lease=keep_lease)
-        try:
-            self.dcs.deregister_service(self.actions.primary_service_id())
-        except PilotError:
-            pass
+        self.catalog.fenced()
         return result
 
     def start_threads(self, heartbeat: bool = True) -> None:
@@ -162,6 +161,7 @@ class Node:
                 if self.state.get("last_leader") != seen.o.leader.to_json():
                     self.state.update(last_leader=seen.o.leader.to_json())
             m, leader = self.publish(seen)
+            self.catalog.refresh()
             try:
                 self.api_view = pass_view(self, seen, m, leader)
             except Exception as exc:  # noqa: BLE001 - what the API shows must never cost the loop a pass
@@ -181,6 +181,8 @@ class Node:
         return m, leader
 
     def publish_member(self, probe: Dict, m: MemberState) -> None:
+        if self.state.get("left"):
+            return               # pre-stop said this node left; it starts again through pre-start
         if not self.sid and self.state.get("starting") and m.role not in ("down", "starting"):
             # Published without a session, this would read as "down" until the first one exists.
             m.role, m.message = "starting", f"joining: {m.message}"

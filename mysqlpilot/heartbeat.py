@@ -20,6 +20,7 @@ class LeaseKeeper:
     def __init__(self, node):
         self.n = node
         self._released_for = ""           # the session whose lock was released after a mysqld crash
+        self._registered = False          # the liveness check registered by this process
 
     def prober(self) -> None:
         """Asks mysqld `SELECT 1` every 0.5 s, and looks for its process every PID_POLL: when the process
@@ -72,12 +73,17 @@ class LeaseKeeper:
                                     "not renewing the session; the lease lapses, mysqld is fenced and another "
                                     "node takes over; free the disk or fix the state_dir permissions")
             return False
+        sid = self.n.sid
+        if not sid and not self._registered:
+            # No session refers to the check yet: (re-)register it under this node's own service entry
+            # (an older version's node-level check is replaced here, never under a live session).
+            self.n.catalog.register_liveness()
+            self._registered = True
         try:
             self.n.dcs.pass_check(cid, "mysqld answers")
         except PilotError:
-            self.n.dcs.register_check(cid, f"mysqlpilot liveness of {self.n.cfg.node_name}", self.n.cfg.check_ttl)
+            self.n.catalog.register_liveness()
             self.n.dcs.pass_check(cid, "mysqld answers")
-        sid = self.n.sid
         if sid and self.n.dcs.renew_session(sid) is None:
             self.n.lease.void("session gone")
             if self.n.state.get("stopping"):

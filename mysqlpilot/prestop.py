@@ -93,4 +93,15 @@ class PreStop:
                 self.n.dcs.destroy_session(sid)
             except PilotError:
                 pass
+        # Stopped on purpose: `status` shows "left", not "down", and forgets it after LEFT_GRACE. No later
+        # publish of this container (a last health check, the watch's last pass) may say otherwise.
+        self.n.state.update(left=time.time())
+        try:
+            m = self.n.dcs.member(self.n.cfg.node_name)
+            if m is not None:
+                m.role, m.healthy, m.updated = "left", False, time.time()
+                m.message = f"stopped on purpose (pre-stop at {time.strftime('%H:%M:%S', time.gmtime())} UTC)"
+                self.n.dcs.publish_member(None, m)
+        except PilotError as exc:
+            log.info("pre-stop: could not publish that this node left (%s)", exc)
 

@@ -1,34 +1,71 @@
-"""`mysqlpilot status`: the cluster as Consul knows it, as JSON or a readable table."""
+"""`mysqlpilot status`: the cluster as Consul knows it and as each node's API answers now, as JSON or a
+readable table."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional
+
+import requests
 
 from . import analysis
 from .dcs.consul import ConsulDCS
 from .model import STARTING_ROLES, MemberState
 
 
-def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, Any]:
+PROBE_TIMEOUT = 1.0       # a node's API that has not answered by then shows the node as unreachable
+LEFT_GRACE = 600.0        # a node that left on purpose (pre-stop) is listed this long, then dropped
+
+
+def probe_apis(members: List[MemberState], timeout: float = PROBE_TIMEOUT) -> Dict[str, str]:
+    """name -> "" if the node's API answered /health (200 or 503), else why not. Members without a live
+    session or a published API are not asked. No credentials are sent."""
+    asked = [m for m in members if m.alive and m.api]
+
+    def ask(m: MemberState) -> str:
+        try:
+            requests.get(f"http://{m.api}/health", timeout=timeout)
+            return ""
+        except requests.Timeout:
+            return f"its node API at {m.api} did not answer within {timeout:g}s"
+        except requests.RequestException as exc:
+            return f"its node API at {m.api} refused the connection" if "refused" in str(exc).lower() \
+                else f"its node API at {m.api} did not answer ({type(exc).__name__})"
+    if not asked:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(16, len(asked))) as pool:
+        return dict(zip((m.name for m in asked), pool.map(ask, asked)))
+
+
+def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool = True) -> Dict[str, Any]:
     dcs = dcs or ConsulDCS.from_config(cfg)
     leader, _ = dcs.get_leader()
     nodes: List[Dict[str, Any]] = []
     aside = _moved_aside(dcs)
-    for m in sorted(dcs.members(), key=lambda m: m.name):
+    now = time.time()
+    members = [m for m in dcs.members() if not (m.role == "left" and not m.alive and m.updated
+                                                 and now - m.updated > LEFT_GRACE)]
+    unreachable = probe_apis(members) if probe else {}
+    for m in sorted(members, key=lambda m: m.name):
         role = "primary" if leader is not None and m.name == leader.name else m.role
         if leader is not None and m.name != leader.name and role == "primary":
             role = "replica"
         if not m.alive and role != "rebuilding":
             role = "down" if role in ("primary", "replica", "candidate", "fenced") else role
+        message = _message(m)
+        if unreachable.get(m.name):
+            # Whatever it last published, it does not answer now.
+            role, message = "unreachable", f"{unreachable[m.name]} (last said: {m.role}, {m.message})"
         nodes.append({
             "name": m.name, "host": m.host, "port": m.port, "role": role,
             # A node without a live session reports nothing current: its last read_only ("OFF" on a
             # dead primary) would read like a second writable primary.
-            "healthy": bool(m.alive and m.healthy), "read_only": m.read_only if m.alive else None,
+            "healthy": bool(m.alive and m.healthy) and role != "unreachable",
+            "read_only": m.read_only if m.alive and role != "unreachable" else None,
             "replicating_from": m.replicating_from if m.alive else None,
             "lag_seconds": m.lag_seconds if m.alive else None,
             "gtid_executed": m.gtid_executed, "errant": m.errant,
-            "message": _message(m),
+            "message": message,
             "priority": m.priority, "nofailover": m.nofailover,
             "api": m.api or None,             # host:port of its node API, as it published it
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
@@ -36,6 +73,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
             "moved_aside": _int((aside.get(m.name) or {}).get("count")),
             "moved_aside_limit": _int((aside.get(m.name) or {}).get("limit")),
         })
+    _why_source(nodes)
     snap = dcs.get_latest_snapshot()
     paused = dcs.get_paused()
     hist = dcs.history()
@@ -51,6 +89,23 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5) -> Dict[str, 
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
         "history": hist[-history:] if history else [],
     }
+
+
+def _why_source(nodes: List[Dict[str, Any]]) -> None:
+    """A replica whose primary is gone says so."""
+    by = {f"{n['host']}:{n['port']}": n for n in nodes}
+    for n in nodes:
+        src = by.get(n["replicating_from"] or "")
+        if n["role"] == "replica" and src is not None and src["role"] in ("down", "unreachable", "left"):
+            n["message"] = f"its primary {src['name']} is {src['role']}" + (f"; {n['message']}" if n["message"] else "")
+
+
+def check_code(st: Dict[str, Any]) -> int:
+    """`status --check`: 0 one writable primary and every member healthy, 1 degraded, 2 no writable primary."""
+    writable = [n for n in st["nodes"] if n["role"] == "primary" and n["read_only"] is False and n["healthy"]]
+    if len(writable) != 1:
+        return 2
+    return 0 if all(n["healthy"] or n["role"] == "left" for n in st["nodes"]) else 1
 
 
 def _moved_aside(dcs) -> Dict[str, Dict[str, Any]]:
@@ -104,7 +159,7 @@ def render(st: Dict[str, Any]) -> str:
         if n.get("moved_aside") and limit is not None and n["moved_aside"] >= limit:
             lines.append(f"! {n['name']}: {n['moved_aside']} moved-aside datadirs (max_moved_aside={limit}): its "
                          "next rebuild or restore will refuse; remove old <datadir>.aside-* copies by hand")
-        if n["message"] and (not n["healthy"] or (n["role"] == "primary" and n["message"] != "primary, writable")):
+        if n["message"] and n["role"] != "left" and (not n["healthy"] or (n["role"] == "primary" and n["message"] != "primary, writable")):
             lines.append(f"! {n['name']}: {n['message']}")
     s = st["snapshot"]
     if s:

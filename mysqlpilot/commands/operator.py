@@ -12,12 +12,48 @@ from ..errors import PilotError
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--watch", "watch_", is_flag=True, help="Refresh in place every second (Ctrl-C to stop).")
+@click.option("--check", is_flag=True, help="Exit 0 with one writable primary and every member healthy, 1 when "
+              "degraded, 2 when no primary is writable (for scripts and monitoring).")
 @click.pass_obj
-def status(obj, as_json: bool) -> None:
-    """Show the cluster: primary, every node's role, health, replication, the latest snapshot."""
-    from ..status import gather, render
-    st = gather(obj.config())
+def status(obj, as_json: bool, watch_: bool, check: bool) -> None:
+    """Show the cluster: primary, every node's role, health, replication, the latest snapshot. Each node's API
+    is asked as well: one that does not answer shows as unreachable, whatever it last published."""
+    from ..status import check_code, gather, render
+    cfg = obj.config(credentials=False)
+    if watch_:
+        from ..dcs.consul import ConsulDCS
+        dcs = ConsulDCS.from_config(cfg)
+        try:
+            while True:
+                try:
+                    text = render(gather(cfg, dcs=dcs))
+                except PilotError as exc:
+                    text = f"status: {exc}"
+                click.echo("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + text, nl=True)
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return
+    st = gather(cfg)
     click.echo(json.dumps(st, indent=1, sort_keys=True) if as_json else render(st))
+    if check:
+        raise SystemExit(check_code(st))
+
+
+@click.command("forget")
+@click.argument("node")
+@click.pass_obj
+def forget(obj, node: str) -> None:
+    """Remove a node that is gone for good (scaled down, replaced) from the member list at once."""
+    from ..dcs.consul import ConsulDCS
+    dcs = ConsulDCS.from_config(obj.config(credentials=False))
+    m = dcs.member(node)
+    if m is None:
+        raise PilotError(f"no member {node!r} in cluster {obj.config(credentials=False).cluster}; see `mysqlpilot status`")
+    if m.alive:
+        raise PilotError(f"{node} has a live Consul session (its mysqlpilot runs); stop it first, then forget it")
+    dcs.forget_member(node)
+    click.echo(f"forgot {node} (last said: {m.role}, {m.message})")
 
 
 def _wait_for_leader(dcs, target: str, timeout: float, request_key: str) -> Optional[str]:
@@ -56,7 +92,7 @@ def switchover(obj, to: Optional[str], timeout: float) -> None:
     from .. import analysis
     from ..dcs.consul import ConsulDCS
     from ..dcs.base import REQUEST_KEY
-    cfg = obj.config()
+    cfg = obj.config(credentials=False)
     dcs = ConsulDCS.from_config(cfg)
     view = dcs.get_cluster()
     leader, generation = view.leader, view.lock_index
@@ -194,7 +230,7 @@ def _given_up(flavor, target: str, old: Optional[str], must: str, cands) -> str:
 def pause(obj, reason: str) -> None:
     """Maintenance mode: no automatic failover until `mysqlpilot resume`."""
     from ..dcs.consul import ConsulDCS
-    ConsulDCS.from_config(obj.config()).set_paused(True, reason)
+    ConsulDCS.from_config(obj.config(credentials=False)).set_paused(True, reason)
     click.echo("automatic failover paused")
 
 
@@ -203,10 +239,10 @@ def pause(obj, reason: str) -> None:
 def resume(obj) -> None:
     """Leave maintenance mode: automatic failover is armed again."""
     from ..dcs.consul import ConsulDCS
-    ConsulDCS.from_config(obj.config()).set_paused(False)
+    ConsulDCS.from_config(obj.config(credentials=False)).set_paused(False)
     click.echo("automatic failover resumed")
 
 
 def register(group: click.Group) -> None:
-    for cmd in (status, switchover, failover, pause, resume):
+    for cmd in (status, forget, switchover, failover, pause, resume):
         group.add_command(cmd)

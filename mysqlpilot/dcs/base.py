@@ -196,6 +196,17 @@ def parse_object(key: str, value: Any) -> Optional[Dict[str, Any]]:
     return data
 
 
+@dataclass(frozen=True)
+class ServiceCheck:
+    """The check a catalog entry carries: a TTL its owner passes, or an HTTP GET the agent makes."""
+    ttl: float = 0.0
+    http: str = ""                       # URL; 2xx passes
+    interval: float = 1.0
+    timeout: float = 1.0
+    deregister_after: float = 0.0        # the agent drops the entry once critical this long (0: never)
+    check_id: str = ""                   # "" = the agent's own (service:<service_id>)
+
+
 @dataclass
 class ClusterView:
     """Everything one pass decides on, read in one consistent request."""
@@ -247,7 +258,9 @@ class DCS(abc.ABC):
     def destroy_session(self, sid: str) -> None: ...
 
     @abc.abstractmethod
-    def register_check(self, check_id: str, name: str, ttl: float) -> None: ...
+    def register_check(self, check_id: str, name: str, ttl: float, service_id: Optional[str] = None) -> None:
+        """A TTL check (initially critical); with `service_id`, it belongs to that service only: a node-level
+        check that fails would hide every service of the agent's node."""
 
     @abc.abstractmethod
     def pass_check(self, check_id: str, note: str = "") -> None: ...
@@ -266,7 +279,8 @@ class DCS(abc.ABC):
     # ---- services (the catalog clients use) ------------------------------------------------------
     @abc.abstractmethod
     def register_service(self, name: str, service_id: str, address: str, port: int, tags=(),
-                         check_ttl: Optional[int] = None, check_id: Optional[str] = None) -> None: ...
+                         check: Optional[ServiceCheck] = None) -> None:
+        """Register (or refresh: an unchanged check keeps its status) a service entry on the local agent."""
 
     @abc.abstractmethod
     def deregister_service(self, service_id: str) -> None: ...
@@ -274,6 +288,10 @@ class DCS(abc.ABC):
     # ---- values ----------------------------------------------------------------------------------
     @abc.abstractmethod
     def publish_member(self, sid: Optional[str], state: MemberState) -> None: ...
+
+    @abc.abstractmethod
+    def forget_member(self, name: str) -> None:
+        """Delete a member key that no session holds (`mysqlpilot forget`)."""
 
     @abc.abstractmethod
     def append_history(self, record: Dict[str, Any], keep: int = 50) -> None: ...

@@ -25,7 +25,7 @@ import requests
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
 from .consul_snapshots import SnapshotKeys
-from .base import DCS, REQUEST_KEY, ClusterView, Release, decode_json, parse_history, parse_leader, parse_member, \
+from .base import DCS, REQUEST_KEY, ClusterView, Release, ServiceCheck, decode_json, parse_history, parse_leader, parse_member, \
     parse_manifest, parse_object, parse_release, parse_request
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,9 @@ class ConsulDCS(SnapshotKeys, DCS):
         self._call("session destroy", self.c.session.destroy, sid)
 
     # ---- agent checks and services ---------------------------------------------------------------
-    def register_check(self, check_id: str, name: str, ttl: int) -> None:
+    def register_check(self, check_id: str, name: str, ttl: float, service_id: Optional[str] = None) -> None:
         self._call("check register", self.c.agent.check.register, name, check=consul.Check.ttl(f"{float(ttl):g}s"),
-                   check_id=check_id)
+                   check_id=check_id, service_id=service_id)
 
     def pass_check(self, check_id: str, note: str = "") -> None:
         self._call(f"check pass {check_id}", self.c.agent.check.ttl_pass, check_id, notes=note[:200] or None)
@@ -132,12 +132,17 @@ class ConsulDCS(SnapshotKeys, DCS):
         self._call(f"check fail {check_id}", self.c.agent.check.ttl_fail, check_id, notes=note[:200] or None)
 
     def register_service(self, name: str, service_id: str, address: str, port: int, tags=(),
-                         check_ttl: Optional[int] = None, check_id: Optional[str] = None) -> None:
-        check = consul.Check.ttl(f"{int(check_ttl)}s") if check_ttl else None
+                         check: Optional[ServiceCheck] = None) -> None:
+        definition = None
+        if check is not None:
+            definition = {"TTL": f"{check.ttl:g}s"} if check.ttl else {
+                "HTTP": check.http, "Interval": f"{check.interval:g}s", "Timeout": f"{check.timeout:g}s"}
+            if check.check_id:
+                definition["CheckID"] = check.check_id
+            if check.deregister_after:
+                definition["DeregisterCriticalServiceAfter"] = f"{check.deregister_after:g}s"
         self._call(f"service register {service_id}", self.c.agent.service.register, name,
-                   service_id=service_id, address=address, port=int(port), tags=list(tags), check=check)
-        if check_ttl and check_id and check_id != f"service:{service_id}":
-            log.debug("check id %s differs from Consul's service:%s", check_id, service_id)
+                   service_id=service_id, address=address, port=int(port), tags=list(tags), check=definition)
 
     def deregister_service(self, service_id: str) -> None:
         self._call(f"service deregister {service_id}", self.c.agent.service.deregister, service_id)
@@ -191,6 +196,14 @@ class ConsulDCS(SnapshotKeys, DCS):
             if ok:
                 return
         self._call("member publish", self.c.kv.put, k, state.to_json())
+
+    def forget_member(self, name: str) -> None:
+        """Delete a member key that no session holds (`mysqlpilot forget`); a held one is left alone."""
+        k = self.key(f"members/{name}")
+        _, item = self._call("member read", self.c.kv.get, k)
+        if item and item.get("Session"):
+            raise PilotError(f"{name} has a live Consul session; stop its mysqlpilot first")
+        self._call("member delete", self.c.kv.delete, k, cas=item["ModifyIndex"] if item else None)
 
     def members(self) -> List[MemberState]:
         _, items = self._call("members read", self.c.kv.get, self.key("members/"), recurse=True)

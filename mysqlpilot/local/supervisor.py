@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from ..dcs.base import ServiceCheck
 from ..dcs.consul import ConsulDCS
 from ..errors import PilotError
 from . import cp_config
@@ -140,9 +141,9 @@ class Supervisor:
             proc = job.proc
         if job.port:
             try:
-                self.dcs.register_service(job.name, job.service_id, job.address(), int(job.port),
-                                          check_ttl=int(cp_config.duration(job.health.get("ttl"), 10))
-                                          if job.health else None, check_id=job.check_id)
+                check = ServiceCheck(ttl=int(cp_config.duration(job.health.get("ttl"), 10)),
+                                     check_id=job.check_id) if job.health else None
+                self.dcs.register_service(job.name, job.service_id, job.address(), int(job.port), check=check)
             except PilotError as exc:
                 log.error("register %s: %s", job.name, exc)
             if job.health and not getattr(job, "_health_thread", None):

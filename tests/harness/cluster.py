@@ -12,6 +12,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import pymysql
+import requests
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,6 +99,19 @@ class Cluster:
     def registry(self) -> Dict:
         with open(os.path.join(self.dir, "cluster.json")) as fh:
             return json.load(fh)
+
+    def consul_ports(self) -> Dict[str, int]:
+        """The local Consul agent's ports: http, and dns (what clients using Consul DNS ask)."""
+        with open(os.path.join(self.dir, "consul", "agent.json")) as fh:
+            s = json.load(fh)
+        return {"http": int(s["http_port"]), "dns": int(s["ports"]["-dns-port"])}
+
+    def passing(self, service: str) -> List[Tuple[str, int]]:
+        """(address, port) of each entry of `service` that Consul's health API lists as passing."""
+        r = requests.get(f"http://127.0.0.1:{self.consul_ports()['http']}/v1/health/service/{service}?passing",
+                         timeout=5)
+        r.raise_for_status()
+        return sorted((e["Service"]["Address"], int(e["Service"]["Port"])) for e in r.json())
 
     def addresses(self) -> List[Tuple[str, str, int]]:
         """(name, host, port) of every node, from the local cluster's registry: known even when down."""

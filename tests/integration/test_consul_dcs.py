@@ -195,3 +195,15 @@ def test_a_release_with_a_marker_writes_it_only_for_the_holder_and_skips_lock_de
     assert other.acquire_leader(sid2, LeaderInfo("s", "h", 2))     # at once: a 15 s lock-delay did not apply
     view = d.get_cluster()
     assert view.leader.name == "s" and view.released is None
+
+
+def test_forget_deletes_only_a_member_no_session_holds(consul_agent, consul_kv_root):
+    """`mysqlpilot forget NODE`: a scaled-down node's key goes at once; a live node's key stays."""
+    d = make_dcs(consul_agent, consul_kv_root, "f")
+    sid = d.create_session(10, 0, [live(d, "f")])
+    d.publish_member(sid, MemberState("f", "h", 1, role="replica"))
+    d.publish_member(None, MemberState("gone", "h", 2, role="left"))
+    with pytest.raises(PilotError, match="live Consul session"):
+        d.forget_member("f")
+    d.forget_member("gone")
+    assert [m.name for m in d.members()] == ["f"]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.harness.cluster import Cluster, ReadOnlyPoller, WriteLoad
+from tests.harness.dns import query_a
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +76,17 @@ def test_sigkill_of_the_primary_node(cluster):
     assert hist["kind"] == "failover" and hist["old_primary"] == old and hist["new_primary"] == st2["primary"]
     assert hist["candidates"], hist
     print(f"SIGKILL failover: new primary after {t_new - t_fault:.1f}s")
+    # The catalog as clients read it (issue 20): exactly the lock holder under `mysql-primary`, by the
+    # health API and by Consul DNS, and the survivors still listed under `mysql` (a node-level check of
+    # the dead node hid them all, facts.md "Consul catalog").
+    new = cluster.node(st2, st2["primary"])
+    dns = cluster.consul_ports()["dns"]
+    survivors = sorted((n["host"], n["port"]) for n in st2["nodes"] if n["name"] != old)
+    cluster.wait_for(lambda _st: cluster.passing("mysql-primary") == [(new["host"], new["port"])]
+                     and query_a("127.0.0.1", dns, "mysql-primary.service.consul") == [new["host"]]
+                     and cluster.passing("mysql") == survivors, 30,
+                     f"Consul listing exactly {st2['primary']} as mysql-primary", fast=True)
+    print(f"SIGKILL failover: the catalog listed only the new primary {time.time() - t_fault:.1f}s after the kill")
     cluster.cli("local", "start", old, "--dir", cluster.dir)
     wait_rejoined(cluster, old)
 

@@ -274,7 +274,7 @@ class SimAgent(DCS):
         self._ok().invalidate(sid, "destroyed")
         self._answer(None)
 
-    def register_check(self, check_id, name, ttl) -> None:
+    def register_check(self, check_id, name, ttl, service_id=None) -> None:
         c = self._ok()
         c.checks[check_id] = {"ttl": float(ttl), "passed": c.w.now, "critical": True, "node": self.node}
         self._answer(None)
@@ -302,6 +302,11 @@ class SimAgent(DCS):
         value = json.dumps({"name": marker.name, "released": dataclasses.asdict(marker)}, sort_keys=True) \
             if marker else None
         return self._answer(self._ok().put("leader", value, release=sid))
+
+    def forget_member(self, name) -> None:
+        c = self._ok()
+        c.kv.pop(f"members/{name}", None)
+        self._answer(None)
 
     # ---- services: not modelled (clients pick writable servers directly) ---------------------------
     def register_service(self, *a, **kw) -> None:

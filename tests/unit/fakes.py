@@ -173,7 +173,7 @@ class FakeDCS(PartialDCS):
         self._check()
         self.invalidate(sid)
 
-    def register_check(self, *a):
+    def register_check(self, *a, **kw):
         self._check()
 
     def pass_check(self, *a):

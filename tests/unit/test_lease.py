@@ -282,7 +282,7 @@ class RecordingDCS(PartialDCS):
     def fail_check(self, cid, note=""):
         self.events.append("fail_check")
 
-    def register_check(self, *a):
+    def register_check(self, *a, **kw):
         self.events.append("register")
 
     def renew_session(self, sid):

@@ -82,3 +82,85 @@ def test_status_lists_each_nodes_api_as_it_published_it():
         member("db3", "replica", True, True, "from a release before the node API")])
     n = {x["name"]: x for x in status.gather(cfg(), dcs)["nodes"]}
     assert (n["db1"]["api"], n["db2"]["api"], n["db3"]["api"]) == ("10.0.0.1:8008", "127.0.0.1:9008", None)
+
+
+def api_server(codes):
+    """A node API stand-in on loopback answering /health with `codes[0]`."""
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(codes[0])
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_a_node_whose_api_does_not_answer_shows_unreachable_whatever_it_published():
+    """Seen failing before: a SIGKILLed primary's node, its session not yet ended, showed "primary,
+    writable" for as long as the session lived. Its replica says why it is stuck."""
+    import socket
+    live = api_server([200])
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))            # bound, never listening: connection refused
+    dead_api = f"127.0.0.1:{dead.getsockname()[1]}"
+    try:
+        dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [
+            member("db1", "primary", True, False, "primary, writable", api=dead_api),
+            member("db2", "replica", True, True, "replicating from db1", replicating_from="10.0.0.1:3306",
+                   api=f"127.0.0.1:{live.server_address[1]}")])
+        st = status.gather(cfg(), dcs)
+        n = {x["name"]: x for x in st["nodes"]}
+        assert n["db1"]["role"] == "unreachable" and not n["db1"]["healthy"] and n["db1"]["read_only"] is None
+        assert dead_api in n["db1"]["message"] and "last said: primary" in n["db1"]["message"]
+        assert n["db2"]["healthy"] and "its primary db1 is unreachable" in n["db2"]["message"]
+        assert status.check_code(st) == 2
+    finally:
+        live.shutdown()
+        dead.close()
+
+
+def test_a_node_that_left_on_purpose_raises_no_alarm_and_is_dropped_after_the_grace():
+    old = member("db3", "left", False, None, "stopped on purpose (pre-stop at 10:00:00 UTC)")
+    dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [
+        member("db1", "primary", True, False, "primary, writable"),
+        member("db2", "replica", True, True, "replicating from db1", replicating_from="10.0.0.1:3306"), old])
+    st = status.gather(cfg(), dcs)
+    n = {x["name"]: x for x in st["nodes"]}
+    assert n["db3"]["role"] == "left" and "! db3" not in status.render(st)
+    assert status.check_code(st) == 0
+    old.updated = time.time() - status.LEFT_GRACE - 1
+    assert [x["name"] for x in status.gather(cfg(), dcs)["nodes"]] == ["db1", "db2"]
+
+
+def test_check_codes():
+    dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [
+        member("db1", "primary", True, False, "primary, writable"),
+        member("db2", "replica", True, True, "replicating from db1")])
+    assert status.check_code(status.gather(cfg(), dcs)) == 0
+    dcs._members[1].healthy = False
+    assert status.check_code(status.gather(cfg(), dcs)) == 1
+    dcs.leader = None
+    dcs._members[0].role = "fenced"
+    assert status.check_code(status.gather(cfg(), dcs)) == 2
+
+
+def test_status_and_pause_need_no_mysql_password(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from mysqlpilot import cli as cli_mod
+    from mysqlpilot.dcs import consul as consul_mod
+    dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [member("db1", "primary", True, False, "primary, writable")])
+    dcs.set_paused = lambda *a, **kw: None
+    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg: dcs))
+    env = {"MYSQLPILOT_STATE_DIR": str(tmp_path), "MYSQL_ROOT_PASSWORD": "", "MYSQL_REPL_PASSWORD": ""}
+    for args in (["status", "--check"], ["pause"], ["resume"]):
+        r = CliRunner().invoke(cli_mod.main, args, env=env)
+        assert r.exit_code == 0 and "required" not in r.output, (args, r.output)
+    r = CliRunner().invoke(cli_mod.main, ["failover"], env=env)
+    assert r.exit_code != 0 and "root_password is required" in r.output

@@ -268,10 +268,15 @@ def trial(c: Cluster, scenario: str, period: float, timeout: float = 120) -> Dic
     c.sql(p["host"], p["port"], "CREATE TABLE IF NOT EXISTS bench.w (id BIGINT PRIMARY KEY, n INT)")
     addrs = c.addresses()
     probes = {n: WriteProbe(c, n, h, port, period) for n, h, port in addrs}
+    hap = c.registry().get("haproxy")
+    via = WriteProbe(c, "haproxy", "127.0.0.1", hap["write"], period) if hap else None
+    for pr in [via] if via else []:
+        pr.start()
     for pr in probes.values():
         pr.start()
     time.sleep(1.0)                     # connections open and writing before the fault
-    out = {"old": old, "new": None, "first_write": float("nan"), "repointed": float("nan"), "note": ""}
+    out = {"old": old, "new": None, "first_write": float("nan"), "repointed": float("nan"), "note": "",
+           "via_haproxy": float("nan")}
     try:
         if scenario == "node SIGKILL":
             t0 = kill_node(c, old)
@@ -315,6 +320,11 @@ def trial(c: Cluster, scenario: str, period: float, timeout: float = 120) -> Dic
             out["note"] = f"{new} acknowledged a write but {final['primary']} is the primary: not counted"
             return out
         out.update(new=new, first_write=t_first - t0, repointed=(t_rep - t0) if t_rep else float("nan"))
+        if via is not None:
+            # Through HAProxy's write port: after t0 only the new primary can acknowledge (the old one is
+            # dead, or fenced before its last acknowledged write for a switchover).
+            later = [t for t in via.acks if t > t0]
+            out["via_haproxy"] = later[0] - t0 if later else float("nan")
         if scenario == "switchover":
             rec = final["history"][-1] if final.get("history") else {}
             wu = (rec.get("durations") or {}).get("write_unavailable")
@@ -322,9 +332,9 @@ def trial(c: Cluster, scenario: str, period: float, timeout: float = 120) -> Dic
                 out["note"] = f"history write_unavailable {float(wu):.2f}s"
         return out
     finally:
-        for pr in probes.values():
+        for pr in list(probes.values()) + ([via] if via else []):
             pr.stop_evt.set()
-        for pr in probes.values():
+        for pr in list(probes.values()) + ([via] if via else []):
             pr.join(35)
         if scenario == "node SIGKILL":
             c.cli("local", "start", old, "--dir", c.dir)
@@ -337,21 +347,23 @@ def settings_line(cfg) -> str:
 
 
 def run_trials(c: Cluster, args) -> int:
-    c.up(3, "--durability", args.durability)
+    c.up(3, "--durability", args.durability, *(["--haproxy"] if args.haproxy else []))
     cfg = effective_config(c)
     print(f"settings ({args.settings}): {settings_line(cfg)}", flush=True)
     floor = floors(cfg)
     results = {}
     for sc in args.scenario_list:
-        fw, rep = [], []
+        fw, rep, hp = [], [], []
         for i in range(args.trials):
             r = trial(c, sc, args.probe_period)
             fw.append(r["first_write"])
             rep.append(r["repointed"])
+            hp.append(r["via_haproxy"])
             print(f"  {sc} trial {i + 1}/{args.trials}: {r['old']} -> {r['new'] or '?'}: first write "
                   f"{r['first_write']:.2f}s, all replicas repointed {r['repointed']:.2f}s"
-                  f"{'  (' + r['note'] + ')' if r['note'] else ''}", flush=True)
-        results[sc] = (fw, rep)
+                  + (f", first write through HAProxy {r['via_haproxy']:.2f}s" if args.haproxy else "")
+                  + f"{'  (' + r['note'] + ')' if r['note'] else ''}", flush=True)
+        results[sc] = (fw, rep, hp)
     print()
     print(f"failover on this machine ({args.flavor}), {args.trials} trials each, durability {args.durability}, "
           f"settings {args.settings}: {settings_line(cfg)}")
@@ -369,12 +381,28 @@ def run_trials(c: Cluster, args) -> int:
     print(hdr)
     print("-" * len(hdr))
     failed = 0
-    for sc, (fw, rep) in results.items():
+    for sc, (fw, rep, _hp) in results.items():
         a50, a95, amax, n = summary(fw)
         b50, b95, bmax, _ = summary(rep)
         failed += len(fw) - n
         print(f"{sc:<14} {n:>2}/{len(fw):<2} {a50:>15.2f}s {a95:>6.2f}s {amax:>6.2f}s "
               f"{b50:>13.2f}s {b95:>6.2f}s {bmax:>6.2f}s {floor[sc]:>6.2f}s")
+    if args.haproxy:
+        print()
+        print("the same failovers as a client behind HAProxy sees them (docs/routing.md's checks): first write "
+              "acknowledged through the write port, beside the direct first write (the baseline) and the "
+              "difference per trial")
+        hdr = f"{'scenario':<14} {'ok':>5} {'direct p50':>11} {'HAProxy p50':>12} {'p95':>7} {'max':>7} {'extra p50':>10} {'max':>7}"
+        print(hdr)
+        print("-" * len(hdr))
+        for sc, (fw, _rep, hp) in results.items():
+            d50 = summary(fw)[0]
+            h50, h95, hmax, n = summary(hp)
+            extra = [h - f for h, f in zip(hp, fw)]
+            e50, _e95, emax, _ = summary(extra)
+            failed += len(hp) - n
+            print(f"{sc:<14} {n:>2}/{len(hp):<2} {d50:>10.2f}s {h50:>11.2f}s {h95:>6.2f}s {hmax:>6.2f}s "
+                  f"{e50:>9.2f}s {emax:>6.2f}s")
     return 1 if failed else 0
 
 
@@ -419,7 +447,7 @@ def run_soak(c: Cluster, args) -> int:
         print("bench/failover.py --soak: stress-ng is not installed; run `bash scripts/install-deps.sh` "
               "(Debian package stress-ng) or `apt-get install stress-ng`", file=sys.stderr)
         return 2
-    c.up(3, "--durability", args.durability)
+    c.up(3, "--durability", args.durability, *(["--haproxy"] if args.haproxy else []))
     cfg = effective_config(c)
     print(f"settings ({args.settings}): {settings_line(cfg)}", flush=True)
     st = c.wait_healthy(3, timeout=300)
@@ -512,6 +540,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--probe-period", type=float, default=0.02,
                     help="seconds between a probe's write attempts and repoint checks (the resolution)")
+    ap.add_argument("--haproxy", action="store_true",
+                    help="also start HAProxy in front (local up --haproxy) and measure the failover through it")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--flavor", default="mariadb", choices=("mariadb", "mysql"),
                     help="mysql: MySQL 9.7 from the sid root of scripts/install-deps.sh")

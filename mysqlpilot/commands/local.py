@@ -33,10 +33,29 @@ def local() -> None:
               help="mariadb: the host's MariaDB. mysql: Oracle MySQL 9.7 from the Debian sid root that "
                    "scripts/install-deps.sh makes, run by scripts/mysqld-sid (or $MYSQLPILOT_MYSQLD), "
                    "snapshots by CLONE.")
-def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode, flavor) -> None:
+@click.option("--haproxy", "with_haproxy", is_flag=True,
+              help="Also start Debian's haproxy in front (docs/routing.md's checks) and print its write and read "
+                   "ports.")
+def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode, flavor, with_haproxy) -> None:
     """Start Consul and N nodes; return once one primary and N-1 replicas are healthy."""
-    _cluster(dir).up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode,
-                     flavor=flavor)
+    c = _cluster(dir)
+    c.up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode, flavor=flavor)
+    if with_haproxy:
+        _haproxy_up(c)
+
+
+def _haproxy_up(c) -> None:
+    from ..local import haproxy
+    ports = haproxy.ensure(c)
+    click.echo(f"haproxy: writes on 127.0.0.1:{ports['write']} (the primary), reads on 127.0.0.1:{ports['read']} "
+               f"(replicas); config {haproxy.LocalHAProxy(c.dir).cfg_path}")
+
+
+@local.command("haproxy")
+@click.option("--dir", "dir", required=True)
+def haproxy_cmd(dir) -> None:
+    """Start HAProxy in front of an existing local cluster, or reload it with the current nodes."""
+    _haproxy_up(_cluster(dir))
 
 
 @local.command("add")
@@ -47,6 +66,8 @@ def add(dir, wait, timeout) -> None:
     """Add a node (scale up): it restores the newest snapshot and replicates."""
     c = _cluster(dir)
     name = c.add()
+    if c.load().get("haproxy"):
+        _haproxy_up(c)                       # the new node joins both backends
     if wait:
         c.wait_ready(len(c.load()["nodes"]), timeout)
     click.echo(name)
@@ -131,8 +152,11 @@ def exec_(node, dir, args) -> None:
 @local.command("down")
 @click.option("--dir", "dir", required=True)
 def down(dir) -> None:
-    """Stop every node (replicas first) and Consul; keep the data."""
+    """Stop every node (replicas first), its HAProxy and Consul; keep the data."""
+    from ..local.haproxy import LocalHAProxy
     _cluster(dir).down()
+    if LocalHAProxy(dir).stop():
+        click.echo("haproxy stopped")
 
 
 @local.command("list")

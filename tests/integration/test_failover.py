@@ -65,6 +65,9 @@ def test_sigkill_of_the_primary_node(cluster):
     load = start_load(cluster, st, "fo.kill")
     t_fault = time.time()
     cluster.cli("local", "kill", old, "--dir", cluster.dir, "--signal", "KILL")
+    # At once, before its session ends: status asks the node's API, which is gone (issue 20).
+    seen = cluster.node(cluster.status_fast(), old)
+    assert seen["role"] in ("unreachable", "down") and not seen["healthy"], seen
     st2 = cluster.wait_healthy(2, timeout=60, primary_not=old)
     t_new = time.time()
     time.sleep(1.0)
@@ -268,6 +271,11 @@ def test_scale_down_of_the_primary_hands_over_first(cluster):
     assert_all_acked_present(cluster, st2, load)
     rec = st2["history"][-1]
     assert rec["kind"] == "switchover" and "pre-stop" in rec["reason"], rec
+    # Stopped on purpose: `left`, with no alarm line (issue 20), once its container has stopped.
+    left = cluster.wait_for(lambda s: s if cluster.node(s, old)["role"] == "left" else None, 60,
+                            f"{old} shown as left", fast=True)
+    assert f"! {old}" not in cluster.cli("status", config=True).stdout
+    assert left["nodes"] and cluster.node(left, old)["healthy"] is False
     cluster.cli("local", "start", old, "--dir", cluster.dir)
     wait_rejoined(cluster, old)
 

@@ -82,6 +82,18 @@ def test_the_renderer_itself(tpl, env, out):
     assert go_render(tpl, env) == out
 
 
+def hook_commands(cmd):
+    """The mysqlpilot commands an exec runs: `mysqlpilot X`, or those inside an `sh -c` script."""
+    if isinstance(cmd, list):
+        assert cmd[:2] == ["sh", "-c"] and len(cmd) == 3, cmd
+        subs = re.findall(r"\bmysqlpilot ([a-z-]+)", cmd[2])
+        assert subs, f"no mysqlpilot command in {cmd}"
+        return subs
+    prog, sub = cmd.split()[:2]
+    assert prog == "mysqlpilot", cmd
+    return [sub]
+
+
 ENVS = [
     pytest.param({}, id="defaults"),
     pytest.param({"SERVICE_NAME": "db", "PORT0": "31000", "HOST": "10.1.2.3", "CONSUL": "consul.svc:8500",
@@ -103,10 +115,9 @@ def test_shipped_config_parses_and_wires_every_hook(env):
         for cmd in (job.get("exec"), (job.get("health") or {}).get("exec")):
             if cmd is None:
                 continue
-            prog, sub = cmd.split()[:2]
-            assert prog == "mysqlpilot", f"job {job['name']}: {cmd}"
-            assert sub in main.commands, f"job {job['name']} runs `{cmd}`, not a command of mysqlpilot.cli"
-            used.add(sub)
+            for sub in hook_commands(cmd):
+                assert sub in main.commands, f"job {job['name']} runs `{cmd}`, not a command of mysqlpilot.cli"
+                used.add(sub)
         src = (job.get("when") or {}).get("source")
         if src is not None:
             if src.startswith("watch."):
@@ -120,7 +131,7 @@ def test_shipped_config_parses_and_wires_every_hook(env):
     assert svc["exec"] == "mysqlpilot run-mysqld"
     assert svc["port"] == int(env.get("MYSQLPILOT_PORT") or env.get("PORT0") or 3306)   # as config.py
     h = svc["health"]
-    assert h["exec"] == "mysqlpilot health"
+    assert hook_commands(h["exec"]) == ["health"]
     assert cp_config.duration(h["interval"]) < cp_config.duration(h["ttl"])
     assert svc["interfaces"] == [f"static:{env['HOST']}" if "HOST" in env else "eth0"]
     # pre-stop runs while mysqld still runs (on "stopping"), so a primary can hand over first.
@@ -151,6 +162,50 @@ def test_the_health_checks_defaults_are_the_configs():
     defaults must be the config's, or the loader's check (service_ttl > health_interval) proves nothing."""
     from mysqlpilot import config
     defaults = {k.name: k.default for k in config.SCHEMA}
-    health = next(j for j in load({})["jobs"] if "health" in j and j["health"].get("exec") == "mysqlpilot health")
+    health = next(j for j in load({})["jobs"] if "health" in j and hook_commands(j["health"]["exec"]) == ["health"])
     assert health["health"]["interval"] == defaults["health_interval"]
     assert health["health"]["ttl"] == defaults["service_ttl"]
+
+
+def health_exec():
+    svc = next(j for j in load({})["jobs"] if "health" in j)
+    return svc["health"]["exec"]
+
+
+def run_health(tmp_path, code):
+    """The shipped health check's very command, against a stand-in node API answering `code` on
+    /read-only, with a stand-in `mysqlpilot` on PATH that records being run."""
+    import http.server
+    import subprocess
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(code if self.path == "/read-only" else 404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    stub = tmp_path / "mysqlpilot"
+    stub.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/ran\nexit 7\n")
+    stub.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MYSQLPILOT_API_ADDRESS": "127.0.0.1",
+           "MYSQLPILOT_API_PORT": str(srv.server_address[1])}
+    try:
+        rc = subprocess.run(health_exec(), env=env, timeout=10).returncode
+    finally:
+        srv.shutdown()
+    ran = (tmp_path / "ran").read_text().strip() if (tmp_path / "ran").exists() else None
+    return rc, ran
+
+
+def test_a_healthy_node_is_checked_by_its_api_without_starting_python(tmp_path):
+    assert run_health(tmp_path, 200) == (0, None)
+
+
+def test_anything_else_runs_the_full_hook_and_its_verdict_counts(tmp_path):
+    """503 (or no API: the HA loop is dead) runs `mysqlpilot health`, which also fences a writable mysqld
+    whose lease ended; its exit code is the check's."""
+    assert run_health(tmp_path, 503) == (7, "health")

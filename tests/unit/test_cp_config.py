@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+from .test_containerpilot_config import hook_commands
+
 from mysqlpilot.cli import main
 from mysqlpilot.errors import PilotError
 from mysqlpilot.local import cp_config
@@ -54,10 +56,9 @@ def test_shipped_config_wires_every_hook(env):
     hooks = set()
     for j in cfg["jobs"]:
         for cmd in [j.get("exec"), (j.get("health") or {}).get("exec")]:
-            if cmd:
-                parts = cmd.split()
-                assert parts[0] == "mysqlpilot" and parts[1] in cmds, cmd
-                hooks.add(parts[1])
+            for sub in hook_commands(cmd) if cmd else []:
+                assert sub in cmds, cmd
+                hooks.add(sub)
     assert {"pre-start", "run-mysqld", "health", "on-change", "watch", "snapshot", "pre-stop"} <= hooks
     h = jobs[service]["health"]
     assert h["interval"] < h["ttl"]

@@ -9,6 +9,8 @@ import shlex
 import pytest
 import yaml
 
+from .test_containerpilot_config import hook_commands
+
 from mysqlpilot import config, marathon
 from mysqlpilot.cli import main
 from mysqlpilot.local import cp_config
@@ -153,9 +155,14 @@ def test_hooks_in_the_shipped_config_are_installed_commands():
     cfg = cp_config.load(os.path.join(REPO, "docker", "containerpilot.json5"), {"HOST": "10.0.0.5"})
     for job in cfg["jobs"]:
         for cmd in (job.get("exec"), (job.get("health") or {}).get("exec")):
-            if cmd:
-                prog, sub = cmd.split()[:2]
-                assert prog == "mysqlpilot" and sub in main.commands, cmd
+            for sub in hook_commands(cmd) if cmd else []:
+                assert sub in main.commands, cmd
+            if isinstance(cmd, list) and "curl " in cmd[-1]:
+                # The health check's fast path: every image must have curl (and sh) in its final stage.
+                for df in ("mariadb", "percona-5.6"):
+                    with open(os.path.join(REPO, "docker", df, "Dockerfile")) as fh:
+                        final = fh.read().rsplit("\nFROM ", 1)[-1]
+                    assert re.search(r"\bcurl\b", final), f"docker/{df}/Dockerfile: no curl in the final image"
     # The console script the images install is the same entry point.
     with open(os.path.join(REPO, "pyproject.toml")) as fh:
         assert 'mysqlpilot = "mysqlpilot.cli:main"' in fh.read()

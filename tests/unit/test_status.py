@@ -164,3 +164,22 @@ def test_status_and_pause_need_no_mysql_password(tmp_path, monkeypatch):
         assert r.exit_code == 0 and "required" not in r.output, (args, r.output)
     r = CliRunner().invoke(cli_mod.main, ["failover"], env=env)
     assert r.exit_code != 0 and "root_password is required" in r.output
+
+
+def test_pre_stop_publishes_left_and_nothing_of_that_container_overwrites_it(tmp_path, monkeypatch):
+    """A TERMed replica (scale-down) showed `down` for ever; now pre-stop says `left`, and a last health
+    check or pass of the stopping container cannot turn it back."""
+    from mysqlpilot.model import MemberState as MS
+    from mysqlpilot.prestop import PreStop
+
+    from .fakes import FakeDCS as NodeDCS, FakeMySQL, give_session, make_node
+    dcs = NodeDCS()
+    servers = {"n2": FakeMySQL("n2", executed="0-1-10")}
+    n2 = make_node(tmp_path, "n2", dcs, servers, monkeypatch)
+    sid = give_session(n2, dcs)
+    dcs.publish_member(sid, MS("n2", "h-n2", 3306, role="replica", healthy=True, message="replicating"))
+    PreStop(n2)._leave()
+    m = dcs.member("n2")
+    assert m.role == "left" and not m.alive and "stopped on purpose" in m.message
+    n2.publish_member({"up": True}, MS("n2", "h-n2", 3306, role="replica", healthy=True))
+    assert dcs.member("n2").role == "left"

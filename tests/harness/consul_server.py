@@ -11,13 +11,18 @@ from mysqlpilot.dcs.consul import ConsulDCS
 from mysqlpilot.local.consul_agent import ConsulAgent
 
 
-@pytest.fixture(scope="session")
-def consul_agent():
-    base = tempfile.mkdtemp(prefix="mp-consul-")
+def running_agent(prefix: str = "mp-consul-"):
+    """A dev agent in a temporary dir of its own, stopped and removed after the yield."""
+    base = tempfile.mkdtemp(prefix=prefix)
     agent = ConsulAgent(base).start()
     yield agent
     agent.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def consul_agent():
+    yield from running_agent()
 
 
 @pytest.fixture

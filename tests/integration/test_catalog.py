@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from mysqlpilot.dcs.base import ServiceCheck
-from tests.harness.consul_server import make_dcs
+from tests.harness.consul_server import make_dcs, running_agent
 from tests.harness.dns import query_a
 
 pytestmark = pytest.mark.integration
@@ -31,15 +31,7 @@ class Verdicts(http.server.BaseHTTPRequestHandler):
 def consul_agent():
     """An agent of this module's own: node-level checks other modules leave critical on the shared agent
     would hide every service of its node, which is the very thing tested here."""
-    import shutil
-    import tempfile
-
-    from mysqlpilot.local.consul_agent import ConsulAgent
-    base = tempfile.mkdtemp(prefix="mp-consul-cat-")
-    agent = ConsulAgent(base).start()
-    yield agent
-    agent.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    yield from running_agent("mp-consul-cat-")
 
 
 @pytest.fixture

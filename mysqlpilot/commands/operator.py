@@ -158,13 +158,14 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     best = next((r for r in ranking if r.rank == 0), None)
     if best is None and force and not to:
         # Forced: the old primary's last transactions are given up; pick the best of what is left, among
-        # replicas that replicate. One stuck (failed restores, a broken thread) may hold next to nothing.
-        ok = {m.name for m in others if m.alive and m.healthy and m.role == "replica"}
+        # replicas and election candidates. One rebuilding, restoring or starting (stuck after failed
+        # restores, say) may hold next to nothing: only --to names such a node.
+        ok = {m.name for m in others if m.alive and m.role in ("replica", "candidate")}
         best = next((r for r in analysis.rank_candidates([c for c in cands if c.name in ok], policy, "",
                                                           flavor.gtid_contains, strict=False) if r.rank == 0), None)
         if best is None:
             why = "; ".join(f"{m.name} is {m.role}{', ' + m.message[:80] if m.message else ''}" for m in others)
-            raise PilotError(f"no healthy replica to force a failover to ({why or 'no other member'}); name one "
+            raise PilotError(f"no replica or election candidate to force a failover to ({why or 'no other member'}); name one "
                              "with --to NODE --force if you accept losing what it lacks")
     target = to or (best.name if best else None)
     if target is None:

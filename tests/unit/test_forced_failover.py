@@ -25,9 +25,10 @@ def run(monkeypatch, tmp_path, n3_healthy, args=("failover", "--force")):
                                members=[
                 MemberState("n1", "h-n1", 3306, alive=True, healthy=False, role="primary",
                             gtid_executed="0-1-100", message="Too many connections"),
-                MemberState("n2", "h-n2", 3306, alive=True, healthy=False, role="replica", message=STUCK),
-                MemberState("n3", "h-n3", 3306, alive=True, healthy=n3_healthy, role="replica",
-                            message="" if n3_healthy else STUCK)])
+                MemberState("n2", "h-n2", 3306, alive=True, healthy=False, role="rebuilding", message=STUCK),
+                MemberState("n3", "h-n3", 3306, alive=True, healthy=n3_healthy,
+                            role="candidate" if n3_healthy else "rebuilding",
+                            message="no primary; awaiting election" if n3_healthy else STUCK)])
 
         def history(self):
             return []
@@ -57,7 +58,7 @@ def test_forced_failover_refuses_a_target_that_is_not_replicating_unless_named(t
     r, written = run(monkeypatch, tmp_path, n3_healthy=False)
     assert r.exit_code != 0 and not written, r.output
     err = r.output.strip().splitlines()[-1]
-    assert "no healthy replica" in err and "--to" in err and "n3" in err and "Traceback" not in r.output
+    assert "no replica or election candidate" in err and "--to" in err and "n3" in err and "Traceback" not in r.output
     # Named on purpose: done, and said how much it costs.
     r, written = run(monkeypatch, tmp_path, n3_healthy=False, args=("failover", "--force", "--to", "n3"))
     assert r.exit_code == 0, r.output

@@ -314,6 +314,8 @@ def trial(c: Cluster, scenario: str, period: float, timeout: float = 120) -> Dic
                 t_rep = time.time()
                 break
             time.sleep(period)
+        while via is not None and not any(t > t0 for t in via.acks) and time.monotonic() < deadline:
+            time.sleep(period)          # the client behind HAProxy may still be reconnecting
         # Honest: the node that acknowledged is the primary the cluster reports.
         final = c.wait_healthy(2 if scenario == "node SIGKILL" else 3, timeout=timeout, primary_not=old)
         if final["primary"] != new:

@@ -54,6 +54,12 @@ class RenderError(PilotError):
     """A render option is missing or contradicts another; the message names the flag."""
 
 
+# The image's and Marathon's health check: the node API's /health (mysqld answers, from memory) with curl,
+# and `mysqlpilot probe` (a SELECT 1 on the socket) only when the API does not say 200.
+PROBE_SHELL = ('curl -fs -m 2 -o /dev/null "http://${MYSQLPILOT_API_ADDRESS:-127.0.0.1}:${MYSQLPILOT_API_PORT:-8008}'
+               '/health" || exec mysqlpilot probe')
+
+
 def _referenced(cfg, key: str) -> bool:
     """Secrets the deployment needs: those set here, and the S3 keys whenever the store is S3."""
     return bool(cfg.values.get(key)) or (cfg.store == "s3" and key in ("s3_access_key", "s3_secret_key"))
@@ -199,8 +205,9 @@ def render_group(cfg, *, image: Optional[str] = None, consul: Optional[str] = No
         "taskKillGracePeriodSeconds": PLATFORM_GRACE,
         "healthChecks": [{
             "protocol": "COMMAND",
-            # Read-only: `health` renews and publishes (ContainerPilot's job); a second caller would race it.
-            "command": {"value": "mysqlpilot probe"},
+            # Read-only: `health` is ContainerPilot's job; a second caller would race it. The node API first
+            # (no Python start), `mysqlpilot probe` only when it does not answer 200.
+            "command": {"value": PROBE_SHELL},
             "gracePeriodSeconds": 900,
             "intervalSeconds": hc_interval,
             "timeoutSeconds": 10,

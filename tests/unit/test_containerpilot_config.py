@@ -209,3 +209,33 @@ def test_anything_else_runs_the_full_hook_and_its_verdict_counts(tmp_path):
     """503 (or no API: the HA loop is dead) runs `mysqlpilot health`, which also fences a writable mysqld
     whose lease ended; its exit code is the check's."""
     assert run_health(tmp_path, 503) == (7, "health")
+
+
+def test_the_image_and_marathon_probe_uses_the_api_first(tmp_path):
+    """marathon.PROBE_SHELL (the images' HEALTHCHECK and Marathon's check): /health 200 needs no Python;
+    otherwise `mysqlpilot probe` decides."""
+    import http.server
+    import subprocess
+    import threading
+
+    from mysqlpilot.marathon import PROBE_SHELL
+    for code, want in ((200, (0, None)), (503, (7, "probe"))):
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(code if self.path == "/health" else 404)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        (tmp_path / "mysqlpilot").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/ran\nexit 7\n")
+        (tmp_path / "mysqlpilot").chmod(0o755)
+        (tmp_path / "ran").unlink(missing_ok=True)
+        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MYSQLPILOT_API_PORT": str(srv.server_address[1])}
+        try:
+            rc = subprocess.run(["sh", "-c", PROBE_SHELL], env=env, timeout=10).returncode
+        finally:
+            srv.shutdown()
+        ran = (tmp_path / "ran").read_text().strip() if (tmp_path / "ran").exists() else None
+        assert (rc, ran) == want, code

@@ -222,3 +222,13 @@ def test_compose_grace_outlasts_containerpilots_stop_timeout():
 
 def test_duration_parser():
     assert [_seconds(x) for x in (5, "90s", "2m", "1m30s", "150s")] == [5, 90, 120, 90, 150]
+
+
+def test_the_images_health_check_is_marathons():
+    """One check: the node API's /health with curl, `mysqlpilot probe` only when that is not 200."""
+    import shlex as _shlex
+    for df in ("mariadb", "percona-5.6"):
+        with open(os.path.join(REPO, "docker", df, "Dockerfile")) as fh:
+            line = next(ln for ln in fh if ln.startswith("HEALTHCHECK"))
+        cmd = json.loads(line.split(" CMD ", 1)[1])
+        assert cmd[:2] == ["sh", "-c"] and _shlex.split(cmd[2]) == _shlex.split(marathon.PROBE_SHELL), df

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mysqlpilot import config
+from mysqlpilot import config, marathon
 from mysqlpilot.commands.marathon import PLACEHOLDER, load_for_render
 from mysqlpilot.marathon import RenderError, render_group
 from mysqlpilot.timeouts import PLATFORM_GRACE
@@ -116,7 +116,7 @@ def test_render_is_valid_and_stateful(validator, kw, monkeypatch, no_secrets):
     assert app["unreachableStrategy"] == "disabled"
     assert app["upgradeStrategy"] == {"minimumHealthCapacity": 1, "maximumOverCapacity": 0}
     assert "residency" in app and any("persistent" in v for v in app["container"]["volumes"])
-    assert app["healthChecks"][0]["command"]["value"] == "mysqlpilot probe"
+    assert app["healthChecks"][0]["command"]["value"] == marathon.PROBE_SHELL
     assert app["taskKillGracePeriodSeconds"] == PLATFORM_GRACE
     assert app["env"]["MYSQL_ROOT_PASSWORD"] == {"secret": "root-password"}
     assert set(app["secrets"]) >= {"root-password", "repl-password", "s3-secret-key", "consul-token"}

@@ -286,6 +286,7 @@ def trial(c: Cluster, scenario: str, period: float, timeout: float = 120) -> Dic
         else:
             target = sorted(n for n, _, _ in addrs if n != old)[0]
             t0 = time.time()            # replaced by the old primary's last acknowledged write below
+            t_asked = t0
             res = c.cli("switchover", "--to", target, config=True, check=False)
             if res.returncode != 0:
                 out["note"] = f"switchover failed: {res.stderr.strip()[-200:]}"
@@ -327,6 +328,11 @@ def trial(c: Cluster, scenario: str, period: float, timeout: float = 120) -> Dic
             # dead, or fenced before its last acknowledged write for a switchover).
             later = [t for t in via.acks if t > t0]
             out["via_haproxy"] = later[0] - t0 if later else float("nan")
+            if scenario == "switchover":
+                # The old primary takes writes until it is fenced, through HAProxy too: the client's own
+                # write gap (its longest stretch without an acknowledgement), as "first write" is for
+                # the direct probes.
+                out["via_haproxy"] = max_gap(via.acks, t_asked, via.acks[-1]) if later else float("nan")
         if scenario == "switchover":
             rec = final["history"][-1] if final.get("history") else {}
             wu = (rec.get("durations") or {}).get("write_unavailable")

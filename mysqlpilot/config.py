@@ -168,6 +168,11 @@ SCHEMA: Tuple[Key, ...] = (
        group="snapshots"),
     _k("snapshot_interval", "int", 3600, "Seconds between periodic snapshots.",
        "MYSQLPILOT_SNAPSHOT_INTERVAL", minimum=10, group="snapshots"),
+    _k("binlog_expire_seconds", "int", 604800, "Binary logs older than this are purged by mysqld itself "
+       "(binlog_expire_logs_seconds; expire_logs_days, rounded up, where the server has no seconds). At least "
+       "twice snapshot_interval, so that a replica restored from the newest snapshot finds the binlogs since it; "
+       "when the primary has purged past the newest snapshot anyway, it takes a snapshot at once. 0 keeps them "
+       "for ever (the disk fills).", "MYSQLPILOT_BINLOG_EXPIRE_SECONDS", minimum=0, group="snapshots"),
     _k("snapshot_wait_timeout", "int", 1800, "How long a new replica waits for the first snapshot "
        "before it gives up.", "MYSQLPILOT_SNAPSHOT_WAIT_TIMEOUT", minimum=1, group="snapshots"),
     _k("snapshot_method", "choice", "auto", "How a snapshot copies the datadir. `backup-tool`: mariadb-backup "
@@ -502,6 +507,11 @@ def _cross_check(cfg: Config) -> None:
         if not get_flavor(cfg.flavor, cfg.flavor_version).supports_clone:
             raise ConfigError(f"config key snapshot_method: clone needs the CLONE plugin of MySQL 8.0.17 or later; "
                               f"{cfg.flavor} {cfg.flavor_version} has none: use backup-tool or auto")
+    if cfg.binlog_expire_seconds and cfg.binlog_expire_seconds < 2 * cfg.snapshot_interval:
+        raise ConfigError(f"config key binlog_expire_seconds ({cfg.binlog_expire_seconds}s) is less than twice "
+                          f"snapshot_interval ({cfg.snapshot_interval}s): a replica restored from the newest snapshot "
+                          "could find the binlogs since it purged; raise binlog_expire_seconds to at least "
+                          f"{2 * cfg.snapshot_interval} or take snapshots more often")
     if cfg.flavor == "mariadb" and not re.match(r"^1\d\.\d+", cfg.flavor_version):
         raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MariaDB version "
                           "(10.x or 11.x)")

@@ -134,6 +134,7 @@ class Flavor(abc.ABC):
             ("binlog_format", "ROW"),
             # Every commit durable on disk before it is acknowledged: failover math assumes it.
             ("sync_binlog", 1),
+            self.binlog_expiry_option(int(getattr(cfg, "binlog_expire_seconds", 0) or 0)),
             ("innodb_flush_log_at_trx_commit", 1),
             # Always start read-only; only the lock holder turns writes on.
             ("read_only", "ON"),
@@ -149,6 +150,15 @@ class Flavor(abc.ABC):
             ("report_port", cfg.port),
         ]
         return opts
+
+    def binlog_expiry_option(self, seconds: int) -> Tuple[str, Any]:
+        """The my.cnf option that has mysqld purge binlogs older than `seconds` (0: never)."""
+        if self.binlog_expire_seconds_since is not None and self.at_least(*self.binlog_expire_seconds_since):
+            return ("binlog_expire_logs_seconds", seconds)
+        return ("expire_logs_days", -(-seconds // 86400))      # whole days, rounded up: never sooner
+
+    # The first version with binlog_expire_logs_seconds (None: none has it); set per flavor.
+    binlog_expire_seconds_since: Optional[Tuple[int, ...]] = None
 
     def mycnf(self, cfg) -> str:
         lines = ["# Written by mysqlpilot; rewritten at every start. Do not edit.", "[mysqld]"]

@@ -11,6 +11,7 @@ from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote, quote_ident
 class MariaDBFlavor(Flavor):
     name = "mariadb"
     dialect = "mariadb"
+    binlog_expire_seconds_since = (10, 6, 1)
     server_binary = "mariadbd"
 
     @property

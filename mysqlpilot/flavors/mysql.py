@@ -21,6 +21,7 @@ from .mariadb import _app_user, _semi_status
 class MySQLFlavor(Flavor):
     name = "mysql"
     dialect = "mysql"
+    binlog_expire_seconds_since = (8, 0, 1)
     server_binary = "mysqld"
 
     @property

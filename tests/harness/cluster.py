@@ -289,6 +289,19 @@ class Cluster:
         return pid
 
 
+def module_cluster(tmp_path_factory, flavor: str, tag: str, env: Dict[str, str], nodes: int = 3,
+                   *up_args: str, check=None):
+    """The body of a module-scoped cluster fixture: up, healthy, yielded, down. `check(up's result)` may
+    assert on what `local up` printed."""
+    c = Cluster(str(tmp_path_factory.mktemp(tag) / "cl"), env=env, flavor=flavor)
+    p = c.up(nodes, *up_args)
+    if check is not None:
+        check(p)
+    c.wait_healthy(nodes, timeout=120)
+    yield c
+    c.down()
+
+
 class WriteLoad(threading.Thread):
     """Inserts rows one by one into whichever node is primary; remembers every acknowledged id."""
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.harness.cluster import Cluster
+from tests.harness.cluster import module_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -14,14 +14,10 @@ EXPIRE = 20
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, flavor):
-    c = Cluster(str(tmp_path_factory.mktemp("binlog") / "cl"),
-                env={"MYSQL_ROOT_PASSWORD": "root-Secret-5", "MYSQL_REPL_PASSWORD": "repl-Secret-5",
-                     "MYSQLPILOT_BINLOG_EXPIRE_SECONDS": str(EXPIRE), "MYSQLPILOT_SNAPSHOT_INTERVAL": "10",
-                     "MYSQLPILOT_SNAPSHOT_CHECK": "5s"}, flavor=flavor)
-    c.up(2, "--durability", "semi-sync")
-    c.wait_healthy(2, timeout=120)
-    yield c
-    c.down()
+    yield from module_cluster(tmp_path_factory, flavor, "binlog", {
+        "MYSQL_ROOT_PASSWORD": "root-Secret-5", "MYSQL_REPL_PASSWORD": "repl-Secret-5",
+        "MYSQLPILOT_BINLOG_EXPIRE_SECONDS": str(EXPIRE), "MYSQLPILOT_SNAPSHOT_INTERVAL": "10",
+        "MYSQLPILOT_SNAPSHOT_CHECK": "5s"}, 2, "--durability", "semi-sync")
 
 
 def binlogs(c, n):

@@ -7,20 +7,18 @@ import time
 
 import pytest
 
-from tests.harness.cluster import Cluster, ReadOnlyPoller
+from tests.harness.cluster import ReadOnlyPoller, module_cluster
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, flavor):
-    c = Cluster(str(tmp_path_factory.mktemp("hap") / "cl"),
-                env={"MYSQL_ROOT_PASSWORD": "root-Secret-4", "MYSQL_REPL_PASSWORD": "repl-Secret-4"}, flavor=flavor)
-    p = c.up(3, "--durability", "semi-sync", "--haproxy")
-    assert "haproxy: writes on 127.0.0.1:" in p.stdout, p.stdout
-    c.wait_healthy(3, timeout=120)
-    yield c
-    c.down()
+    def printed_ports(p):
+        assert "haproxy: writes on 127.0.0.1:" in p.stdout, p.stdout
+    yield from module_cluster(tmp_path_factory, flavor, "hap", {
+        "MYSQL_ROOT_PASSWORD": "root-Secret-4", "MYSQL_REPL_PASSWORD": "repl-Secret-4"}, 3,
+        "--durability", "semi-sync", "--haproxy", check=printed_ports)
 
 
 def kill_node(c, name):

@@ -172,16 +172,16 @@ def health_exec():
     return svc["health"]["exec"]
 
 
-def run_health(tmp_path, code):
-    """The shipped health check's very command, against a stand-in node API answering `code` on
-    /read-only, with a stand-in `mysqlpilot` on PATH that records being run."""
+def run_against_api(tmp_path, cmd, path, code):
+    """Run `cmd` against a stand-in node API answering `code` on `path` (404 elsewhere), with a stand-in
+    `mysqlpilot` on PATH that records its arguments and exits 7. Returns (exit code, what it ran)."""
     import http.server
     import subprocess
     import threading
 
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            self.send_response(code if self.path == "/read-only" else 404)
+            self.send_response(code if self.path == path else 404)
             self.end_headers()
 
         def log_message(self, *a):
@@ -191,10 +191,11 @@ def run_health(tmp_path, code):
     stub = tmp_path / "mysqlpilot"
     stub.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/ran\nexit 7\n")
     stub.chmod(0o755)
+    (tmp_path / "ran").unlink(missing_ok=True)
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MYSQLPILOT_API_ADDRESS": "127.0.0.1",
            "MYSQLPILOT_API_PORT": str(srv.server_address[1])}
     try:
-        rc = subprocess.run(health_exec(), env=env, timeout=10).returncode
+        rc = subprocess.run(cmd, env=env, timeout=10).returncode
     finally:
         srv.shutdown()
     ran = (tmp_path / "ran").read_text().strip() if (tmp_path / "ran").exists() else None
@@ -202,40 +203,18 @@ def run_health(tmp_path, code):
 
 
 def test_a_healthy_node_is_checked_by_its_api_without_starting_python(tmp_path):
-    assert run_health(tmp_path, 200) == (0, None)
+    assert run_against_api(tmp_path, health_exec(), "/read-only", 200) == (0, None)
 
 
 def test_anything_else_runs_the_full_hook_and_its_verdict_counts(tmp_path):
     """503 (or no API: the HA loop is dead) runs `mysqlpilot health`, which also fences a writable mysqld
     whose lease ended; its exit code is the check's."""
-    assert run_health(tmp_path, 503) == (7, "health")
+    assert run_against_api(tmp_path, health_exec(), "/read-only", 503) == (7, "health")
 
 
 def test_the_image_and_marathon_probe_uses_the_api_first(tmp_path):
     """marathon.PROBE_SHELL (the images' HEALTHCHECK and Marathon's check): /health 200 needs no Python;
     otherwise `mysqlpilot probe` decides."""
-    import http.server
-    import subprocess
-    import threading
-
     from mysqlpilot.marathon import PROBE_SHELL
-    for code, want in ((200, (0, None)), (503, (7, "probe"))):
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(code if self.path == "/health" else 404)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        (tmp_path / "mysqlpilot").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/ran\nexit 7\n")
-        (tmp_path / "mysqlpilot").chmod(0o755)
-        (tmp_path / "ran").unlink(missing_ok=True)
-        env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MYSQLPILOT_API_PORT": str(srv.server_address[1])}
-        try:
-            rc = subprocess.run(["sh", "-c", PROBE_SHELL], env=env, timeout=10).returncode
-        finally:
-            srv.shutdown()
-        ran = (tmp_path / "ran").read_text().strip() if (tmp_path / "ran").exists() else None
-        assert (rc, ran) == want, code
+    assert run_against_api(tmp_path, ["sh", "-c", PROBE_SHELL], "/health", 200) == (0, None)
+    assert run_against_api(tmp_path, ["sh", "-c", PROBE_SHELL], "/health", 503) == (7, "probe")

@@ -10,8 +10,9 @@ Contract (what the images rely on):
    HOST to the agent's host name as often as to its address. A HOST that is not an IP literal is
    resolved to its first IPv4 address; HOST is exported as that address and the name is kept in
    MYSQLPILOT_HOST_NAME. A HOST that does not resolve stops the container with one line naming it
-   (exit 2): Mesos-DNS or /etc/hosts must know the agent's name. An empty or unset HOST is left alone
-   (the config then uses eth0).
+   (exit 2): Mesos-DNS or /etc/hosts must know the agent's name. So does one that resolves only to
+   loopback (Debian's /etc/hosts maps the host name to 127.0.1.1), unless MYSQLPILOT_ALLOW_LOOPBACK_HOST=1
+   (everything on one host). An empty or unset HOST is left alone (the config then uses eth0).
 2. Ownership and privileges, only when started as root (Mesos persistent volumes belong to root): the
    state dir ($MYSQLPILOT_STATE_DIR, default /var/lib/mysqlpilot) is created if missing and everything
    in it that the mysqld user ($MYSQLPILOT_MYSQLD_USER, default mysql) does not own is chowned to it;
@@ -45,7 +46,13 @@ def is_ip(value: str) -> bool:
         return False
 
 
-def resolve_ipv4(name: str, getaddrinfo: Callable = socket.getaddrinfo) -> str:
+ALLOW_LOOPBACK = "MYSQLPILOT_ALLOW_LOOPBACK_HOST"   # "1": one host only (tests, demos); loopback is fine
+
+
+def resolve_ipv4(name: str, getaddrinfo: Callable = socket.getaddrinfo, allow_loopback: bool = False) -> str:
+    """The first IPv4 address of `name` that is not loopback. Debian and Ubuntu map the host's own name
+    to 127.0.1.1 in /etc/hosts: with host networking a node would advertise an address no other node can
+    reach, so a name with only loopback addresses is refused unless `allow_loopback`."""
     try:
         infos = getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
@@ -53,11 +60,17 @@ def resolve_ipv4(name: str, getaddrinfo: Callable = socket.getaddrinfo) -> str:
         raise EntrypointError(f"HOST={name!r} does not resolve to an IPv4 address ({why}); ContainerPilot needs an "
                               "address: make the agent's host name resolvable (Mesos-DNS, /etc/hosts) or set "
                               "HOST to its IP") from None
-    for info in infos:
-        addr = info[4][0]
-        if is_ip(addr):
-            return addr
-    raise EntrypointError(f"HOST={name!r} resolves to no IPv4 address; set HOST to the agent's IP")
+    addrs = [info[4][0] for info in infos if is_ip(info[4][0])]
+    if not addrs:
+        raise EntrypointError(f"HOST={name!r} resolves to no IPv4 address; set HOST to the agent's IP")
+    usable = [a for a in addrs if not ipaddress.ip_address(a).is_loopback]
+    if usable:
+        return usable[0]
+    if allow_loopback:
+        return addrs[0]
+    raise EntrypointError(f"HOST={name!r} resolves only to loopback ({', '.join(dict.fromkeys(addrs))}): other nodes "
+                          "could not reach this one. Fix the name (Mesos-DNS, or the 127.0.1.1 line Debian puts in "
+                          f"/etc/hosts), or set HOST to the agent's IP; on a single host set {ALLOW_LOOPBACK}=1")
 
 
 def prepare_env(env: Mapping[str, str], getaddrinfo: Callable = socket.getaddrinfo
@@ -67,7 +80,7 @@ def prepare_env(env: Mapping[str, str], getaddrinfo: Callable = socket.getaddrin
     host = (env.get("HOST") or "").strip()
     if not host or is_ip(host):
         return out, None
-    addr = resolve_ipv4(host, getaddrinfo)
+    addr = resolve_ipv4(host, getaddrinfo, allow_loopback=env.get(ALLOW_LOOPBACK) == "1")
     out["HOST"] = addr
     out["MYSQLPILOT_HOST_NAME"] = host
     return out, f"HOST {host} resolves to {addr}; exported HOST={addr} (MYSQLPILOT_HOST_NAME={host})"

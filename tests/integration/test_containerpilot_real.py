@@ -108,7 +108,8 @@ class MarathonNode:
         self.trace = os.path.join(self.state, "hooks.jsonl")
         self.env = {
             # what Marathon gives every task
-            "HOST": "localhost", "PORT0": str(self.port), "HOSTNAME": self.name,
+            "HOST": "localhost", "MYSQLPILOT_ALLOW_LOOPBACK_HOST": "1",     # every node on this one host
+            "PORT0": str(self.port), "HOSTNAME": self.name,
             "CONSUL": consul, "MYSQL_ROOT_PASSWORD": ROOT_PW, "MYSQL_REPL_PASSWORD": REPL_PW,
             "MYSQLPILOT_STORE": "local", "MYSQLPILOT_STORE_PATH": os.path.join(base, "snapshots"),
             "MYSQLPILOT_CLUSTER": "cpreal", "MYSQLPILOT_SNAPSHOT_INTERVAL": "10",

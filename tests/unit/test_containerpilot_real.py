@@ -132,7 +132,7 @@ def run_cp_briefly(env, tmp_path, seconds=3.0):
 def test_containerpilot_refuses_a_host_name_and_takes_what_the_entrypoint_exports(tmp_path):
     out = run_cp_briefly({"HOST": "localhost"}, tmp_path)
     assert "Unable to parse static ip" in out
-    env, note = entrypoint.prepare_env({"HOST": "localhost"})
+    env, note = entrypoint.prepare_env({"HOST": "localhost", entrypoint.ALLOW_LOOPBACK: "1"})
     assert env["HOST"] == "127.0.0.1" and env["MYSQLPILOT_HOST_NAME"] == "localhost" and "localhost" in note
     assert jobs(render(env, tmp_path))["mysql"]["interfaces"] == ["static:127.0.0.1"]
     out = run_cp_briefly(env, tmp_path)
@@ -151,6 +151,21 @@ def test_host_resolution_rules():
         ["/usr/bin/setpriv", "--reuid=102", "--regid=105", "--init-groups", "--", "containerpilot"]
 
 
+def test_a_host_name_that_resolves_only_to_loopback_is_refused():
+    """Debian's /etc/hosts maps the host name to 127.0.1.1: with host networking the node would advertise
+    an address no other node reaches. Seen: prepare_env exported HOST=127.0.1.1."""
+    import pytest
+    only_lo = lambda name, *a: [(2, 1, 6, "", ("127.0.1.1", 0))]   # noqa: E731
+    with pytest.raises(entrypoint.EntrypointError) as e:
+        entrypoint.prepare_env({"HOST": "agent-7"}, getaddrinfo=only_lo)
+    msg = str(e.value)
+    assert "HOST='agent-7'" in msg and "127.0.1.1" in msg and "loopback" in msg and "\n" not in msg
+    both = lambda name, *a: [(2, 1, 6, "", ("127.0.1.1", 0)), (2, 1, 6, "", ("10.2.3.4", 0))]   # noqa: E731
+    assert entrypoint.prepare_env({"HOST": "agent-7"}, getaddrinfo=both)[0]["HOST"] == "10.2.3.4"
+    env, _ = entrypoint.prepare_env({"HOST": "agent-7", entrypoint.ALLOW_LOOPBACK: "1"}, getaddrinfo=only_lo)
+    assert env["HOST"] == "127.0.1.1"
+
+
 def cli(*args, env=None, timeout=60):
     return subprocess.run([sys.executable, "-m", "mysqlpilot", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO)
@@ -158,7 +173,7 @@ def cli(*args, env=None, timeout=60):
 
 def test_entrypoint_exports_the_address_of_a_host_name(tmp_path):
     env = dict(os.environ, HOST="localhost", MYSQLPILOT_STATE_DIR=str(tmp_path / "state"),
-               MYSQLPILOT_MYSQLD_USER="root" if os.geteuid() == 0 else "nobody")
+               MYSQLPILOT_MYSQLD_USER="root" if os.geteuid() == 0 else "nobody", MYSQLPILOT_ALLOW_LOOPBACK_HOST="1")
     p = cli("entrypoint", "--", "sh", "-c", 'echo "HOST=$HOST NAME=$MYSQLPILOT_HOST_NAME"', env=env)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "HOST=127.0.0.1 NAME=localhost"

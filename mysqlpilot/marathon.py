@@ -168,6 +168,12 @@ def render_group(cfg, *, image: Optional[str] = None, consul: Optional[str] = No
                  secret_prefix: str = "mysqlpilot", consul_port: int = BUNDLED_CONSUL_PORT) -> Dict[str, Any]:
     check_options(image=image, consul=consul, bundled_consul=bundled_consul, secrets=secrets,
                   consul_port=consul_port)
+    if cfg.store != "s3":
+        # The group mounts only each task's own persistent volume: a directory store would leave every
+        # node's snapshots where no other node can restore them, and replicas wait for one for ever.
+        raise RenderError(f"config key store is {cfg.store!r}: on Marathon each node would keep its snapshots on "
+                          "its own volume, where no other node can restore them; set store: s3 with s3_bucket "
+                          "(and s3_endpoint for a non-AWS store)")
     gid = "/" + group_id.strip("/")
     env = app_env(cfg, secrets)
     env["CONSUL"] = f"{mesos_dns_name(gid + '/consul')}:{consul_port}" if bundled_consul else consul

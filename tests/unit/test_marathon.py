@@ -310,3 +310,16 @@ def test_file_mode_points_at_files_on_a_read_only_mount(validator, tmp_path):
     cfg = config.load(None, env=dict(node_env, HOSTNAME="n1"))
     assert (cfg.root_password, cfg.repl_password, cfg.consul_token, cfg.s3_access_key, cfg.s3_secret_key) == \
         ("R-1", "R-2", "T-4", "A-5", "S-3")
+
+
+def test_a_directory_store_is_refused_in_one_line(tmp_path):
+    """Issue 24: `store: local` (the default) rendered silently, and each node kept its snapshots on its own
+    volume where no replica could find them. Seen failing before: the group was written."""
+    cfg_path = tmp_path / "local.yaml"
+    cfg_path.write_text(open(EXAMPLE).read().replace("store: s3", "store: local"))
+    out = subprocess.run([sys.executable, "-m", "mysqlpilot", "--config", str(cfg_path), "marathon", "render",
+                          "--image", "reg/x:1", "--consul", "c:8500", "--secrets", "dcos"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode != 0 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "store" in lines[0] and "s3" in lines[0] and "Traceback" not in out.stderr

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 
 import click
 
@@ -33,13 +34,18 @@ def local() -> None:
               help="mariadb: the host's MariaDB. mysql: Oracle MySQL 9.7 from the Debian sid root that "
                    "scripts/install-deps.sh makes, run by scripts/mysqld-sid (or $MYSQLPILOT_MYSQLD), "
                    "snapshots by CLONE.")
+@click.option("--consul-servers", default=1, show_default=True, type=click.IntRange(1, 7),
+              help="More than 1: that many Consul servers forming a Raft cluster (data kept), and a client agent "
+                   "the nodes talk to, as each host's agent would; see `local consul-fault`.")
 @click.option("--haproxy", "with_haproxy", is_flag=True,
               help="Also start Debian's haproxy in front (docs/routing.md's checks) and print its write and read "
                    "ports.")
-def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode, flavor, with_haproxy) -> None:
+def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode, flavor, consul_servers,
+       with_haproxy) -> None:
     """Start Consul and N nodes; return once one primary and N-1 replicas are healthy."""
     c = _cluster(dir)
-    c.up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode, flavor=flavor)
+    c.up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode, flavor=flavor,
+         consul_servers=consul_servers)
     if with_haproxy:
         _haproxy_up(c)
 
@@ -135,6 +141,35 @@ def heal(node, dir) -> None:
 def consul_restart(dir, down_for, timeout) -> None:
     """Restart the cluster's Consul server with its data kept (clusters started with --consul-mode server)."""
     _cluster(dir).consul_restart(down_for, timeout)
+
+
+@local.command("consul-fault")
+@click.argument("kind", type=click.Choice(["kill-leader", "restart-leader", "rolling-restart", "freeze"]))
+@click.option("--dir", "dir", required=True)
+@click.option("--seconds", default=3.0, show_default=True,
+              help="freeze: how long every server stays stopped; restart-leader: how long it stays down.")
+def consul_fault(kind, dir, seconds) -> None:
+    """Consul servers' faults (a cluster started with --consul-servers 3): SIGKILL the Raft leader (it stays
+    down: `local consul-fault restart-leader` after a kill-leader brings back any server that is down),
+    restart the leader, restart every server in turn, or SIGSTOP them all for --seconds."""
+    import os
+
+    from ..local import consul_cluster as cc
+    t0 = time.monotonic()
+    if kind == "kill-leader":
+        click.echo(f"killed the Consul leader {os.path.basename(cc.kill_leader(dir))}")
+    elif kind == "restart-leader":
+        down = [d for d in cc.server_dirs(dir) if not cc.ConsulAgent.is_running(d)]
+        for d in down or [cc.leader_dir(dir)]:
+            cc.restart_server(d, down_for=seconds if not down else 0.0)
+            click.echo(f"restarted {os.path.basename(d)}")
+    elif kind == "rolling-restart":
+        cc.rolling_restart(dir)
+        click.echo("restarted every Consul server in turn")
+    else:
+        cc.freeze(dir, seconds)
+        click.echo(f"froze every Consul server for {seconds:g}s")
+    click.echo(f"done in {time.monotonic() - t0:.1f}s")
 
 
 @local.command("exec", context_settings={"ignore_unknown_options": True})

@@ -23,6 +23,7 @@ import yaml
 
 from .. import config as config_mod
 from ..errors import PilotError
+from . import consul_cluster
 from .consul_agent import REPO, ConsulAgent, _alive
 from .partitions import PARTITIONABLE, Partitions
 from .ports import free_port
@@ -182,7 +183,7 @@ class LocalCluster(Partitions):
     # ---- up ----------------------------------------------------------------------------------
     def up(self, nodes: int, store: str = "local", s3_endpoint: Optional[str] = None,
            s3_bucket: Optional[str] = None, durability: Optional[str] = None, timeout: float = 300,
-           consul_mode: str = "dev", flavor: str = "mariadb") -> None:
+           consul_mode: str = "dev", flavor: str = "mariadb", consul_servers: int = 1) -> None:
         if nodes < 1 or nodes > 200:
             raise PilotError("--nodes must be between 1 and 200")
         if os.path.exists(self.reg_path):
@@ -191,15 +192,16 @@ class LocalCluster(Partitions):
             raise PilotError(f"{CP_CONFIG} is missing; run mysqlpilot local from a checkout of the repository")
         server = mysql_server_settings() if flavor == "mysql" else {}     # before anything is started
         os.makedirs(self.dir, exist_ok=True)
-        agent = ConsulAgent(os.path.join(self.dir, "consul"),
-                            extra_client_addrs=[f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)],
-                            mode=consul_mode).start(detach=True)
+        agent = consul_cluster.start(self.dir, consul_mode, consul_servers,
+                                     [f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)])
         self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability,
                           dict(server, flavor=flavor) if flavor != "mariadb" else None)
-        reg = {"consul": agent.address, "consul_mode": consul_mode, "durability": durability, "nodes": {}}
+        reg = {"consul": agent.address, "consul_mode": "server" if consul_servers > 1 else consul_mode,
+               "consul_servers": consul_servers, "durability": durability, "nodes": {}}
         self.save(reg)
         self.echo(f"consul {'dev agent' if consul_mode == 'dev' else 'server (data kept in consul/data)'} "
-                  f"at {agent.address}")
+                  f"at {agent.address}" if consul_servers <= 1 else
+                  f"consul: {consul_servers} servers (consul-server-*/), the nodes' agent at {agent.address}")
         for k in range(1, nodes + 1):
             self.create_node(reg, k)
         self.save(reg)
@@ -415,7 +417,7 @@ class LocalCluster(Partitions):
                 self.kill(name, "TERM", timeout=360)
             except PilotError as exc:
                 self.echo(str(exc))
-        ConsulAgent.stop_from_pidfile(os.path.join(self.dir, "consul"))
+        consul_cluster.stop(self.dir)
         if any(n.get("partitioned") for n in reg["nodes"].values()):
             for n in reg["nodes"].values():
                 n.pop("partitioned", None)

@@ -1,5 +1,7 @@
 """A Consul agent on loopback for `mysqlpilot local` and the tests: an in-memory `-dev` agent (the
-default), or a real single-node server with a data dir (`mode="server"`) whose state survives a restart."""
+default), a real server with a data dir (`mode="server"`; one alone, or one of `bootstrap_expect` joined
+with `join`) whose state survives a restart, or a client agent joined to servers (`mode="client"`), which
+is what a production host runs (consul_cluster.py)."""
 from __future__ import annotations
 
 import json
@@ -29,7 +31,7 @@ def find_consul_binary() -> str:
                      "set $MYSQLPILOT_CONSUL_BIN")
 
 
-MODES = ("dev", "server")
+MODES = ("dev", "server", "client")
 SETTINGS = "agent.json"        # <data_dir>/agent.json: what a restart needs to come back the same
 
 
@@ -42,7 +44,8 @@ class ConsulAgent:
 
     def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1",
                  log_path: Optional[str] = None, extra_client_addrs: Sequence[str] = (),
-                 extra_args: Sequence[str] = (), mode: str = "dev"):
+                 extra_args: Sequence[str] = (), mode: str = "dev", bootstrap_expect: int = 1,
+                 join: Sequence[str] = ()):
         if mode not in MODES:
             raise PilotError(f"unknown consul mode {mode!r}; known: {', '.join(MODES)}")
         self.mode = mode
@@ -56,6 +59,8 @@ class ConsulAgent:
         self.http_port = http_port or free_port(bind)
         self.ports: Dict[str, int] = {}              # -dns-port etc.; picked at the first start
         self.node_name = f"mysqlpilot-{mode}-{uuid.uuid4().hex[:8]}"
+        self.bootstrap_expect = bootstrap_expect      # servers: how many form the Raft cluster
+        self.join = list(join)                        # serf LAN addresses (host:port) to join
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None
 
@@ -69,7 +74,8 @@ class ConsulAgent:
             raise PilotError(f"no usable {SETTINGS} in {data_dir} ({exc}); was this agent started by "
                              "`mysqlpilot local up`?") from None
         agent = cls(data_dir, http_port=int(s["http_port"]), bind=s["bind"], extra_client_addrs=s["client_addrs"][1:],
-                    extra_args=s.get("extra_args", []), mode=s.get("mode", "dev"))
+                    extra_args=s.get("extra_args", []), mode=s.get("mode", "dev"),
+                    bootstrap_expect=int(s.get("bootstrap_expect", 1)), join=s.get("join", []))
         agent.ports = {k: int(v) for k, v in s["ports"].items()}
         agent.node_name = s["node"]
         return agent
@@ -79,20 +85,37 @@ class ConsulAgent:
         with open(tmp, "w") as fh:
             json.dump({"mode": self.mode, "bind": self.bind, "client_addrs": self.client_addrs,
                        "http_port": self.http_port, "ports": self.ports, "node": self.node_name,
-                       "extra_args": self.extra_args}, fh, indent=1, sort_keys=True)
+                       "extra_args": self.extra_args, "bootstrap_expect": self.bootstrap_expect,
+                       "join": self.join}, fh, indent=1, sort_keys=True)
         os.replace(tmp, os.path.join(self.data_dir, SETTINGS))
 
-    def argv(self) -> List[str]:
+    def pick_ports(self) -> Dict[str, int]:
         flags = ("-dns-port", "-grpc-port", "-serf-lan-port", "-serf-wan-port", "-server-port")
         if not self.ports:
             self.ports = dict(zip(flags, free_ports(len(flags), self.bind, avoid=[self.http_port])))
+        return self.ports
+
+    @property
+    def serf_address(self) -> str:
+        return f"{self.bind}:{self.pick_ports()['-serf-lan-port']}"
+
+    @property
+    def server_address(self) -> str:
+        """What /v1/status/leader names when this server leads."""
+        return f"{self.bind}:{self.pick_ports()['-server-port']}"
+
+    def argv(self) -> List[str]:
+        self.pick_ports()
         argv = [find_consul_binary(), "agent"]
         if self.mode == "dev":
             argv.append("-dev")
-        else:
-            # A real single-node server: Raft log, KV, sessions and the agent's own registrations kept in
-            # the data dir. raft_multiplier 1: elects itself in about a second, as -dev does.
-            argv += ["-server", "-bootstrap-expect", "1", "-hcl", "performance { raft_multiplier = 1 }"]
+        elif self.mode == "server":
+            # A real server: Raft log, KV, sessions and the agent's own registrations kept in the data
+            # dir. raft_multiplier 1: elects in about a second, as -dev does (production's default is 5).
+            argv += ["-server", "-bootstrap-expect", str(self.bootstrap_expect),
+                     "-hcl", "performance { raft_multiplier = 1 }"]
+        for addr in self.join:
+            argv += ["-retry-join", addr, "-retry-interval", "1s"]
         argv += ["-bind", self.bind, "-client", " ".join(self.client_addrs),
                  "-http-port", str(self.http_port), "-data-dir", os.path.join(self.data_dir, "data"),
                  # unique: several agents may run side by side (tests, local clusters)
@@ -109,8 +132,9 @@ class ConsulAgent:
     def pidfile(self) -> str:
         return os.path.join(self.data_dir, "consul.pid")
 
-    def start(self, timeout: float = 30, detach: bool = False) -> "ConsulAgent":
-        """Start and wait for a leader. detach=True: own session, survives us (`mysqlpilot local up`)."""
+    def start(self, timeout: float = 30, detach: bool = False, wait_leader: bool = True) -> "ConsulAgent":
+        """Start and wait for a leader (or, without `wait_leader`, for the agent to answer: a server of a
+        cluster not yet formed has none). detach=True: own session, survives us (`mysqlpilot local up`)."""
         os.makedirs(os.path.join(self.data_dir, "data"), exist_ok=True)
         argv = self.argv()
         with open(self.log_path, "ab") as logfh:
@@ -130,7 +154,7 @@ class ConsulAgent:
                 raise PilotError(f"consul agent exited with status {code} at start; see {self.log_path}")
             try:
                 r = requests.get(f"http://{self.address}/v1/status/leader", timeout=1)
-                if r.ok and r.json():
+                if r.ok and (r.json() or not wait_leader):
                     return self
             except (requests.RequestException, ValueError):
                 pass

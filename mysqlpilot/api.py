@@ -55,15 +55,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, ctype: str, text, body: bool) -> None:
         data = text if isinstance(text, bytes) else text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        if self.command == "OPTIONS" or status == 405:
-            self.send_header("Allow", ALLOW)
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            if self.command == "OPTIONS" or status == 405:
+                self.send_header("Allow", ALLOW)
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+        except (ConnectionResetError, BrokenPipeError):
+            # HAProxy's checks close (often with a reset) once they have the status line: not an error.
+            self.close_connection = True
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - health checks every second: debug only
         log.debug("node API %s: " + format, self.address_string(), *args)

@@ -312,3 +312,33 @@ def test_metrics_stay_off_the_global_default_registry(two):
     _, _, n1, _ = two
     api.NodeAPI(NodeSource(n1)).respond("/metrics")
     assert b"mysqlpilot_" not in prometheus_client.generate_latest(prometheus_client.REGISTRY)
+
+
+def test_a_client_that_resets_the_connection_is_not_an_error(monkeypatch):
+    """HAProxy's checks close with a reset once they have the status line; each printed a traceback from
+    socketserver into the node's log (seen in CI's HAProxy test). Seen failing before the fix."""
+    import socket
+    import struct
+    import threading
+    import time
+
+    from mysqlpilot import api
+
+    class App:
+        def respond(self, path):
+            time.sleep(0.2)                   # the client is gone by the time the answer goes out
+            return 200, "text/plain", "x" * 200000 + "\n"
+    errors = []
+    srv = api.Server(("127.0.0.1", 0), App())
+    monkeypatch.setattr(srv, "handle_error", lambda request, addr: errors.append(addr))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for _ in range(3):
+            s = socket.create_connection(srv.server_address)
+            s.sendall(b"GET /primary HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()                         # RST
+        time.sleep(0.8)
+    finally:
+        srv.shutdown()
+    assert errors == []

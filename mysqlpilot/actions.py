@@ -14,7 +14,7 @@ from . import analysis, mysqld
 from .analysis import Decision, Observation
 from .dcs.base import REQUEST_KEY, ClusterView, Release, Request
 from .errors import PilotError
-from .lease import boottime
+from .lease import WRITER, boottime
 from .model import FailoverRecord, LeaderInfo
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Actions:
                 analysis.FENCE: (self.do_fence, None), analysis.TAKE_LOCK: (self.do_take_lock, self.guard_takeover),
                 analysis.PROMOTE: (self.do_promote, None), analysis.FOLLOW: (self.do_follow, None),
                 analysis.REBUILD: (self.do_rebuild, self.guard_rebuild),
-                analysis.HAND_OVER: (self.do_hand_over, None)}
+                analysis.HAND_OVER: (self.do_hand_over, None), analysis.RETAKE: (self.do_retake, None)}
 
     def run(self, d: Decision, seen) -> Outcome:
         """Every action the same way: its guard, one log line when the decision changes, the run, its
@@ -97,6 +97,10 @@ class Actions:
         pass
 
     def do_stay_primary(self, d, seen) -> None:
+        self.n.failsafe_list.publish(seen.view)
+        if self.n.lease.state.get(WRITER) != self.n.sid and self.n.lease_left() >= MIN_LEASE_TO_PROMOTE:
+            # Taken back after a Consul outage (do_retake) with too little lease to move the writes then.
+            self.n.lease.mark_writer(self.n.sid)
         self.n.catalog.promoted()
         if not seen.view.latest_snapshot:
             self.spawn_snapshot("no snapshot exists yet")
@@ -110,11 +114,42 @@ class Actions:
         req: Optional[Request] = seen.request
         info = LeaderInfo(self.n.cfg.node_name, self.n.cfg.advertise_host, self.n.cfg.port,
                           seen.probe.get("server_id") or self.n.cfg.server_id, since=time.time())
-        if not self.n.dcs.acquire_leader(self.n.sid, info):
+        ok, why = self.n.promises.claim()
+        if not ok:
+            log.info("not taking the leader lock: %s", why)
+            return
+        try:
+            took = self.n.dcs.acquire_leader(self.n.sid, info)
+        except PilotError:
+            self.n.promises.drop_claim()    # not acquired, or unknown: a key we hold shows in the next view
+            raise
+        if not took:
+            self.n.promises.drop_claim()
             log.info("leader lock not acquired (held, or in Consul's lock-delay)")
             return
         log.warning("acquired the leader lock (%s)", d.reason)
         self.promote(d.reason, seen.ranking, req, seen)
+        seen.report.refresh = True
+
+    def do_retake(self, d, seen) -> None:
+        """Writable on the members' promises, the key free (Consul ended our session while it could not be
+        reached): take the key back under the new session; no promotion, no failover. Consul's lock-delay
+        may refuse it for a moment; the promises cover the writes meanwhile."""
+        probe = seen.probe
+        info = LeaderInfo(self.n.cfg.node_name, self.n.cfg.advertise_host, self.n.cfg.port,
+                          probe.get("server_id") or self.n.cfg.server_id, since=time.time(),
+                          promoted_gtid=probe.get("executed", ""), promoted=True)
+        if not self.n.dcs.acquire_leader(self.n.sid, info):
+            self.n.say_once("retake", "failsafe: the leader key is free but Consul's lock-delay refuses it for now; "
+                                      "retrying, the members' promises cover the writes")
+            self.n._due = 0.25
+            return
+        if self.n.lease_left() >= MIN_LEASE_TO_PROMOTE:
+            self.n.lease.mark_writer(self.n.sid)
+        log.warning("failsafe: took the leader lock back under a new Consul session; no failover (%s)", d.reason)
+        self.n.last_leader = info
+        self.n.state.update(last_leader=info.to_json())
+        self.n.events.count("failsafe_retakes")
         seen.report.refresh = True
 
     def do_promote(self, d, seen) -> None:

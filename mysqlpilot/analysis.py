@@ -18,6 +18,7 @@ FOLLOW = "follow"            # (re)point replication at the leader
 REBUILD = "rebuild"          # errant or broken beyond repair: move datadir aside, restore snapshot
 WAIT = "wait"                # nothing to do safely now; `reason` says why
 HAND_OVER = "hand_over"      # switchover requested from this primary
+RETAKE = "retake"            # writable on the members' promises (failsafe), the key free: take it back
 
 
 @dataclass
@@ -294,6 +295,9 @@ class Observation:
     stopping: bool = False            # pre-stop runs: never take the lock
     switchover_to: Optional[str] = None      # the node a request or a hand-off designates
     takeover: Tuple[bool, str] = (False, "")  # may this node take the free lock now, and why (leader None)
+    failsafe_left: float = -1.0       # seconds the members' promises still cover this node's writes
+    promised_left: float = -1.0       # seconds this node still keeps the promise it gave a primary
+    promised_to: str = ""             # that primary
 
 
 @dataclass
@@ -309,7 +313,7 @@ def decide(o: Observation) -> Decision:
         return Decision(WAIT, "mysqld is not answering")
 
     if o.i_hold_lock:
-        if o.lease_left <= 0:
+        if o.lease_left <= 0 and o.failsafe_left <= 0:
             return Decision(FENCE, "lease expired: session not renewed in time, cannot be sure of the lock")
         if o.switchover_to and o.switchover_to != o.me:
             return Decision(HAND_OVER, f"switchover to {o.switchover_to} requested")
@@ -321,7 +325,15 @@ def decide(o: Observation) -> Decision:
             return Decision(PROMOTE, "holding the leader lock, writable, but the key does not say promoted")
         return Decision(STAY_PRIMARY, "holding the leader lock")
 
-    # Not the lock holder: never writable.
+    # Not the lock holder: never writable, except on the members' promises with the key free, which the
+    # promises keep free for us (failsafe.py): take it back, no failover.
+    if o.read_only is False and o.leader is None and o.failsafe_left > 0 and not o.stopping \
+            and o.switchover_to is None:
+        if not o.have_session:
+            return Decision(WAIT, "writable on the members' promises (failsafe); waiting for a Consul session "
+                            "to take the leader lock back")
+        return Decision(RETAKE, "writable on the members' promises (failsafe) and the leader key is free: "
+                        "taking it back")
     if o.read_only is not True:
         return Decision(FENCE, "writable but not holding the leader lock")
 
@@ -360,6 +372,10 @@ def decide(o: Observation) -> Decision:
         return Decision(WAIT, "no Consul session (node not healthy yet); cannot take the lock")
     if o.needs_rebuild:
         return Decision(WAIT, f"not a candidate: {o.needs_rebuild}")
+    if o.promised_left > 0:
+        # Kept even though this node can see Consul: the primary may be writable on this promise.
+        return Decision(WAIT, f"leader key free, but this node promised {o.promised_to or 'the primary'} "
+                        f"not to take it for {o.promised_left:.1f}s more (failsafe)")
     if o.switchover_to is not None:
         if o.switchover_to == o.me:
             ok, why = o.takeover

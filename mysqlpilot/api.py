@@ -1,8 +1,9 @@
 """The node API: HTTP on api_address:api_port, served by `watch` from daemon threads beside the HA loop.
 
 GET, HEAD and OPTIONS (HAProxy's default `option httpchk` sends OPTIONS): the role endpoints answer 200 or
-503 with one line (api_verdicts.py), `/status` this node's view as JSON, `/metrics` Prometheus text. No
-endpoint changes anything, and nothing served holds a secret. The server never holds up the HA loop: a
+503 with one line (api_verdicts.py), `/status` this node's view as JSON, `/metrics` Prometheus text.
+The one POST, `/failsafe`, is the primary's signed request for a promise (failsafe_keeper.PromiseDesk);
+it changes nothing but that promise. Nothing served holds a secret. The server never holds up the HA loop: a
 port it cannot bind is retried from its own thread while the loop runs on.
 """
 from __future__ import annotations
@@ -16,12 +17,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import api_verdicts
 from .api_view import NodeSource
+from .failsafe_keeper import SIGNATURE
 
 log = logging.getLogger(__name__)
 
 BIND_RETRY = 5.0                  # seconds between attempts to bind a port that is taken
 REQUEST_TIMEOUT = 5.0             # a client that sends nothing is dropped after this (slow clients hold a thread)
 ALLOW = "GET, HEAD, OPTIONS"
+MAX_BODY = 4096
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,7 +45,24 @@ class Handler(BaseHTTPRequestHandler):
         self._send(405, "text/plain", f"method {self.command} not allowed: the node API is read-only ({ALLOW})\n",
                    True)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+    do_PUT = do_DELETE = do_PATCH = _refuse
+
+    def do_POST(self) -> None:       # noqa: N802
+        app: "NodeAPI" = self.server.app      # type: ignore[attr-defined]
+        if urlsplit(self.path).path.rstrip("/") != "/failsafe" or app.desk is None:
+            return self._refuse()
+        try:
+            size = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            size = -1
+        if not 0 < size <= MAX_BODY:
+            return self._send(400, "text/plain", f"a failsafe request has a body of 1 to {MAX_BODY} bytes\n", True)
+        try:
+            status, text = app.desk.answer(self.rfile.read(size), self.headers.get(SIGNATURE, ""))
+        except Exception as exc:  # noqa: BLE001 - a refusal; the primary fences as it would without failsafe
+            log.exception("node API: failsafe request failed: %s", exc)
+            status, text = 500, "internal error; see the node's log"
+        self._send(status, "text/plain", text + "\n", True)
 
     def _answer(self, body: bool) -> None:
         app: "NodeAPI" = self.server.app      # type: ignore[attr-defined]
@@ -76,8 +96,9 @@ class Handler(BaseHTTPRequestHandler):
 class NodeAPI:
     """Routes a request path to a verdict, /status or /metrics; owns the private metrics registry."""
 
-    def __init__(self, source: NodeSource):
+    def __init__(self, source: NodeSource, desk=None):
         self.source = source
+        self.desk = desk                  # failsafe_keeper.PromiseDesk: answers POST /failsafe
         self._registry = None
         self._lock = threading.Lock()
 
@@ -130,7 +151,7 @@ def describe_bind_error(address: str, port: int, exc: OSError) -> str:
 
 def start(node, address: Optional[str] = None, port: Optional[int] = None) -> "Runner":
     """Serve `node`'s API from daemon threads (returns at once). For `watch`, not for Node's passes."""
-    r = Runner(NodeAPI(NodeSource(node)), node.cfg.api_address if address is None else address,
+    r = Runner(NodeAPI(NodeSource(node), getattr(node, "promises", None)), node.cfg.api_address if address is None else address,
                node.cfg.api_port if port is None else port)
     r.start()
     return r

@@ -23,6 +23,7 @@ from .dcs.base import Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
 from .events import NodeEvents
+from .failsafe_keeper import Asker, FailsafeList, PromiseDesk
 from .flavors import get_flavor
 from .handover import HandOver
 from .heartbeat import LeaseKeeper
@@ -54,6 +55,8 @@ class Node:
         self.keeper, self.observer = LeaseKeeper(self), Observer(self)
         self.actions, self.handover = Actions(self), HandOver(self)
         self.catalog = Catalog(self)
+        self.promises, self.failsafe_list = PromiseDesk(self), FailsafeList(self)
+        self.consul_seen: Optional[tuple] = None  # (boot-time, leader, request, read_only) of the last pass
         self.leader_index = 0
         # Persisted: on-change and a restarted loop are new processes, and must still know whose
         # failure they are handling (failover budget, semi-sync check, history's old primary).
@@ -137,7 +140,7 @@ class Node:
                          Watchdog(self.lease, self.fencer, self.cfg.fence_margin)]
         if heartbeat:
             self._heartbeat = Heartbeat(self.beat, self.timing.heartbeat)
-            self._threads.append(self._heartbeat)
+            self._threads += [self._heartbeat, Asker(self)]
         for t in self._threads:
             t.start()
 

@@ -52,7 +52,7 @@ class LeaseKeeper:
         if alive is False:
             if self.n.state.get("starting"):
                 return False
-            self.n.lease.void("mysqld is not running")
+            self.n.lease.void("mysqld is not running", failsafe=True)
             self.release_after_crash()
             try:
                 self.n.dcs.fail_check(cid, "mysqld is not running")

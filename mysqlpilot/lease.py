@@ -20,7 +20,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from . import mysqld
 from .errors import PilotError
@@ -32,6 +32,7 @@ KEY = "lease"
 WRITER = "writable_session"
 WRITER_END = "writable_until"       # end of the last lease granted to the WRITER session
 WRITER_MARKED = "writable_marked"   # when WRITER was last marked (a promotion about to turn writes on)
+FAILSAFE = "failsafe"               # {session, until, since, by}: promises that cover WRITER's writes (failsafe.py)
 ER_LOCK_WAIT_TIMEOUT = 1205
 
 
@@ -74,10 +75,60 @@ class Lease:
                 d[WRITER_END] = until
         self.state.change(put)
 
-    def void(self, why: str) -> None:
+    def void(self, why: str, failsafe: bool = False) -> None:
+        """Give up the session's lease; with `failsafe`, the members' promises too (a fence, a stop). A
+        session that Consul ended keeps the promises: they, not the session, cover the writes now."""
         if self._read()[1] > 0:
             log.info("lease given up: %s", why)
         self.state.update(**{KEY: {"session": "", "until": 0.0}})
+        if failsafe:
+            self.end_failsafe()
+
+    # ---- failsafe: promises in place of renews -------------------------------------------------
+    def extend_failsafe(self, writer: str, sent: float, by: List[str]) -> bool:
+        """Every member that may take the lock promised, on a request sent at `sent`, not to take it for
+        lock-delay: `writer`'s writes are covered until sent + span. False when `writer` is no longer the
+        session that mysqld's writes belong to (nothing to cover)."""
+        until, done = sent + self.span, []
+
+        def put(d):
+            if d.get(WRITER) != writer:
+                return
+            cur = d.get(FAILSAFE) if isinstance(d.get(FAILSAFE), dict) else {}
+            going = cur.get("session") == writer and isinstance(cur.get("until"), (int, float)) \
+                and cur["until"] >= sent
+            d[FAILSAFE] = {"session": writer, "until": max(until, float(cur["until"]) if going else 0.0),
+                           "since": float(cur.get("since", sent)) if going else sent, "by": sorted(by)}
+            done.append(True)
+        self.state.change(put)
+        return bool(done)
+
+    def end_failsafe(self) -> None:
+        if self.state.get(FAILSAFE) is not None:
+            self.state.update(**{FAILSAFE: None})
+
+    @staticmethod
+    def _failsafe_until(d) -> float:
+        fs, writer = d.get(FAILSAFE), d.get(WRITER)
+        if not isinstance(fs, dict) or not writer or fs.get("session") != writer or \
+                not isinstance(fs.get("until"), (int, float)):
+            return 0.0
+        return float(fs["until"])
+
+    def failsafe_left(self) -> float:
+        """Seconds the members' promises still cover mysqld's writes (<= 0: none)."""
+        until = self._failsafe_until(self.state.read())
+        return until - self.clock() if until > 0 else -1.0
+
+    def failsafe_info(self) -> Optional[Dict]:
+        """{since, until, by, left} of the promises covering the writes now, or None (status, metrics)."""
+        d = self.state.read()
+        until = self._failsafe_until(d)
+        if until <= 0 or until <= self.clock():
+            return None
+        fs = d[FAILSAFE]
+        return {"since": fs.get("since"), "until": until, "by": list(fs.get("by") or []),
+                "left": until - self.clock()}
 
     def expires_at(self) -> float:
         return self._read()[1]
@@ -120,6 +171,10 @@ class Lease:
         if writer is not None:
             end = d.get(WRITER_END)
             end = float(end) if isinstance(end, (int, float)) else 0.0
+            # Promises (failsafe) cover the same writer on the same terms: whichever ends later counts.
+            fs = self._failsafe_until(d)
+            if fs > 0:
+                left, end = max(left, fs - self.clock()), max(end, fs)
         return left, end + margin
 
     def fence_deadline(self, margin: float) -> float:
@@ -209,9 +264,9 @@ class Fencer:
 
     def _fence_locked(self, reason: str, deadline: float, keep_lease: bool) -> str:
         with self._lock:
-            if not keep_lease and self.lease.left() > 0:      # an ended lease needs no write: be quick
-                try:
-                    self.lease.void(f"fencing: {reason}")
+            if not keep_lease and (self.lease.left() > 0 or self.lease.failsafe_left() > 0):
+                try:                                          # (an ended lease needs no write: be quick)
+                    self.lease.void(f"fencing: {reason}", failsafe=True)
                 except OSError as exc:
                     # A full or read-only state dir must not stop the fence itself.
                     log.error("fencing: cannot void the lease in the state file (%s); fencing anyway",

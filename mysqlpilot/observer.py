@@ -14,6 +14,8 @@ from .analysis import Candidate, Observation, Ranked
 from .candidates import candidate_from, probe_candidates
 from .dcs.base import ClusterView, Release, Request
 from .errors import PilotError
+from .failsafe import listed
+from .failsafe_keeper import CLAIM, PROMISE
 from .flavors import quote
 from .lease import boottime
 from .model import LeaderInfo, MemberState
@@ -248,6 +250,10 @@ class Observer:
         o.switchover_to = target
         if not (probe["up"] and self.n.sid and not o.stopping):
             return
+        ok, why = listed(view.failsafe, me, rel.name if rel is not None and valid else None)
+        if not ok and not (target == me and req is not None and req.force):   # `failover --force`: the operator's call
+            o.takeover = (False, why)
+            return
         if target == me:
             if free_for < lock_delay:
                 # A manual failover destroyed the old primary's session: it may not have fenced yet.
@@ -291,7 +297,16 @@ class Observer:
         if req is not None and not applies:
             self.n.say_once("request", why)
             req = None
+        d = self.n.state.read()
+        promise = d.get(PROMISE) if isinstance(d.get(PROMISE), dict) else {}
+        # What a promise request is judged against (failsafe_keeper.PromiseDesk), from this one read.
+        self.n.consul_seen = (boottime(), leader.name if leader is not None else None,
+                              req.to if req is not None else None, probe["read_only"])
+        if d.get(CLAIM) is not None and leader is not None and leader.name != self.n.cfg.node_name:
+            self.n.promises.drop_claim()          # another node holds the lock: a claim of ours is over
         o = Observation(
+            failsafe_left=self.n.lease.failsafe_left(), promised_left=self.n.promises.promised_left(d),
+            promised_to=str(promise.get("to") or ""),
             me=self.n.cfg.node_name, now=time.time(), mysqld_up=probe["up"], read_only=probe["read_only"],
             have_session=bool(sid), lease_left=self.n.lease_left(), leader=leader, i_hold_lock=i_hold,
             replicating_from=src, replication_ok=bool(st.get("io_running") and st.get("sql_running")),

@@ -87,7 +87,7 @@ class PreStop:
 
     def _leave(self) -> None:
         sid = self.n.sid
-        self.n.lease.void("leaving")
+        self.n.lease.void("leaving", failsafe=True)
         if sid:
             try:
                 self.n.dcs.destroy_session(sid)

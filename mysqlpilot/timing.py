@@ -6,6 +6,10 @@ that keep them sound (docs/timing.md derives each).
 - So this node may be writable until t + lease, lease = lock_delay - fence_margin; fencing must be
   confirmed (or mysqld killed) by t + lease + fence_margin = t + lock_delay: the fence deadline is fixed
   when the lease is granted, however late the watchdog runs.
+- Failsafe (failsafe.py): a member that promises, on receiving a request sent at t, not to take the lock for
+  `promise` seconds keeps it off the lock until after t + promise. When every member that may take the lock
+  promised, this node may stay writable until t + promise - fence_margin: the same arithmetic as a renew,
+  with the promise in place of lock-delay.
 """
 from __future__ import annotations
 
@@ -41,6 +45,24 @@ class Timing:
         """When a fence of a lease that ends at `lease_until` must be done: the moment another node may
         take the lock. Fixed by the grant, never pushed back by a late watchdog."""
         return lease_until + self.fence_margin
+
+    @property
+    def promise(self) -> float:
+        """Seconds a member promises not to take the lock (failsafe): lock-delay, so that a round of
+        promises is worth exactly what a renew is (the lease)."""
+        return self.lock_delay
+
+    @property
+    def failsafe_after(self) -> float:
+        """The primary asks for promises once its last successful renew was sent this long ago: one
+        renew late or lost, well before the lease ends (lease - failsafe_after is left for the round)."""
+        return 1.5 * self.heartbeat
+
+    @property
+    def promise_timeout(self) -> float:
+        """How long one promise request may take: a heartbeat, so a slow member costs a round, not the
+        lease (the next round starts a heartbeat later)."""
+        return self.heartbeat
 
     @property
     def handoff_max_age(self) -> float:

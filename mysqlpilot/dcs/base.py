@@ -219,6 +219,7 @@ class ClusterView:
     history: List[Dict[str, Any]] = field(default_factory=list)
     paused: Optional[Dict[str, Any]] = None
     latest_snapshot: Optional[SnapshotManifest] = None
+    failsafe: Optional[Dict[str, Any]] = None   # the members the primary asks for promises (failsafe.py)
 
     def member(self, name: str) -> Optional[MemberState]:
         return next((m for m in self.members if m.name == name), None)

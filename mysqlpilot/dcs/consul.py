@@ -8,6 +8,7 @@ Keys, all under `<kv_root>/`:
   locks/<name>        generic session locks (the snapshot job)
   history             JSON list of failover/switchover records, newest last (CAS-updated)
   paused              {"paused": true, "since", "reason"} while automatic failover is paused
+  failsafe            {"primary", "members": {name: api}, "at"}: whom the primary asks for promises (failsafe.py)
   <other>             small JSON values via get_json/put_json (initialized, switchover)
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import consul
 import requests
 
+from .. import failsafe
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
 from .consul_snapshots import SnapshotKeys
@@ -246,6 +248,8 @@ class ConsulDCS(SnapshotKeys, DCS):
                 v.paused = parse_object(key, val)
             elif rel == "snapshots/latest":
                 v.latest_snapshot = parse_manifest(key, val)
+            elif rel == failsafe.LIST_KEY:
+                v.failsafe = failsafe.parse_list(decode_json(key, val))
         return v
 
     # ---- history and flags -----------------------------------------------------------------------

@@ -3,9 +3,10 @@ tests/test_ha.py style). Only what the HA code calls; state is plain attributes 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Dict, List, Optional
 
-from mysqlpilot import config
+from mysqlpilot import config, failsafe
 from mysqlpilot.dcs.base import DCS, ClusterView, parse_history, parse_leader, parse_manifest, parse_member, \
     parse_release, parse_request
 from mysqlpilot.errors import PilotError
@@ -207,6 +208,7 @@ class FakeDCS(PartialDCS):
         v.request = parse_request("switchover", raw.get("switchover"))
         v.history = parse_history("history", raw.get("history"))
         v.paused = None
+        v.failsafe = failsafe.parse_list(json.loads(raw["failsafe"])) if "failsafe" in raw else None
         # A good one unless a test puts another value there.
         v.latest_snapshot = parse_manifest("snapshots/latest", raw["snapshots/latest"]) \
             if "snapshots/latest" in raw else SNAPSHOT

@@ -341,6 +341,7 @@ def crashed_primary(tmp_path, monkeypatch, durability="async"):
                                     gtid_executed="0-1-10")
     n1.run_once()                                    # n1 has seen itself hold this lock generation
     n2.run_once()                                    # n2 has seen n1 lead
+    n1.run_once()                                    # n1 lists n2 among the members it would ask (failsafe)
     servers["n1"].up = False
     monkeypatch.setattr(n1, "mysqld_alive", lambda: False)
     monkeypatch.setattr(mysqld, "accepts_connections", lambda cfg, timeout=0.3: False)

@@ -315,7 +315,7 @@ def test_mysqld_gone_gives_up_the_lease_before_failing_the_check(tmp_path, monke
     monkeypatch.setattr(n, "mysqld_alive", lambda: False)
     monkeypatch.setattr("mysqlpilot.mysqld.accepts_connections", lambda cfg, timeout=0.3: False)
     orig_void = n.lease.void
-    n.lease.void = lambda why: (events.append("void"), orig_void(why))
+    n.lease.void = lambda why, **kw: (events.append("void"), orig_void(why, **kw))
     n.beat()
     # The release (a primary's fast path, tests/unit/test_ha_interleavings.py) also comes after the void.
     assert events == ["void", "release", "fail_check"] and n.lease.left() < 0

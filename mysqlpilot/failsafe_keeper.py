@@ -1,0 +1,242 @@
+"""Failsafe I/O (rules and proof: failsafe.py). Three parts, one per side:
+- `FailsafeList`: the primary writes the members it will ask to Consul, and remembers whom to ask.
+- `Asker`: the primary's thread. While its renews fail, it asks every listed member for a promise each
+  heartbeat, and a full round extends the writes' cover (lease.extend_failsafe).
+- `PromiseDesk`: a member's answer to POST /failsafe on its node API, and the claim that makes taking the
+  lock and promising exclusive (both under the state file's lock).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Optional, Tuple
+
+from . import failsafe
+from .errors import PilotError
+from .failsafe import Ask, MemberFacts
+from .lease import FAILSAFE, WRITER, boottime
+
+log = logging.getLogger(__name__)
+
+ASK_LIST = "failsafe_ask"        # state: {name: api} this node, as primary, must ask (what it last wrote, or more)
+PROMISE = "promise"              # state: {"to": primary, "until": boot-time}: this member keeps off the lock
+CLAIM = "lock_claim"             # state: boot-time when this node began taking the lock
+VIEW_FRESH = 5.0                 # a member's last read of Consul counts as current this long
+SIGNATURE = "X-Mysqlpilot-Signature"
+
+
+class FailsafeList:
+    def __init__(self, node):
+        self.n = node
+
+    def publish(self, view) -> None:
+        """On every primary pass: list the live members (each may take the lock after us). The state file
+        holds the union of the old and the new list until Consul has the new one: whom we ask must always
+        include whom Consul lets take the lock."""
+        me = self.n.cfg.node_name
+        want = {m.name: m.api for m in view.members if m.alive and m.name != me}
+        cur = view.failsafe
+        asked = self.n.state.get(ASK_LIST)
+        if cur is not None and cur.get("primary") == me and cur.get("members") == want:
+            if asked != want:
+                self.n.state.update(**{ASK_LIST: want})
+            return
+        if isinstance(asked, dict):
+            self.n.state.update(**{ASK_LIST: {**asked, **want}})
+        else:
+            self.n.state.update(**{ASK_LIST: want})
+        try:
+            if self.n.dcs.put_json(failsafe.LIST_KEY, {"primary": me, "members": want, "at": time.time()}):
+                self.n.state.update(**{ASK_LIST: want})
+                log.info("failsafe list: %s", ", ".join(f"{k} ({v or 'no API'})" for k, v in sorted(want.items()))
+                         or "no other member")
+        except PilotError as exc:
+            log.info("failsafe list not written (%s); asking the old and new members both", exc)
+
+
+class Asker(threading.Thread):
+    """The primary's side: a round of promise requests whenever the last renew is late."""
+
+    def __init__(self, node):
+        super().__init__(name="failsafe", daemon=True)
+        self.n = node
+        self.t = node.timing
+        self.key = failsafe.signing_key(node.cfg.cluster, node.cfg.repl_password or "")
+        self._stop_ev = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="failsafe-ask")
+        self.active_since: Optional[float] = None
+
+    def run(self) -> None:
+        while not self._stop_ev.wait(self.t.heartbeat / 2):
+            try:
+                self.tick()
+            except Exception as exc:  # noqa: BLE001 - the lease ends on its own if this thread fails
+                log.error("failsafe: %s", exc)
+
+    def stop(self) -> None:
+        self._stop_ev.set()
+
+    def due(self) -> Optional[str]:
+        """The writer session, when a round is due: mysqld's writes belong to it, they are still covered,
+        and its last successful renew was sent failsafe_after ago or more."""
+        d = self.n.state.read()
+        writer = d.get(WRITER)
+        if not isinstance(writer, str) or not writer or d.get("stopping"):
+            return None
+        lease = self.n.lease
+        if lease.writer_view(0.0)[0] <= 0:
+            return None            # nothing left to extend: the watchdog fences
+        if lease.left(writer) > self.t.lease - self.t.failsafe_after:
+            return None            # renews arrive: Consul covers the writes
+        if self.n.fencer.last_seen_writable is False:
+            return None            # read-only already (fenced, handing over): nothing to keep
+        return writer
+
+    def tick(self) -> Optional[bool]:
+        writer = self.due()
+        if writer is None:
+            if self.active_since is not None and self.n.lease.failsafe_left() <= 0:
+                log.warning("FAILSAFE over: the session's renews cover the writes again" if self.n.lease.left(writer or "")
+                            > 0 else "FAILSAFE over")
+                self.active_since = None
+            return None
+        asked = self.n.state.get(ASK_LIST)
+        if not isinstance(asked, dict):
+            self.n.say_once("failsafe", "FAILSAFE unavailable: Consul does not answer and this primary has not "
+                                        "written a failsafe list yet; the lease ends and it fences as usual")
+            return False
+        sent = boottime()
+        answers = self.ask_all(asked)
+        ok, who = failsafe.round_result(answers)
+        if not ok:
+            self.n.say_once("failsafe", f"FAILSAFE refused: {who}; the lease ends and this node fences unless "
+                                        "Consul answers first")
+            return False
+        if not self.n.lease.extend_failsafe(writer, sent, sorted(asked)):
+            return False
+        if self.active_since is None:
+            self.active_since = sent
+            self.n.events.count("failsafe_rounds_started")
+        self.n.say_once("failsafe", f"FAILSAFE: Consul does not renew the session; staying primary on the "
+                                    f"promises of {who}")
+        return True
+
+    def ask_all(self, asked: Dict[str, str]) -> Dict[str, Tuple[bool, str]]:
+        futs = {name: self._pool.submit(self.ask, name, api) for name, api in asked.items()}
+        out = {}
+        for name, f in futs.items():
+            try:
+                out[name] = f.result(timeout=self.t.promise_timeout + 0.5)
+            except Exception as exc:  # noqa: BLE001 - a member that cannot answer is a refusal
+                out[name] = (False, f"no answer ({type(exc).__name__})")
+        return out
+
+    def ask(self, name: str, api: str) -> Tuple[bool, str]:
+        if not api:
+            return False, "has no node API address (api_port 0?)"
+        ask = Ask(self.n.cfg.cluster, self.n.cfg.node_name, name, self.t.promise, time.time())
+        body = ask.body()
+        req = urllib.request.Request(f"http://{api}/failsafe", data=body, method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              SIGNATURE: failsafe.sign(self.key, body)})
+        try:
+            with urllib.request.urlopen(req, timeout=self.t.promise_timeout) as resp:
+                text = resp.read(4096).decode(errors="replace").strip()
+                return resp.status == 200, text
+        except urllib.error.HTTPError as exc:
+            return False, exc.read(4096).decode(errors="replace").strip() or f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return False, f"unreachable at {api} ({getattr(exc, 'reason', exc)})"
+
+
+class PromiseDesk:
+    """The member's side: answers a promise request; and the claim the HA loop takes before the lock."""
+
+    def __init__(self, node):
+        self.n = node
+        self.key = failsafe.signing_key(node.cfg.cluster, node.cfg.repl_password or "")
+
+    def facts(self) -> MemberFacts:
+        n = self.n
+        seen = getattr(n, "consul_seen", None)       # (boot-time, leader, request, read_only) of the last pass
+        fresh = seen is not None and boottime() - seen[0] < VIEW_FRESH
+        ro = seen[3] if seen is not None else None
+        return MemberFacts(me=n.cfg.node_name, cluster=n.cfg.cluster, now_wall=time.time(),
+                           writable=None if ro is None else not ro, view_fresh=fresh,
+                           leader=seen[1] if seen else None, request=seen[2] if seen else None,
+                           follows=n.last_leader.name if n.last_leader is not None else None)
+
+    def answer(self, body: bytes, signature: str) -> Tuple[int, str]:
+        if not verify_body(self.key, body, signature):
+            return 403, "failsafe request refused: bad or missing signature (is repl_password the same on every node?)"
+        try:
+            ask = Ask.parse(body)
+        except ValueError as exc:
+            return 400, f"failsafe request refused: {exc}"
+        ok, why = failsafe.grant(ask, self.facts())
+        if ok:
+            ok, why = self.promise(ask, why)
+        if ok:
+            log.debug("failsafe: %s", why)
+            return 200, why
+        self.n.say_once("promise", f"failsafe: refused {ask.primary}'s request: {why}")
+        return 409, why
+
+    def promise(self, ask: Ask, why: str) -> Tuple[bool, str]:
+        """Record the promise (boot-time clock, from now: the request was sent earlier) unless a claim
+        exists: one step under the state file's lock, which a claim takes too."""
+        res = [(False, "")]
+
+        def put(d):
+            if d.get(CLAIM) is not None:
+                res[0] = (False, "taking or holding the leader lock itself")
+                return
+            cur = d.get(PROMISE) if isinstance(d.get(PROMISE), dict) else {}
+            until = boottime() + ask.seconds
+            if isinstance(cur.get("until"), (int, float)):
+                until = max(until, float(cur["until"]))
+            d[PROMISE] = {"to": ask.primary, "until": until}
+            res[0] = (True, why)
+        self.n.state.change(put)
+        return res[0]
+
+    def claim(self) -> Tuple[bool, str]:
+        """Before acquiring the lock: no promise may be running, and none is given from now on until the
+        claim is dropped (lock not acquired) or another node is seen holding the lock."""
+        res = [(False, "")]
+
+        def put(d):
+            p = d.get(PROMISE)
+            left = float(p["until"]) - boottime() if isinstance(p, dict) and \
+                isinstance(p.get("until"), (int, float)) else -1.0
+            if left > 0:
+                res[0] = (False, f"promised {p.get('to')} not to take the leader lock for {left:.1f}s more")
+                return
+            d[CLAIM] = boottime()
+            res[0] = (True, "")
+        self.n.state.change(put)
+        return res[0]
+
+    def drop_claim(self) -> None:
+        if self.n.state.get(CLAIM) is not None:
+            self.n.state.update(**{CLAIM: None})
+
+    def promised_left(self, d: Dict) -> float:
+        p = d.get(PROMISE)
+        if not isinstance(p, dict) or not isinstance(p.get("until"), (int, float)):
+            return -1.0
+        return float(p["until"]) - boottime()
+
+
+def verify_body(key: bytes, body: bytes, signature: str) -> bool:
+    return bool(signature) and failsafe.verify(key, body, signature)
+
+
+def info(state: Dict) -> Optional[Dict]:
+    """The failsafe record of a state dict, for status."""
+    fs = state.get(FAILSAFE)
+    return fs if isinstance(fs, dict) else None

@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from . import mysqld
+from .lease import boottime
 from .events import DURATION_BUCKETS
 
 LABELS = ("cluster", "node")
@@ -35,6 +36,10 @@ class Scrape:
         self.moved_aside = len(mysqld.moved_aside(node.cfg.datadir))
         self.labels = [node.cfg.cluster, node.cfg.node_name]
         self.api = node.cfg.api_advertised
+        self.failsafe = node.lease.failsafe_info() or {}
+        promise = node.state.get("promise")
+        self.promise_left = max(0.0, float(promise["until"]) - boottime()) \
+            if isinstance(promise, dict) and isinstance(promise.get("until"), (int, float)) else 0.0
 
     def v(self, attr: str) -> Any:
         return getattr(self.view, attr) if self.view is not None else None
@@ -68,6 +73,14 @@ GAUGES: Tuple[Tuple[str, str, Getter], ...] = (
      lambda s: _b(s.facts.holds_lock)),
     ("mysqlpilot_lease_seconds_left", "Seconds left of this node's lease (0: none); writes stop when it ends.",
      lambda s: max(0.0, s.facts.lease_left)),
+    ("mysqlpilot_failsafe_active", "1 while this primary's writes are covered by the members' promises, not by "
+     "its Consul session (failsafe: Consul does not renew it).", lambda s: _b(bool(s.failsafe))),
+    ("mysqlpilot_failsafe_seconds_left", "Seconds the members' last round of promises still covers the writes "
+     "(0: none).", lambda s: round(s.failsafe.get("left", 0.0), 3)),
+    ("mysqlpilot_failsafe_confirming_members", "Members whose promises cover the writes now.",
+     lambda s: float(len(s.failsafe.get("by", [])))),
+    ("mysqlpilot_promise_seconds_left", "Seconds this member still keeps its promise not to take the leader lock.",
+     lambda s: round(s.promise_left, 3)),
     ("mysqlpilot_fenced", "1 once this node was fenced, until it is primary again or follows the primary.",
      lambda s: _b(s.fenced)),
     ("mysqlpilot_paused", "1 while automatic failover is paused (mysqlpilot pause).", lambda s: _b(s.v("paused"))),
@@ -115,6 +128,10 @@ COUNTERS: Tuple[Tuple[str, str, Getter], ...] = (
      lambda s: s.events["fences"]),
     ("mysqlpilot_rebuilds", "Rebuilds this node's HA process started (datadir moved aside, snapshot restored).",
      lambda s: s.events["rebuilds"]),
+    ("mysqlpilot_failsafe_stretches", "Times this primary began to ride out a Consul outage on its members' "
+     "promises.", lambda s: s.events["failsafe_stretches"]),
+    ("mysqlpilot_failsafe_retakes", "Times this primary took the leader lock back under a new session after an "
+     "outage (no failover).", lambda s: s.events["failsafe_retakes"]),
     ("mysqlpilot_consul_request_errors", "Consul requests of this node's HA process that failed.",
      lambda s: _num(getattr(s.dcs, "request_errors", None))),
 )

@@ -20,6 +20,7 @@ class Facts:
     role: str = "unknown"                   # what the last pass reported: primary, replica, candidate, ...
     holds_lock: bool = False                # the leader key's session is this node's current session
     lease_left: float = -1.0                # seconds of lease left (<= 0: none)
+    failsafe_left: float = -1.0             # seconds the members' promises still cover the writes (failsafe)
     mysqld_up: bool = False                 # mysqld answered the prober lately
     writable: Optional[bool] = None         # read_only OFF (None: unknown)
     io_running: bool = False
@@ -56,6 +57,11 @@ class BadQuery(ValueError):
 
 
 def primary(f: Facts) -> Verdict:
+    if f.failsafe_left > 0 and f.writable is True and f.mysqld_up and (f.holds_lock or f.primary is None):
+        # Its session lapsed in a Consul outage, the key is free or still its own, and every member
+        # promised to keep off the lock: still the one primary (failsafe.py).
+        return Verdict(OK, f"primary, writable on its members' promises (failsafe: Consul does not renew its "
+                           f"session), {f.failsafe_left:.1f}s left")
     if not f.holds_lock:
         who = f"the primary is {f.primary}" if f.primary else "no node holds the lock"
         return Verdict(UNAVAILABLE, f"not the primary: {who}")

@@ -110,6 +110,7 @@ class NodeSource:
             mark = v.published_at if v is not None else None
         stalled = 0.0 if mark is None else max(0.0, boottime() - mark - float(n.cfg.loop_wait))
         common = dict(name=n.cfg.node_name, lease_left=lease, mysqld_up=n.mysqld_alive() is True,
+                      failsafe_left=n.lease.failsafe_left(),
                       loop_stalled=stalled, lease_span=float(n.timing.lease),
                       max_replica_lag=float(n.cfg.max_replica_lag))
         if v is None:
@@ -135,6 +136,7 @@ class NodeSource:
             "mysqld_up": f.mysqld_up, "checks": checks,
             "ha_loop": {"stalled_seconds": round(f.loop_stalled, 3), "lease_seconds": f.lease_span},
             "fenced": self.node.events.fenced,
+            "failsafe": failsafe_status(self.node),
         }
         if v is not None:
             doc.update({
@@ -151,6 +153,21 @@ class NodeSource:
         else:
             doc.update({"role": "unknown", "message": "no HA pass has completed yet"})
         return mask_json(doc, SecretMask(self.cfg.secrets()))
+
+
+def failsafe_status(node) -> Dict[str, Any]:
+    """Failsafe as status shows it: active (writes on promises), since when (epoch), who confirmed; and
+    on a member, the promise it keeps."""
+    now_b, now_w = boottime(), time.time()
+    out: Dict[str, Any] = {"active": False}
+    info = node.lease.failsafe_info()
+    if info is not None:
+        out.update(active=True, since=round(now_w - (now_b - float(info["since"])), 3),
+                   seconds_left=round(info["left"], 3), confirmed_by=info["by"])
+    p = node.state.get("promise")
+    if isinstance(p, dict) and isinstance(p.get("until"), (int, float)) and p["until"] > now_b:
+        out["promised"] = {"to": p.get("to"), "seconds_left": round(p["until"] - now_b, 3)}
+    return out
 
 
 def mask_json(doc: Any, mask: SecretMask) -> Any:

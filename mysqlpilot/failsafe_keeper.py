@@ -120,7 +120,7 @@ class Asker(threading.Thread):
             return False
         if self.active_since is None:
             self.active_since = sent
-            self.n.events.count("failsafe_rounds_started")
+            self.n.events.count("failsafe_stretches")
         self.n.say_once("failsafe", f"FAILSAFE: Consul does not renew the session; staying primary on the "
                                     f"promises of {who}")
         return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import requests
 
@@ -17,24 +17,35 @@ PROBE_TIMEOUT = 1.0       # a node's API that has not answered by then shows the
 LEFT_GRACE = 600.0        # a node that left on purpose (pre-stop) is listed this long, then dropped
 
 
-def probe_apis(members: List[MemberState], timeout: float = PROBE_TIMEOUT) -> Dict[str, str]:
-    """name -> "" if the node's API answered /health (200 or 503), else why not. Members without a live
-    session or a published API are not asked. No credentials are sent."""
-    asked = [m for m in members if m.alive and m.api]
+def probe_apis(members: List[MemberState], timeout: float = PROBE_TIMEOUT) -> Dict[str, Tuple[str, Dict]]:
+    """name -> ("" if the node's API answered /status, else why not; its failsafe section). Members
+    without a published API are not asked; no credentials are sent. A member without a live session is
+    asked too: a primary riding out a Consul outage has none, and says so here."""
+    asked = [m for m in members if m.api]
 
-    def ask(m: MemberState) -> str:
+    def ask(m: MemberState) -> Tuple[str, Dict]:
         try:
-            requests.get(f"http://{m.api}/health", timeout=timeout)
-            return ""
+            r = requests.get(f"http://{m.api}/status", timeout=timeout)
+            try:
+                fs = r.json().get("failsafe") or {}
+            except ValueError:
+                fs = {}
+            return "", fs if isinstance(fs, dict) else {}
         except requests.Timeout:
-            return f"its node API at {m.api} did not answer within {timeout:g}s"
+            return f"its node API at {m.api} did not answer within {timeout:g}s", {}
         except requests.RequestException as exc:
-            return f"its node API at {m.api} refused the connection" if "refused" in str(exc).lower() \
-                else f"its node API at {m.api} did not answer ({type(exc).__name__})"
+            return (f"its node API at {m.api} refused the connection" if "refused" in str(exc).lower()
+                    else f"its node API at {m.api} did not answer ({type(exc).__name__})"), {}
     if not asked:
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(asked))) as pool:
         return dict(zip((m.name for m in asked), pool.map(ask, asked)))
+
+
+def _failsafe_line(fs: Dict) -> str:
+    since = time.strftime("%H:%M:%S", time.localtime(float(fs.get("since") or 0)))
+    return (f"writable on the promises of {', '.join(fs.get('confirmed_by') or []) or 'no other member'} since "
+            f"{since} (failsafe: Consul does not renew its session; no failover)")
 
 
 def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool = True) -> Dict[str, Any]:
@@ -45,23 +56,32 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
     now = time.time()
     members = [m for m in dcs.members() if not (m.role == "left" and not m.alive and m.updated
                                                  and now - m.updated > LEFT_GRACE)]
-    unreachable = probe_apis(members) if probe else {}
+    answers = probe_apis(members) if probe else {}
+    unreachable = {k: err for k, (err, _) in answers.items() if m_alive(members, k)}
+    failsafe_on = {k: fs for k, (err, fs) in answers.items() if not err and fs.get("active")}
+    primary = leader.name if leader is not None else None
+    if primary is None and len(failsafe_on) == 1:
+        primary = next(iter(failsafe_on))
     for m in sorted(members, key=lambda m: m.name):
-        role = "primary" if leader is not None and m.name == leader.name else m.role
-        if leader is not None and m.name != leader.name and role == "primary":
+        role = "primary" if primary is not None and m.name == primary else m.role
+        if primary is not None and m.name != primary and role == "primary":
             role = "replica"
-        if not m.alive and role != "rebuilding":
+        if not m.alive and role != "rebuilding" and m.name not in failsafe_on:
             role = "down" if role in ("primary", "replica", "candidate", "fenced") else role
         message = _message(m)
-        if unreachable.get(m.name):
+        if m.name in failsafe_on:
+            role, message = "primary", _failsafe_line(failsafe_on[m.name])
+        elif unreachable.get(m.name):
             # Whatever it last published, it does not answer now.
             role, message = "unreachable", f"{unreachable[m.name]} (last said: {m.role}, {m.message})"
         nodes.append({
             "name": m.name, "host": m.host, "port": m.port, "role": role,
             # A node without a live session reports nothing current: its last read_only ("OFF" on a
             # dead primary) would read like a second writable primary.
-            "healthy": bool(m.alive and m.healthy) and role != "unreachable",
-            "read_only": m.read_only if m.alive and role != "unreachable" else None,
+            "healthy": (bool(m.alive and m.healthy) and role != "unreachable") or m.name in failsafe_on,
+            "read_only": False if m.name in failsafe_on else (m.read_only if m.alive and role != "unreachable"
+                                                              else None),
+            "failsafe": failsafe_on.get(m.name) or None,
             "replicating_from": m.replicating_from if m.alive else None,
             "lag_seconds": m.lag_seconds if m.alive else None,
             "gtid_executed": m.gtid_executed, "errant": m.errant,
@@ -80,7 +100,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
     allowed, budget_why = analysis.failover_budget(hist, time.time(), analysis.Policy.from_config(cfg))
     return {
         "cluster": cfg.cluster,
-        "primary": leader.name if leader else None,
+        "primary": primary,
         "nodes": nodes,
         "snapshot": ({"id": snap.id, "created": snap.created, "bytes": snap.bytes, "gtid": snap.gtid}
                      if snap else None),
@@ -89,6 +109,10 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
         "history": hist[-history:] if history else [],
     }
+
+
+def m_alive(members: List[MemberState], name: str) -> bool:
+    return any(m.name == name and m.alive for m in members)
 
 
 def _why_source(nodes: List[Dict[str, Any]]) -> None:

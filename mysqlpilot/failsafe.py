@@ -7,7 +7,7 @@ The proof (docs/timing.md, "Failsafe"):
 - A member asked at t (the request's send time on the primary's clock; it arrives later) promises not
   to take the lock until its own arrival time + promise >= t + promise, and keeps that promise even when
   it can see Consul. It refuses while it is taking or holds the lock, is writable, follows another
-  primary, or sees in Consul another leader or an operator's request.
+  primary, cannot reach the primary's mysqld, or sees in Consul another leader or an operator's request.
 - When every listed member promised, no node can take the lock before t + promise: the primary may stay
   writable until t + promise - fence_margin and fence by t + promise (lease.extend_failsafe), as a renew
   sent at t allows. One missing answer and the round extends nothing: the lease ends as it would today.
@@ -76,6 +76,7 @@ class MemberFacts:
     leader: Optional[str] = None      # the lock holder in that view (None: free)
     request: Optional[str] = None     # a pending switchover/failover's target in that view
     follows: Optional[str] = None     # the primary it last followed (None: never saw one)
+    primary_reachable: Optional[bool] = None   # a TCP connect to that primary's mysqld just now (None: not tried)
 
 
 def grant(ask: Ask, f: MemberFacts) -> Tuple[bool, str]:
@@ -96,6 +97,11 @@ def grant(ask: Ask, f: MemberFacts) -> Tuple[bool, str]:
         return False, f"an operator's switchover/failover to {f.request} is pending in Consul"
     if f.follows is not None and f.follows != ask.primary:
         return False, f"follows {f.follows}, not {ask.primary}"
+    if f.primary_reachable is not True:
+        # Cut off from its replicas (and so, likely, from its clients), it must fence as it would without
+        # failsafe, so that the members can elect a primary they reach.
+        return False, f"cannot reach {ask.primary}'s mysqld" if f.primary_reachable is False \
+            else f"does not know where {ask.primary}'s mysqld is"
     return True, f"promised {ask.primary} not to take the leader lock for {ask.seconds:g}s"
 
 

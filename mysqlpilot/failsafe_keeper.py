@@ -15,7 +15,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional, Tuple
 
-from . import failsafe
+from . import candidates, failsafe
 from .errors import PilotError
 from .failsafe import Ask, MemberFacts
 from .lease import FAILSAFE, WRITER, boottime
@@ -27,6 +27,7 @@ PROMISE = "promise"              # state: {"to": primary, "until": boot-time}: t
 CLAIM = "lock_claim"             # state: boot-time when this node began taking the lock
 VIEW_FRESH = 5.0                 # a member's last read of Consul counts as current this long
 SIGNATURE = "X-Mysqlpilot-Signature"
+REACH_TIMEOUT = 0.2              # a member's TCP connect to the primary's mysqld (well inside the request's timeout)
 
 
 class FailsafeList:
@@ -165,10 +166,13 @@ class PromiseDesk:
         seen = getattr(n, "consul_seen", None)       # (boot-time, leader, request, read_only) of the last pass
         fresh = seen is not None and boottime() - seen[0] < VIEW_FRESH
         ro = seen[3] if seen is not None else None
+        last = n.last_leader
+        reach = candidates.answers(last.host, last.port, timeout=REACH_TIMEOUT) \
+            if last is not None and last.host and last.port else None
         return MemberFacts(me=n.cfg.node_name, cluster=n.cfg.cluster, now_wall=time.time(),
                            writable=None if ro is None else not ro, view_fresh=fresh,
                            leader=seen[1] if seen else None, request=seen[2] if seen else None,
-                           follows=n.last_leader.name if n.last_leader is not None else None)
+                           follows=last.name if last is not None else None, primary_reachable=reach)
 
     def answer(self, body: bytes, signature: str) -> Tuple[int, str]:
         if not verify_body(self.key, body, signature):

@@ -20,7 +20,8 @@ from .test_ha_interleavings import cluster, give_session, make_primary, replica_
 
 NOW = 1_700_000_000.0
 ASK = Ask("c", "n1", "n2", 2.0, NOW)
-OK = MemberFacts(me="n2", cluster="c", now_wall=NOW, writable=False, view_fresh=True, leader="n1", follows="n1")
+OK = MemberFacts(me="n2", cluster="c", now_wall=NOW, writable=False, view_fresh=True, leader="n1", follows="n1",
+                 primary_reachable=True)
 
 
 # ---- who promises -----------------------------------------------------------------------------
@@ -35,6 +36,8 @@ OK = MemberFacts(me="n2", cluster="c", now_wall=NOW, writable=False, view_fresh=
     ({"leader": "n3"}, "Consul shows n3"),
     ({"request": "n3"}, "switchover/failover to n3 is pending"),
     ({"follows": "n3"}, "follows n3"),
+    ({"primary_reachable": False}, "cannot reach n1's mysqld"),
+    ({"primary_reachable": None}, "does not know where"),
 ])
 def test_a_member_refuses_when_it_might_take_the_lock_or_follows_another(change, why):
     ok, reason = grant(ASK, dataclasses.replace(OK, **change))
@@ -46,7 +49,6 @@ def test_a_member_refuses_when_it_might_take_the_lock_or_follows_another(change,
     {"leader": None},                          # sees the key free: the primary's session ended
     {"view_fresh": False, "leader": "n3"},     # cannot see Consul: an old view does not refuse
     {"view_fresh": False, "request": "n3"},
-    {"follows": None},                         # never followed anyone yet
 ])
 def test_a_member_promises_when_nothing_it_knows_says_otherwise(change):
     ok, reason = grant(ASK, dataclasses.replace(OK, **change))
@@ -213,6 +215,8 @@ def wire(nodes, primary):
 
 
 def three_nodes(tmp_path, monkeypatch):
+    from mysqlpilot import candidates
+    monkeypatch.setattr(candidates, "answers", lambda host, port, timeout=1.0: host == "h-n1")
     dcs, servers, nodes = cluster(tmp_path, monkeypatch)
     n1 = nodes["n1"]
     sid1 = make_primary(dcs, servers, n1)

@@ -101,9 +101,11 @@ class Asker(threading.Thread):
         writer = self.due()
         if writer is None:
             if self.active_since is not None and self.n.lease.failsafe_left() <= 0:
-                log.warning("FAILSAFE over: the session's renews cover the writes again" if self.n.lease.left(writer or "")
-                            > 0 else "FAILSAFE over")
+                log.warning("FAILSAFE over after %.1fs: %s", boottime() - self.active_since,
+                            "the session's renews cover the writes again" if self.n.lease.left_for_writer() > 0
+                            else "nothing left to cover")
                 self.active_since = None
+                self.n._said.pop("failsafe", None)
             return None
         asked = self.n.state.get(ASK_LIST)
         if not isinstance(asked, dict):
@@ -122,8 +124,8 @@ class Asker(threading.Thread):
         if self.active_since is None:
             self.active_since = sent
             self.n.events.count("failsafe_stretches")
-        self.n.say_once("failsafe", f"FAILSAFE: Consul does not renew the session; staying primary on the "
-                                    f"promises of {who}")
+            log.warning("FAILSAFE: Consul does not renew the session; staying primary on the promises of %s", who)
+        self.n._said.pop("failsafe", None)
         return True
 
     def ask_all(self, asked: Dict[str, str]) -> Dict[str, Tuple[bool, str]]:
@@ -167,12 +169,16 @@ class PromiseDesk:
         fresh = seen is not None and boottime() - seen[0] < VIEW_FRESH
         ro = seen[3] if seen is not None else None
         last = n.last_leader
-        reach = candidates.answers(last.host, last.port, timeout=REACH_TIMEOUT) \
-            if last is not None and last.host and last.port else None
+        reach = self.reach(last.host, last.port) if last is not None and last.host and last.port else None
         return MemberFacts(me=n.cfg.node_name, cluster=n.cfg.cluster, now_wall=time.time(),
                            writable=None if ro is None else not ro, view_fresh=fresh,
                            leader=seen[1] if seen else None, request=seen[2] if seen else None,
                            follows=last.name if last is not None else None, primary_reachable=reach)
+
+    @staticmethod
+    def reach(host: str, port: int) -> bool:
+        """Does the primary's mysqld accept a TCP connection from here? (Nothing is sent.)"""
+        return candidates.answers(host, port, timeout=REACH_TIMEOUT)
 
     def answer(self, body: bytes, signature: str) -> Tuple[int, str]:
         if not verify_body(self.key, body, signature):

@@ -66,7 +66,7 @@ def assert_no_failover_no_fence(c, w, st):
     assert not fences_since(c, w.offsets), fences_since(c, w.offsets)
 
 
-@pytest.mark.parametrize("fault", ["kill-leader", "rolling-restart", "freeze-3", "freeze-10"])
+@pytest.mark.parametrize("fault", ["kill-leader", "rolling-restart", "freeze-3", "freeze-10", "freeze-60"])
 def test_consuls_own_faults_cost_no_failover_and_no_fence(cluster, fault):
     w = Watch(cluster, "fs.t_" + fault.replace("-", "_"))
     if fault == "kill-leader":
@@ -81,8 +81,8 @@ def test_consuls_own_faults_cost_no_failover_and_no_fence(cluster, fault):
         cc.freeze(cluster.dir, float(fault.split("-")[1]))
     st = w.end()
     assert_no_failover_no_fence(cluster, w, st)
-    if fault == "freeze-10":
-        # Ten seconds outlive the lease many times over: only the promises kept the primary writable.
+    if fault in ("freeze-10", "freeze-60"):
+        # These outlive the lease many times over: only the promises kept the primary writable.
         assert "FAILSAFE: Consul does not renew the session" in w.logs()
 
 
@@ -94,13 +94,17 @@ def test_a_primary_cut_off_from_consul_alone_stays_primary_and_takes_the_key_bac
         during = w.load.acked[-1]
     finally:
         cluster.cli("local", "heal", w.primary, "--dir", cluster.dir)
+    # Status shows it primary at once (on promises); the key comes back after Consul's lock-delay.
+    deadline = time.monotonic() + 60
+    while "took the leader lock back under a new Consul session" not in w.logs():
+        assert time.monotonic() < deadline, w.logs()[-4000:]
+        time.sleep(0.5)
     st = w.end()
     assert_no_failover_no_fence(cluster, w, st)
-    assert len(w.load.acked) > during or w.load.acked[-1] > during
+    assert w.load.acked[-1] > during
     logs = w.logs()
     assert "FAILSAFE: Consul does not renew the session" in logs
-    assert "took the leader lock back under a new Consul session" in logs
-    assert "promised" in logs or "failsafe" in logs
+    assert "promised " + w.primary + " not to take it" in logs
 
 
 def test_a_replica_that_dies_during_an_outage_ends_the_promises_and_the_primary_fences(cluster):

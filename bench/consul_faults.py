@@ -87,7 +87,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     work = args.dir or tempfile.mkdtemp(prefix="mysqlpilot-bench-consul-")
     c = Cluster(os.path.join(work, "cl"), env={"MYSQL_ROOT_PASSWORD": "bench-root-pw",
                                                "MYSQL_REPL_PASSWORD": "bench-repl-pw",
-                                               "MYSQLPILOT_FAILOVER_BUDGET": "1000"}, flavor=args.flavor)
+                                               "MYSQLPILOT_FAILOVER_BUDGET": "1000",
+                                               "MYSQLPILOT_FAILSAFE": os.environ.get("MYSQLPILOT_FAILSAFE", "1")}, flavor=args.flavor)
     rows: List[Dict] = []
     try:
         c.up(3, "--durability", "semi-sync", "--consul-servers", "3")

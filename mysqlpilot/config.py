@@ -60,6 +60,10 @@ SCHEMA: Tuple[Key, ...] = (
        "MYSQLPILOT_SERVER_ID", minimum=0, maximum=4294967295, group="identity"),
     _k("priority", "int", 100, "Failover priority tag: among equally advanced candidates the higher "
        "priority wins.", "MYSQLPILOT_PRIORITY", minimum=0, maximum=1000000, group="identity"),
+    _k("failsafe", "bool", False, "Ride out Consul outages: while its renews fail, the primary stays writable "
+       "as long as every listed member promises over the node API not to take the lock (docs/timing.md, "
+       "\"Failsafe\"). Off by default: the simulator still finds elections that stall under its list rule.",
+       "MYSQLPILOT_FAILSAFE", group="timing"),
     _k("nofailover", "bool", False, "Never promote this node automatically.", "MYSQLPILOT_NOFAILOVER",
        group="identity"),
     # credentials

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 from . import candidates, failsafe
 from .errors import PilotError
 from .failsafe import Ask, MemberFacts
-from .lease import FAILSAFE, WRITER, boottime
+from .lease import WRITER, boottime
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ PROMISE = "promise"              # state: {"to": primary, "until": boot-time}: t
 CLAIM = "lock_claim"             # state: boot-time when this node began taking the lock
 VIEW_FRESH = 5.0                 # a member's last read of Consul counts as current this long
 SIGNATURE = "X-Mysqlpilot-Signature"
+# Member APIs are on the cluster's own network: never through an http_proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 REACH_TIMEOUT = 0.2              # a member's TCP connect to the primary's mysqld (well inside the request's timeout)
 
 
@@ -35,6 +37,8 @@ class FailsafeList:
         self.n = node
 
     def publish(self, view) -> None:
+        if not self.n.cfg.failsafe:
+            return
         """On every primary pass: list the live members (each may take the lock after us). The state file
         holds the union of the old and the new list until Consul has the new one: whom we ask must always
         include whom Consul lets take the lock."""
@@ -147,7 +151,7 @@ class Asker(threading.Thread):
                                      headers={"Content-Type": "application/json",
                                               SIGNATURE: failsafe.sign(self.key, body)})
         try:
-            with urllib.request.urlopen(req, timeout=self.t.promise_timeout) as resp:
+            with _OPENER.open(req, timeout=self.t.promise_timeout) as resp:
                 text = resp.read(4096).decode(errors="replace").strip()
                 return resp.status == 200, text
         except urllib.error.HTTPError as exc:
@@ -162,6 +166,7 @@ class PromiseDesk:
     def __init__(self, node):
         self.n = node
         self.key = failsafe.signing_key(node.cfg.cluster, node.cfg.repl_password or "")
+        self.enabled = bool(node.cfg.failsafe)
 
     def facts(self) -> MemberFacts:
         n = self.n
@@ -181,6 +186,8 @@ class PromiseDesk:
         return candidates.answers(host, port, timeout=REACH_TIMEOUT)
 
     def answer(self, body: bytes, signature: str) -> Tuple[int, str]:
+        if not self.enabled:
+            return 403, "failsafe request refused: failsafe is off on this node (config key failsafe)"
         if not verify_body(self.key, body, signature):
             return 403, "failsafe request refused: bad or missing signature (is repl_password the same on every node?)"
         try:
@@ -245,8 +252,3 @@ class PromiseDesk:
 def verify_body(key: bytes, body: bytes, signature: str) -> bool:
     return bool(signature) and failsafe.verify(key, body, signature)
 
-
-def info(state: Dict) -> Optional[Dict]:
-    """The failsafe record of a state dict, for status."""
-    fs = state.get(FAILSAFE)
-    return fs if isinstance(fs, dict) else None

@@ -140,7 +140,7 @@ class Node:
                          Watchdog(self.lease, self.fencer, self.cfg.fence_margin)]
         if heartbeat:
             self._heartbeat = Heartbeat(self.beat, self.timing.heartbeat)
-            self._threads += [self._heartbeat, Asker(self)]
+            self._threads += [self._heartbeat] + ([Asker(self)] if self.cfg.failsafe else [])
         for t in self._threads:
             t.start()
 

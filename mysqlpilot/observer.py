@@ -250,7 +250,8 @@ class Observer:
         o.switchover_to = target
         if not (probe["up"] and self.n.sid and not o.stopping):
             return
-        ok, why = listed(view.failsafe, me, rel.name if rel is not None and valid else None)
+        ok, why = listed(view.failsafe if self.n.cfg.failsafe else None, me,
+                         rel.name if rel is not None and valid else None)
         if not ok and not (target == me and req is not None and req.force):   # `failover --force`: the operator's call
             o.takeover = (False, why)
             return

@@ -22,6 +22,7 @@ import json
 import random
 from typing import Any, Dict, List, Optional
 
+from mysqlpilot import failsafe
 from mysqlpilot.dcs.base import DCS, ClusterView, decode_json, parse_history, parse_leader, parse_manifest, \
     parse_member, parse_object, parse_release, parse_request
 from mysqlpilot.errors import PilotError
@@ -236,6 +237,8 @@ class SimAgent(DCS):
                 v.paused = parse_object(key, e.value)
             elif key == "snapshots/latest":
                 v.latest_snapshot = self._parsed(key, e, _manifest)
+            elif key == failsafe.LIST_KEY:
+                v.failsafe = failsafe.parse_list(decode_json(key, e.value))
         return v
 
     def watch_leader(self, index: int, wait: float):

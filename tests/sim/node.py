@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Optional
 
-from mysqlpilot import config, ha
+from mysqlpilot import config, failsafe, failsafe_keeper, ha
 from mysqlpilot.errors import PilotError
+from mysqlpilot.failsafe import Ask
+from mysqlpilot.failsafe_keeper import Asker
 from mysqlpilot.lease import Watchdog
 
+from . import net
 from .consul import SimAgent
 from .invariants import Violation
 from .patch import SimLock
@@ -35,6 +38,7 @@ class SimNode:
         self.gen = 0
         self.node: Optional[ha.Node] = None
         self.watchdog: Optional[Watchdog] = None
+        self.fs: Optional[Asker] = None
         self.frozen_until: Optional[float] = None
         self.tokens: Dict[str, int] = {}
         self.next_at: Dict[str, float] = {}
@@ -46,7 +50,26 @@ class SimNode:
         n = ha.Node(self.cfg, dcs=self.agent)
         n.fencer._lock = SimLock()
         n.fencer.kill_mysqld = lambda: self.w.kill_mysqld(self.name)
+        # A member's TCP connect to the primary's mysqld (failsafe): it answers unless cut off or down.
+        n.promises.reach = lambda host, port: (lambda p: p in self.w.mysqld and self.w.mysqld[p].up
+                                               and not net.of(self.w).cut(self.name, p))(self.w.host_to_name(host))
         return n
+
+    def asker(self, n: ha.Node) -> Asker:
+        """The failsafe thread's rounds, each request handed straight to the member's PromiseDesk (the
+        node API's HTTP is not modelled): no answer from a dead, frozen or cut-off member."""
+        a = Asker(n)
+
+        def ask(name: str, api: str):
+            sn = self.w.nodes.get(name)
+            if sn is None or sn.node is None or sn.frozen_until is not None or net.of(self.w).cut(self.name, name):
+                return False, "no answer"
+            body = Ask(n.cfg.cluster, self.name, name, a.t.promise, failsafe_keeper.time.time()).body()
+            status, text = sn.node.promises.answer(body, failsafe.sign(a.key, body))
+            return status == 200, text
+        a.ask = ask
+        a.ask_all = lambda asked: {name: ask(name, api) for name, api in sorted(asked.items())}
+        return a
 
 
 class Threads:
@@ -104,6 +127,12 @@ class Threads:
         t0 = w.now
         self.guarded(sn, "heartbeat", n.beat)
         self.schedule(sn, "hb", max(0.05, n.timing.heartbeat - (w.now - t0)) * w.rng.uniform(0.95, 1.05))
+
+    def _fs(self, sn: SimNode, n: ha.Node) -> None:
+        if sn.fs is None:
+            return
+        self.guarded(sn, "failsafe round", sn.fs.tick)
+        self.schedule(sn, "fs", n.timing.heartbeat / 2)
 
     def _probe(self, sn: SimNode, n: ha.Node) -> None:
         # The prober's SELECT 1 every 0.5 s; its pid poll (the crash fast path) is mysqld_gone().
@@ -169,12 +198,13 @@ class Threads:
         sn.gen += 1
         sn.node = sn.pilot()
         sn.watchdog = Watchdog(sn.node.lease, sn.node.fencer, sn.cfg.fence_margin)
+        sn.fs = sn.asker(sn.node) if sn.cfg.failsafe else None
         sn.armed_at, sn.ha_mode = None, "watch"
         self.restart_threads(sn, first=True)
 
     def restart_threads(self, sn: SimNode, first: bool = False) -> None:
         """Watchdog first (before any Consul call), then the prober, heartbeat and loop."""
-        for th, d in (("wd", 0.0), ("probe", 0.1), ("hb", 0.0005), ("ha", 0.001)):
+        for th, d in (("wd", 0.0), ("probe", 0.1), ("hb", 0.0005), ("ha", 0.001), ("fs", 0.2)):
             if first or not self.busy(sn, th):
                 self.schedule(sn, th, d)
 

@@ -8,7 +8,8 @@ import json
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Tuple
 
-from mysqlpilot import actions, candidates, ha, handover, heartbeat, lease, mysqld, observer, prestop, stopguard
+from mysqlpilot import actions, candidates, failsafe_keeper, ha, handover, heartbeat, lease, mysqld, observer, prestop, \
+    stopguard
 
 from .clock import SimTime
 from .coverage import recorders
@@ -163,7 +164,7 @@ def installed(world) -> Iterator[None]:
         yield True
 
     patches: List[Tuple[Any, str, Any]] = [(m, "time", simtime) for m in (ha, heartbeat, lease, observer, actions,
-                                                                          handover, prestop)]
+                                                                          handover, prestop, failsafe_keeper)]
     patches += [(ha, "Server", server), (candidates, "Server", server), (mysqld, "mysqld_pid", pid),
                 (mysqld, "accepts_connections", accepts), (mysqld, "stop_mysqld", stop),
                 (lease, "_Backstop", SimBackstop), (actions.Actions, "spawn_snapshot", lambda self, why: None),

@@ -217,7 +217,7 @@ def wire(nodes, primary):
 def three_nodes(tmp_path, monkeypatch):
     from mysqlpilot import candidates
     monkeypatch.setattr(candidates, "answers", lambda host, port, timeout=1.0: host == "h-n1")
-    dcs, servers, nodes = cluster(tmp_path, monkeypatch)
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, MYSQLPILOT_FAILSAFE="1")
     n1 = nodes["n1"]
     sid1 = make_primary(dcs, servers, n1)
     n1.lease.mark_writer(sid1)
@@ -313,7 +313,7 @@ def test_an_unsigned_request_changes_nothing(tmp_path, monkeypatch):
 
 def test_a_member_joined_after_the_last_list_is_not_a_candidate(tmp_path, monkeypatch):
     """The primary, cut off from Consul, never asked it: it must not take the lock behind its back."""
-    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"))
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch, ("n1", "n2"), MYSQLPILOT_FAILSAFE="1")
     n1, n2 = nodes["n1"], nodes["n2"]
     sid1 = make_primary(dcs, servers, n1)
     n1.lease.mark_writer(sid1)
@@ -352,24 +352,10 @@ def test_status_shows_a_primary_on_promises_although_its_session_lapsed(monkeypa
     fs = {"active": True, "since": time.time() - 4, "seconds_left": 1.4, "confirmed_by": ["n2"]}
     monkeypatch.setattr(status, "probe_apis", lambda ms: {"n1": ("", fs), "n2": ("", {"active": False})})
 
-    class D:
-        def get_leader(self):
-            return None, 0
-
-        def members(self):
-            return members
-
-        def get_latest_snapshot(self):
-            return None
-
-        def get_paused(self):
-            return None
-
-        def history(self):
-            return []
     from mysqlpilot import config
     cfg = config.load(None, env={"MYSQLPILOT_NODE": "n2"}, credentials=False)
-    st = status.gather(cfg, dcs=D())
+    from .test_status import FakeDCS
+    st = status.gather(cfg, dcs=FakeDCS(None, members))
     assert st["primary"] == "n1" and status.check_code(st) == 0
     n1 = st["nodes"][0]
     assert n1["role"] == "primary" and n1["read_only"] is False and "promises of n2" in n1["message"]

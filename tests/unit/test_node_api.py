@@ -342,3 +342,25 @@ def test_a_client_that_resets_the_connection_is_not_an_error(monkeypatch):
     finally:
         srv.shutdown()
     assert errors == []
+
+
+def test_a_promise_travels_signed_over_the_node_api(two, monkeypatch):
+    """The primary's request (failsafe_keeper.Asker.ask) over real HTTP to a member's POST /failsafe."""
+    from mysqlpilot.failsafe_keeper import PROMISE, SIGNATURE, Asker
+    _, _, n1, n2 = two
+    monkeypatch.setattr(n2.promises, "reach", lambda host, port: True)
+    n2.promises.enabled = True                      # config key failsafe (off by default)
+    r2 = serve(n2)
+    try:
+        ok, why = Asker(n1).ask("n2", f"127.0.0.1:{r2.port_bound}")
+        assert ok and "promised n1" in why and n2.state.get(PROMISE)["to"] == "n1"
+        c = http.client.HTTPConnection("127.0.0.1", r2.port_bound, timeout=10)
+        for body, headers, code in ((b'{"x": 1}', {SIGNATURE: "00"}, 403), (b"", {}, 400),
+                                    (b"x" * 5000, {}, 400)):
+            c.request("POST", "/failsafe", body=body, headers=headers)
+            resp = c.getresponse()
+            assert resp.status == code and resp.read().count(b"\n") == 1
+        c.close()
+        assert request(r2, "POST", "/primary")[0] == 405
+    finally:
+        r2.stop()

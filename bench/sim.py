@@ -37,6 +37,8 @@ def args(argv):
     ap.add_argument("--defect", choices=sorted(DEFECTS), help="put a fixed defect back (tests/sim/defects.py)")
     ap.add_argument("--faults", default="", help="fault weights, e.g. freeze=6,failover=6 (default: every kind)")
     ap.add_argument("--durability", choices=("async", "semi-sync"), help="default: each seed draws one")
+    ap.add_argument("--failsafe", choices=("on", "off", "draw"), default="off",
+                    help="config key failsafe on every node: on, off (its default), or drawn per seed")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="full", help="run length (world.SCENARIOS)")
     ap.add_argument("--schedule", help='a fault schedule in place of the seed\'s: "t:kind:node:seed,..."')
     ap.add_argument("--no-shrink", action="store_true", help="report failing seeds without shrinking them")
@@ -62,7 +64,7 @@ def replay_verbose(a, opts: Options) -> int:
 
 def main(argv=None) -> int:
     a = args(argv)
-    opts = Options(a.faults, a.durability, a.defect, a.scenario, a.schedule)
+    opts = Options(a.faults, a.durability, a.defect, a.scenario, a.schedule, a.failsafe)
     if a.verbose:
         return replay_verbose(a, opts)
     t0 = time.monotonic()

@@ -105,21 +105,24 @@ def grant(ask: Ask, f: MemberFacts) -> Tuple[bool, str]:
     return True, f"promised {ask.primary} not to take the leader lock for {ask.seconds:g}s"
 
 
-def listed(fs: Optional[Dict[str, Any]], me: str, released_by: Optional[str] = None) -> Tuple[bool, str]:
+def listed(fs: Optional[Dict[str, Any]], me: str, released_by: Optional[str] = None,
+           writer_read_only: Optional[bool] = None) -> Tuple[bool, str]:
     """May `me` take the lock under the failsafe list in Consul? No list (a new cluster, or Consul lost
-    its data): yes. Its writer: yes (it asks the others). Anyone, when the writer released the lock
-    itself (a valid release marker: its mysqld died, or it handed over): it gave up its promises then."""
+    its data): yes. Its writer: yes (it asks the others). Anyone, when the writer gave up its promises:
+    it released the lock itself (a valid release marker: its mysqld died, or it handed over), or its
+    mysqld answered read-only just now (`writer_read_only`): without the lock nothing turns it writable
+    again, and the lock is what the taker is about to ask Consul for."""
     if not fs:
         return True, ""
     if fs.get("primary") == me or me in (fs.get("members") or {}) or \
-            (released_by is not None and released_by == fs.get("primary")):
+            (released_by is not None and released_by == fs.get("primary")) or writer_read_only is True:
         return True, ""
     return False, (f"not in the failsafe list that primary {fs.get('primary')} wrote: it may be riding out a "
                    "Consul outage on the promises of the members it lists; this node becomes a candidate "
                    "once a primary lists it")
 
 
-def parse_list(value: Any) -> Optional[Dict[str, Any]]:
+def parse_list(value: Any, index: Optional[int] = None) -> Optional[Dict[str, Any]]:
     """The list key's value, or None when absent or unusable (then nobody is excluded: see `listed`)."""
     if not isinstance(value, dict) or not isinstance(value.get("primary"), str):
         return None
@@ -127,7 +130,7 @@ def parse_list(value: Any) -> Optional[Dict[str, Any]]:
     if not isinstance(members, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                 for k, v in members.items()):
         return None
-    return {"primary": value["primary"], "members": dict(members), "at": value.get("at")}
+    return {"primary": value["primary"], "members": dict(members), "at": value.get("at"), "index": index}
 
 
 def round_result(answers: Dict[str, Tuple[bool, str]]) -> Tuple[bool, str]:

@@ -63,6 +63,21 @@ class FailsafeList:
             log.info("failsafe list not written (%s); asking the old and new members both", exc)
 
 
+    def withdraw(self, seen) -> None:
+        """The list's writer, read-only and without the lock, withdraws its list: it rides on no promises
+        (nothing turns it writable again but the lock), so the list keeps nobody off the lock any more,
+        and an unlisted node may be the only one that holds every transaction. A CAS delete: a newer
+        primary's list stays."""
+        fs, o = seen.view.failsafe, seen.o
+        if not fs or fs.get("primary") != self.n.cfg.node_name or o.leader is not None or o.read_only is not True:
+            return
+        try:
+            if self.n.dcs.put_json(failsafe.LIST_KEY, None, cas=fs.get("index")):
+                log.info("failsafe list withdrawn: this node wrote it as primary and is read-only now")
+        except PilotError as exc:
+            log.info("failsafe list not withdrawn (%s); the next pass tries again", exc)
+
+
 class Asker(threading.Thread):
     """The primary's side: a round of promise requests whenever the last renew is late."""
 
@@ -241,6 +256,33 @@ class PromiseDesk:
     def drop_claim(self) -> None:
         if self.n.state.get(CLAIM) is not None:
             self.n.state.update(**{CLAIM: None})
+
+    def may_take(self, view, released_by: Optional[str]) -> Tuple[bool, str]:
+        """failsafe.listed for this node, asking the list's writer for its read_only only when this node
+        is not listed (the one case it decides). Failsafe off: no list rule."""
+        fs = view.failsafe if self.n.cfg.failsafe else None
+        me = self.n.cfg.node_name
+        ok, why = failsafe.listed(fs, me, released_by)
+        if ok:
+            return ok, why
+        return failsafe.listed(fs, me, released_by, self.writer_read_only(view, fs["primary"]))
+
+    def writer_read_only(self, view, writer: str) -> Optional[bool]:
+        """The list writer's read_only, read from its mysqld (None: unknown). Only a member with a live
+        session is asked: a key without one names whatever host its last writer chose, and root's
+        password must not go there (candidates.py)."""
+        m = view.member(writer)
+        if m is None or not m.alive or not (m.host and m.port):
+            return None
+        srv = None
+        try:
+            srv = self.n.remote(m.host, m.port)
+            return srv.read_only()
+        except PilotError:
+            return None
+        finally:
+            if srv is not None:
+                srv.close()
 
     def promised_left(self, d: Dict) -> float:
         p = d.get(PROMISE)

@@ -159,6 +159,7 @@ class Node:
             seen = self.observer.observe()
             d = analysis.decide(seen.o)
             outcome = self.actions.run(d, seen)
+            self.failsafe_list.withdraw(seen)
             if seen.o.leader is not None:
                 self.last_leader = seen.o.leader
                 if self.state.get("last_leader") != seen.o.leader.to_json():

@@ -14,7 +14,6 @@ from .analysis import Candidate, Observation, Ranked
 from .candidates import candidate_from, probe_candidates
 from .dcs.base import ClusterView, Release, Request
 from .errors import PilotError
-from .failsafe import listed
 from .failsafe_keeper import CLAIM, PROMISE
 from .flavors import quote
 from .lease import boottime
@@ -250,8 +249,7 @@ class Observer:
         o.switchover_to = target
         if not (probe["up"] and self.n.sid and not o.stopping):
             return
-        ok, why = listed(view.failsafe if self.n.cfg.failsafe else None, me,
-                         rel.name if rel is not None and valid else None)
+        ok, why = self.n.promises.may_take(view, rel.name if rel is not None and valid else None)
         if not ok and not (target == me and req is not None and req.force):   # `failover --force`: the operator's call
             o.takeover = (False, why)
             return

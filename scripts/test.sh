@@ -29,8 +29,8 @@ ts=$(date +%s)
 # The deterministic simulator (issue 19): 10,000 seeds of the short scenario over every core, at most 5
 # minutes (a slower machine runs fewer and says how many); a violation fails the suite (known findings do
 # not). Its JSON (coverage included) is kept for a look afterwards (docs/reliability.md, "Deterministic
-# simulation").
-"$venv/bin/python" bench/sim.py --seeds "${MYSQLPILOT_SIM_SEEDS:-10000}" --minutes 5 --scenario short \
+# simulation"). Each seed draws the failsafe on or off (config key failsafe, off by default).
+"$venv/bin/python" bench/sim.py --seeds "${MYSQLPILOT_SIM_SEEDS:-10000}" --minutes 5 --scenario short --failsafe draw \
   --json "${TMPDIR:-/tmp}/mysqlpilot-sim.json" || rc=1
 t0=$(date +%s)
 MYSQLPILOT_TEST_FLAVORS=mariadb "$venv/bin/python" -m pytest "${opts[@]}" || rc=1

@@ -249,7 +249,7 @@ class ConsulDCS(SnapshotKeys, DCS):
             elif rel == "snapshots/latest":
                 v.latest_snapshot = parse_manifest(key, val)
             elif rel == failsafe.LIST_KEY:
-                v.failsafe = failsafe.parse_list(decode_json(key, val))
+                v.failsafe = failsafe.parse_list(decode_json(key, val), int(it.get("ModifyIndex") or 0))
         return v
 
     # ---- history and flags -----------------------------------------------------------------------

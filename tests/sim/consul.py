@@ -238,7 +238,7 @@ class SimAgent(DCS):
             elif key == "snapshots/latest":
                 v.latest_snapshot = self._parsed(key, e, _manifest)
             elif key == failsafe.LIST_KEY:
-                v.failsafe = failsafe.parse_list(decode_json(key, e.value))
+                v.failsafe = failsafe.parse_list(decode_json(key, e.value), e.modify)
         return v
 
     def watch_leader(self, index: int, wait: float):

@@ -28,7 +28,8 @@ class SimNode:
                "MYSQLPILOT_NODE": name, "MYSQLPILOT_ADVERTISE_HOST": f"h-{name}", "MYSQLPILOT_PORT": "3306",
                "MYSQLPILOT_STATE_DIR": f"/sim/{name}", "MYSQLPILOT_SOCKET": f"/sim/{name}.sock",
                "MYSQLPILOT_FLAVOR": "mysql", "MYSQLPILOT_FLAVOR_VERSION": "8.0",
-               "MYSQLPILOT_DURABILITY": world.durability, "MYSQLPILOT_FAILOVER_BUDGET": "1000"}
+               "MYSQLPILOT_DURABILITY": world.durability, "MYSQLPILOT_FAILOVER_BUDGET": "1000",
+               "MYSQLPILOT_FAILSAFE": "1" if world.failsafe else "0"}
         self.cfg = config.load(None, env=env)
         # Each setting as a plain attribute: the same values, without Config.__getattr__ on every read
         # (a hot spot). Names the class defines (properties, methods) are left to it.

@@ -26,11 +26,14 @@ class Options:
     defect: Optional[str] = None      # a fixed defect put back (defects.py)
     scenario: str = "full"            # world.SCENARIOS
     schedule: Optional[str] = None    # a fault schedule in place of the seed's, spelled "t:kind:node:seed,..."
+    failsafe: str = "off"             # "on", "off", or "draw" (world.Params)
 
     def flags(self) -> str:
         """The CLI flags that give the same run."""
         out = "".join(f" --{k} {v}" for k, v in (("defect", self.defect), ("faults", self.faults),
                                                   ("durability", self.durability)) if v)
+        if self.failsafe != "off":
+            out += f" --failsafe {self.failsafe}"
         if self.scenario != "full":
             out += f" --scenario {self.scenario}"
         if self.schedule is not None:
@@ -54,7 +57,7 @@ def unspell(text: Optional[str]) -> Optional[List[Fault]]:
 
 
 def world(seed: int, opts: Options, verbose: bool = False) -> World:
-    return World(seed, params(opts.faults, opts.durability, opts.scenario), verbose=verbose,
+    return World(seed, params(opts.faults, opts.durability, opts.scenario, opts.failsafe), verbose=verbose,
                  schedule=unspell(opts.schedule))
 
 

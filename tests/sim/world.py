@@ -26,6 +26,7 @@ class Params:
     settle: float = 60.0          # then at most this long without, until converged ...
     stable: float = 8.0           # ... and still so this long
     durability: Optional[str] = None    # None: each seed draws async or semi-sync
+    failsafe: str = "off"               # config key failsafe: "on", "off", or "draw" (each seed draws one)
     fault_gap: Tuple[float, float] = (0.2, 2.0)
     weights: Tuple[float, ...] = WEIGHTS
 
@@ -38,9 +39,10 @@ class Params:
 SCENARIOS = {"full": {}, "short": {"fault_phase": 9.0, "stable": 2.0, "fault_gap": (0.2, 1.2)}}
 
 
-def params(faults: str = "", durability: Optional[str] = None, scenario: str = "full") -> Params:
+def params(faults: str = "", durability: Optional[str] = None, scenario: str = "full",
+           failsafe: str = "off") -> Params:
     """Params from the CLI's spelling: faults "freeze=6,failover=6" (weights; unnamed kinds get 0)."""
-    p = Params(durability=durability, **SCENARIOS[scenario])
+    p = Params(durability=durability, failsafe=failsafe, **SCENARIOS[scenario])
     if faults:
         w = dict(x.split("=") for x in faults.split(","))
         unknown = set(w) - set(FAULTS)
@@ -57,6 +59,9 @@ class World(Scheduler):
         self.seed, self.p, self.verbose = seed, params or Params(), verbose
         self.rng = random.Random(seed)
         self.durability = self.p.durability or self.rng.choice(("async", "semi-sync"))
+        # Drawn apart from the main stream, so that every seed's other choices stay what they were.
+        self.failsafe = self.p.failsafe == "on" or (
+            self.p.failsafe == "draw" and random.Random(seed * 7919 + 1).random() < 0.5)
         self.consul = SimConsul(self)
         self.states: Dict[str, str] = {}           # state dir -> the state file's JSON
         self.parsed: Dict[str, Tuple[str, Dict[str, Any]]] = {}   # state dir -> (that JSON, decoded)

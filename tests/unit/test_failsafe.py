@@ -93,6 +93,13 @@ def test_only_listed_members_take_the_lock(fs, me, released_by, ok):
     assert listed(fs, me, released_by)[0] is ok
 
 
+@pytest.mark.parametrize("writer_read_only, ok", [(True, True), (False, False), (None, False)])
+def test_an_unlisted_member_may_take_the_lock_once_the_writer_is_read_only(writer_read_only, ok):
+    """Simulator seed 268 (failsafe on): the only node holding every transaction was not listed by the
+    last primary, itself read-only by then; the election stalled for good."""
+    assert listed(LIST, "n9", None, writer_read_only)[0] is ok
+
+
 @pytest.mark.parametrize("value, parsed", [
     ({"primary": "n1", "members": {"n2": "h:1"}}, True),
     ({"primary": "n1", "members": {"n2": 5}}, False),
@@ -325,7 +332,11 @@ def test_a_member_joined_after_the_last_list_is_not_a_candidate(tmp_path, monkey
     n2.state.update(free_seen={"lock_index": dcs.lock_index, "view_index": 0, "at": boottime() - 60})
     out = n2.run_once()
     assert out.action == analysis.WAIT and "not in the failsafe list" in out.reason and servers["n2"].ro
-
+    # Once the list's writer answers read-only (fenced, or following), it keeps nobody off the lock.
+    dcs.members["n1"] = dataclasses.replace(dcs.member("n1"), alive=True)
+    assert "not in the failsafe list" in n2.run_once().reason          # writable: it may be on promises
+    servers["n1"].ro = True
+    assert "not in the failsafe list" not in n2.run_once().reason
 
 @pytest.mark.parametrize("change, ok", [
     ({}, True),                                   # the key free (its session lapsed): still the primary
@@ -360,3 +371,26 @@ def test_status_shows_a_primary_on_promises_although_its_session_lapsed(monkeypa
     n1 = st["nodes"][0]
     assert n1["role"] == "primary" and n1["read_only"] is False and "promises of n2" in n1["message"]
     assert "promises of n2" in status.render(st)
+
+
+def test_a_read_only_writer_without_the_lock_withdraws_its_list(tmp_path, monkeypatch):
+    """Simulator seed 712 (failsafe on): the writer had stopped publishing its member record, so nobody
+    could ask its read_only; the unlisted node holding every transaction waited for good."""
+    dcs, servers, nodes, sid1 = three_nodes(tmp_path, monkeypatch)
+    n1 = nodes["n1"]
+    dcs.invalidate(sid1)
+    servers["n1"].ro = True                          # fenced
+    give_session(n1, dcs)
+    n1.run_once()
+    assert dcs.get_cluster().failsafe is None
+
+
+def test_a_writable_writer_keeps_its_list(tmp_path, monkeypatch):
+    dcs, servers, nodes, sid1 = three_nodes(tmp_path, monkeypatch)
+    n1 = nodes["n1"]
+    n1.lease.extend_failsafe(sid1, boottime(), ["n2", "n3"])
+    dcs.invalidate(sid1)                             # writable on promises, the key free
+    give_session(n1, dcs)
+    dcs.down = False
+    n1.run_once()
+    assert dcs.get_cluster().failsafe is not None

@@ -94,7 +94,8 @@ class Actions:
         return msg
 
     def do_wait(self, d, seen) -> None:
-        pass
+        # Waiting with the key free and read-only: a list this node wrote as primary protects nothing now.
+        self.n.failsafe_list.withdraw(seen)
 
     def do_stay_primary(self, d, seen) -> None:
         self.n.failsafe_list.publish(seen.view)

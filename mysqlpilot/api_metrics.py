@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from . import mysqld
-from .lease import boottime
+from .failsafe_keeper import promise_of
 from .events import DURATION_BUCKETS
 
 LABELS = ("cluster", "node")
@@ -37,9 +37,7 @@ class Scrape:
         self.labels = [node.cfg.cluster, node.cfg.node_name]
         self.api = node.cfg.api_advertised
         self.failsafe = node.lease.failsafe_info() or {}
-        promise = node.state.get("promise")
-        self.promise_left = max(0.0, float(promise["until"]) - boottime()) \
-            if isinstance(promise, dict) and isinstance(promise.get("until"), (int, float)) else 0.0
+        self.promise_left = max(0.0, promise_of(node.state.read())[1])
 
     def v(self, attr: str) -> Any:
         return getattr(self.view, attr) if self.view is not None else None

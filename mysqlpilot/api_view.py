@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 
 from . import analysis, api_verdicts
 from .api_verdicts import Facts
+from .failsafe_keeper import promise_of
 from .lease import boottime
 from .logsetup import SecretMask
 from .model import LeaderInfo, MemberState
@@ -164,9 +165,9 @@ def failsafe_status(node) -> Dict[str, Any]:
     if info is not None:
         out.update(active=True, since=round(now_w - (now_b - float(info["since"])), 3),
                    seconds_left=round(info["left"], 3), confirmed_by=info["by"])
-    p = node.state.get("promise")
-    if isinstance(p, dict) and isinstance(p.get("until"), (int, float)) and p["until"] > now_b:
-        out["promised"] = {"to": p.get("to"), "seconds_left": round(p["until"] - now_b, 3)}
+    to, left = promise_of(node.state.read())
+    if left > 0:
+        out["promised"] = {"to": to, "seconds_left": round(left, 3)}
     return out
 
 

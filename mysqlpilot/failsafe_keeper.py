@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from . import candidates, failsafe
@@ -30,6 +31,23 @@ SIGNATURE = "X-Mysqlpilot-Signature"
 # Member APIs are on the cluster's own network: never through an http_proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 REACH_TIMEOUT = 0.2              # a member's TCP connect to the primary's mysqld (well inside the request's timeout)
+
+
+@dataclass(frozen=True)
+class ConsulSeen:
+    """What the last HA pass saw, which a promise request is judged against (PromiseDesk.facts)."""
+    at: float                        # boot-time clock of the pass
+    leader: Optional[str]            # the lock holder (None: free)
+    request: Optional[str]           # a pending switchover/failover's target
+    read_only: Optional[bool]        # this node's mysqld
+
+
+def promise_of(state: Dict) -> Tuple[str, float]:
+    """(the primary this member promised, seconds the promise still runs; <= 0: none) from a state dict."""
+    p = state.get(PROMISE)
+    if not isinstance(p, dict) or not isinstance(p.get("until"), (int, float)):
+        return "", -1.0
+    return str(p.get("to") or ""), float(p["until"]) - boottime()
 
 
 class FailsafeList:
@@ -99,6 +117,7 @@ class Asker(threading.Thread):
 
     def stop(self) -> None:
         self._stop_ev.set()
+        self._pool.shutdown(wait=False)
 
     def due(self) -> Optional[str]:
         """The writer session, when a round is due: mysqld's writes belong to it, they are still covered,
@@ -185,14 +204,14 @@ class PromiseDesk:
 
     def facts(self) -> MemberFacts:
         n = self.n
-        seen = getattr(n, "consul_seen", None)       # (boot-time, leader, request, read_only) of the last pass
-        fresh = seen is not None and boottime() - seen[0] < VIEW_FRESH
-        ro = seen[3] if seen is not None else None
+        seen: Optional[ConsulSeen] = getattr(n, "consul_seen", None)
+        fresh = seen is not None and boottime() - seen.at < VIEW_FRESH
+        ro = seen.read_only if seen is not None else None
         last = n.last_leader
         reach = self.reach(last.host, last.port) if last is not None and last.host and last.port else None
         return MemberFacts(me=n.cfg.node_name, cluster=n.cfg.cluster, now_wall=time.time(),
                            writable=None if ro is None else not ro, view_fresh=fresh,
-                           leader=seen[1] if seen else None, request=seen[2] if seen else None,
+                           leader=seen.leader if seen else None, request=seen.request if seen else None,
                            follows=last.name if last is not None else None, primary_reachable=reach)
 
     @staticmethod
@@ -242,11 +261,9 @@ class PromiseDesk:
         res = [(False, "")]
 
         def put(d):
-            p = d.get(PROMISE)
-            left = float(p["until"]) - boottime() if isinstance(p, dict) and \
-                isinstance(p.get("until"), (int, float)) else -1.0
+            to, left = promise_of(d)
             if left > 0:
-                res[0] = (False, f"promised {p.get('to')} not to take the leader lock for {left:.1f}s more")
+                res[0] = (False, f"promised {to} not to take the leader lock for {left:.1f}s more")
                 return
             d[CLAIM] = boottime()
             res[0] = (True, "")
@@ -284,11 +301,6 @@ class PromiseDesk:
             if srv is not None:
                 srv.close()
 
-    def promised_left(self, d: Dict) -> float:
-        p = d.get(PROMISE)
-        if not isinstance(p, dict) or not isinstance(p.get("until"), (int, float)):
-            return -1.0
-        return float(p["until"]) - boottime()
 
 
 def verify_body(key: bytes, body: bytes, signature: str) -> bool:

@@ -56,7 +56,7 @@ class Node:
         self.actions, self.handover = Actions(self), HandOver(self)
         self.catalog = Catalog(self)
         self.promises, self.failsafe_list = PromiseDesk(self), FailsafeList(self)
-        self.consul_seen: Optional[tuple] = None  # (boot-time, leader, request, read_only) of the last pass
+        self.consul_seen = None           # failsafe_keeper.ConsulSeen: the last pass's view, for promise requests
         self.leader_index = 0
         # Persisted: on-change and a restarted loop are new processes, and must still know whose
         # failure they are handling (failover budget, semi-sync check, history's old primary).
@@ -159,7 +159,6 @@ class Node:
             seen = self.observer.observe()
             d = analysis.decide(seen.o)
             outcome = self.actions.run(d, seen)
-            self.failsafe_list.withdraw(seen)
             if seen.o.leader is not None:
                 self.last_leader = seen.o.leader
                 if self.state.get("last_leader") != seen.o.leader.to_json():

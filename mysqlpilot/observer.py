@@ -14,7 +14,7 @@ from .analysis import Candidate, Observation, Ranked
 from .candidates import candidate_from, probe_candidates
 from .dcs.base import ClusterView, Release, Request
 from .errors import PilotError
-from .failsafe_keeper import CLAIM, PROMISE
+from .failsafe_keeper import CLAIM, ConsulSeen, promise_of
 from .flavors import quote
 from .lease import boottime
 from .model import LeaderInfo, MemberState
@@ -297,15 +297,13 @@ class Observer:
             self.n.say_once("request", why)
             req = None
         d = self.n.state.read()
-        promise = d.get(PROMISE) if isinstance(d.get(PROMISE), dict) else {}
-        # What a promise request is judged against (failsafe_keeper.PromiseDesk), from this one read.
-        self.n.consul_seen = (boottime(), leader.name if leader is not None else None,
-                              req.to if req is not None else None, probe["read_only"])
+        promised_to, promised_left = promise_of(d)
+        self.n.consul_seen = ConsulSeen(boottime(), leader.name if leader is not None else None,
+                                        req.to if req is not None else None, probe["read_only"])
         if d.get(CLAIM) is not None and leader is not None and leader.name != self.n.cfg.node_name:
             self.n.promises.drop_claim()          # another node holds the lock: a claim of ours is over
         o = Observation(
-            failsafe_left=self.n.lease.failsafe_left(), promised_left=self.n.promises.promised_left(d),
-            promised_to=str(promise.get("to") or ""),
+            failsafe_left=self.n.lease.failsafe_left(), promised_left=promised_left, promised_to=promised_to,
             me=self.n.cfg.node_name, now=time.time(), mysqld_up=probe["up"], read_only=probe["read_only"],
             have_session=bool(sid), lease_left=self.n.lease_left(), leader=leader, i_hold_lock=i_hold,
             replicating_from=src, replication_ok=bool(st.get("io_running") and st.get("sql_running")),

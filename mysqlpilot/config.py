@@ -62,7 +62,7 @@ SCHEMA: Tuple[Key, ...] = (
        "priority wins.", "MYSQLPILOT_PRIORITY", minimum=0, maximum=1000000, group="identity"),
     _k("failsafe", "bool", False, "Ride out Consul outages: while its renews fail, the primary stays writable "
        "as long as every listed member promises over the node API not to take the lock (docs/timing.md, "
-       "\"Failsafe\"). Off by default: the simulator still finds elections that stall under its list rule.",
+       "\"Failsafe\"). Off by default until the fault campaigns have run it with Consul faults.",
        "MYSQLPILOT_FAILSAFE", group="timing"),
     _k("nofailover", "bool", False, "Never promote this node automatically.", "MYSQLPILOT_NOFAILOVER",
        group="identity"),

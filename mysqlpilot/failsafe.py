@@ -3,7 +3,8 @@ does the I/O (the primary's rounds of requests, the member's answers, the list i
 
 The proof (docs/timing.md, "Failsafe"):
 - The primary writes `<kv_root>/failsafe`: the members it will ask. Only a listed member may take the
-  lock (`listed`), so a node that joins while the primary cannot see Consul is never one it forgot.
+  lock (`listed`), so a node that joins while the primary cannot see Consul is never one it forgot;
+  unless the writer gave its promises up (released the lock, answers read-only, or withdrew the list).
 - A member asked at t (the request's send time on the primary's clock; it arrives later) promises not
   to take the lock until its own arrival time + promise >= t + promise, and keeps that promise even when
   it can see Consul. It refuses while it is taking or holds the lock, is writable, follows another

@@ -375,24 +375,24 @@ class LocalCluster(Partitions):
         return n["pid"]
 
     def kill(self, name: str, sig: str = "KILL", timeout: float = 360) -> None:
-        reg = self.load()
-        n = self.node(reg, name)
         if sig == "KILL":
+            reg = self.load()
+            n = self.node(reg, name)
             signal_session(self.leader(reg, name), signal.SIGKILL)   # the whole node: supervisor, hooks, mysqld
-        else:
-            lead = self.leader(reg, name)
-            os.kill(n["pid"], signal.SIGTERM)
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + 10
             while _alive(n["pid"]) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _alive(n["pid"]):
-                signal_session(lead, signal.SIGKILL)
-                raise PilotError(f"{name} did not stop within {timeout:.0f}s; killed it")
-            signal_session(lead, signal.SIGTERM)                   # stragglers of that node only
-        deadline = time.monotonic() + 10
-        while _alive(n["pid"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.echo(f"{name} stopped ({sig})")
+                time.sleep(0.05)
+            self.echo(f"{name} stopped ({sig})")
+        else:
+            self.stop_nodes([name], timeout)
+
+    def stop_nodes(self, names: List[str], timeout: float = 360) -> None:
+        reg = self.load()
+        stopped, stuck = stop_together([(n, self.node(reg, n)["pid"], self.leader(reg, n)) for n in names], timeout)
+        for name in stopped:
+            self.echo(f"{name} stopped (TERM)")
+        if stuck:
+            raise PilotError(f"{', '.join(stuck)} did not stop within {timeout:.0f}s; killed")
 
     def start(self, name: str) -> None:
         reg = self.load()
@@ -411,10 +411,12 @@ class LocalCluster(Partitions):
             primary = gather(self.cfg(), history=0).get("primary")
         except PilotError:
             primary = None
-        # Replicas first: the primary then has nobody to hand over to and stops without a switchover.
-        for name in sorted(running, key=lambda n: n == primary):
+        # Replicas first (together): the primary then has nobody to hand over to and stops without a
+        # switchover.
+        for group in ([n for n in running if n != primary], [n for n in running if n == primary]):
             try:
-                self.kill(name, "TERM", timeout=360)
+                if group:
+                    self.stop_nodes(group)
             except PilotError as exc:
                 self.echo(str(exc))
         consul_cluster.stop(self.dir)
@@ -441,3 +443,20 @@ class LocalCluster(Partitions):
         reg = self.load()
         return [f"{name} {v['host']}:{v['port']} {'running pid ' + str(v['pid']) if v.get('pid') and _alive(v['pid']) else 'stopped'}"
                 for name, v in sorted(reg["nodes"].items(), key=lambda x: x[1]["k"])]
+
+
+def stop_together(procs, timeout: float):
+    """SIGTERM to each node's supervisor ((name, pid, session leader)) at once, then wait for all: each
+    stops gracefully on its own, and one after another would only add their shutdowns up. Returns (the
+    names that stopped, the names killed after `timeout`)."""
+    for _, pid, _ in procs:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(pid) for _, pid, _ in procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stopped, stuck = [], []
+    for name, pid, lead in procs:
+        alive = _alive(pid)
+        signal_session(lead, signal.SIGKILL if alive else signal.SIGTERM)   # else: stragglers of that node
+        (stuck if alive else stopped).append(name)
+    return stopped, stuck

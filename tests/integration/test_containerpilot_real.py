@@ -158,7 +158,8 @@ def consul_get(agent, path):
 
 
 class Writer(threading.Thread):
-    """Inserts ids one by one into whichever node is writable; keeps every acknowledged id."""
+    """Inserts ids one by one into whichever node is writable; keeps every acknowledged id. A new id per
+    attempt: a write whose OK was lost may have committed, and its id would then be taken for ever."""
 
     def __init__(self, addrs):
         super().__init__(daemon=True)
@@ -186,9 +187,9 @@ class Writer(threading.Thread):
                 if conn is None:
                     time.sleep(0.1)
                     continue
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO cpt.t (id) VALUES (%s)", (self.n + 1,))
                 self.n += 1
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO cpt.t (id) VALUES (%s)", (self.n,))
                 self.acked.append(self.n)
             except pymysql.MySQLError:
                 try:

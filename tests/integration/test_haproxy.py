@@ -63,7 +63,9 @@ def served_by(c, port, n=1, timeout=2.0):
 
 class HAProxyWriter(threading.Thread):
     """Inserts through HAProxy's write port, reconnecting on any error; each row records which mysqld
-    (@@port) took it, and each acknowledgement its time."""
+    (@@port) took it, and each acknowledgement its time. Every attempt takes a new id: a write whose OK
+    was lost in the kill may still have committed (semi-sync shipped it to the new primary), and retrying
+    its id would fail on the duplicate key for ever."""
 
     def __init__(self, c, port, table):
         super().__init__(daemon=True)
@@ -76,9 +78,9 @@ class HAProxyWriter(threading.Thread):
         while not self.stop_evt.is_set():
             try:
                 conn = conn or self.c.connect("127.0.0.1", self.port, timeout=1.0)
-                with conn.cursor() as cur:
-                    cur.execute(f"INSERT INTO {self.table} (id, port) VALUES (%s, @@port)", (n + 1,))
                 n += 1
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {self.table} (id, port) VALUES (%s, @@port)", (n,))
                 self.acked[n] = time.time()
             except Exception:  # noqa: BLE001 - a failover: reconnect through the same address
                 try:

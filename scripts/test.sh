@@ -5,7 +5,7 @@
 # .venv); the tests start `mysqlpilot` as `sys.executable -m mysqlpilot`, so they stay inside it.
 #
 # Without arguments, the suite runs in three legs, each timed:
-#   sim:     bench/sim.py, 10,000 seeds (5 minutes at most) of the deterministic simulator of the HA
+#   sim:     bench/sim.py, 6,000 seeds (3 minutes at most) of the deterministic simulator of the HA
 #            protocol (no servers);
 #   mariadb: unit tests, the tests that need no database server, and every flavored integration test
 #            on MariaDB 10.11 (Debian's mariadbd + mariadb-backup);
@@ -26,11 +26,11 @@ if [ $# -gt 0 ]; then
 fi
 rc=0
 ts=$(date +%s)
-# The deterministic simulator (issue 19): 10,000 seeds of the short scenario over every core, at most 5
+# The deterministic simulator (issue 19): 6,000 seeds of the short scenario over every core, at most 3
 # minutes (a slower machine runs fewer and says how many); a violation fails the suite (known findings do
 # not). Its JSON (coverage included) is kept for a look afterwards (docs/reliability.md, "Deterministic
 # simulation"). Each seed draws the failsafe on or off (config key failsafe, off by default).
-"$venv/bin/python" bench/sim.py --seeds "${MYSQLPILOT_SIM_SEEDS:-10000}" --minutes 5 --scenario short --failsafe draw \
+"$venv/bin/python" bench/sim.py --seeds "${MYSQLPILOT_SIM_SEEDS:-6000}" --minutes 3 --scenario short --failsafe draw \
   --json "${TMPDIR:-/tmp}/mysqlpilot-sim.json" || rc=1
 t0=$(date +%s)
 MYSQLPILOT_TEST_FLAVORS=mariadb "$venv/bin/python" -m pytest "${opts[@]}" || rc=1

@@ -31,7 +31,7 @@ class Params:
     weights: Tuple[float, ...] = WEIGHTS
 
 
-# Scenario lengths. "short" is CI's (10,000 seeds in 5 minutes on 2 cores): the same bootstrap, faults
+# Scenario lengths. "short" is CI's (6,000 seeds in 3 minutes on 2 cores): the same bootstrap, faults
 # from 3-6 s to 9 s a little denser (~5 a seed, where "full" has ~14 over 20 s), then the same settle
 # (up to 60 s) and convergence check, which must hold 2 s in a row instead of 8. The trade-off: fewer
 # faults overlap within one seed (more seeds make up for it), and a flap more than 2 s after calm

@@ -15,6 +15,9 @@ and, once the cluster is down, nothing of it left running (processes, nft table,
 the first violation and prints a one-line verdict with the seed and the fault; `--seed S --faults N`
 (with the same --overlap/--durability/--flavor) replays the same plan. The cluster directory is always kept.
 
+--consul-servers 3 makes Consul three real servers (the nodes talk to a client agent, as through their
+host's) and adds Consul's own faults to the draw; --failsafe turns the failsafe on (issue 21).
+
 --flavor mysql runs the cluster on Oracle MySQL 9.7 (the sid root of scripts/install-deps.sh, run by
 scripts/mysqld-sid; $MYSQLPILOT_MYSQL_ROOT points elsewhere): the writers' refusals are then MySQL's
 (1290), a node counts as writable while its super_read_only is OFF (root writes through read_only alone),
@@ -26,6 +29,7 @@ The failover budget (anti-flapping) is lifted for the run: it is not what this t
     python3 bench/chaos.py --faults 200 --seed 1 --overlap --json chaos.json
     python3 bench/chaos.py --schedule issue13 --hold 14 --json chaos.json
     python3 bench/chaos.py --flavor mysql --faults 30 --seed 97 --json chaos-mysql.json
+    python3 bench/chaos.py --consul-servers 3 --failsafe --faults 50 --seed 21 --json chaos-consul.json
 
 Exit status: 0 when every check held, 1 when one did not, 2 on a usage or harness error.
 """
@@ -40,14 +44,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.harness.chaos import (FAULTS, FLAVORS, SCHEDULES, make_plan, make_schedule, replay_command,  # noqa: E402
+from tests.harness.chaos import (ALL_FAULTS, FLAVORS, SCHEDULES, make_plan, make_schedule, replay_command,  # noqa: E402
                                  run_chaos, write_json)
 from tests.harness.cluster import Cluster  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 epilog="faults: " + "; ".join(f"{k}: {v}" for k, v in FAULTS.items()))
+                                 epilog="faults: " + "; ".join(f"{k}: {v}" for k, v in ALL_FAULTS.items()))
     ap.add_argument("--faults", type=int, default=None, help="how many faults to draw (a schedule: its first N)")
     ap.add_argument("--seed", type=int, default=1, help="seeds the draw and the choice of replica targets")
     ap.add_argument("--schedule", choices=sorted(SCHEDULES), default=None, help="a fixed order instead of a draw")
@@ -73,17 +77,24 @@ def main() -> int:
     ap.add_argument("--writer-timeout", type=float, default=1.0,
                     help="the writers' read timeout in seconds; 0: none (a client that waits as long as it takes)")
     ap.add_argument("--kinds", default=None, help="comma-separated fault kinds to draw from (default: all)")
+    ap.add_argument("--consul-servers", type=int, default=1, choices=(1, 3, 5),
+                    help="Consul as this many real servers (local up --consul-servers); with 3 or 5 the draw "
+                         "includes Consul's own faults (consul-kill-leader, consul-rolling-restart, consul-freeze)")
+    ap.add_argument("--failsafe", action="store_true",
+                    help="turn the failsafe on (config key failsafe): the primary rides out Consul outages on "
+                         "its members' promises")
     ap.add_argument("--plan", action="store_true", help="print the seeded plan and exit (no cluster)")
     args = ap.parse_args()
     try:
         kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
-        faults = make_schedule(args.faults, args.seed, args.schedule, kinds)
+        faults = make_schedule(args.faults, args.seed, args.schedule, kinds, args.consul_servers)
     except ValueError as exc:
         ap.error(str(exc))
     if args.nodes < 2:
         ap.error("--nodes must be at least 2")
     replay = replay_command(len(faults), args.seed, args.schedule, args.overlap, args.durability, args.nodes,
-                            args.hold, kinds, args.flavor, args.writer_timeout or None)
+                            args.hold, kinds, args.flavor, args.writer_timeout or None, args.consul_servers,
+                            args.failsafe)
     if args.plan:
         for spec in make_plan(faults, args.seed, overlap=args.overlap, hold=args.hold):
             print(f"{spec.index:4d} {spec.kind}" + (f" ({spec.variant})" if spec.variant else "")
@@ -112,7 +123,8 @@ def main() -> int:
                             durability=args.durability, converge_timeout=args.converge_timeout,
                             schedule=args.schedule, time_budget=args.time_budget, overlap=args.overlap, kinds=kinds,
                             stop_on_violation=not args.keep_going, echo=lambda s: print(s, flush=True),
-                            writer_timeout=args.writer_timeout or None)
+                            writer_timeout=args.writer_timeout or None, consul_servers=args.consul_servers,
+                            failsafe=args.failsafe)
     except KeyboardInterrupt:
         print(f"interrupted after {time.time() - t0:.0f}s; cluster torn down, logs in {c.dir}", file=sys.stderr)
         return 130

@@ -71,10 +71,21 @@ FAULTS: Dict[str, str] = {
                           "unavailable until a restore attempt has failed, then the store back",
 }
 
+# Consul's own faults (issue 21), on a cluster whose Consul is several real servers (--consul-servers 3).
+# Apart from FAULTS so that the default draw, and every documented seed's replay, stays what it was.
+CONSUL_FAULTS: Dict[str, str] = {
+    "consul-kill-leader": "SIGKILL the Consul Raft leader; started again 5 s later with its data",
+    "consul-rolling-restart": "restart every Consul server in turn, followers first, each back in the quorum "
+                              "before the next",
+    "consul-freeze": "SIGSTOP every Consul server for 3 s, 10 s or HOLD s (drawn), then SIGCONT",
+}
+ALL_FAULTS: Dict[str, str] = {**FAULTS, **CONSUL_FAULTS}
+
 # Faults that come in variants, one drawn per fault from the seed.
 VARIANTS: Dict[str, Tuple[str, ...]] = {
     "switchover-under-lock": ("lock-tables", "long-trx"),
     "store-down-snapshot": ("before", "during"),
+    "consul-freeze": ("3s", "10s", "hold"),
 }
 
 # Faults that hand the primary over on purpose: they wait for the new primary to hold everything, so even in
@@ -104,7 +115,8 @@ def async_loss_problem(faults: List[Tuple[str, bool]], ages: List[float], bound:
 
 
 # Faults that hold the cluster in a faulty state for HOLD s: with --overlap the next fault starts inside it.
-HOLDING = {"freeze-primary", "freeze-replica", "partition-primary", "partition-full", "partition-replicas"}
+HOLDING = {"freeze-primary", "freeze-replica", "partition-primary", "partition-full", "partition-replicas",
+           "consul-freeze"}
 
 # Issue 13's reproduction, in this exact order.
 ISSUE13: Tuple[str, ...] = (
@@ -174,9 +186,9 @@ SEEDED_BY_CLONE = re.compile(r"cloned \S+; the replica will start from GTID")  #
 
 
 def make_schedule(faults: Optional[int], seed: int, schedule: Optional[str] = None,
-                  kinds: Optional[List[str]] = None) -> List[str]:
+                  kinds: Optional[List[str]] = None, consul_servers: int = 1) -> List[str]:
     """A named schedule (truncated to `faults` if given), or `faults` faults drawn with `seed` from the
-    whole catalogue (or from `kinds`)."""
+    whole catalogue (or from `kinds`); Consul's own faults are in it when Consul is several servers."""
     if schedule:
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; known: {', '.join(SCHEDULES)}")
@@ -184,11 +196,14 @@ def make_schedule(faults: Optional[int], seed: int, schedule: Optional[str] = No
         return s[:faults] if faults else s
     if not faults or faults < 1:
         raise ValueError("give --faults N (N >= 1) or a --schedule")
-    unknown = sorted(set(kinds or ()) - set(FAULTS))
+    unknown = sorted(set(kinds or ()) - set(ALL_FAULTS))
     if unknown:
-        raise ValueError(f"unknown fault kinds {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")
+        raise ValueError(f"unknown fault kinds {', '.join(unknown)}; known: {', '.join(sorted(ALL_FAULTS))}")
+    need = sorted(set(kinds or ()) & set(CONSUL_FAULTS))
+    if need and consul_servers < 3:
+        raise ValueError(f"fault kinds {', '.join(need)} need a Consul of several servers: add --consul-servers 3")
     rng = random.Random(seed)
-    names = sorted(kinds or FAULTS)
+    names = sorted(kinds or (ALL_FAULTS if consul_servers >= 3 else FAULTS))
     return [rng.choice(names) for _ in range(faults)]
 
 
@@ -918,15 +933,16 @@ class ChaosRun:
 
     def _begin(self, spec: FaultSpec) -> FaultEvent:
         fault = spec.kind
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
+        if fault not in ALL_FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(ALL_FAULTS))}")
         ev = FaultEvent(index=spec.index, fault=fault, variant=spec.variant)
         with self.ev_lock:
             self.events.append(ev)
         st = self.st()
         primary = st["primary"] if st else None
         on_replica = fault.endswith("replica") or fault == "store-down-restore"
-        if primary is None and not on_replica and fault != "restart-consul":
+        on_consul = fault == "restart-consul" or fault in CONSUL_FAULTS
+        if primary is None and not on_replica and not on_consul:
             # No primary now (typically the second fault of a pair, inside a freeze or partition of the
             # primary): strike the next one, once elected, rather than nothing.
             st = self.wait(lambda s: s["primary"] is not None, max(5.0, min(self.hold, self.bound()))) or st
@@ -934,7 +950,7 @@ class ChaosRun:
         ev.primary_before = primary
         replicas = sorted(n["name"] for n in (st or {}).get("nodes", []) if n["name"] != primary
                           and n["role"] != "down") or sorted(n for n, _, _ in self.c.addresses() if n != primary)
-        if fault == "restart-consul":
+        if on_consul:
             ev.target = "consul"
         elif on_replica:
             ev.target = replicas[int(spec.pick * len(replicas))] if replicas else None
@@ -1193,6 +1209,8 @@ class ChaosRun:
             ev.restore_at = time.time()
             out = [x for x in (p.stdout + p.stderr).strip().splitlines() if x.strip()]
             notes.append(("" if p.returncode == 0 else "consul-restart failed: ") + (out[-1][-160:] if out else ""))
+        elif fault in CONSUL_FAULTS:
+            notes.append(self._consul_fault(ev, spec))
         elif fault == "replica-mysqld-restart-then-kill-primary":
             notes.append(self._replica_restart_then_kill_primary(ev, spec))
         elif fault == "store-down-snapshot":
@@ -1200,6 +1218,24 @@ class ChaosRun:
         elif fault == "store-down-restore":
             notes.append(self._store_down_restore(ev, target))
         return "; ".join(n for n in notes if n)
+
+    def _consul_fault(self, ev: FaultEvent, spec: FaultSpec) -> str:
+        """Consul's own faults: the database nodes are not touched (the failsafe rides them out when on)."""
+        from mysqlpilot.local import consul_cluster as cc
+        if ev.fault == "consul-kill-leader":
+            d = cc.kill_leader(self.c.dir)
+            time.sleep(5.0)
+            ev.restore_at = time.time()
+            cc.restart_server(d)
+            return f"killed the leader {os.path.basename(d)}, restarted it"
+        if ev.fault == "consul-rolling-restart":
+            cc.rolling_restart(self.c.dir, pause=2.0)
+            ev.restore_at = time.time()
+            return "every server restarted in turn"
+        seconds = self.hold if spec.variant == "hold" else float(spec.variant.rstrip("s"))
+        cc.freeze(self.c.dir, seconds)
+        ev.restore_at = time.time()
+        return f"every server frozen {seconds:g}s"
 
     def _switchover(self) -> str:
         p = self.c.cli("switchover", config=True, check=False, timeout=120)
@@ -1438,6 +1474,15 @@ class ChaosRun:
                 self.partitioned.discard(name)
                 if self.sampler is not None:
                     self.sampler.via_socket.discard(name)
+        from mysqlpilot.local import consul_cluster as cc
+        from mysqlpilot.local.consul_agent import ConsulAgent
+        for d in cc.server_dirs(self.c.dir):       # a Consul freeze interrupted: SIGCONT is harmless otherwise
+            pid = ConsulAgent.read_pidfile(d)[0]
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
         with self.store_lock:
             if self.store_down_n:
                 self.store_down_n = 0
@@ -1659,7 +1704,7 @@ def leftovers(cluster: Cluster, wait: float = 15.0) -> List[str]:
 
 def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: bool, durability: str, nodes: int,
                    hold: float, kinds: Optional[List[str]] = None, flavor: str = "mariadb",
-                   writer_timeout: Optional[float] = 1.0) -> str:
+                   writer_timeout: Optional[float] = 1.0, consul_servers: int = 1, failsafe: bool = False) -> str:
     cmd = "python3 bench/chaos.py " + (f"--flavor {flavor} " if flavor != "mariadb" else "") + \
         (f"--schedule {schedule} " if schedule else "") + f"--seed {seed} --faults {faults}"
     if kinds:
@@ -1674,6 +1719,10 @@ def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: boo
         cmd += f" --hold {hold:g}"
     if writer_timeout != 1.0:
         cmd += f" --writer-timeout {writer_timeout or 0:g}"
+    if consul_servers != 1:
+        cmd += f" --consul-servers {consul_servers}"
+    if failsafe:
+        cmd += " --failsafe"
     return cmd
 
 
@@ -1683,7 +1732,7 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
               final_timeout: float = 180.0, echo: Callable[[str], None] = print, overlap: bool = False,
               stop_on_violation: bool = False, consul_mode: str = "server",
               kinds: Optional[List[str]] = None, max_moved_aside: int = 1000,
-              writer_timeout: Optional[float] = 1.0) -> Verdict:
+              writer_timeout: Optional[float] = 1.0, consul_servers: int = 1, failsafe: bool = False) -> Verdict:
     """Up, load, faults, checks, verdict; the cluster always goes down (failure, Ctrl-C included), its
     directory kept; then nothing of it may be left running.
 
@@ -1700,6 +1749,8 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
     operator to clear its old copies, which is right in production and not what this run tests."""
     cluster.env["MYSQLPILOT_FAILOVER_BUDGET"] = str(failover_budget)
     cluster.env["MYSQLPILOT_MAX_MOVED_ASIDE"] = str(max_moved_aside)
+    if failsafe:
+        cluster.env["MYSQLPILOT_FAILSAFE"] = "1"
     flavor = getattr(cluster, "flavor", "mariadb")
     chaos_sql(flavor)                   # an unknown flavor fails here, before a cluster starts
     plan = make_plan(faults, seed, overlap=overlap, hold=hold)
@@ -1708,15 +1759,19 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
               "hold": hold, "durability": durability, "converge_timeout": converge_timeout,
               "failover_budget": failover_budget, "max_moved_aside": max_moved_aside, "dir": cluster.dir,
               "overlap": overlap,
-              "consul_mode": consul_mode, "plan": [asdict(p) for p in plan],
+              "consul_mode": consul_mode, "consul_servers": consul_servers, "failsafe": failsafe,
+              "plan": [asdict(p) for p in plan],
               "kinds": list(kinds or []),
               "replay": replay_command(len(faults), seed, schedule, overlap, durability, nodes, hold, kinds, flavor,
-                                        writer_timeout)}
+                                        writer_timeout, consul_servers, failsafe)}
     run: Optional[ChaosRun] = None
     verdict: Optional[Verdict] = None
     try:
-        echo(f"starting a {nodes}-node {durability} {flavor} cluster in {cluster.dir} (Consul: {consul_mode})")
-        cluster.up(nodes, "--durability", durability, "--consul-mode", consul_mode)
+        consul = (f"{consul_servers} servers" if consul_servers > 1 else consul_mode) + \
+            (", failsafe on" if failsafe else "")
+        echo(f"starting a {nodes}-node {durability} {flavor} cluster in {cluster.dir} (Consul: {consul})")
+        cluster.up(nodes, "--durability", durability, *(("--consul-servers", str(consul_servers)) if consul_servers > 1
+                                                         else ("--consul-mode", consul_mode)))
         if flavor != "mariadb":
             config["flavor_version"] = cluster.settings.get("flavor_version")
         cluster.set_settings(failover_budget=failover_budget, max_moved_aside=max_moved_aside)

@@ -135,6 +135,29 @@ def test_replay_command_carries_what_changes_the_plan():
         "python3 bench/chaos.py --seed 1 --faults 5 --kinds switchover --hold 10"
 
 
+# ---- Consul's own faults (issue 21) ---------------------------------------------------------------------
+def test_consul_faults_are_drawn_only_when_consul_is_several_servers():
+    from tests.harness.chaos import CONSUL_FAULTS
+    # The default draw is what it was: every documented seed replays the same plan.
+    assert not set(make_schedule(200, 1)) & set(CONSUL_FAULTS)
+    assert set(make_schedule(200, 1, consul_servers=3)) >= set(CONSUL_FAULTS)
+    with pytest.raises(ValueError, match="--consul-servers 3"):
+        make_schedule(5, 1, kinds=["consul-freeze"])
+    assert set(make_schedule(20, 2, kinds=["consul-freeze"], consul_servers=3)) == {"consul-freeze"}
+
+
+def test_a_consul_freeze_draws_its_length_and_holds_for_overlaps():
+    p = make_plan(["consul-freeze"] * 40 + ["kill-primary"], 4, overlap=True)
+    assert {s.variant for s in p if s.kind == "consul-freeze"} == {"3s", "10s", "hold"}
+    assert any(s.overlap_after is not None for s in p)
+
+
+def test_replay_command_carries_consul_servers_and_the_failsafe():
+    assert replay_command(50, 21, None, False, "semi-sync", 3, 14.0, consul_servers=3, failsafe=True) == \
+        "python3 bench/chaos.py --seed 21 --faults 50 --consul-servers 3 --failsafe"
+    assert "--consul-servers" not in replay_command(5, 1, None, False, "semi-sync", 3, 14.0)
+
+
 # ---- the MySQL flavor (issue 18): what the run asks and how it reads the answers, per flavor ----------------
 def test_replay_command_carries_the_flavor():
     assert replay_command(30, 97, None, False, "semi-sync", 3, 14.0, flavor="mysql") == \

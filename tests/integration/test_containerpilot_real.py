@@ -415,3 +415,24 @@ def test_supervisor_and_containerpilot_make_the_hooks_see_the_same(tmp_path):
     f = seen["containerpilot"]
     assert {"pre-start", "run-mysqld", "watch", "health", "snapshot"} <= set(f["hooks before SIGTERM"]), f
     assert all(v for k, v in f.items() if k != "hooks before SIGTERM"), f
+
+
+def test_the_failsafe_rides_out_a_consul_freeze_under_the_real_containerpilot(tmp_path):
+    """Issue 21 under the shipped ContainerPilot config: three real Consul servers frozen for 10 s (five
+    leases) cost no failover and no fence, and nothing acknowledged is lost. ContainerPilot registers the
+    services and runs the health hook; the node API the promises travel over is served by `watch`."""
+    from mysqlpilot.local import consul_cluster as cc
+    from tests.integration.test_failsafe import Watch, assert_no_failover_no_fence
+    env = {"MYSQL_ROOT_PASSWORD": ROOT_PW, "MYSQL_REPL_PASSWORD": REPL_PW, "MYSQLPILOT_CONTAINERPILOT": CP,
+           "MYSQLPILOT_FAILSAFE": "1", "MYSQLPILOT_FAILOVER_BUDGET": "50"}
+    c = Cluster(str(tmp_path / "fs"), env=env)
+    try:
+        c.up(3, "--durability", "semi-sync", "--consul-servers", "3", timeout=300)
+        assert {n["runner"] for n in c.registry()["nodes"].values()} == {"containerpilot"}
+        w = Watch(c, "fs.t_cp")
+        cc.freeze(c.dir, 10.0)
+        st = w.end()
+        assert_no_failover_no_fence(c, w, st)
+        assert "FAILSAFE: Consul does not renew the session" in w.logs()
+    finally:
+        c.down()

@@ -172,6 +172,13 @@ SCHEMA: Tuple[Key, ...] = (
        group="snapshots"),
     _k("snapshot_interval", "int", 3600, "Seconds between periodic snapshots.",
        "MYSQLPILOT_SNAPSHOT_INTERVAL", minimum=10, group="snapshots"),
+    _k("snapshot_keep", "int", 24, "Snapshots the store keeps: the newest this many, plus every one younger "
+       "than snapshot_keep_seconds, the one new replicas restore (Consul's snapshots/latest) and any newer. "
+       "The primary prunes the rest after each snapshot it publishes; `mysqlpilot snapshot prune --dry-run` "
+       "shows what would go. At least 2 (a replica may be restoring the previous newest); 0 keeps every "
+       "snapshot for ever.", "MYSQLPILOT_SNAPSHOT_KEEP", minimum=0, group="snapshots"),
+    _k("snapshot_keep_seconds", "int", 0, "Also keep every snapshot younger than this many seconds "
+       "(0: snapshot_keep alone decides).", "MYSQLPILOT_SNAPSHOT_KEEP_SECONDS", minimum=0, group="snapshots"),
     _k("binlog_expire_seconds", "int", 604800, "Binary logs older than this are purged by mysqld itself "
        "(binlog_expire_logs_seconds; expire_logs_days, rounded up, where the server has no seconds). At least "
        "twice snapshot_interval, so that a replica restored from the newest snapshot finds the binlogs since it; "
@@ -511,6 +518,9 @@ def _cross_check(cfg: Config) -> None:
         if not get_flavor(cfg.flavor, cfg.flavor_version).supports_clone:
             raise ConfigError(f"config key snapshot_method: clone needs the CLONE plugin of MySQL 8.0.17 or later; "
                               f"{cfg.flavor} {cfg.flavor_version} has none: use backup-tool or auto")
+    if cfg.snapshot_keep == 1:
+        raise ConfigError("config key snapshot_keep is 1: a replica restoring the previous snapshot would lose it "
+                          "when the next one is taken; keep at least 2 (or 0 to keep every snapshot)")
     if cfg.binlog_expire_seconds and cfg.binlog_expire_seconds < 2 * cfg.snapshot_interval:
         raise ConfigError(f"config key binlog_expire_seconds ({cfg.binlog_expire_seconds}s) is less than twice "
                           f"snapshot_interval ({cfg.snapshot_interval}s): a replica restored from the newest snapshot "

@@ -97,6 +97,20 @@ def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Option
     return False
 
 
+def prune_after(cfg, store, latest_id: str) -> None:
+    """Retention, still under the snapshot lock (so two prunes of this cluster do not interleave). Best
+    effort: the new snapshot is published whatever a prune does."""
+    from .snapshot_retention import Retention, prune
+    rule = Retention.from_config(cfg)
+    if not rule.keep:
+        return
+    try:
+        prune(store, cfg.cluster, latest_id, rule, time.time())
+    except Exception as exc:  # noqa: BLE001 - published already: a prune's failure must not undo that
+        log.warning("snapshot prune after %s failed: %s; the next snapshot tries again", latest_id,
+                    exc if isinstance(exc, PilotError) else exc.__class__.__name__)
+
+
 def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) -> Optional[SnapshotManifest]:
     """Returns the new manifest, or None when there was nothing to do (and says why in the log)."""
     dcs = dcs or ConsulDCS.from_config(cfg)
@@ -143,6 +157,7 @@ def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest
             return None
         log.info("snapshot %s published as the latest (%d bytes, GTID %s)", manifest.id, manifest.bytes,
                  manifest.gtid or "-")
+        prune_after(cfg, store, manifest.id)
         return manifest
     finally:
         try:

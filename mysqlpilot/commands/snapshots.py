@@ -87,5 +87,39 @@ def snapshot_use(obj, snapshot_id: str, no_verify: bool) -> None:
                "from that GTID on")
 
 
+@snapshot.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, and why each other one stays.")
+@click.pass_obj
+def snapshot_prune(obj, dry_run: bool) -> None:
+    """Remove the snapshots retention no longer keeps (snapshot_keep, snapshot_keep_seconds); the primary
+    also does this after each snapshot it publishes."""
+    from ..dcs.consul import ConsulDCS
+    from ..errors import PilotError
+    from ..snapshot_retention import Retention, prune
+    from ..store import open_store
+    cfg = obj.config()
+    rule = Retention.from_config(cfg)
+    try:
+        latest = ConsulDCS.from_config(cfg).get_latest_snapshot()
+    except PilotError as exc:
+        # Without latest a prune could remove the snapshot new replicas are told to restore.
+        raise PilotError(f"snapshot prune needs Consul's snapshots/latest and could not read it ({exc}); "
+                         "retry when Consul answers") from None
+    store = open_store(cfg)
+    verdicts, removed = prune(store, cfg.cluster, getattr(latest, "id", None), rule, time.time(),
+                              dry_run=dry_run, echo=click.echo)
+    for v in verdicts:
+        if v.keep:
+            click.echo(f"keep snapshot {v.manifest.id} ({v.why})")
+    gone = [v for v in verdicts if not v.keep]
+    if dry_run:
+        click.echo(f"dry run: {len(gone)} of {len(verdicts)} snapshots would be removed")
+    else:
+        click.echo(f"{len(removed)} of {len(verdicts)} snapshots removed"
+                   + (f"; {len(gone) - len(removed)} could not be (see above)" if len(removed) < len(gone) else ""))
+        if len(removed) < len(gone):
+            raise SystemExit(1)
+
+
 def register(group: click.Group) -> None:
     group.add_command(snapshot)

@@ -57,3 +57,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix: str) -> List[str]: ...
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove one object; one already gone is not an error (two prunes may race)."""

@@ -113,6 +113,24 @@ class LocalStore(Store):
     def size(self, key: str) -> int:
         return os.path.getsize(self._p(key))
 
+    def delete(self, key: str) -> None:
+        path = self._p(key)
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise PilotError(f"snapshot store: {exc.strerror or exc} removing {path}; check that store_path is "
+                             "mounted and writable, then prune again") from None
+        # Empty directories left behind go too, up to (not including) the store's root.
+        d = os.path.dirname(path)
+        while os.path.abspath(d) != os.path.abspath(self.root):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+            d = os.path.dirname(d)
+
     def list(self, prefix: str) -> List[str]:
         base = self._p(prefix) if prefix else self.root
         out = []

@@ -120,6 +120,12 @@ class S3Store(Store):
             raise self.error(exc, "list") from None
         return sorted(out)
 
+    def delete(self, key: str) -> None:
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=self._k(key))     # S3: deleting a missing key is OK
+        except Exception as exc:  # noqa: BLE001
+            raise self.error(exc, key) from None
+
     def pending_uploads(self) -> List[str]:
         """Keys of multipart uploads begun but neither completed nor aborted (tests, diagnostics)."""
         res = self.s3.list_multipart_uploads(Bucket=self.bucket)

@@ -67,6 +67,7 @@ class Observer:
             # The live one: a restore gives the node a new server_id that a long-running watch's
             # config does not know.
             out["server_id"] = int(srv.scalar("SELECT @@GLOBAL.server_id") or 0)
+            out["version"] = str(srv.scalar("SELECT VERSION()") or "")     # the running server's, for status
             st = out["status"] or {}
             out["received"] = self.n.flavor.gtid_union(out["executed"], st["retrieved"]) \
                 if st.get("retrieved") else out["executed"]
@@ -138,7 +139,7 @@ class Observer:
             lag_seconds=st.get("lag_seconds"), gtid_executed=probe.get("executed", ""),
             gtid_received=probe.get("received", ""), server_id=probe.get("server_id") or self.n.cfg.server_id,
             priority=self.n.cfg.priority, nofailover=self.n.cfg.nofailover, flavor=self.n.flavor.name,
-            version=self.n.flavor.version,
+            version=probe.get("version") or self.n.flavor.version,
             semi_sync_replicas=int((probe.get("semi_sync") or {}).get("clients", 0) or 0),
             api=self.n.cfg.api_advertised,
             errant=[e for e in errant.split(",") if e] or list(self.n.state.get("errant", []) or []),

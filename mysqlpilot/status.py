@@ -87,6 +87,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
             "gtid_executed": m.gtid_executed, "errant": m.errant,
             "message": message,
             "priority": m.priority, "nofailover": m.nofailover,
+            "version": m.version or None,     # the server's VERSION() as the node last read it
             "api": m.api or None,             # host:port of its node API, as it published it
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
             # Moved-aside datadirs beside this node's datadir, as its pre-start/rebuild last counted them.
@@ -166,13 +167,14 @@ def render(st: Dict[str, Any]) -> str:
                      " (mysqlpilot resume)")
     elif not st["failover"]["automatic"]:
         lines.append(f"automatic failover OFF: {st['failover']['budget']}")
-    cols = ("name", "address", "role", "healthy", "read_only", "source", "lag", "aside", "gtid_executed")
+    cols = ("name", "address", "role", "healthy", "read_only", "source", "lag", "aside", "version", "gtid_executed")
     rows = [cols]
     for n in st["nodes"]:
         rows.append((n["name"], f"{n['host']}:{n['port']}", n["role"], "yes" if n["healthy"] else "NO",
                      {True: "on", False: "OFF", None: "?"}[n["read_only"]], n["replicating_from"] or "-",
                      "-" if n["lag_seconds"] is None else f"{n['lag_seconds']}s",
-                     "-" if n.get("moved_aside") is None else str(n["moved_aside"]), n["gtid_executed"] or "-"))
+                     "-" if n.get("moved_aside") is None else str(n["moved_aside"]), n.get("version") or "-",
+                     n["gtid_executed"] or "-"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(cols))]
     for r in rows:
         lines.append("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())

@@ -84,6 +84,32 @@ def test_status_lists_each_nodes_api_as_it_published_it():
     assert (n["db1"]["api"], n["db2"]["api"], n["db3"]["api"]) == ("10.0.0.1:8008", "127.0.0.1:9008", None)
 
 
+def test_status_shows_each_nodes_server_version_as_it_read_it():
+    # Issue 24: during a rolling upgrade an operator sees which nodes run which server.
+    dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [
+        member("db1", "primary", True, False, "primary, writable", version="10.11.6-MariaDB-0+deb12u1-log"),
+        member("db2", "replica", True, True, "replicating from db1", version="11.4.2-MariaDB"),
+        member("db3", "replica", True, True, "from an older release")])
+    st = status.gather(cfg(), dcs)
+    n = {x["name"]: x for x in st["nodes"]}
+    assert (n["db1"]["version"], n["db2"]["version"], n["db3"]["version"]) == (
+        "10.11.6-MariaDB-0+deb12u1-log", "11.4.2-MariaDB", None)
+    lines = status.render(st).splitlines()
+    assert "version" in lines[1].split()
+    assert "11.4.2-MariaDB" in next(line for line in lines if line.startswith("db2 "))
+
+
+def test_the_member_state_carries_the_running_servers_version_not_the_configured_one():
+    from types import SimpleNamespace
+
+    from mysqlpilot.observer import Observer
+    c = cfg()
+    obs = Observer.__new__(Observer)
+    obs.n = SimpleNamespace(cfg=c, flavor=SimpleNamespace(name="mariadb", version="10.11"), state={})
+    assert obs.member_state({"version": "10.11.9-MariaDB"}, True, "replica", "").version == "10.11.9-MariaDB"
+    assert obs.member_state({}, False, "down", "").version == "10.11"
+
+
 def api_server(codes):
     """A node API stand-in on loopback answering /health with `codes[0]`."""
     import http.server

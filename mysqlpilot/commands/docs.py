@@ -1,4 +1,4 @@
-"""`mysqlpilot docs config-reference`: docs/configuration.md generated from the config schema."""
+"""`mysqlpilot docs`: docs/configuration.md generated from the config schema, and the Consul ACL policy."""
 from __future__ import annotations
 
 import os
@@ -37,6 +37,16 @@ def config_reference(check: bool, path: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     click.echo(f"wrote {path}")
+
+
+@docs.command("consul-policy")
+@click.pass_obj
+def consul_policy(obj) -> None:
+    """Print the Consul ACL policy this cluster needs (its prefix, sessions, its services), from the
+    configuration's consul_prefix, cluster and service_name."""
+    from ..consul_policy import policy_hcl
+    cfg = obj.config(credentials=False)
+    click.echo(policy_hcl(cfg.consul_prefix, cfg.cluster, cfg.service_name), nl=False)
 
 
 def register(group: click.Group) -> None:

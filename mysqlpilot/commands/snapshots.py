@@ -97,7 +97,7 @@ def snapshot_prune(obj, dry_run: bool) -> None:
     from ..errors import PilotError
     from ..snapshot_retention import Retention, prune
     from ..store import open_store
-    cfg = obj.config()
+    cfg = obj.config(credentials=False)        # the store and Consul only: no MySQL password needed
     rule = Retention.from_config(cfg)
     try:
         latest = ConsulDCS.from_config(cfg).get_latest_snapshot()

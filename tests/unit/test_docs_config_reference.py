@@ -50,3 +50,12 @@ def test_write_then_check(tmp_path):
     assert run("--path", str(out)).exit_code == 0
     assert out.read_text(encoding="utf-8") == config.reference_markdown() + "\n"
     assert run("--check", "--path", str(out)).exit_code == 0
+
+
+def test_the_shipped_consul_policy_is_the_one_the_command_prints_for_the_default_names():
+    import os
+
+    from mysqlpilot.consul_policy import policy_hcl
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(here, "docker", "consul-policy.hcl")) as fh:
+        assert fh.read() == policy_hcl("mysqlpilot", "mysql", "mysql")

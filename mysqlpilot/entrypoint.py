@@ -18,7 +18,9 @@ Contract (what the images rely on):
    in it that the mysqld user ($MYSQLPILOT_MYSQLD_USER, default mysql) does not own is chowned to it;
    then CMD runs as that user through `setpriv --reuid U --regid G --init-groups` (util-linux). With
    MYSQLPILOT_MYSQLD_USER=root nothing is dropped. Started as any other user, CMD is exec'd as is.
-3. Then it execs CMD with that environment (ContainerPilot becomes the process the platform signals).
+3. A Consul token in a file ($CONSUL_HTTP_TOKEN_FILE) is exported as CONSUL_HTTP_TOKEN, the only place
+   ContainerPilot reads it (token_from_file).
+4. Then it execs CMD with that environment (ContainerPilot becomes the process the platform signals).
 
 Errors a user can fix print one line `mysqlpilot entrypoint: error: ...` and exit 2; nothing here
 reads or prints a secret.
@@ -73,10 +75,30 @@ def resolve_ipv4(name: str, getaddrinfo: Callable = socket.getaddrinfo, allow_lo
                           f"/etc/hosts), or set HOST to the agent's IP; on a single host set {ALLOW_LOOPBACK}=1")
 
 
+def token_from_file(env: Mapping[str, str]) -> Dict[str, str]:
+    """ContainerPilot 3.8 reads the Consul token only from $CONSUL_HTTP_TOKEN: with the token in a file
+    ($CONSUL_HTTP_TOKEN_FILE, `marathon render --secrets file`) it would register its service with none,
+    and default-deny ACLs refuse that. So the file's token goes into CMD's environment as
+    CONSUL_HTTP_TOKEN (set at exec: not in the container's definition, `docker inspect` or `ps`), and
+    the _FILE variable goes, since the hooks refuse both set at once."""
+    if not env.get("CONSUL_HTTP_TOKEN_FILE"):
+        return dict(env)
+    from .config import KEYS, _secret_from_env
+    from .errors import ConfigError
+    try:
+        got = _secret_from_env(KEYS["consul_token"], "CONSUL_HTTP_TOKEN", env)
+    except ConfigError as exc:
+        raise EntrypointError(str(exc)) from None
+    out = {k: v for k, v in env.items() if k != "CONSUL_HTTP_TOKEN_FILE"}
+    if got is not None:
+        out["CONSUL_HTTP_TOKEN"] = got[0]
+    return out
+
+
 def prepare_env(env: Mapping[str, str], getaddrinfo: Callable = socket.getaddrinfo
                 ) -> Tuple[Dict[str, str], Optional[str]]:
     """(the environment for CMD, a note for the log or None)."""
-    out = dict(env)
+    out = token_from_file(env)
     host = (env.get("HOST") or "").strip()
     if not host or is_ip(host):
         return out, None

@@ -360,3 +360,22 @@ def test_local_picks_the_real_containerpilot_when_it_has_one(tmp_path):
     assert containerpilot_bin({"MYSQLPILOT_CONTAINERPILOT": str(fake)}) == str(fake)
     with pytest.raises(PilotError, match="MYSQLPILOT_CONTAINERPILOT=/no/such/cp is not an executable"):
         containerpilot_bin({"MYSQLPILOT_CONTAINERPILOT": "/no/such/cp"})
+
+
+@needs_cp
+def test_a_consul_token_in_a_file_reaches_containerpilot_as_its_variable(tmp_path):
+    """Issue 23: ContainerPilot reads only $CONSUL_HTTP_TOKEN; in `--secrets file` mode the token is in a
+    file. Seen failing on the old code: the environment for containerpilot had no CONSUL_HTTP_TOKEN."""
+    import pytest
+    tok = tmp_path / "consul-token"
+    tok.write_text("3f1c7d0e-aaaa-4000-8000-000000000023\n")
+    env, _ = entrypoint.prepare_env({"CONSUL_HTTP_TOKEN_FILE": str(tok), "HOST": "10.0.0.7"})
+    assert env == {"CONSUL_HTTP_TOKEN": "3f1c7d0e-aaaa-4000-8000-000000000023", "HOST": "10.0.0.7"}
+    with pytest.raises(entrypoint.EntrypointError) as e:
+        entrypoint.prepare_env({"CONSUL_HTTP_TOKEN_FILE": str(tmp_path / "missing")})
+    assert "CONSUL_HTTP_TOKEN_FILE" in str(e.value) and "missing" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(entrypoint.EntrypointError, match="not both"):
+        entrypoint.prepare_env({"CONSUL_HTTP_TOKEN_FILE": str(tok), "CONSUL_HTTP_TOKEN": "x"})
+    # ContainerPilot, given that environment, renders and starts with it (the token is not in its output).
+    out = run_cp_briefly(dict(env, HOST="127.0.0.1"), tmp_path)
+    assert "control: serving at" in out and "3f1c7d0e-aaaa" not in out

@@ -34,8 +34,10 @@ def start(dir: str, mode: str, servers: int, client_addrs: Sequence[str], timeou
         a.join = [b.serf_address for b in agents if b is not a]
     for a in agents:
         a.start(timeout=timeout, detach=True, wait_leader=False)
+    # As docs/runbooks.md asks of a database host's agent: a restart must not leave the cluster (a client
+    # leaves on SIGTERM by default, and leaving invalidates every session on its node: the primary's too).
     client = ConsulAgent(os.path.join(dir, CLIENT_DIR), extra_client_addrs=client_addrs, mode="client",
-                         join=[a.serf_address for a in agents])
+                         join=[a.serf_address for a in agents], extra_args=["-hcl", "leave_on_terminate = false"])
     return client.start(timeout=timeout, detach=True)
 
 

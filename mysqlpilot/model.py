@@ -62,7 +62,8 @@ class MemberState:
     priority: int = 100
     nofailover: bool = False
     flavor: str = ""
-    version: str = ""
+    version: str = ""                 # the configured flavor_version (CLONE donors must match it)
+    server_version: str = ""          # VERSION() as the running server answers it (status only)
     semi_sync_replicas: int = 0       # on a primary: replicas currently acknowledging (semi-sync)
     api: str = ""                     # host:port of its node API (/primary, /replica, /status, /metrics)
     errant: List[str] = field(default_factory=list)

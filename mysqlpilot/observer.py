@@ -139,7 +139,7 @@ class Observer:
             lag_seconds=st.get("lag_seconds"), gtid_executed=probe.get("executed", ""),
             gtid_received=probe.get("received", ""), server_id=probe.get("server_id") or self.n.cfg.server_id,
             priority=self.n.cfg.priority, nofailover=self.n.cfg.nofailover, flavor=self.n.flavor.name,
-            version=probe.get("version") or self.n.flavor.version,
+            version=self.n.flavor.version, server_version=probe.get("version") or "",
             semi_sync_replicas=int((probe.get("semi_sync") or {}).get("clients", 0) or 0),
             api=self.n.cfg.api_advertised,
             errant=[e for e in errant.split(",") if e] or list(self.n.state.get("errant", []) or []),

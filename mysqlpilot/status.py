@@ -87,7 +87,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
             "gtid_executed": m.gtid_executed, "errant": m.errant,
             "message": message,
             "priority": m.priority, "nofailover": m.nofailover,
-            "version": m.version or None,     # the server's VERSION() as the node last read it
+            "version": m.server_version or None,     # the server's VERSION() as the node last read it
             "api": m.api or None,             # host:port of its node API, as it published it
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
             # Moved-aside datadirs beside this node's datadir, as its pre-start/rebuild last counted them.

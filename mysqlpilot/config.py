@@ -60,9 +60,9 @@ SCHEMA: Tuple[Key, ...] = (
        "MYSQLPILOT_SERVER_ID", minimum=0, maximum=4294967295, group="identity"),
     _k("priority", "int", 100, "Failover priority tag: among equally advanced candidates the higher "
        "priority wins.", "MYSQLPILOT_PRIORITY", minimum=0, maximum=1000000, group="identity"),
-    _k("failsafe", "bool", False, "Ride out Consul outages: while its renews fail, the primary stays writable "
+    _k("failsafe", "bool", True, "Ride out Consul outages: while its renews fail, the primary stays writable "
        "as long as every listed member promises over the node API not to take the lock (docs/timing.md, "
-       "\"Failsafe\"). Off by default until the fault campaigns have run it with Consul faults.",
+       "\"Failsafe\"). Off: the primary fences whenever it cannot renew its session within the lease.",
        "MYSQLPILOT_FAILSAFE", group="timing"),
     _k("nofailover", "bool", False, "Never promote this node automatically.", "MYSQLPILOT_NOFAILOVER",
        group="identity"),
@@ -115,7 +115,7 @@ SCHEMA: Tuple[Key, ...] = (
     _k("session_ttl", "int", 10, "Consul session TTL in seconds (Consul allows 10 to 86400). Consul may "
        "keep a dead session up to twice this.", "MYSQLPILOT_SESSION_TTL", minimum=10, maximum=86400,
        group="timing"),
-    _k("lock_delay", "float", 2.0, "Seconds nobody may take the lock after a session ends (Consul's "
+    _k("lock_delay", "float", 1.5, "Seconds nobody may take the lock after a session ends (Consul's "
        "lock-delay, and every candidate's own wait). The primary's lease is lock_delay - fence_margin "
        "seconds from its last session renew, and must be at least 1 s (docs/timing.md).",
        "MYSQLPILOT_LOCK_DELAY", minimum=1, maximum=60, group="timing"),
@@ -125,7 +125,7 @@ SCHEMA: Tuple[Key, ...] = (
     _k("health_interval", "int", 2, "Seconds between health hook runs. ContainerPilot reads it from the environment only: set "
        "the variable in containers, not just the YAML key.", "MYSQLPILOT_HEALTH_INTERVAL",
        minimum=1, maximum=600, group="timing"),
-    _k("check_ttl", "float", 2.0, "TTL in seconds of the node's liveness check, linked to its session: a node "
+    _k("check_ttl", "float", 1.0, "TTL in seconds of the node's liveness check, linked to its session: a node "
        "whose heartbeat stops (node lost, frozen, cut off) loses its session this long after its last beat. "
        "Must be at least twice the heartbeat interval, (lock_delay - fence_margin) / 4.",
        "MYSQLPILOT_CHECK_TTL", minimum=0.5, maximum=3600, group="timing"),

@@ -22,9 +22,9 @@ URGENT_FENCE = 0.5        # deadline of a fence when another node may already ho
 
 @dataclass(frozen=True)
 class Timing:
-    lock_delay: float = 2.0
+    lock_delay: float = 1.5
     fence_margin: float = 0.5
-    check_ttl: float = 2.0
+    check_ttl: float = 1.0
     session_ttl: float = 10.0
 
     @classmethod

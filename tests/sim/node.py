@@ -29,7 +29,7 @@ class SimNode:
                "MYSQLPILOT_STATE_DIR": f"/sim/{name}", "MYSQLPILOT_SOCKET": f"/sim/{name}.sock",
                "MYSQLPILOT_FLAVOR": "mysql", "MYSQLPILOT_FLAVOR_VERSION": "8.0",
                "MYSQLPILOT_DURABILITY": world.durability, "MYSQLPILOT_FAILOVER_BUDGET": "1000",
-               "MYSQLPILOT_FAILSAFE": "1" if world.failsafe else "0"}
+               "MYSQLPILOT_FAILSAFE": "1" if world.failsafe else "0", **dict(world.p.settings)}
         self.cfg = config.load(None, env=env)
         # Each setting as a plain attribute: the same values, without Config.__getattr__ on every read
         # (a hot spot). Names the class defines (properties, methods) are left to it.

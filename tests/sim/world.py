@@ -29,6 +29,8 @@ class Params:
     failsafe: str = "off"               # config key failsafe: "on", "off", or "draw" (each seed draws one)
     fault_gap: Tuple[float, float] = (0.2, 2.0)
     weights: Tuple[float, ...] = WEIGHTS
+    # Extra MYSQLPILOT_* settings for every node, e.g. the timing a regression seed was found under.
+    settings: Tuple[Tuple[str, str], ...] = ()
 
 
 # Scenario lengths. "short" is CI's (6,000 seeds in 3 minutes on 2 cores): the same bootstrap, faults

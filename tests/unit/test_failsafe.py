@@ -129,7 +129,7 @@ def lease_at(tmp_path):
 
 def test_a_full_round_is_worth_a_renew_sent_at_the_same_moment(tmp_path):
     lease, clock, t = lease_at(tmp_path)
-    clock.t += 1.0                                   # renews stopped: 0.5 s of lease left
+    clock.t += t.lease / 2                           # renews stopped: half the lease left
     sent = clock.t
     assert lease.extend_failsafe("s1", sent, ["n2", "n3"])
     left, deadline = lease.writer_view(t.fence_margin)
@@ -242,7 +242,8 @@ def three_nodes(tmp_path, monkeypatch):
 
 def consul_gone(dcs, n1, sid1):
     dcs.down = True
-    n1.lease.extend(sid1, boottime() - 1.0)          # the last renew got through a second ago
+    t = n1.timing                                    # the last renew got through a round's worth ago
+    n1.lease.extend(sid1, boottime() - t.failsafe_after - t.heartbeat / 2)
 
 
 def test_a_consul_outage_costs_no_fence_and_no_failover(tmp_path, monkeypatch):
@@ -251,7 +252,7 @@ def test_a_consul_outage_costs_no_fence_and_no_failover(tmp_path, monkeypatch):
     asker = wire(nodes, "n1")
     consul_gone(dcs, n1, sid1)
     assert asker.tick() is True
-    assert n1.lease.failsafe_left() > 1.4 and n1.lease.failsafe_info()["by"] == ["n2", "n3"]
+    assert n1.lease.failsafe_left() > n1.timing.lease - 0.1 and n1.lease.failsafe_info()["by"] == ["n2", "n3"]
     assert n2.state.get(PROMISE)["to"] == "n1"
     # Consul is back and ended n1's session: the key is free. n2 sees it, and keeps its promise.
     dcs.down = False
@@ -267,7 +268,7 @@ def test_a_consul_outage_costs_no_fence_and_no_failover(tmp_path, monkeypatch):
     assert v.leader.name == "n1" and v.leader.session == n1.sid and v.leader.promoted
     assert servers["n1"].ro is False and not n1.events.fenced
     assert v.history == history
-    assert n1.lease.writer_view(0.5)[0] > 1.0        # the new session's lease covers the writes now
+    assert n1.lease.writer_view(0.5)[0] > n1.timing.lease / 2   # the new session's lease covers the writes now
     assert n1.run_once().action == analysis.STAY_PRIMARY
 
 

@@ -72,12 +72,15 @@ SEED78 = ("3.789647:sql_stop:n2:523332309,4.160414:switchover:n1:236282911,10.28
 
 def test_the_aborted_switchover_before_its_own_promotion_stays_found_by_its_regression_seed():
     # The defect puts back the code before both fixes (handover.py and decide()): either alone converges.
+    # The shrunk schedule's fault times fit the timing it was found under (lock_delay 2, check_ttl 2).
     from tests.sim.faults import Fault
     plan = [Fault.parse(f) for f in SEED78.split(",")]
+    p = params()
+    p.settings = (("MYSQLPILOT_LOCK_DELAY", "2"), ("MYSQLPILOT_CHECK_TTL", "2"))
     with put_back("abort-writable-before-own-promotion"):
-        v = World(78, params(), schedule=plan).run()
+        v = World(78, p, schedule=plan).run()
     assert v is not None and v.invariant == "converge", v
-    assert World(78, params(), schedule=plan).run() is None
+    assert World(78, p, schedule=plan).run() is None
 
 
 def test_the_promotion_whose_promoted_mark_was_lost_converges_on_its_regression_seed():

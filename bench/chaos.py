@@ -16,7 +16,7 @@ the first violation and prints a one-line verdict with the seed and the fault; `
 (with the same --overlap/--durability/--flavor) replays the same plan. The cluster directory is always kept.
 
 --consul-servers 3 makes Consul three real servers (the nodes talk to a client agent, as through their
-host's) and adds Consul's own faults to the draw; --failsafe turns the failsafe on (issue 21).
+host's) and adds Consul's own faults to the draw; the failsafe is on (the default since issue 21; --no-failsafe turns it off).
 
 --flavor mysql runs the cluster on Oracle MySQL 9.7 (the sid root of scripts/install-deps.sh, run by
 scripts/mysqld-sid; $MYSQLPILOT_MYSQL_ROOT points elsewhere): the writers' refusals are then MySQL's
@@ -80,9 +80,11 @@ def main() -> int:
     ap.add_argument("--consul-servers", type=int, default=1, choices=(1, 3, 5),
                     help="Consul as this many real servers (local up --consul-servers); with 3 or 5 the draw "
                          "includes Consul's own faults (consul-kill-leader, consul-rolling-restart, consul-freeze)")
-    ap.add_argument("--failsafe", action="store_true",
-                    help="turn the failsafe on (config key failsafe): the primary rides out Consul outages on "
-                         "its members' promises")
+    ap.add_argument("--failsafe", dest="failsafe", action="store_true", default=True,
+                    help="the failsafe on (config key failsafe; the default): the primary rides out Consul "
+                         "outages on its members' promises")
+    ap.add_argument("--no-failsafe", dest="failsafe", action="store_false",
+                    help="the failsafe off, as before issue 21: the primary fences whenever it cannot renew")
     ap.add_argument("--plan", action="store_true", help="print the seeded plan and exit (no cluster)")
     args = ap.parse_args()
     try:

@@ -1704,7 +1704,7 @@ def leftovers(cluster: Cluster, wait: float = 15.0) -> List[str]:
 
 def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: bool, durability: str, nodes: int,
                    hold: float, kinds: Optional[List[str]] = None, flavor: str = "mariadb",
-                   writer_timeout: Optional[float] = 1.0, consul_servers: int = 1, failsafe: bool = False) -> str:
+                   writer_timeout: Optional[float] = 1.0, consul_servers: int = 1, failsafe: bool = True) -> str:
     cmd = "python3 bench/chaos.py " + (f"--flavor {flavor} " if flavor != "mariadb" else "") + \
         (f"--schedule {schedule} " if schedule else "") + f"--seed {seed} --faults {faults}"
     if kinds:
@@ -1721,8 +1721,8 @@ def replay_command(faults: int, seed: int, schedule: Optional[str], overlap: boo
         cmd += f" --writer-timeout {writer_timeout or 0:g}"
     if consul_servers != 1:
         cmd += f" --consul-servers {consul_servers}"
-    if failsafe:
-        cmd += " --failsafe"
+    if not failsafe:
+        cmd += " --no-failsafe"           # on by default since issue 21
     return cmd
 
 
@@ -1732,7 +1732,7 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
               final_timeout: float = 180.0, echo: Callable[[str], None] = print, overlap: bool = False,
               stop_on_violation: bool = False, consul_mode: str = "server",
               kinds: Optional[List[str]] = None, max_moved_aside: int = 1000,
-              writer_timeout: Optional[float] = 1.0, consul_servers: int = 1, failsafe: bool = False) -> Verdict:
+              writer_timeout: Optional[float] = 1.0, consul_servers: int = 1, failsafe: bool = True) -> Verdict:
     """Up, load, faults, checks, verdict; the cluster always goes down (failure, Ctrl-C included), its
     directory kept; then nothing of it may be left running.
 
@@ -1749,8 +1749,7 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
     operator to clear its old copies, which is right in production and not what this run tests."""
     cluster.env["MYSQLPILOT_FAILOVER_BUDGET"] = str(failover_budget)
     cluster.env["MYSQLPILOT_MAX_MOVED_ASIDE"] = str(max_moved_aside)
-    if failsafe:
-        cluster.env["MYSQLPILOT_FAILSAFE"] = "1"
+    cluster.env["MYSQLPILOT_FAILSAFE"] = "1" if failsafe else "0"
     flavor = getattr(cluster, "flavor", "mariadb")
     chaos_sql(flavor)                   # an unknown flavor fails here, before a cluster starts
     plan = make_plan(faults, seed, overlap=overlap, hold=hold)
@@ -1768,7 +1767,7 @@ def run_chaos(cluster: Cluster, faults: List[str], nodes: int = 3, seed: int = 0
     verdict: Optional[Verdict] = None
     try:
         consul = (f"{consul_servers} servers" if consul_servers > 1 else consul_mode) + \
-            (", failsafe on" if failsafe else "")
+            (", failsafe on" if failsafe else ", failsafe off")
         echo(f"starting a {nodes}-node {durability} {flavor} cluster in {cluster.dir} (Consul: {consul})")
         cluster.up(nodes, "--durability", durability, *(("--consul-servers", str(consul_servers)) if consul_servers > 1
                                                          else ("--consul-mode", consul_mode)))

@@ -154,7 +154,9 @@ def test_a_consul_freeze_draws_its_length_and_holds_for_overlaps():
 
 def test_replay_command_carries_consul_servers_and_the_failsafe():
     assert replay_command(50, 21, None, False, "semi-sync", 3, 14.0, consul_servers=3, failsafe=True) == \
-        "python3 bench/chaos.py --seed 21 --faults 50 --consul-servers 3 --failsafe"
+        "python3 bench/chaos.py --seed 21 --faults 50 --consul-servers 3"
+    assert replay_command(50, 21, None, False, "semi-sync", 3, 14.0, failsafe=False) == \
+        "python3 bench/chaos.py --seed 21 --faults 50 --no-failsafe"
     assert "--consul-servers" not in replay_command(5, 1, None, False, "semi-sync", 3, 14.0)
 
 

@@ -20,7 +20,11 @@ Contract (what the images rely on):
    MYSQLPILOT_MYSQLD_USER=root nothing is dropped. Started as any other user, CMD is exec'd as is.
 3. A Consul token in a file ($CONSUL_HTTP_TOKEN_FILE) is exported as CONSUL_HTTP_TOKEN, the only place
    ContainerPilot reads it (token_from_file).
-4. Then it execs CMD with that environment (ContainerPilot becomes the process the platform signals).
+4. Then, as the container's PID 1 (or with MYSQLPILOT_ENTRYPOINT_PARENT=1), it runs CMD as its child,
+   forwards signals to it, reaps orphans, and exits 3 when pre-start failed (the preStartFailed job
+   stopped ContainerPilot), else with CMD's status (mysqlpilot/pid1.py): ContainerPilot as PID 1 would
+   exit 0 either way. Not PID 1 (under tini, `docker run --init`, buildah run): it execs CMD, and a failed
+   pre-start ends it with ContainerPilot's SIGKILL (137).
 
 Errors a user can fix print one line `mysqlpilot entrypoint: error: ...` and exit 2; nothing here
 reads or prints a secret.
@@ -34,6 +38,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 DEFAULT_CMD = ("containerpilot",)
 DEFAULT_STATE_DIR = "/var/lib/mysqlpilot"
 DEFAULT_USER = "mysql"
+PARENT_ENV = "MYSQLPILOT_ENTRYPOINT_PARENT"
 
 
 class EntrypointError(Exception):

@@ -9,6 +9,7 @@ import sys
 import click
 
 from .. import entrypoint as ep
+from .. import pid1
 
 
 def _fail(msg: str) -> None:
@@ -72,6 +73,13 @@ def entrypoint(cmd) -> None:
         _fail(f"{argv[0]} not found on PATH; pass the command after `--`")
     sys.stdout.flush()
     sys.stderr.flush()
+    if os.getpid() == 1 or env.get(ep.PARENT_ENV) == "1":
+        # Stay as the parent: ContainerPilot as PID 1 always exits 0 (mysqlpilot/pid1.py).
+        marker = pid1.marker_path(ep.state_dir(env))
+        pid1.clear_marker(marker)
+        env[pid1.MARKER_ENV] = marker
+        sys.exit(pid1.supervise([exe, *argv[1:]], env, marker,
+                                lambda m: click.echo(f"mysqlpilot entrypoint: {m}", err=True)))
     try:
         os.execve(exe, argv, env)
     except OSError as exc:

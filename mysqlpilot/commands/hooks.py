@@ -21,6 +21,18 @@ def pre_start(obj) -> None:
     click.echo(f"pre-start: {did}")
 
 
+@click.command("prestart-failed")
+def prestart_failed() -> None:
+    """ContainerPilot's preStartFailed job: end the container so that the platform replaces it."""
+    import os
+    from .. import pid1
+    try:
+        click.echo(f"prestart-failed: {pid1.stop_after_failed_prestart(os.environ)}")
+    except ValueError as exc:
+        click.echo(f"prestart-failed: error: {exc}", err=True)
+        sys.exit(1)
+
+
 @click.command("run-mysqld")
 @click.pass_obj
 def run_mysqld(obj) -> None:
@@ -123,5 +135,5 @@ def pre_stop(obj, timeout: float) -> None:
 
 
 def register(group: click.Group) -> None:
-    for cmd in (pre_start, run_mysqld, health, probe, on_change, watch, pre_stop):
+    for cmd in (pre_start, prestart_failed, run_mysqld, health, probe, on_change, watch, pre_stop):
         group.add_command(cmd)

@@ -104,7 +104,7 @@ class Supervisor:
     def __init__(self, cfg: Dict[str, Any], node_dir: str, env: Dict[str, str]):
         self.cfg = cfg
         self.node_dir = node_dir
-        self.env = env
+        self.env = dict(env, CONTAINERPILOT_PID=str(os.getpid()))   # as ContainerPilot sets for its jobs
         self.node = env.get("MYSQLPILOT_NODE") or env.get("HOSTNAME") or socket.gethostname()
         host, port = str(cfg["consul"]).rsplit(":", 1)
         self.dcs = ConsulDCS(host, int(port), "unused", self.node, token=env.get("CONSUL_HTTP_TOKEN") or None)

@@ -379,3 +379,31 @@ def test_a_consul_token_in_a_file_reaches_containerpilot_as_its_variable(tmp_pat
     # ContainerPilot, given that environment, renders and starts with it (the token is not in its output).
     out = run_cp_briefly(dict(env, HOST="127.0.0.1"), tmp_path)
     assert "control: serving at" in out and "3f1c7d0e-aaaa" not in out
+
+
+@needs_cp
+def test_a_failed_pre_start_ends_the_container_with_exit_3_in_seconds(tmp_path):
+    """Issue 24: a node whose preStart fails must not sit there half-alive. Here pre-start fails on a missing
+    root password; the real ContainerPilot runs the shipped config under `mysqlpilot entrypoint` as the
+    parent (as PID 1 would be). Seen failing on the old code: ContainerPilot kept running (the test timed
+    out). The old way out, a SIGTERM, would sleep out the 180 s stopTimeout; this takes seconds."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "mysqlpilot"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mysqlpilot "$@"\n')
+    shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "MYSQL_ROOT_PASSWORD"}
+    env.update(PATH=f"{bindir}:{os.path.dirname(CP)}:/usr/bin:/bin", PYTHONPATH=REPO, CONSUL="127.0.0.1:1",
+               MYSQLPILOT_CP_SOCKET=str(tmp_path / "cp.sock"), MYSQLPILOT_STATE_DIR=str(tmp_path / "state"),
+               MYSQLPILOT_ENTRYPOINT_PARENT="1", CONTAINERPILOT=SHIPPED, HOST="127.0.0.1", HOSTNAME="db1",
+               MYSQLPILOT_MYSQLD_USER="root" if os.geteuid() == 0 else "nobody", MYSQL_REPL_PASSWORD="repl-pw")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "mysqlpilot", "entrypoint", "--", CP, "-config", SHIPPED], env=env,
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - t0
+    out = p.stdout + p.stderr
+    assert p.returncode == 3, out
+    assert "root_password is required" in out            # pre-start's own one-line reason comes first
+    assert "pre-start exited non-zero" in out and "exit 3 so that the platform starts a new task" in out
+    assert "Traceback" not in out
+    assert took < 90, f"took {took:.0f}s: ContainerPilot waited out its stopTimeout"

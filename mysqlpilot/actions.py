@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Optional, Tuple
 
-from . import analysis, mysqld
+from . import analysis, journal, mysqld
 from .analysis import Decision, Observation
 from .dcs.base import REQUEST_KEY, ClusterView, Release, Request
 from .errors import PilotError
@@ -151,6 +151,8 @@ class Actions:
         self.n.last_leader = info
         self.n.state.update(last_leader=info.to_json())
         self.n.events.count("failsafe_retakes")
+        journal.record(self.n.state, journal.event("failsafe-retake", self.n.cfg.node_name,
+                                                   "took the leader lock back under a new Consul session"))
         seen.report.refresh = True
 
     def do_promote(self, d, seen) -> None:
@@ -272,6 +274,8 @@ class Actions:
         recent = [t for t in self.n.state.get("rebuilds", []) or [] if isinstance(t, (int, float))]
         self.n.state.update(rebuilds=recent[-10:] + [time.time()])
         self.n.events.count("rebuilds")
+        journal.record(self.n.state, journal.event("rebuild", self.n.cfg.node_name, reason,
+                                                   errant=errant or None))
         log.error("REBUILD: %s; moving the datadir aside and restoring the newest snapshot", reason)
         self.n.state.update(rebuild_reason=reason, errant=[e for e in errant.split(",") if e] or None)
         seen.report.role, seen.report.healthy, seen.report.message = "rebuilding", False, reason

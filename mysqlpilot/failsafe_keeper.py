@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from . import candidates, failsafe
+from . import candidates, failsafe, journal
 from .errors import PilotError
 from .failsafe import Ask, MemberFacts
 from .lease import WRITER, boottime
@@ -139,9 +139,12 @@ class Asker(threading.Thread):
         writer = self.due()
         if writer is None:
             if self.active_since is not None and self.n.lease.failsafe_left() <= 0:
-                log.warning("FAILSAFE over after %.1fs: %s", boottime() - self.active_since,
-                            "the session's renews cover the writes again" if self.n.lease.left_for_writer() > 0
-                            else "nothing left to cover")
+                took = boottime() - self.active_since
+                why = ("the session's renews cover the writes again" if self.n.lease.left_for_writer() > 0
+                       else "nothing left to cover")
+                log.warning("FAILSAFE over after %.1fs: %s", took, why)
+                journal.record(self.n.state, journal.event("failsafe", self.n.cfg.node_name, f"over: {why}",
+                                                           durations={"active": round(took, 2)}))
                 self.active_since = None
                 self.n._said.pop("failsafe", None)
             return None
@@ -163,6 +166,8 @@ class Asker(threading.Thread):
             self.active_since = sent
             self.n.events.count("failsafe_stretches")
             log.warning("FAILSAFE: Consul does not renew the session; staying primary on the promises of %s", who)
+            journal.record(self.n.state, journal.event("failsafe", self.n.cfg.node_name,
+                                                       "Consul does not renew the session", promised_by=who))
         self.n._said.pop("failsafe", None)
         return True
 

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Tuple
 
-from . import analysis, mysqld, stopguard
+from . import analysis, journal, mysqld, stopguard
 from .actions import Actions, Outcome
 from .analysis import Policy
 from .api_view import PassView, pass_view
@@ -51,7 +51,7 @@ class Node:
         self.timing = Timing.from_config(cfg)
         self.lease = Lease(self.state, self.timing.lease)
         self.events = NodeEvents()       # failovers, fences, ... counted where they run (api_metrics.py)
-        self.fencer = Fencer(self._fence_conn, self.lease, cfg, on_fence=self.events.fence)
+        self.fencer = Fencer(self._fence_conn, self.lease, cfg, on_fence=self._on_fence)
         self.keeper, self.observer = LeaseKeeper(self), Observer(self)
         self.actions, self.handover = Actions(self), HandOver(self)
         self.catalog = Catalog(self)
@@ -166,10 +166,19 @@ class Node:
             m, leader = self.publish(seen)
             self.catalog.refresh()
             try:
+                journal.flush(self.state, self.dcs)       # fences and rebuilds recorded while Consul was away
+            except (PilotError, OSError) as exc:
+                self.say_once("journal", f"journal not written to Consul yet: {exc}")
+            try:
                 self.api_view = pass_view(self, seen, m, leader)
             except Exception as exc:  # noqa: BLE001 - what the API shows must never cost the loop a pass
                 self.say_once("api_view", f"node API view not updated: {type(exc).__name__}: {exc}")
         return outcome
+
+    def _on_fence(self, reason: str, result: str) -> None:
+        """After every fence (the watchdog's thread too): count it, and queue it for the journal."""
+        self.events.fence(reason, result)
+        journal.record(self.state, journal.event("fence", self.cfg.node_name, reason, result=result))
 
     def publish(self, seen) -> Tuple[MemberState, Optional[LeaderInfo]]:
         """Publish this node's member record; returns it and the leader it was judged against."""

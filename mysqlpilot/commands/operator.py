@@ -1,4 +1,4 @@
-"""Operator commands: status, switchover, failover, pause, resume."""
+"""Operator commands: status, history, switchover, failover, pause, resume."""
 from __future__ import annotations
 
 import json
@@ -38,6 +38,27 @@ def status(obj, as_json: bool, watch_: bool, check: bool) -> None:
     click.echo(json.dumps(st, indent=1, sort_keys=True) if as_json else render(st))
     if check:
         raise SystemExit(check_code(st))
+
+
+@click.command("history")
+@click.option("--since", default=None, metavar="AGE|TIME", help="Only events since then: an age (30m, 12h, 7d) or a "
+              "local time (YYYY-MM-DD[ HH:MM[:SS]]).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def history(obj, since: Optional[str], as_json: bool) -> None:
+    """Every failover, switchover, fence, rebuild and failsafe episode, oldest first, with its reason and
+    durations (Consul keeps the last 50 takeovers and 200 other events)."""
+    from .. import journal
+    from ..dcs.consul import ConsulDCS
+    start = None
+    if since:
+        try:
+            start = journal.parse_since(since, time.time())
+        except ValueError as exc:
+            raise click.UsageError(str(exc))
+    dcs = ConsulDCS.from_config(obj.config(credentials=False))
+    rows = journal.merged(dcs.history(), dcs.journal(), start)
+    click.echo(json.dumps(rows, indent=1, sort_keys=True) if as_json else journal.render(rows))
 
 
 @click.command("forget")
@@ -245,5 +266,5 @@ def resume(obj) -> None:
 
 
 def register(group: click.Group) -> None:
-    for cmd in (status, forget, switchover, failover, pause, resume):
+    for cmd in (status, history, forget, switchover, failover, pause, resume):
         group.add_command(cmd)

@@ -298,6 +298,13 @@ class DCS(abc.ABC):
     def append_history(self, record: Dict[str, Any], keep: int = 50) -> None: ...
 
     @abc.abstractmethod
+    def append_journal(self, records: List[Dict[str, Any]], keep: int = 200) -> None:
+        """Append fence, rebuild and failsafe events to `<kv_root>/journal` (journal.py), newest last."""
+
+    @abc.abstractmethod
+    def journal(self) -> List[Dict[str, Any]]: ...
+
+    @abc.abstractmethod
     def get_json(self, rel: str) -> Any: ...
 
     @abc.abstractmethod

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import consul
 import requests
 
-from .. import failsafe
+from .. import failsafe, journal
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
 from .consul_snapshots import SnapshotKeys
@@ -254,12 +254,23 @@ class ConsulDCS(SnapshotKeys, DCS):
 
     # ---- history and flags -----------------------------------------------------------------------
     def append_history(self, record: Dict[str, Any], keep: int = 50) -> None:
-        k = self.key("history")
+        self._append_list("history", [record], keep, lambda k, v: parse_history(k, v))
+
+    def append_journal(self, records: List[Dict[str, Any]], keep: int = 200) -> None:
+        self._append_list(journal.KEY, records, keep, lambda k, v: journal.parse(decode_json(k, v)))
+
+    def journal(self) -> List[Dict[str, Any]]:
+        k = self.key(journal.KEY)
+        _, item = self._call("read journal", self.c.kv.get, k, consistency="consistent")
+        return journal.parse(decode_json(k, (item or {}).get("Value")))
+
+    def _append_list(self, rel: str, records: List[Dict[str, Any]], keep: int, parse) -> None:
+        """CAS-append to a JSON list key, newest last; unreadable entries are dropped."""
+        k = self.key(rel)
         for _ in range(50):
-            index, item = self._call("history read", self.c.kv.get, k, consistency="consistent")
-            cur = parse_history(k, (item or {}).get("Value"))     # unreadable entries are dropped
-            cur = (cur + [record])[-keep:]
-            if self._call("history write", self.c.kv.put, k, json.dumps(cur), cas=int(item["ModifyIndex"])
+            index, item = self._call(f"{rel} read", self.c.kv.get, k, consistency="consistent")
+            cur = (parse(k, (item or {}).get("Value")) + list(records))[-keep:]
+            if self._call(f"{rel} write", self.c.kv.put, k, json.dumps(cur), cas=int(item["ModifyIndex"])
                           if item else 0):
                 return
             time.sleep(0.05)

@@ -3,6 +3,7 @@
 One semi-sync cluster per flavor (MariaDB 10.11, MySQL 9.7) serves the whole module; each test leaves it
 with one primary and two replicas.
 """
+import json
 import os
 import time
 
@@ -155,6 +156,12 @@ def test_sigstop_primary_fences_and_rejoins(cluster):
     assert oldn["read_only"] is True and oldn["replicating_from"] == f"{pn['host']}:{pn['port']}"
     assert not oldn["errant"] and st2["primary"] == st3["primary"]
     assert "FENCED" in cluster.node_log(old, "pilot")
+    # `mysqlpilot history` (issue 24): the fence, recorded while the node could not reach Consul, and the
+    # failover it made room for, in time order.
+    rows = json.loads(cluster.cli("history", "--json", "--since", "1h", config=True).stdout)
+    fence = [r for r in rows if r["kind"] == "fence" and r["node"] == old]
+    over = [r for r in rows if r["kind"] == "failover" and r["what"] == f"{old} -> {st2['primary']}"]
+    assert fence and over and rows.index(over[-1]) < rows.index(fence[-1]), rows
 
 
 def test_switchover_under_write_load_loses_nothing(cluster):

@@ -333,6 +333,17 @@ class SimAgent(DCS):
         c.put("history", json.dumps((cur + [record])[-keep:]))
         self._answer(None)
 
+    def append_journal(self, records, keep=200) -> None:
+        c = self._ok()
+        e = c.kv.get("journal")
+        cur = journal.parse(decode_json("journal", e.value) if e else None)
+        c.put("journal", json.dumps((cur + list(records))[-keep:]))
+        self._answer(None)
+
+    def journal(self):
+        e = self._ok().kv.get("journal")
+        return journal.parse(decode_json("journal", e.value) if e else None)
+
     def get_json(self, rel):
         e = self._ok().kv.get(rel)
         return decode_json(rel, e.value) if e else None

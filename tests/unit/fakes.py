@@ -265,6 +265,13 @@ class FakeDCS(PartialDCS):
     def append_history(self, rec, keep=50):
         self.kv["history"] = (self.kv.get("history") or []) + [rec]
 
+    def append_journal(self, records, keep=200):
+        self._check()
+        self.kv["journal"] = ((self.kv.get("journal") or []) + list(records))[-keep:]
+
+    def journal(self):
+        return list(self.kv.get("journal") or [])
+
     def put_json(self, rel, value, cas=None):
         self._check()
         if value is None:

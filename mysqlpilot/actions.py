@@ -12,7 +12,7 @@ from typing import Callable, Deque, Dict, Optional, Tuple
 
 from . import analysis, journal, mysqld
 from .analysis import Decision, Observation
-from .dcs.base import REQUEST_KEY, ClusterView, Release, Request
+from .dcs.base import REINIT_PREFIX, REQUEST_KEY, ClusterView, Release, Request
 from .errors import PilotError
 from .lease import WRITER, boottime
 from .model import FailoverRecord, LeaderInfo
@@ -271,6 +271,10 @@ class Actions:
 
     def do_rebuild(self, d, seen) -> None:
         reason, errant = d.reason, seen.o.errant
+        if self.n.cfg.node_name in getattr(seen.view, "reinit", {}):
+            # Spent once the rebuild starts (else it would rebuild again after the restore); a failed
+            # delete raises, and this pass rebuilds nothing.
+            self.n.dcs.put_json(REINIT_PREFIX + self.n.cfg.node_name, None)
         recent = [t for t in self.n.state.get("rebuilds", []) or [] if isinstance(t, (int, float))]
         self.n.state.update(rebuilds=recent[-10:] + [time.time()])
         self.n.events.count("rebuilds")

@@ -312,6 +312,14 @@ class Observer:
             replication_error=str(st.get("last_io_error") or ""), paused=bool(view.paused),
             stopping=bool(self.n.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.n.state.get("rebuild_reason", "") or "")
+        asked = view.reinit.get(self.n.cfg.node_name)
+        if asked is not None and not o.needs_rebuild:
+            if i_hold:
+                self.n.say_once("reinit", "reinit asked for this node, but it holds the leader lock: it rebuilds "
+                                          "only as a replica (mysqlpilot switchover first)")
+            else:
+                o.needs_rebuild = (f"an operator asked for a rebuild (mysqlpilot reinit, by "
+                                   f"{asked.get('by') or '?'}): {asked.get('reason') or 'no reason given'}")
         if leader is not None and not i_hold:
             o.sql_errno, o.sql_error, o.sql_stuck = self.sql_stop(st, probe.get("executed", ""))
         seen = Seen(o, view, probe, Report(role, healthy, message), request=req)

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Keys under the cluster's kv_root that the HA code names (the DCS maps them to its own paths).
 REQUEST_KEY = "switchover"        # a pending switchover or manual failover: its designated target
+REINIT_PREFIX = "reinit/"         # reinit/<node>: an operator asked that node to rebuild from the newest snapshot
 
 _warned: Dict[str, str] = {}
 
@@ -220,6 +221,7 @@ class ClusterView:
     paused: Optional[Dict[str, Any]] = None
     latest_snapshot: Optional[SnapshotManifest] = None
     failsafe: Optional[Dict[str, Any]] = None   # the members the primary asks for promises (failsafe.py)
+    reinit: Dict[str, Dict[str, Any]] = field(default_factory=dict)   # node -> `mysqlpilot reinit` request
 
     def member(self, name: str) -> Optional[MemberState]:
         return next((m for m in self.members if m.name == name), None)

@@ -27,7 +27,7 @@ from .. import failsafe, journal
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
 from .consul_snapshots import SnapshotKeys
-from .base import DCS, REQUEST_KEY, ClusterView, Release, ServiceCheck, decode_json, parse_history, parse_leader, parse_member, \
+from .base import DCS, REINIT_PREFIX, REQUEST_KEY, ClusterView, Release, ServiceCheck, decode_json, parse_history, parse_leader, parse_member, \
     parse_manifest, parse_object, parse_release, parse_request
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,10 @@ class ConsulDCS(SnapshotKeys, DCS):
                 v.history = parse_history(key, val)
             elif rel == "paused":
                 v.paused = parse_object(key, val)
+            elif rel.startswith(REINIT_PREFIX):
+                req = parse_object(key, val)
+                if req is not None:
+                    v.reinit[rel[len(REINIT_PREFIX):]] = req
             elif rel == "snapshots/latest":
                 v.latest_snapshot = parse_manifest(key, val)
             elif rel == failsafe.LIST_KEY:

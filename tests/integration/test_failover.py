@@ -326,6 +326,31 @@ def test_errant_transactions_move_the_datadir_aside_and_rebuild(cluster):
     assert got == {1, 2}
 
 
+def test_reinit_rebuilds_a_replica_on_demand_and_keeps_its_old_datadir(cluster):
+    """Issue 24: `mysqlpilot reinit NODE` under a writer. The primary is refused in one line; the replica
+    moves its datadir aside, restores the newest snapshot, catches up; nothing acknowledged is lost; the
+    rebuild is in `history`."""
+    import glob
+    st = cluster.wait_healthy(3)
+
+    def asides(n):
+        return set(glob.glob(os.path.join(cluster.dir, "nodes", n, "data.aside-*")))
+    victim = min(sorted(n["name"] for n in st["nodes"] if n["name"] != st["primary"]), key=lambda n: len(asides(n)))
+    before = asides(victim)
+    p = cluster.cli("reinit", st["primary"], config=True, check=False)
+    assert p.returncode == 2 and "is the primary" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    load = start_load(cluster, st, "fo.reinit")
+    out = cluster.cli("reinit", victim, "--reason", "test", "--timeout", "400", config=True, timeout=500).stdout
+    load.stop()
+    assert f"{victim} rebuilt and replicating" in out, out
+    assert asides(victim) - before, "the old datadir was not moved aside"
+    st2 = cluster.wait_healthy(3, timeout=120)
+    assert_all_acked_present(cluster, st2, load)
+    rows = json.loads(cluster.cli("history", "--json", "--since", "1h", config=True).stdout)
+    assert any(r["kind"] == "rebuild" and r["node"] == victim and "mysqlpilot reinit" in r["reason"]
+               for r in rows), rows
+
+
 def test_primary_cut_off_from_consul_and_its_clients_fences_before_anyone_takes_over(cluster):
     """The split-brain case: neither Consul nor the replicas reach the old primary, so no member can
     promise it anything (failsafe.py): its lease runs out and it fences before the lock can pass to anyone

@@ -208,6 +208,7 @@ class FakeDCS(PartialDCS):
         v.request = parse_request("switchover", raw.get("switchover"))
         v.history = parse_history("history", raw.get("history"))
         v.paused = None
+        v.reinit = {k[len("reinit/"):]: val for k, val in self.kv.items() if k.startswith("reinit/")}
         v.failsafe = failsafe.parse_list(json.loads(raw["failsafe"])) if "failsafe" in raw else None
         # A good one unless a test puts another value there.
         v.latest_snapshot = parse_manifest("snapshots/latest", raw["snapshots/latest"]) \

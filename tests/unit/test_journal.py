@@ -67,6 +67,8 @@ def test_a_rebuild_is_journaled(tmp_path, monkeypatch):
         reason = "errant transactions 0-2-5 that the primary does not have"
 
     class Seen:
+        view = None
+
         class o:
             errant = "0-2-5"
 
@@ -101,3 +103,27 @@ def test_since_takes_an_age_or_a_local_time_and_names_the_option_otherwise():
     with pytest.raises(ValueError) as e:
         journal.parse_since("yesterday", now)
     assert "--since 'yesterday'" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_reinit_rebuilds_a_replica_once_and_never_the_lock_holder(tmp_path, monkeypatch):
+    """`mysqlpilot reinit NODE` (issue 24) writes reinit/<node>; the node rebuilds on its next pass as it
+    does for errant transactions, and the request is spent as the rebuild starts."""
+    from mysqlpilot import analysis, mysqld
+    stopped = []
+    monkeypatch.setattr(mysqld, "stop_mysqld", lambda cfg: stopped.append(cfg.node_name))
+    dcs, servers, nodes = cluster(tmp_path, monkeypatch)
+    n1, n2 = nodes["n1"], nodes["n2"]
+    make_primary(dcs, servers, n1)
+    replica_of(servers, "n2", "n1")
+    from .test_ha_interleavings import give_session
+    give_session(n2, dcs)
+    n1.run_once()
+    assert n2.run_once().action in (analysis.WAIT, analysis.FOLLOW)
+    dcs.kv["reinit/n2"] = {"by": "ops@host", "at": time.time(), "reason": "disk replaced"}
+    dcs.kv["reinit/n1"] = {"by": "ops@host", "at": time.time(), "reason": "wrong node"}
+    out = n2.run_once()
+    assert out.action == analysis.REBUILD and "mysqlpilot reinit" in out.reason and "disk replaced" in out.reason
+    assert stopped == ["n2"] and "reinit/n2" not in dcs.kv
+    assert n2.state.get("rebuild_reason") and dcs.journal()[-1]["kind"] == "rebuild"
+    # The lock holder ignores a request for itself (the command refuses it; one may race a promotion).
+    assert n1.run_once().action == analysis.STAY_PRIMARY and "reinit/n1" in dcs.kv and stopped == ["n2"]

@@ -55,7 +55,7 @@ def history(obj, since: Optional[str], as_json: bool) -> None:
         try:
             start = journal.parse_since(since, time.time())
         except ValueError as exc:
-            raise click.UsageError(str(exc))
+            raise PilotError(str(exc))
     dcs = ConsulDCS.from_config(obj.config(credentials=False))
     rows = journal.merged(dcs.history(), dcs.journal(), start)
     click.echo(json.dumps(rows, indent=1, sort_keys=True) if as_json else journal.render(rows))

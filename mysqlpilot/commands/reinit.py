@@ -15,6 +15,7 @@ from typing import Optional
 import click
 
 from ..dcs.base import REINIT_PREFIX
+from ..errors import PilotError
 
 
 def _progress(m) -> str:
@@ -36,11 +37,11 @@ def reinit(obj, node: str, reason: str, wait: bool, timeout: float) -> None:
     dcs = ConsulDCS.from_config(obj.config(credentials=False))
     view = dcs.get_cluster()
     if view.member(node) is None:
-        raise click.UsageError(f"no member named {node!r} in this cluster (mysqlpilot status lists them)")
+        raise PilotError(f"no member named {node!r} in this cluster (mysqlpilot status lists them)")
     if view.leader is not None and view.leader.name == node:
-        raise click.UsageError(f"{node} is the primary; move the role first (mysqlpilot switchover), then reinit it")
+        raise PilotError(f"{node} is the primary; move the role first (mysqlpilot switchover), then reinit it")
     if view.latest_snapshot is None:
-        raise click.UsageError("the store has no snapshot yet (snapshots/latest is empty): there is nothing to "
+        raise PilotError("the store has no snapshot yet (snapshots/latest is empty): there is nothing to "
                                f"rebuild {node} from")
     who = f"{getpass.getuser()}@{socket.gethostname()}"
     dcs.put_json(REINIT_PREFIX + node, {"by": who, "at": time.time(), "reason": reason})
@@ -64,7 +65,7 @@ def reinit(obj, node: str, reason: str, wait: bool, timeout: float) -> None:
                        f"{time.monotonic() - t0:.0f}s")
             return
         time.sleep(1.0)
-    raise click.ClickException(f"{node} is not a healthy replica {timeout:.0f}s after the reinit request; its "
+    raise PilotError(f"{node} is not a healthy replica {timeout:.0f}s after the reinit request; its "
                                "pre-start and mysql logs say why (the request stays until it starts)")
 
 

@@ -296,6 +296,8 @@ class Observation:
     switchover_to: Optional[str] = None      # the node a request or a hand-off designates
     takeover: Tuple[bool, str] = (False, "")  # may this node take the free lock now, and why (leader None)
     failsafe_left: float = -1.0       # seconds the members' promises still cover this node's writes
+    keeps_lease: bool = False         # failsafe on, and the lease of the session mysqld's writes belong to
+                                      # still runs, though Consul ended that session (heartbeat.py)
     promised_left: float = -1.0       # seconds this node still keeps the promise it gave a primary
     promised_to: str = ""             # that primary
 
@@ -334,6 +336,10 @@ def decide(o: Observation) -> Decision:
                             "to take the leader lock back")
         return Decision(RETAKE, "writable on the members' promises (failsafe) and the leader key is free: "
                         "taking it back")
+    if o.read_only is False and o.leader is None and o.keeps_lease and not o.stopping and o.switchover_to is None:
+        # The last renew's lease holds however the session ended (docs/timing.md): ask, then take it back.
+        return Decision(WAIT, "Consul ended the session this node's writes belong to; the lease its last renew "
+                        "earned still covers them while the members are asked to promise (failsafe)")
     if o.read_only is not True:
         return Decision(FENCE, "writable but not holding the leader lock")
 

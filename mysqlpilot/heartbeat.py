@@ -8,7 +8,7 @@ import time
 from . import mysqld
 from .dcs.base import Release
 from .errors import PilotError
-from .lease import boottime
+from .lease import WRITER, boottime
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ class LeaseKeeper:
             self.n.catalog.register_liveness()
             self.n.dcs.pass_check(cid, "mysqld answers")
         if sid and self.n.dcs.renew_session(sid) is None:
+            if self.ride_out(sid):
+                return False
             self.n.lease.void("session gone")
             if self.n.state.get("stopping"):
                 # pre-stop ended it (or it lapsed during the stop): a stopping node opens no new one.
@@ -106,6 +108,23 @@ class LeaseKeeper:
             return False
         if self.n.state.get("starting"):
             self.n.state.update(starting=None)
+        return True
+
+    def ride_out(self, sid: str) -> bool:
+        """Consul ended the session mysqld's writes belong to (an agent that left the cluster, say) while
+        this node is writable. The lease its last renew earned holds however a session ends (lock-delay
+        follows every end), so with the failsafe on keep it, let the failsafe ask the members, and open a
+        new session only once their promises cover the writes; then the HA loop takes the key back (RETAKE).
+        True: not now (no void, no new session in this beat)."""
+        if not self.n.cfg.failsafe or self.n.state.get("stopping") or self.n.fencer.last_seen_writable is False:
+            return False
+        if self.n.state.get(WRITER) != sid or self.n.lease.failsafe_left() > 0:
+            return False                   # not our writes' session; or promises cover them: new session now
+        if self.n.lease.writer_view(0.0)[0] <= 0:
+            return False                   # nothing left to keep: void, and the watchdog fences
+        self.n.say_once("session-ended", f"Consul ended session {sid[:8]} while this node is the writable primary; "
+                                          "keeping the lease its last renew earned and asking the members to "
+                                          "promise (failsafe) before taking the key back")
         return True
 
     def release_after_crash(self) -> None:

@@ -395,3 +395,40 @@ def test_a_writable_writer_keeps_its_list(tmp_path, monkeypatch):
     dcs.down = False
     n1.run_once()
     assert dcs.get_cluster().failsafe is not None
+
+
+def test_a_session_consul_ends_while_it_answers_costs_no_fence_and_no_failover(tmp_path, monkeypatch):
+    """Issue 21's last gap: Consul itself ends the primary's session while it answers (the node's agent left
+    the cluster on a restart). The last renew's lease still holds (lock-delay follows every end), so the
+    primary keeps it, asks for promises, opens a new session only once they cover, and takes the key back.
+    Seen failing on the old code: the heartbeat gave the lease up at "session gone" and the pass fenced."""
+    dcs, servers, nodes = three_nodes(tmp_path, monkeypatch)[:3]
+    n1, n2 = nodes["n1"], nodes["n2"]
+    sid1 = n1.sid
+    n1.mysqld_alive = lambda: True
+    asker = wire(nodes, "n1")
+    dcs.invalidate(sid1)                                  # the agent left: session and lock gone at once
+    assert n1.keeper.beat() is False and n1.sid == sid1 and n1.lease.writer_view(0.0)[0] > 0
+    out = n1.run_once()
+    assert out.action == analysis.WAIT and "Consul ended the session" in out.reason and servers["n1"].ro is False
+    # The renew that failed was the last: once 1.5 heartbeats have passed, the failsafe asks.
+    n1.lease.extend(sid1, boottime() - n1.timing.failsafe_after - 0.01)
+    assert asker.tick() is True and n2.state.get(PROMISE)["to"] == "n1"
+    assert nodes["n2"].run_once().action == analysis.WAIT            # n2 keeps off the free key
+    assert n1.keeper.beat() is True and n1.sid != sid1               # promises cover: a new session
+    history = list(dcs.get_cluster().history)
+    assert n1.run_once().action == analysis.RETAKE
+    v = dcs.get_cluster()
+    assert v.leader.name == "n1" and servers["n1"].ro is False and not n1.events.fenced and v.history == history
+
+
+def test_an_operators_failover_still_fences_a_primary_whose_session_it_ended(tmp_path, monkeypatch):
+    dcs, servers, nodes = three_nodes(tmp_path, monkeypatch)[:3]
+    n1 = nodes["n1"]
+    sid1 = n1.sid
+    dcs.kv["switchover"] = {"to": "n3", "origin": "operator", "kind": "manual-failover", "force": True,
+                            "lock_index": dcs.lock_index, "at": time.time()}
+    n1.mysqld_alive = lambda: True
+    dcs.invalidate(sid1)
+    n1.keeper.beat()
+    assert n1.run_once().action == analysis.FENCE and servers["n1"].ro is True

@@ -123,3 +123,23 @@ def test_a_replica_that_dies_during_an_outage_ends_the_promises_and_the_primary_
     assert fences_since(cluster, w.offsets), "the primary was not fenced after a member could not confirm"
     cluster.cli("local", "start", victim, "--dir", cluster.dir)
     w.end()
+
+
+def test_a_session_consul_destroys_while_it_answers_costs_no_failover_and_no_fence(cluster):
+    """The agent-leave case, on the real Consul: the primary's session is destroyed while Consul answers
+    (an agent leaving deregisters its node and ends its sessions the same way). The primary keeps the
+    lease its last renew earned, rides on its members' promises, opens a new session and takes the key
+    back. Before this, the heartbeat gave the lease up and the primary fenced (the seed-21 campaign)."""
+    import consul
+    w = Watch(cluster, "fs.t_destroyed")
+    s = cluster.settings
+    host, port = s["consul"].split(":")
+    kv_root = f"{s.get('consul_prefix', 'mysqlpilot')}/{s.get('cluster', 'mysql')}"
+    c = consul.Consul(host=host, port=int(port))
+    _, item = c.kv.get(f"{kv_root}/leader")
+    assert item and item.get("Session"), item
+    c.session.destroy(item["Session"])
+    time.sleep(6.0)
+    st = w.end()
+    assert_no_failover_no_fence(cluster, w, st)
+    assert "Consul ended session" in w.logs() and "took the leader lock back" in w.logs()

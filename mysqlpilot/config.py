@@ -115,7 +115,7 @@ SCHEMA: Tuple[Key, ...] = (
     _k("session_ttl", "int", 10, "Consul session TTL in seconds (Consul allows 10 to 86400). Consul may "
        "keep a dead session up to twice this.", "MYSQLPILOT_SESSION_TTL", minimum=10, maximum=86400,
        group="timing"),
-    _k("lock_delay", "float", 1.5, "Seconds nobody may take the lock after a session ends (Consul's "
+    _k("lock_delay", "float", 2.0, "Seconds nobody may take the lock after a session ends (Consul's "
        "lock-delay, and every candidate's own wait). The primary's lease is lock_delay - fence_margin "
        "seconds from its last session renew, and must be at least 1 s (docs/timing.md).",
        "MYSQLPILOT_LOCK_DELAY", minimum=1, maximum=60, group="timing"),

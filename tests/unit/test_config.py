@@ -198,7 +198,7 @@ def test_the_defaults_keep_the_fencing_proof_and_the_heartbeat_arithmetic():
     lease = cfg.lock_delay - cfg.fence_margin
     beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
     assert lease >= 1 and beat == lease / 4 and cfg.check_ttl >= 2 * beat
-    assert (cfg.check_ttl, cfg.lock_delay, cfg.fence_margin) == (1.0, 1.5, 0.5)
+    assert (cfg.check_ttl, cfg.lock_delay, cfg.fence_margin) == (1.0, 2.0, 0.5)
 
 
 @pytest.mark.parametrize("where", ["env", "yaml"])

@@ -125,7 +125,7 @@ SCHEMA: Tuple[Key, ...] = (
     _k("health_interval", "int", 2, "Seconds between health hook runs. ContainerPilot reads it from the environment only: set "
        "the variable in containers, not just the YAML key.", "MYSQLPILOT_HEALTH_INTERVAL",
        minimum=1, maximum=600, group="timing"),
-    _k("check_ttl", "float", 1.0, "TTL in seconds of the node's liveness check, linked to its session: a node "
+    _k("check_ttl", "float", 2.0, "TTL in seconds of the node's liveness check, linked to its session: a node "
        "whose heartbeat stops (node lost, frozen, cut off) loses its session this long after its last beat. "
        "Must be at least twice the heartbeat interval, (lock_delay - fence_margin) / 4.",
        "MYSQLPILOT_CHECK_TTL", minimum=0.5, maximum=3600, group="timing"),

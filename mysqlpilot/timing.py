@@ -24,7 +24,7 @@ URGENT_FENCE = 0.5        # deadline of a fence when another node may already ho
 class Timing:
     lock_delay: float = 2.0
     fence_margin: float = 0.5
-    check_ttl: float = 1.0
+    check_ttl: float = 2.0
     session_ttl: float = 10.0
 
     @classmethod

@@ -58,9 +58,8 @@ def test_server_id_is_stable_and_distinct():
     ({"MYSQLPILOT_FENCE_MARGIN": "0.1"}, "fence_margin (from $MYSQLPILOT_FENCE_MARGIN): must be at least 0.25"),
     ({"MYSQLPILOT_LOCK_DELAY": "nan"}, "lock_delay (from $MYSQLPILOT_LOCK_DELAY): expected float"),
     ({"MYSQLPILOT_LOCK_DELAY": "inf"}, "lock_delay (from $MYSQLPILOT_LOCK_DELAY): expected float"),
-    # lock_delay 4: a heartbeat every 0.875 s (a quarter of the 3.5 s lease), and the default 1 s check would
-    # end on one late beat. Raising lock_delay alone is refused, naming check_ttl.
-    ({"MYSQLPILOT_LOCK_DELAY": "4"}, "check_ttl (1s) must be at least twice the heartbeat interval (0.875s"),
+    # heartbeat every 0.375 s (a quarter of the 1.5 s lease): a 0.6 s check would end on one late beat
+    ({"MYSQLPILOT_CHECK_TTL": "0.6"}, "check_ttl (0.6s) must be at least twice the heartbeat interval (0.375s"),
     ({"MYSQLPILOT_CHECK_TTL": "12"}, "session_ttl (10s) must be at least check_ttl (12s)"),
     ({"MYSQLPILOT_HEALTH_INTERVAL": "6"}, "service_ttl (6s) must exceed health_interval (6s)"),
     ({"MYSQLPILOT_STORE": "s3"}, "s3_bucket is required"),
@@ -198,7 +197,7 @@ def test_the_defaults_keep_the_fencing_proof_and_the_heartbeat_arithmetic():
     lease = cfg.lock_delay - cfg.fence_margin
     beat = heartbeat_interval(cfg.lock_delay, cfg.fence_margin)
     assert lease >= 1 and beat == lease / 4 and cfg.check_ttl >= 2 * beat
-    assert (cfg.check_ttl, cfg.lock_delay, cfg.fence_margin) == (1.0, 2.0, 0.5)
+    assert (cfg.check_ttl, cfg.lock_delay, cfg.fence_margin) == (2.0, 2.0, 0.5)
 
 
 @pytest.mark.parametrize("where", ["env", "yaml"])

@@ -29,7 +29,7 @@ ts=$(date +%s)
 # The deterministic simulator (issue 19): 6,000 seeds of the short scenario over every core, at most 3
 # minutes (a slower machine runs fewer and says how many); a violation fails the suite (known findings do
 # not). Its JSON (coverage included) is kept for a look afterwards (docs/reliability.md, "Deterministic
-# simulation"). Each seed draws the failsafe on or off (config key failsafe, off by default).
+# simulation"). Each seed draws the failsafe on or off (config key failsafe, on by default).
 "$venv/bin/python" bench/sim.py --seeds "${MYSQLPILOT_SIM_SEEDS:-6000}" --minutes 3 --scenario short --failsafe draw \
   --json "${TMPDIR:-/tmp}/mysqlpilot-sim.json" || rc=1
 t0=$(date +%s)

@@ -22,7 +22,7 @@ import json
 import random
 from typing import Any, Dict, List, Optional
 
-from mysqlpilot import failsafe
+from mysqlpilot import failsafe, journal
 from mysqlpilot.dcs.base import DCS, ClusterView, decode_json, parse_history, parse_leader, parse_manifest, \
     parse_member, parse_object, parse_release, parse_request
 from mysqlpilot.errors import PilotError

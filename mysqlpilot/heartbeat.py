@@ -10,6 +10,8 @@ from .dcs.base import Release
 from .errors import PilotError
 from .lease import WRITER, boottime
 
+ENDED = "session_ended"            # the session Consul answered is gone, whose lease ride_out keeps
+
 log = logging.getLogger(__name__)
 
 RELEASE_PROOF_WAIT = 1.0         # longest a crashed mysqld's socket and port may take to stop accepting
@@ -97,7 +99,7 @@ class LeaseKeeper:
         if not sid:
             sid = self.n.dcs.create_session(self.n.cfg.session_ttl, self.n.cfg.lock_delay,
                                             [self.n.cfg.liveness_check_id])
-            self.n.state.update(session=sid)
+            self.n.state.update(session=sid, **{ENDED: None})
         try:
             self.n.lease.extend(sid, sent)
         except OSError as exc:
@@ -125,6 +127,7 @@ class LeaseKeeper:
         self.n.say_once("session-ended", f"Consul ended session {sid[:8]} while this node is the writable primary; "
                                           "keeping the lease its last renew earned and asking the members to "
                                           "promise (failsafe) before taking the key back")
+        self.n.state.update(**{ENDED: sid})     # the pass waits only for a session Consul said is gone
         return True
 
     def release_after_crash(self) -> None:

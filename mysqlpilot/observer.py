@@ -16,6 +16,7 @@ from .dcs.base import ClusterView, Release, Request
 from .errors import PilotError
 from .failsafe_keeper import CLAIM, ConsulSeen, promise_of
 from .flavors import quote
+from .heartbeat import ENDED
 from .lease import WRITER, boottime
 from .model import LeaderInfo, MemberState
 
@@ -312,7 +313,10 @@ class Observer:
             replication_error=str(st.get("last_io_error") or ""), paused=bool(view.paused),
             stopping=bool(self.n.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.n.state.get("rebuild_reason", "") or "",
-            keeps_lease=bool(self.n.cfg.failsafe and sid and d.get(WRITER) == sid and self.n.lease_left() > 0))
+            # Only for a session Consul said is gone: a live one keeps renewing, and a leader key deleted
+            # by hand under it must be fenced for (the simulator's delete_leader found that).
+            keeps_lease=bool(self.n.cfg.failsafe and sid and d.get(WRITER) == sid and d.get(ENDED) == sid
+                             and self.n.lease_left() > 0))
         asked = view.reinit.get(self.n.cfg.node_name)
         if asked is not None and not o.needs_rebuild:
             if i_hold:

@@ -433,3 +433,15 @@ def test_an_operators_failover_still_fences_a_primary_whose_session_it_ended(tmp
     dcs.invalidate(sid1)
     n1.keeper.beat()
     assert n1.run_once().action == analysis.FENCE and servers["n1"].ro is True
+
+
+def test_a_leader_key_deleted_under_a_live_session_is_still_fenced_for(tmp_path, monkeypatch):
+    """Found by the simulator (delete_leader, seeds 19, 91, ...) in the first cut of the session-ended ride
+    out: it waited whenever the key was free and the lease ran, but a live session keeps renewing, so the
+    lease never ran out while another node took the key. Only a session Consul said is gone is ridden out."""
+    dcs, servers, nodes = three_nodes(tmp_path, monkeypatch)[:3]
+    n1 = nodes["n1"]
+    n1.mysqld_alive = lambda: True
+    dcs.leader_session = None                             # the key deleted by hand; n1's session lives
+    assert n1.keeper.beat() is True                       # renewed: no "session gone"
+    assert n1.run_once().action == analysis.FENCE and servers["n1"].ro is True

@@ -313,10 +313,7 @@ class Observer:
             replication_error=str(st.get("last_io_error") or ""), paused=bool(view.paused),
             stopping=bool(self.n.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.n.state.get("rebuild_reason", "") or "",
-            # Only for a session Consul said is gone: a live one keeps renewing, and a leader key deleted
-            # by hand under it must be fenced for (the simulator's delete_leader found that).
-            keeps_lease=bool(self.n.cfg.failsafe and sid and d.get(WRITER) == sid and d.get(ENDED) == sid
-                             and self.n.lease_left() > 0))
+            keeps_lease=session_ended_under_writes(self.n, d, sid, leader, probe))
         asked = view.reinit.get(self.n.cfg.node_name)
         if asked is not None and not o.needs_rebuild:
             if i_hold:
@@ -351,3 +348,20 @@ class Observer:
                 log.info("errant-transaction check against %s did not run (%s); replication runs on, "
                          "checking again in %ds", leader.name, exc, ERRANT_RECHECK)
         return seen
+
+
+def session_ended_under_writes(n, d: Dict, sid: Optional[str], leader, probe: Dict) -> bool:
+    """Failsafe on, writable, the key free, and the lease of the session mysqld's writes belong to still
+    runs, though Consul says that session is gone (heartbeat.py ride_out). Only for a session Consul
+    said is gone: a live one keeps renewing, and a key deleted by hand under it must be fenced for (the
+    simulator's delete_leader found that). The pass may see the key go before the heartbeat sees why
+    (its watch wakes on the change): then it asks Consul itself."""
+    if not (n.cfg.failsafe and sid and leader is None and probe.get("read_only") is False
+            and d.get(WRITER) == sid and n.lease_left() > 0):
+        return False
+    if d.get(ENDED) == sid:
+        return True
+    if n.dcs.renew_session(sid) is not None:
+        return False
+    n.state.update(**{ENDED: sid})
+    return True

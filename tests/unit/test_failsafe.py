@@ -445,3 +445,16 @@ def test_a_leader_key_deleted_under_a_live_session_is_still_fenced_for(tmp_path,
     dcs.leader_session = None                             # the key deleted by hand; n1's session lives
     assert n1.keeper.beat() is True                       # renewed: no "session gone"
     assert n1.run_once().action == analysis.FENCE and servers["n1"].ro is True
+
+
+def test_a_pass_that_sees_the_key_go_before_the_heartbeat_sees_why_asks_consul_itself(tmp_path, monkeypatch):
+    """The HA loop's watch wakes on the key change at once; the heartbeat learns the session is gone only at
+    its next beat. Seen failing on the real Consul (test_failsafe.py's destroyed-session test): the pass
+    fenced first. Now it asks Consul about the session itself, and waits."""
+    dcs, servers, nodes = three_nodes(tmp_path, monkeypatch)[:3]
+    n1 = nodes["n1"]
+    n1.mysqld_alive = lambda: True
+    dcs.invalidate(n1.sid)
+    out = n1.run_once()
+    assert out.action == analysis.WAIT and "Consul ended the session" in out.reason and servers["n1"].ro is False
+    assert n1.keeper.beat() is False                      # the heartbeat rides it out too: no new session yet

@@ -271,7 +271,7 @@ class Actions:
 
     def do_rebuild(self, d, seen) -> None:
         reason, errant = d.reason, seen.o.errant
-        if self.n.cfg.node_name in getattr(seen.view, "reinit", {}):
+        if self.n.cfg.node_name in seen.view.reinit:
             # Spent once the rebuild starts (else it would rebuild again after the restore); a failed
             # delete raises, and this pass rebuilds nothing.
             self.n.dcs.put_json(REINIT_PREFIX + self.n.cfg.node_name, None)

@@ -10,7 +10,6 @@ It forwards the platform's signals to the child and reaps orphans (as PID 1 it i
 """
 from __future__ import annotations
 
-import errno
 import os
 import signal
 from typing import Callable, List, Mapping, Optional
@@ -81,15 +80,11 @@ def supervise(argv: List[str], env: Mapping[str, str], marker: str,
     child["pid"] = pid
     for sig in pending:
         os.kill(pid, sig)
-    while True:
+    while True:                               # a signal's handler runs; Python retries the wait (PEP 475)
         try:
             got, status = os.waitpid(-1, 0)   # our child, or an orphan reparented to PID 1
         except ChildProcessError:
             return 1                          # cannot happen while the child lives; be safe
-        except OSError as exc:                # pragma: no cover - EINTR is retried by Python itself
-            if exc.errno == errno.EINTR:
-                continue
-            raise
         if got == pid:
             break
     text = read_marker(marker)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -24,7 +25,6 @@ def pre_start(obj) -> None:
 @click.command("prestart-failed")
 def prestart_failed() -> None:
     """ContainerPilot's preStartFailed job: end the container so that the platform replaces it."""
-    import os
     from .. import pid1
     try:
         click.echo(f"prestart-failed: {pid1.stop_after_failed_prestart(os.environ)}")

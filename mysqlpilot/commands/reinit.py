@@ -42,7 +42,7 @@ def reinit(obj, node: str, reason: str, wait: bool, timeout: float) -> None:
         raise PilotError(f"{node} is the primary; move the role first (mysqlpilot switchover), then reinit it")
     if view.latest_snapshot is None:
         raise PilotError("the store has no snapshot yet (snapshots/latest is empty): there is nothing to "
-                               f"rebuild {node} from")
+                         f"rebuild {node} from")
     who = f"{getpass.getuser()}@{socket.gethostname()}"
     dcs.put_json(REINIT_PREFIX + node, {"by": who, "at": time.time(), "reason": reason})
     click.echo(f"reinit: asked {node} to rebuild from snapshot {view.latest_snapshot.id}")
@@ -66,7 +66,7 @@ def reinit(obj, node: str, reason: str, wait: bool, timeout: float) -> None:
             return
         time.sleep(1.0)
     raise PilotError(f"{node} is not a healthy replica {timeout:.0f}s after the reinit request; its "
-                               "pre-start and mysql logs say why (the request stays until it starts)")
+                     "pre-start and mysql logs say why (the request stays until it starts)")
 
 
 def register(group: click.Group) -> None:

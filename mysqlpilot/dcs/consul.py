@@ -258,7 +258,7 @@ class ConsulDCS(SnapshotKeys, DCS):
 
     # ---- history and flags -----------------------------------------------------------------------
     def append_history(self, record: Dict[str, Any], keep: int = 50) -> None:
-        self._append_list("history", [record], keep, lambda k, v: parse_history(k, v))
+        self._append_list("history", [record], keep, parse_history)
 
     def append_journal(self, records: List[Dict[str, Any]], keep: int = 200) -> None:
         self._append_list(journal.KEY, records, keep, lambda k, v: journal.parse(decode_json(k, v)))

@@ -66,8 +66,10 @@ def test_a_rebuild_is_journaled(tmp_path, monkeypatch):
     class D:
         reason = "errant transactions 0-2-5 that the primary does not have"
 
+    from mysqlpilot.dcs.base import ClusterView
+
     class Seen:
-        view = None
+        view = ClusterView()
 
         class o:
             errant = "0-2-5"

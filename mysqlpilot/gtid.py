@@ -186,6 +186,13 @@ def subtract(dialect: str, a: str, b: str) -> str:
     return mariadb_subtract(a, b) if dialect == "mariadb" else mysql_subtract(a, b)
 
 
+def union_all(dialect: str, sets) -> str:
+    """Everything in any of `sets` (MariaDB: per domain, the highest sequence)."""
+    if dialect != "mariadb":
+        return mysql_union_all(sets)
+    return format_mariadb(parse_mariadb(",".join(s for s in sets if s)))
+
+
 def count(dialect: str, a: str) -> int:
     return mariadb_count(a) if dialect == "mariadb" else mysql_count(a)
 

@@ -184,6 +184,16 @@ SCHEMA: Tuple[Key, ...] = (
        "twice snapshot_interval, so that a replica restored from the newest snapshot finds the binlogs since it; "
        "when the primary has purged past the newest snapshot anyway, it takes a snapshot at once. 0 keeps them "
        "for ever (the disk fills).", "MYSQLPILOT_BINLOG_EXPIRE_SECONDS", minimum=0, group="snapshots"),
+    _k("archive", "bool", False, "Stream the primary's binlogs into the store as they are written (the "
+       "archive a point-in-time restore replays: `mysqlpilot restore --to-time`). Runs on the lock holder only.",
+       "MYSQLPILOT_ARCHIVE", group="snapshots"),
+    _k("archive_interval", "float", 1.0, "Seconds between the archive's uploads of new binlog events: the "
+       "archive's recovery point under steady writes is about this plus one upload.",
+       "MYSQLPILOT_ARCHIVE_INTERVAL", minimum=0.2, maximum=60, group="snapshots"),
+    _k("binlog_tool", "str", None, "The server's binlog client (mariadb-binlog, mysqlbinlog) for the archive "
+       "and restores; defaults to the flavor's, on PATH.", "MYSQLPILOT_BINLOG_TOOL", group="snapshots"),
+    _k("client_tool", "str", None, "The server's command-line client (mariadb, mysql), which replays binlogs "
+       "in a restore; defaults to the flavor's, on PATH.", "MYSQLPILOT_CLIENT_TOOL", group="snapshots"),
     _k("snapshot_wait_timeout", "int", 1800, "How long a new replica waits for the first snapshot "
        "before it gives up.", "MYSQLPILOT_SNAPSHOT_WAIT_TIMEOUT", minimum=1, group="snapshots"),
     _k("snapshot_method", "choice", "auto", "How a snapshot copies the datadir. `backup-tool`: mariadb-backup "
@@ -526,6 +536,13 @@ def _cross_check(cfg: Config) -> None:
                           f"snapshot_interval ({cfg.snapshot_interval}s): a replica restored from the newest snapshot "
                           "could find the binlogs since it purged; raise binlog_expire_seconds to at least "
                           f"{2 * cfg.snapshot_interval} or take snapshots more often")
+    if cfg.archive and not cfg.api_port:
+        raise ConfigError("config key archive is on but api_port is 0: the archive streams only while the node "
+                          "API says this node is the primary; set api_port (default 8008) or turn archive off")
+    if cfg.archive and cfg.binlog_expire_seconds and cfg.binlog_expire_seconds < 600:
+        raise ConfigError(f"config key binlog_expire_seconds ({cfg.binlog_expire_seconds}s) is under 600 with "
+                          "archive on: a primary could purge binlogs before the archive (or a new primary's "
+                          "archiver) has read them; raise it")
     if cfg.flavor == "mariadb" and not re.match(r"^1\d\.\d+", cfg.flavor_version):
         raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MariaDB version "
                           "(10.x or 11.x)")

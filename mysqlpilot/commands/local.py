@@ -184,11 +184,32 @@ def exec_(node, dir, args) -> None:
     sys.exit(_cluster(dir).exec_in(node, list(args)))
 
 
+@local.command("restore")
+@click.option("--dir", "dir", required=True)
+@click.option("--name", "name", required=True, help="Names the restore: DIR/restores/NAME.")
+@click.option("--to-time", "to_time", help="YYYY-MM-DD HH:MM:SS, this machine's time zone unless --utc.")
+@click.option("--to-gtid", "to_gtid")
+@click.option("--utc", is_flag=True)
+@click.option("--force", is_flag=True, help="Cross a gap in the archive.")
+def restore_cmd(dir, name, to_time, to_gtid, utc, force) -> None:
+    """Restore the cluster's data to a point in time and start it as a standalone server."""
+    from ..errors import PilotError
+    from ..local.restores import LocalRestores
+    from ..pitr_plan import Target
+    from .archive import _parse_time
+    if bool(to_time) == bool(to_gtid):
+        raise PilotError("name exactly one of --to-time and --to-gtid")
+    target = Target(time=_parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
+    LocalRestores(dir, _cluster(dir).cfg(), echo=click.echo).restore(name, target, force)
+
+
 @local.command("down")
 @click.option("--dir", "dir", required=True)
 def down(dir) -> None:
     """Stop every node (replicas first), its HAProxy and Consul; keep the data."""
     from ..local.haproxy import LocalHAProxy
+    from ..local.restores import LocalRestores
+    LocalRestores(dir, _cluster(dir).cfg(), echo=click.echo).stop_all()
     _cluster(dir).down()
     if LocalHAProxy(dir).stop():
         click.echo("haproxy stopped")

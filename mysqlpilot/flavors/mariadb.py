@@ -13,6 +13,8 @@ class MariaDBFlavor(Flavor):
     dialect = "mariadb"
     binlog_expire_seconds_since = (10, 6, 1)
     server_binary = "mariadbd"
+    binlog_tool = "mariadb-binlog"
+    client_tool = "mariadb"
 
     @property
     def has_super_read_only(self) -> bool:

@@ -23,6 +23,8 @@ class MySQLFlavor(Flavor):
     dialect = "mysql"
     binlog_expire_seconds_since = (8, 0, 1)
     server_binary = "mysqld"
+    binlog_tool = "mysqlbinlog"
+    client_tool = "mysql"
 
     @property
     def has_super_read_only(self) -> bool:

@@ -311,6 +311,7 @@ class WriteLoad(threading.Thread):
         self.table = table
         self.interval = interval
         self.acked: List[int] = []
+        self.acked_at: Dict[int, float] = {}            # id -> when its INSERT returned
         self.errors = 0
         self.stop_evt = threading.Event()
         self.first_ok_after: Dict[float, float] = {}
@@ -340,6 +341,7 @@ class WriteLoad(threading.Thread):
                 n += 1
                 self.acked.append(n)
                 now = time.time()
+                self.acked_at[n] = now
                 if self.last_ok and now - self.last_ok > 0.5:
                     self.gaps.append((self.last_ok, now))
                 self.last_ok = now

@@ -1,0 +1,144 @@
+"""Point-in-time restore from the binlog archive (issue 22), on a real cluster: MariaDB 10.11 or MySQL 9.7,
+Consul, and SeaweedFS as the store. Rows are written with known times; `mysqlpilot local restore` builds a
+datadir at a chosen second and starts it, and the test reads the rows back from that server."""
+import os
+import signal
+import time
+
+import pymysql
+import pytest
+
+from mysqlpilot.binlog_catalog import archived_set, read_runs, segment_key
+from mysqlpilot.store.s3 import S3Store
+from tests.harness.cluster import Cluster, WriteLoad
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, flavor, s3_server):
+    bucket = f"pitr-{flavor}-{int(time.time())}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    c = Cluster(str(tmp_path_factory.mktemp("pitr") / "cl"),
+                env={"MYSQL_ROOT_PASSWORD": "root-Pitr-1", "MYSQL_REPL_PASSWORD": "repl-Pitr-1",
+                     "MYSQLPILOT_ARCHIVE": "1", "MYSQLPILOT_FAILOVER_BUDGET": "50",
+                     "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key},
+                flavor=flavor)
+    c.up(3, "--durability", "semi-sync", "--store", "s3", "--s3-endpoint", s3_server.endpoint, "--s3-bucket", bucket)
+    c.wait_healthy(3, timeout=120)
+    c.store = S3Store(bucket, "mysqlpilot", s3_server.endpoint, "us-east-1", s3_server.access_key,
+                      s3_server.secret_key)
+    yield c
+    c.down()
+
+
+def primary(c):
+    st = c.wait_healthy(3)
+    return st, c.node(st, st["primary"])
+
+
+def wait_archived(c, gtid, timeout=60):
+    """Until the store's archive holds `gtid` (the primary's position at some moment)."""
+    f = c.sql_flavor
+    return c.wait_for(lambda _st: f.gtid_contains(archived_set(read_runs(c.store, "local"), f.dialect), gtid),
+                      timeout, f"the archive holding {gtid}", fast=True)
+
+
+def restored_rows(c, name, table, **target):
+    args = ["local", "restore", "--dir", c.dir, "--name", name]
+    for k, v in target.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    out = c.cli(*args, timeout=600)
+    assert "holds GTID" in out.stdout, out.stdout + out.stderr
+    conn = pymysql.connect(unix_socket=os.path.join(c.dir, "restores", name, "mysqld.sock"), user="root",
+                           password="root-Pitr-1", connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT id FROM {table}")
+            return {r[0] for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def second(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def test_a_restore_to_the_second_before_a_drop_table_has_every_row_before_it_and_none_after(cluster):
+    _, p = primary(cluster)
+    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    sql("CREATE DATABASE IF NOT EXISTS pitr")
+    sql("CREATE TABLE pitr.t (id INT PRIMARY KEY, at DOUBLE)")
+    for i in range(1, 21):
+        sql(f"INSERT INTO pitr.t VALUES ({i}, {time.time()})")
+    time.sleep(1.1)
+    target = int(time.time())                     # rows 1..20 were committed before this second
+    time.sleep(1.1)
+    for i in range(21, 26):
+        sql(f"INSERT INTO pitr.t VALUES ({i}, {time.time()})")     # after the target: must not come back
+    sql("DROP TABLE pitr.t")
+    wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
+    assert restored_rows(cluster, "before-drop", "pitr.t", to_time=second(target)) == set(range(1, 21))
+
+
+def test_a_store_outage_while_archiving_loses_nothing_once_the_store_is_back(cluster, s3_server):
+    st, p = primary(cluster)
+    load = WriteLoad(cluster, table="pitr.outage", interval=0.02)
+    load.setup(p["host"], p["port"])
+    load.start()
+    time.sleep(2)
+    os.kill(s3_server.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(8)                                  # writes go on; the archive cannot upload
+    finally:
+        os.kill(s3_server.proc.pid, signal.SIGCONT)
+    time.sleep(2)
+    load.stop()
+    assert len(load.acked) > 100 and load.errors == 0, (len(load.acked), load.errors)
+    end = cluster.gtid_position(p["host"], p["port"])
+    wait_archived(cluster, end)
+    runs = read_runs(cluster.store, "local")
+    segs = [(f.run, f.name, s.start, s.end) for r in runs for f in r.files for s in f.segments]
+    assert len(segs) == len(set(segs)) and all(not f.hole for r in runs for f in r.files)
+    assert restored_rows(cluster, "after-outage", "pitr.outage", to_gtid=end) == set(load.acked)
+
+
+def test_a_restore_to_a_second_after_a_failover_in_the_middle_of_the_writes(cluster):
+    st, p = primary(cluster)
+    old = st["primary"]
+    load = WriteLoad(cluster, table="pitr.fo", interval=0.02)
+    load.setup(p["host"], p["port"])
+    load.start()
+    time.sleep(3)
+    cluster.cli("local", "kill", old, "--dir", cluster.dir, "--signal", "KILL")
+    st2 = cluster.wait_healthy(2, timeout=60, primary_not=old)
+    time.sleep(3)                                     # writes on the new primary
+    target = int(time.time())
+    time.sleep(2.5)
+    load.stop()
+    before = {i for i, t in load.acked_at.items() if t < target}
+    after_started = {i for i, t in load.acked_at.items() if i > 1 and load.acked_at[i - 1] >= target + 1}
+    assert before and after_started
+    p2 = cluster.node(st2, st2["primary"])
+    wait_archived(cluster, cluster.gtid_position(p2["host"], p2["port"]))
+    runs = read_runs(cluster.store, "local")
+    assert len({r.manifest.node for r in runs}) >= 2, [r.manifest.id for r in runs]
+    have = restored_rows(cluster, "after-failover", "pitr.fo", to_time=second(target))
+    assert before <= have, f"{len(before - have)} rows acknowledged before the target are missing"
+    assert not (have & after_started), f"rows written after the target came back: {sorted(have & after_started)[:5]}"
+    cluster.cli("local", "start", old, "--dir", cluster.dir)
+    cluster.wait_healthy(3, timeout=240)
+
+
+def test_a_gap_in_the_archive_is_refused_and_says_what_is_missing(cluster):
+    # The newest run: older runs are read only up to where it begins, so nothing else holds these bytes.
+    runs = read_runs(cluster.store, "local")
+    f = next(f for f in reversed(runs[-1].files) if len(f.segments) >= 3 and f.segments[-1].txns)
+    s = f.segments[1]
+    cluster.store.delete(segment_key("local", s.run, s.file, s.start, "json"))
+    cluster.store.delete(segment_key("local", s.run, s.file, s.start))
+    out = cluster.cli("restore", "--to-gtid", f.transactions()[-1].gtid, "--into",
+                      os.path.join(cluster.dir, "gap-refused"), config=True, check=False)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"the archive has a gap: bytes {s.start}-{s.end} of {f.name}" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not os.path.exists(os.path.join(cluster.dir, "gap-refused"))

@@ -41,9 +41,14 @@ class Result:
 
 def pick_snapshot(snaps: List[SnapshotManifest], target: Target, dialect: str,
                   runs: List[ArchiveRun]) -> SnapshotManifest:
-    """The newest snapshot wholly before the target."""
-    ok = [s for s in snaps if s.gtid and (
-        gtidlib.contains(dialect, target.gtid, s.gtid) if target.gtid else s.created <= (target.time or 0))]
+    """The newest snapshot before the target: for a GTID target, one that lacks part of it (history is a line,
+    so it is not past it) or holds nothing beyond it; for a time, one taken by then."""
+    def before(s: SnapshotManifest) -> bool:
+        if target.gtid:
+            return (not gtidlib.contains(dialect, s.gtid, target.gtid)
+                    or gtidlib.contains(dialect, target.gtid, s.gtid))
+        return s.created <= (target.time or 0)
+    ok = [s for s in snaps if s.gtid and before(s)]
     if not ok:
         oldest = min(snaps, key=lambda s: s.created) if snaps else None
         what = (f"the oldest is {oldest.id} ({time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(oldest.created))}, "

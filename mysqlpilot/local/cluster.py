@@ -145,7 +145,11 @@ def mysql_server_settings() -> Dict[str, str]:
                          "scripts/install-deps.sh or set $MYSQLPILOT_MYSQLD")
     if "mariadb" in out.stdout.lower():
         raise PilotError(f"{binary} is MariaDB, not MySQL; set $MYSQLPILOT_MYSQLD to a MySQL server")
-    return {"flavor_version": m.group(1), "mysqld_bin": binary}
+    tools = {}
+    if os.path.realpath(binary) == os.path.realpath(MYSQLD_SID):     # its client tools come from the same root (the archive, restores)
+        tools = {"binlog_tool": os.path.join(REPO, "scripts", "mysqlbinlog-sid"),
+                 "client_tool": os.path.join(REPO, "scripts", "mysql-sid")}
+    return {"flavor_version": m.group(1), "mysqld_bin": binary, **tools}
 
 
 class LocalCluster(Partitions):

@@ -7,6 +7,7 @@ import pytest
 
 from mysqlpilot import binlog_events as be
 from mysqlpilot.binlog_catalog import ArchiveFile, ArchiveRun, RunManifest, Segment
+from mysqlpilot.errors import PilotError
 from mysqlpilot.pitr_plan import PlanError, Target, plan
 
 U1 = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
@@ -168,3 +169,18 @@ def test_mysql_sets_follow_the_same_rules():
     p = plan("mysql", f"{U1}:1-3", [ArchiveRun(RunManifest("r1", "n", 1, "mysql", 1, "bin.1"), [f])],
              Target(time=1005))
     assert p.reached == f"{U1}:1-5" and p.steps[0].txns == 2
+
+
+def test_the_snapshot_for_a_gtid_target_is_the_newest_not_past_it():
+    from mysqlpilot.model import SnapshotManifest
+    from mysqlpilot.pitr_restore import pick_snapshot
+
+    def snap(sid, created, gtid):
+        return SnapshotManifest(sid, created, "n", "k", 1, 1, "0" * 64, "mysql", "9.7", gtid)
+    snaps = [snap("a", 1, f"{U1}:1-5"), snap("b", 2, f"{U1}:1-9"), snap("c", 3, f"{U1}:1-20")]
+    assert pick_snapshot(snaps, Target(gtid=f"{U1}:12"), "mysql", []).id == "b"     # one GTID: up to it
+    assert pick_snapshot(snaps, Target(gtid=f"{U1}:1-9"), "mysql", []).id == "b"    # exactly a snapshot's
+    assert pick_snapshot(snaps, Target(gtid=f"{U1}:1-25"), "mysql", []).id == "c"
+    assert pick_snapshot(snaps, Target(time=2), "mysql", []).id == "b"
+    with pytest.raises(PilotError, match="no snapshot is older than .*the oldest is a"):
+        pick_snapshot(snaps, Target(gtid=f"{U1}:3"), "mysql", [])

@@ -38,6 +38,8 @@ class Scrape:
         self.api = node.cfg.api_advertised
         self.failsafe = node.lease.failsafe_info() or {}
         self.promise_left = max(0.0, promise_of(node.state.read())[1])
+        from .api_view import archive_status
+        self.archive = archive_status(node) or {}
 
     def v(self, attr: str) -> Any:
         return getattr(self.view, attr) if self.view is not None else None
@@ -108,6 +110,14 @@ GAUGES: Tuple[Tuple[str, str, Getter], ...] = (
      lambda s: _num(s.restore.get("seconds"))),
     ("mysqlpilot_last_restore_timestamp_seconds", "When this node's last seed finished (epoch).",
      lambda s: _num(s.restore.get("at"))),
+    ("mysqlpilot_archive_streaming", "1 while this node streams its binlogs into the archive (the primary, with "
+     "config key archive on); absent elsewhere.", lambda s: 1.0 if s.archive else None),
+    ("mysqlpilot_archive_lag_seconds", "Seconds the archive has had binlog bytes waiting for upload (0: caught up; "
+     "the recovery point of a point-in-time restore).", lambda s: _num(s.archive.get("lag_seconds"))),
+    ("mysqlpilot_archive_waiting_bytes", "Binlog bytes streamed here and not yet in the store.",
+     lambda s: _num(s.archive.get("waiting_bytes"))),
+    ("mysqlpilot_archive_gap", "1 when this archive run began after transactions the archive lacks (a restore "
+     "across them is refused).", lambda s: _b(s.archive.get("gap")) if s.archive else None),
     ("mysqlpilot_moved_aside_datadirs", "Moved-aside datadirs beside this node's datadir (max_moved_aside "
      "refuses more).", lambda s: float(s.moved_aside)),
     ("mysqlpilot_dcs_last_seen_timestamp_seconds", "When Consul last answered this node's HA process (epoch).",

@@ -138,6 +138,7 @@ class NodeSource:
             "ha_loop": {"stalled_seconds": round(f.loop_stalled, 3), "lease_seconds": f.lease_span},
             "fenced": self.node.events.fenced,
             "failsafe": failsafe_status(self.node),
+            "archive": archive_status(self.node),
         }
         if v is not None:
             doc.update({
@@ -154,6 +155,14 @@ class NodeSource:
         else:
             doc.update({"role": "unknown", "message": "no HA pass has completed yet"})
         return mask_json(doc, SecretMask(self.cfg.secrets()))
+
+
+def archive_status(node) -> Optional[Dict[str, Any]]:
+    """The binlog archive job's last report, while it streams here (None: not streaming, or gone quiet)."""
+    a = node.state.get("archive")
+    if not isinstance(a, dict) or time.time() - float(a.get("at") or 0) > 30:
+        return None
+    return {k: a.get(k) for k in ("run", "file", "uploaded_bytes", "waiting_bytes", "lag_seconds", "gap", "error")}
 
 
 def failsafe_status(node) -> Dict[str, Any]:

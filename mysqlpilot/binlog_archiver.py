@@ -80,7 +80,8 @@ class Run:
 
     def argv(self, defaults: str) -> List[str]:
         sid = 4_200_000_000 + int(self.m.server_id) % 1_000_000      # never a member's id: a dump thread
-        idopt = "--stop-never-slave-server-id" if self.flavor.dialect == "mariadb" else "--connection-server-id"
+        old = self.flavor.dialect == "mariadb" or not self.flavor.at_least(5, 7)    # 5.7 renamed the option
+        idopt = "--stop-never-slave-server-id" if old else "--connection-server-id"
         return [self.cfg.binlog_tool or self.flavor.binlog_tool, f"--defaults-extra-file={defaults}",
                 "--read-from-remote-server", "--raw", "--stop-never", f"{idopt}={sid}",
                 f"--result-file={self.dir}/", self.m.first_file]
@@ -170,6 +171,8 @@ class Archiver:
         self.run: Optional[Run] = None
         self.state = StateFile(cfg.state_dir)
         self.error = ""
+        self._reported: object = ("never",)
+        self._reported_at = 0.0
 
     def begin(self) -> Run:
         srv = self.connect()
@@ -234,6 +237,11 @@ class Archiver:
             "waiting_bytes": waiting, "lag_seconds": (round(self.clock() - r.behind_since, 1)
                                                       if r.behind_since else 0.0),
             "gap": r.m.gap, "error": self.error, "at": self.clock()}
+        now = self.clock()
+        key = None if info is None else (info["run"], info["waiting_bytes"], info["gap"], info["error"])
+        if key == self._reported and now - self._reported_at < 5:
+            return                                      # spare the state file the HA loop uses too
+        self._reported, self._reported_at = key, now
         self.state.update(archive=info)
 
     def loop(self, stop: threading.Event) -> None:

@@ -18,7 +18,7 @@ LEFT_GRACE = 600.0        # a node that left on purpose (pre-stop) is listed thi
 
 
 def probe_apis(members: List[MemberState], timeout: float = PROBE_TIMEOUT) -> Dict[str, Tuple[str, Dict]]:
-    """name -> ("" if the node's API answered /status, else why not; its failsafe section). Members
+    """name -> ("" if the node's API answered /status, else why not; its /status document). Members
     without a published API are not asked; no credentials are sent. A member without a live session is
     asked too: a primary riding out a Consul outage has none, and says so here."""
     asked = [m for m in members if m.api]
@@ -27,10 +27,10 @@ def probe_apis(members: List[MemberState], timeout: float = PROBE_TIMEOUT) -> Di
         try:
             r = requests.get(f"http://{m.api}/status", timeout=timeout)
             try:
-                fs = r.json().get("failsafe") or {}
+                doc = r.json()
             except ValueError:
-                fs = {}
-            return "", fs if isinstance(fs, dict) else {}
+                doc = {}
+            return "", doc if isinstance(doc, dict) else {}
         except requests.Timeout:
             return f"its node API at {m.api} did not answer within {timeout:g}s", {}
         except requests.RequestException as exc:
@@ -58,7 +58,9 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
                                                  and now - m.updated > LEFT_GRACE)]
     answers = probe_apis(members) if probe else {}
     unreachable = {k: err for k, (err, _) in answers.items() if m_alive(members, k)}
-    failsafe_on = {k: fs for k, (err, fs) in answers.items() if not err and fs.get("active")}
+    failsafe_on = {k: doc["failsafe"] for k, (err, doc) in answers.items()
+                   if not err and isinstance(doc.get("failsafe"), dict) and doc["failsafe"].get("active")}
+    archive = {k: doc["archive"] for k, (err, doc) in answers.items() if not err and isinstance(doc.get("archive"), dict)}
     primary = leader.name if leader is not None else None
     if primary is None and len(failsafe_on) == 1:
         primary = next(iter(failsafe_on))
@@ -93,6 +95,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
             # Moved-aside datadirs beside this node's datadir, as its pre-start/rebuild last counted them.
             "moved_aside": _int((aside.get(m.name) or {}).get("count")),
             "moved_aside_limit": _int((aside.get(m.name) or {}).get("limit")),
+            "archive": archive.get(m.name),       # the binlog archive, on the node that streams it
         })
     _why_source(nodes)
     snap = dcs.get_latest_snapshot()
@@ -110,6 +113,17 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
         "history": hist[-history:] if history else [],
     }
+
+
+def archive_line(name: str, a: Dict[str, Any]) -> str:
+    state = (f"behind by {a.get('waiting_bytes')} bytes for {a.get('lag_seconds')}s" if a.get("lag_seconds")
+             else "caught up")
+    line = f"binlog archive: streaming on {name} (run {a.get('run')}), {state}"
+    if a.get("error"):
+        line += f"; last error: {a['error']}"
+    if a.get("gap"):
+        line = f"! {line}; GAP before this run: {a['gap']} (a restore across it is refused)"
+    return line
 
 
 def m_alive(members: List[MemberState], name: str) -> bool:
@@ -187,6 +201,10 @@ def render(st: Dict[str, Any]) -> str:
                          "next rebuild or restore will refuse; remove old <datadir>.aside-* copies by hand")
         if n["message"] and n["role"] != "left" and (not n["healthy"] or (n["role"] == "primary" and n["message"] != "primary, writable")):
             lines.append(f"! {n['name']}: {n['message']}")
+    for n in st["nodes"]:
+        a = n.get("archive")
+        if a:
+            lines.append(archive_line(n["name"], a))
     s = st["snapshot"]
     if s:
         lines.append(f"latest snapshot {s['id']} taken {_fmt_time(s['created'])}, "

@@ -136,6 +136,7 @@ missing_packages() {
   local need=() tool
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
   command -v mariadb-backup >/dev/null 2>&1 || need+=(mariadb-backup)
+  command -v mariadb-binlog >/dev/null 2>&1 || need+=(mariadb-client)   # the binlog archive, restores
   command -v zstd >/dev/null 2>&1 || need+=(zstd)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   [ -x /usr/sbin/nft ] || need+=(nftables)      # `mysqlpilot local partition`

@@ -7,6 +7,7 @@ import time
 
 import pymysql
 import pytest
+import requests
 
 from mysqlpilot.binlog_catalog import archived_set, read_runs, segment_key
 from mysqlpilot.store.s3 import S3Store
@@ -79,6 +80,11 @@ def test_a_restore_to_the_second_before_a_drop_table_has_every_row_before_it_and
     sql("DROP TABLE pitr.t")
     wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
     assert restored_rows(cluster, "before-drop", "pitr.t", to_time=second(target)) == set(range(1, 21))
+    # status and the metrics say where the archive streams
+    out = cluster.cli("status", config=True).stdout
+    assert f"binlog archive: streaming on {p['name']}" in out, out
+    metrics = requests.get(f"http://{p['api']}/metrics", timeout=5).text
+    assert any(ln.startswith("mysqlpilot_archive_streaming{") and ln.endswith(" 1.0") for ln in metrics.splitlines())
 
 
 def test_a_store_outage_while_archiving_loses_nothing_once_the_store_is_back(cluster, s3_server):

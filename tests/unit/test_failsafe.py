@@ -363,7 +363,8 @@ def test_status_shows_a_primary_on_promises_although_its_session_lapsed(monkeypa
     members = [MemberState("n1", "h1", 3306, role="primary", alive=False, api="h1:8008"),
                MemberState("n2", "h2", 3306, role="replica", alive=True, healthy=True, read_only=True, api="h2:8008")]
     fs = {"active": True, "since": time.time() - 4, "seconds_left": 1.4, "confirmed_by": ["n2"]}
-    monkeypatch.setattr(status, "probe_apis", lambda ms: {"n1": ("", fs), "n2": ("", {"active": False})})
+    monkeypatch.setattr(status, "probe_apis", lambda ms: {"n1": ("", {"failsafe": fs}),
+                                                            "n2": ("", {"failsafe": {"active": False}})})
 
     from mysqlpilot import config
     cfg = config.load(None, env={"MYSQLPILOT_NODE": "n2"}, credentials=False)

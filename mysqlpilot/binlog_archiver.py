@@ -186,7 +186,8 @@ class Archiver:
         name, gap = first_file(logs, archived, self.flavor.dialect)
         now = self.clock()
         rid = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{self.cfg.node_name}"
-        m = RunManifest(rid, self.cfg.node_name, server_id, self.flavor.dialect, now, name, archived, gap)
+        start = gtidlib.union_all(self.flavor.dialect, [dict(logs)[name]])
+        m = RunManifest(rid, self.cfg.node_name, server_id, self.flavor.dialect, now, name, archived, gap, start)
         if gap:
             log.error("archive: GAP: transactions %s are neither in the archive nor in this server's binlogs; "
                       "a point-in-time restore across them is refused", gap)

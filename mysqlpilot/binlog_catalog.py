@@ -41,6 +41,7 @@ class RunManifest:
     first_file: str
     archive_end: str = ""       # what the archive held when this run started
     gap: str = ""               # transactions neither the archive nor this server's binlogs have
+    start_set: Optional[str] = None     # first_file's start set: where this run's history begins
     alive_at: float = 0.0       # the archiver's last word: everything the server wrote before is uploaded
     ended: float = 0.0
 
@@ -103,6 +104,9 @@ class ArchiveRun:
 
     @property
     def start_set(self) -> Optional[str]:
+        """Where this run's history begins: kept in its manifest, since a prune may remove its first files."""
+        if self.manifest.start_set is not None:
+            return self.manifest.start_set
         return self.files[0].start_set if self.files else None
 
     @property

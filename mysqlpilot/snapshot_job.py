@@ -105,7 +105,8 @@ def prune_after(cfg, store, latest_id: str) -> None:
     if not rule.keep:
         return
     try:
-        prune(store, cfg.cluster, latest_id, rule, time.time())
+        prune(store, cfg.cluster, latest_id, rule, time.time(),
+              dialect=get_flavor(cfg.flavor, cfg.flavor_version).dialect)
     except Exception as exc:  # noqa: BLE001 - published already: a prune's failure must not undo that
         log.warning("snapshot prune after %s failed: %s; the next snapshot tries again", latest_id,
                     exc if isinstance(exc, PilotError) else exc.__class__.__name__)

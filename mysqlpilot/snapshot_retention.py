@@ -79,9 +79,11 @@ def remove_snapshot(store: Store, cluster: str, m: SnapshotManifest) -> int:
 
 
 def prune(store: Store, cluster: str, latest_id: Optional[str], rule: Retention, now: float,
-          dry_run: bool = False, echo: Callable[[str], None] = log.info) -> Tuple[List[Verdict], List[str]]:
+          dry_run: bool = False, echo: Callable[[str], None] = log.info,
+          dialect: str = "") -> Tuple[List[Verdict], List[str]]:
     """Apply the plan; returns it and the ids removed. A snapshot that cannot be removed is said in one
-    line and left (the next prune tries again); the others still go."""
+    line and left (the next prune tries again); the others still go. With `dialect`, the binlog archive's
+    files that the oldest kept snapshot no longer needs go too."""
     verdicts = plan(list_snapshots(store, cluster), cluster, latest_id, rule, now)
     removed = []
     for v in verdicts:
@@ -97,4 +99,9 @@ def prune(store: Store, cluster: str, latest_id: Optional[str], rule: Retention,
             continue
         removed.append(v.manifest.id)
         echo(f"removed snapshot {v.manifest.id} ({v.why}; {n} objects)")
+    kept = [v.manifest for v in verdicts if v.keep]
+    if dialect and kept and rule.keep:
+        from .binlog_retention import prune_archive
+        oldest = min(kept, key=lambda m: m.created)
+        prune_archive(store, cluster, oldest.gtid or "", dialect, dry_run=dry_run, echo=echo)
     return verdicts, removed

@@ -106,8 +106,10 @@ def snapshot_prune(obj, dry_run: bool) -> None:
         raise PilotError(f"snapshot prune needs Consul's snapshots/latest and could not read it ({exc}); "
                          "retry when Consul answers") from None
     store = open_store(cfg)
+    from ..flavors import get_flavor
     verdicts, removed = prune(store, cfg.cluster, getattr(latest, "id", None), rule, time.time(),
-                              dry_run=dry_run, echo=click.echo)
+                              dry_run=dry_run, echo=click.echo,
+                              dialect=get_flavor(cfg.flavor, cfg.flavor_version).dialect)
     for v in verdicts:
         if v.keep:
             click.echo(f"keep snapshot {v.manifest.id} ({v.why})")

@@ -184,3 +184,22 @@ def test_the_snapshot_for_a_gtid_target_is_the_newest_not_past_it():
     assert pick_snapshot(snaps, Target(time=2), "mysql", []).id == "b"
     with pytest.raises(PilotError, match="no snapshot is older than .*the oldest is a"):
         pick_snapshot(snaps, Target(gtid=f"{U1}:3"), "mysql", [])
+
+
+def test_retention_removes_only_files_the_oldest_kept_snapshot_holds_and_never_the_live_one():
+    from mysqlpilot.binlog_retention import unneeded
+    old = arun("r1", 1, [afile("r1", "bin.1", "", seqs(1, 5)), afile("r1", "bin.2", "0-1-5", seqs(6, 9))])
+    new = arun("r2", 2, [afile("r2", "b.1", "0-1-7", seqs(8, 9) + seqs(10, 12, srv=2)), afile("r2", "b.2", "0-2-12", [])])
+    assert [(f.run, f.name) for f in unneeded([old, new], "0-1-6", "mariadb")] == [("r1", "bin.1")]
+    assert [(f.run, f.name) for f in unneeded([old, new], "0-2-12", "mariadb")] == [("r1", "bin.1"), ("r1", "bin.2"),
+                                                                                    ("r2", "b.1")]
+    assert unneeded([old, new], "", "mariadb") == []
+
+
+def test_a_run_whose_first_files_were_pruned_still_caps_the_run_before_it():
+    # r1 archived 1..12 but 11 and 12 were lost in the failover; r2's first file (from 0-1-8) is pruned
+    old = arun("r1", 1, [afile("r1", "bin.1", "", seqs(1, 12))])
+    new = arun("r2", 2, [afile("r2", "b.2", "0-2-12", seqs(13, 14, srv=2))])
+    new.manifest.start_set = "0-1-8"
+    with pytest.raises(PlanError, match="gap"):      # 9..12 of the new history are nowhere: never the lost ones
+        plan("mariadb", "0-1-5", [old, new], Target(gtid="0-2-14"))

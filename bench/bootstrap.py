@@ -40,7 +40,17 @@ from tests.harness.s3_server import S3Server  # noqa: E402
 ROW = 1000          # bytes of payload per row
 
 
-def fill(inst: Instance, mb: int) -> None:
+# The payload column b. "repetitive": one hash repeated, which zstd shrinks about 19x and flatters every
+# figure; "realistic": six distinct 512-bit hashes in hex plus a little repeated prose, about 3x, like tables
+# of ids, tokens and text (issue 22).
+PAYLOAD = {
+    "repetitive": "REPEAT(SHA2({seq}, 256), 12)",
+    "realistic": "CONCAT(" + ", ".join(f"SHA2({{seq}} * 7 + {k}, 512)" for k in range(6))
+                 + ", REPEAT('lorem ipsum dolor sit amet ', 8))",
+}
+
+
+def fill(inst: Instance, mb: int, data: str = "repetitive") -> None:
     adm = inst.admin()
     adm.set_read_only(False)
     adm.execute(["CREATE DATABASE IF NOT EXISTS bench",
@@ -53,10 +63,10 @@ def fill(inst: Instance, mb: int) -> None:
         n = min(batch, rows - start)
         if inst.flavor.dialect == "mysql":      # no SEQUENCE engine (a recursive CTE makes the ids), no MD5()
             adm.execute(f"INSERT INTO bench.t WITH RECURSIVE s (seq) AS (SELECT {start + 1} UNION ALL SELECT "
-                        f"seq + 1 FROM s WHERE seq < {start + n}) SELECT seq, LEFT(SHA2(seq, 224), 32), REPEAT(SHA2(seq, 256), "
-                        "12) FROM s")
+                        f"seq + 1 FROM s WHERE seq < {start + n}) SELECT seq, LEFT(SHA2(seq, 224), 32), "
+                        f"{PAYLOAD[data].format(seq='seq')} FROM s")
         else:
-            adm.execute("INSERT INTO bench.t SELECT seq, MD5(seq), REPEAT(SHA2(seq, 256), 12) FROM "
+            adm.execute(f"INSERT INTO bench.t SELECT seq, MD5(seq), {PAYLOAD[data].format(seq='seq')} FROM "
                         f"bench.seq_{start + 1}_to_{start + n}")
     adm.close()
 
@@ -178,6 +188,8 @@ def main() -> int:
     ap.add_argument("--sizes", default="100,1000", help="data sizes in MB")
     ap.add_argument("--flavor", default="mariadb", choices=("mariadb", "mysql"),
                     help="server: MariaDB 10.11, or MySQL 9.7 from the sid root (scripts/install-deps.sh)")
+    ap.add_argument("--data", default="realistic", choices=sorted(PAYLOAD),
+                    help="payload: realistic (zstd about 3x, like real tables) or repetitive (about 19x)")
     args = ap.parse_args()
     FLAVOR = args.flavor
     why = flavor_unavailable(FLAVOR)
@@ -197,7 +209,7 @@ def main() -> int:
             src = new_instance(base, f"src{mb}", "127.0.1.211").setup()
             method, version = snapshot_method(src.cfg, src.flavor), src.flavor.version
             print(f"[{mb} MB] generating data ...", flush=True)
-            fill(src, mb)
+            fill(src, mb, args.data)
             t0 = time.monotonic()
             m = take_snapshot(src.cfg, src.flavor, store, password=src.cfg.root_password)
             t_snap = time.monotonic() - t0
@@ -225,8 +237,8 @@ def main() -> int:
         s3.stop()
         shutil.rmtree(base, ignore_errors=True)
     print()
-    print(f"replica bootstrap on this machine, {FLAVOR} {version}, snapshot method {method} (MB = 10^6 bytes of "
-          "the snapshot stream; S3 = SeaweedFS on loopback)")
+    print(f"replica bootstrap on this machine, {FLAVOR} {version}, snapshot method {method}, {args.data} data "
+          "(MB = 10^6 bytes of the snapshot stream; S3 = SeaweedFS on loopback)")
     hdr = (f"{'data':>6} {'stream':>8} {'stored':>8} | {'snapshot':>9} {'MB/s':>6} | {'ready (store)':>13} "
            f"{'MB/s':>6} | {'ready (CLONE)':>13} | {'dump|mysql':>10} | {'raw up':>7} {'MB/s':>6} "
            f"{'raw down':>8} {'MB/s':>6}")

@@ -141,6 +141,9 @@ class Run:
         s = scan(buf, start, self.flavor.dialect)
         if s.end <= start:
             return False                    # only part of an event so far
+        if start == 0 and s.txns and s.txns[0].offset > 0:
+            # A file's header on its own: every restore reads it, most need nothing else before their start.
+            s = scan(buf[:s.txns[0].offset], 0, self.flavor.dialect)
         data = buf[:s.end - start]
         seg = Segment(self.m.id, name, start, s.end, hashlib.sha256(data).hexdigest(), self.clock(),
                       [(t.gtid, t.offset, t.ts) for t in s.txns], s.start_set if start == 0 else None, s.last_ts)

@@ -57,18 +57,29 @@ def pick_snapshot(snaps: List[SnapshotManifest], target: Target, dialect: str,
     return max(ok, key=lambda s: s.created)
 
 
-def fetch_file(store, cluster: str, runs: List[ArchiveRun], step: Step, path: str) -> None:
-    """Write the file's bytes [0, step.stop) to `path`, each segment checked against its sha256."""
+def fetch_file(store, cluster: str, runs: List[ArchiveRun], step: Step, path: str) -> int:
+    """Write the file's bytes [0, step.stop) to `path`, each segment checked against its sha256, and
+    return how many were fetched. Between the file's first segment (its header: the binlog client reads
+    the format description there before it seeks to --start-position) and the segment holding
+    step.start the file is left sparse: a restore from a recent snapshot does not download what the
+    snapshot already holds."""
     f = next(f for r in runs if r.manifest.id == step.run for f in r.files if f.name == step.file)
+    got = 0
     with open(path, "wb") as out:
         for s in f.segments:
             if s.start >= step.stop:
                 break
+            if s.start > 0 and s.end <= step.start:
+                continue
+            out.seek(s.start)
+            got += s.end - s.start
             data = store.get_bytes(segment_key(cluster, s.run, s.file, s.start))
             if hashlib.sha256(data).hexdigest() != s.sha256 or len(data) != s.end - s.start:
                 raise PilotError(f"archive segment {segment_key(cluster, s.run, s.file, s.start)} is corrupt "
                                  "(its sha256 or size differs from its manifest); restore to a point before it")
             out.write(data[:step.stop - s.start])
+        out.truncate(step.stop)
+    return got
 
 
 def _replay(cfg, flavor, wcfg, path: str, step: Step) -> None:
@@ -121,12 +132,13 @@ def restore_to_point(cfg, flavor, store, target: Target, into: str, force: bool 
         gtid = restore_snapshot(wcfg, flavor, store, snap, datadir=into, mysqld_user=wcfg.mysqld_user)
         if gtid and gtid != snap.gtid:
             p = plan(flavor.dialect, gtid, runs, target, force)
-        paths = []
+        paths, fetched = [], 0
         for i, step in enumerate(p.steps):
             path = os.path.join(work, f"{i:04d}-{step.file}")
-            fetch_file(store, cfg.cluster, runs, step, path)
+            fetched += fetch_file(store, cfg.cluster, runs, step, path)
             paths.append(path)
-        echo(f"restore: {len(paths)} binlog file(s) fetched and checked; starting a private mysqld")
+        echo(f"restore: {len(paths)} binlog file(s), {fetched / 1e6:.1f} MB of archive fetched and checked; "
+             "starting a private mysqld")
         result = _apply(cfg, flavor, wcfg, gtid or snap.gtid, p, paths, echo)
         ok = True
     finally:

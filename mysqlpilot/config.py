@@ -190,6 +190,11 @@ SCHEMA: Tuple[Key, ...] = (
     _k("archive_interval", "float", 1.0, "Seconds between the archive's uploads of new binlog events: the "
        "archive's recovery point under steady writes is about this plus one upload.",
        "MYSQLPILOT_ARCHIVE_INTERVAL", minimum=0.2, maximum=60, group="snapshots"),
+    _k("snapshot_verify", "bool", False, "Prove each new snapshot restorable before it may become latest: "
+       "restore it into a scratch datadir under state_dir, replay the archive to a GTID a healthy replica holds, "
+       "and compare every table's checksum with that replica's (`snapshot verify ID --restore` does the same by "
+       "hand). Needs room for a second copy of the data on the primary's volume.", "MYSQLPILOT_SNAPSHOT_VERIFY",
+       group="snapshots"),
     _k("binlog_tool", "str", None, "The server's binlog client (mariadb-binlog, mysqlbinlog) for the archive "
        "and restores; defaults to the flavor's, on PATH.", "MYSQLPILOT_BINLOG_TOOL", group="snapshots"),
     _k("client_tool", "str", None, "The server's command-line client (mariadb, mysql), which replays binlogs "

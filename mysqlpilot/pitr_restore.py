@@ -13,9 +13,10 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from . import gtid as gtidlib
 from . import mysqld
@@ -37,6 +38,7 @@ class Result:
     gtid: str
     txns: int
     seconds: float
+    inspected: Any = None       # what `inspect` returned from the restored server
 
 
 def pick_snapshot(snaps: List[SnapshotManifest], target: Target, dialect: str,
@@ -102,20 +104,25 @@ def _replay(cfg, flavor, wcfg, path: str, step: Step) -> None:
 
 
 def _work_config(cfg, into: str, work: str):
-    return cfg.with_overrides(datadir=into, state_dir=work, socket=os.path.join(work, "mysqld.sock"),
+    # The socket in a short directory of its own: a Unix socket path has at most 107 bytes.
+    sockdir = tempfile.mkdtemp(prefix="mysqlpilot-restore-")
+    return cfg.with_overrides(datadir=into, state_dir=work, socket=os.path.join(sockdir, "mysqld.sock"),
                               mycnf=os.path.join(work, "my.cnf"), bind_address="127.0.0.1",
                               binlog_expire_seconds=0)
 
 
 def restore_to_point(cfg, flavor, store, target: Target, into: str, force: bool = False,
-                     echo: Callable[[str], None] = print) -> Result:
+                     echo: Callable[[str], None] = print, snapshot: Optional[SnapshotManifest] = None,
+                     inspect: Optional[Callable[[Server], Any]] = None) -> Result:
+    """`snapshot`: start from this one (else the newest before the target). `inspect`: called with the
+    restored server after the replay and the check, before it stops (verification reads checksums)."""
     t0 = time.monotonic()
     into = os.path.abspath(into)
     if os.path.exists(into) and (not os.path.isdir(into) or os.listdir(into)):
         raise PilotError(f"--into {into} exists and is not an empty directory: a restore builds a new datadir; "
                          "name a new one")
     runs = read_runs(store, cfg.cluster)
-    snap = pick_snapshot(list_snapshots(store, cfg.cluster), target, flavor.dialect, runs)
+    snap = snapshot or pick_snapshot(list_snapshots(store, cfg.cluster), target, flavor.dialect, runs)
     p = plan(flavor.dialect, snap.gtid, runs, target, force)
     for g in p.gaps:
         echo(f"WARNING: crossing a gap in the archive (--force): {g}")
@@ -139,18 +146,19 @@ def restore_to_point(cfg, flavor, store, target: Target, into: str, force: bool 
             paths.append(path)
         echo(f"restore: {len(paths)} binlog file(s), {fetched / 1e6:.1f} MB of archive fetched and checked; "
              "starting a private mysqld")
-        result = _apply(cfg, flavor, wcfg, gtid or snap.gtid, p, paths, echo)
+        result, seen = _apply(cfg, flavor, wcfg, gtid or snap.gtid, p, paths, echo, inspect)
         ok = True
     finally:
-        shutil.rmtree(work, ignore_errors=True)         # made by this restore
+        shutil.rmtree(work, ignore_errors=True)         # made by this restore, as is the socket's directory
+        shutil.rmtree(os.path.dirname(wcfg.socket), ignore_errors=True)
         if not ok:
             echo(f"restore failed; {into} is left as it is for inspection (this restore made it)")
     secs = time.monotonic() - t0
     echo(f"restore: {into} holds GTID {result} ({p.txns} transactions replayed) in {secs:.1f}s")
-    return Result(into, snap.id, result, p.txns, secs)
+    return Result(into, snap.id, result, p.txns, secs, seen)
 
 
-def _apply(cfg, flavor, wcfg, seed: str, p: Plan, paths: List[str], echo) -> str:
+def _apply(cfg, flavor, wcfg, seed: str, p: Plan, paths: List[str], echo, inspect=None):
     proc = mysqld.start_mysqld(wcfg, flavor, extra_args=["--skip-networking", "--read-only=OFF"]
                                + (["--super-read-only=OFF"] if flavor.has_super_read_only else []))
     try:
@@ -166,12 +174,12 @@ def _apply(cfg, flavor, wcfg, seed: str, p: Plan, paths: List[str], echo) -> str
             have = srv.gtid_executed() or ""
             if flavor.dialect == "mariadb":     # replayed GTIDs keep their server ids: current_pos may not show them
                 have = gtidlib.union_all("mariadb", [have, str(srv.scalar("SELECT @@GLOBAL.gtid_binlog_pos") or "")])
+            if p.reached and not gtidlib.contains(flavor.dialect, have, p.reached):
+                raise PilotError(f"after the replay the server holds GTID {have}, short of {p.reached}: the "
+                                 "archive and the snapshot disagree; do not use this datadir")
+            return have, (inspect(srv) if inspect else None)
         finally:
             srv.close()
-        if p.reached and not gtidlib.contains(flavor.dialect, have, p.reached):
-            raise PilotError(f"after the replay the server holds GTID {have}, short of {p.reached}: the archive "
-                             "and the snapshot disagree; do not use this datadir")
-        return have
     finally:
         mysqld.stop_mysqld(wcfg)
         proc.wait()

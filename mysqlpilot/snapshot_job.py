@@ -112,6 +112,22 @@ def prune_after(cfg, store, latest_id: str) -> None:
                     exc if isinstance(exc, PilotError) else exc.__class__.__name__)
 
 
+def verified(cfg, flavor, store, dcs, manifest: SnapshotManifest) -> bool:
+    """config key snapshot_verify: prove the new snapshot restorable before it may become latest."""
+    from .snapshot_verify import healthy_replica, verify
+    srv, name = healthy_replica(cfg, flavor, dcs)
+    try:
+        v = verify(cfg, flavor, store, manifest, srv, name)
+    finally:
+        if srv is not None:
+            srv.close()
+    if v.ok:
+        log.info("%s", v.line())
+        return True
+    log.error("%s; it stays in the store but is not published as latest", v.line())
+    return False
+
+
 def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) -> Optional[SnapshotManifest]:
     """Returns the new manifest, or None when there was nothing to do (and says why in the log)."""
     dcs = dcs or ConsulDCS.from_config(cfg)
@@ -154,6 +170,8 @@ def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest
         flavor = get_flavor(cfg.flavor, cfg.flavor_version)
         manifest = take_snapshot(cfg, flavor, store, user="root", password=cfg.root_password,
                                  node_name=cfg.node_name)
+        if cfg.snapshot_verify and not verified(cfg, flavor, store, dcs, manifest):
+            return None
         if not publish(dcs, sid, manifest, latest, latest_index):
             return None
         log.info("snapshot %s published as the latest (%d bytes, GTID %s)", manifest.id, manifest.bytes,

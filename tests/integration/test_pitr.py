@@ -109,6 +109,41 @@ def test_a_store_outage_while_archiving_loses_nothing_once_the_store_is_back(clu
     assert restored_rows(cluster, "after-outage", "pitr.outage", to_gtid=end) == set(load.acked)
 
 
+def on_replicas_unlogged(c, st, statement):
+    """Run `statement` on every replica over its socket, outside the binlog: a silent divergence."""
+    for n in st["nodes"]:
+        if n["name"] != st["primary"]:
+            conn = c.connect_socket(n["name"])
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION sql_log_bin = 0")
+                    cur.execute(statement)
+            finally:
+                conn.close()
+
+
+def test_snapshot_verify_restore_proves_a_snapshot_and_names_a_table_that_differs(cluster):
+    st, p = primary(cluster)
+    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    sql("CREATE TABLE pitr.v (id INT PRIMARY KEY, v INT)")
+    sql("INSERT INTO pitr.v VALUES (1, 10), (2, 20)")
+    sid = cluster.cli("local", "exec", p["name"], "--dir", cluster.dir, "--", "snapshot", "--force").stdout.split()[1]
+    sid = sid.rstrip(":")
+    verify = ("local", "exec", p["name"], "--dir", cluster.dir, "--", "snapshot", "verify", sid, "--restore")
+    out = cluster.cli(*verify)
+    assert f"snapshot {sid}: restorable;" in out.stdout and "tables match" in out.stdout, out.stdout + out.stderr
+    if cluster.flavor != "mariadb":
+        return          # MySQL replicas are super_read_only: no unlogged write can make them differ here
+    on_replicas_unlogged(cluster, st, "UPDATE pitr.v SET v = 21 WHERE id = 2")
+    try:
+        out = cluster.cli(*verify, check=False)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"snapshot {sid}: NOT proven restorable: 1 of" in out.stdout and "pitr.v: restored" in out.stdout, \
+            out.stdout + out.stderr
+    finally:
+        on_replicas_unlogged(cluster, st, "UPDATE pitr.v SET v = 20 WHERE id = 2")
+
+
 def test_a_restore_to_a_second_after_a_failover_in_the_middle_of_the_writes(cluster):
     st, p = primary(cluster)
     old = st["primary"]

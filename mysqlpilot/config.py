@@ -170,6 +170,9 @@ SCHEMA: Tuple[Key, ...] = (
        group="snapshots"),
     _k("s3_secret_key", "str", None, "S3 secret access key.", "AWS_SECRET_ACCESS_KEY", secret=True,
        group="snapshots"),
+    _k("s3_upload_concurrency", "int", 4, "Parts of a snapshot upload in flight at once (memory: this many "
+       "parts). bench/upload.py: 4 was 1.4x faster than 1 against SeaweedFS on loopback; a store across a network "
+       "gains more.", "MYSQLPILOT_S3_UPLOAD_CONCURRENCY", minimum=1, maximum=32, group="snapshots"),
     _k("snapshot_interval", "int", 3600, "Seconds between periodic snapshots.",
        "MYSQLPILOT_SNAPSHOT_INTERVAL", minimum=10, group="snapshots"),
     _k("snapshot_keep", "int", 24, "Snapshots the store keeps: the newest this many, plus every one younger "

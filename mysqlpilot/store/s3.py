@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import logging
-from typing import BinaryIO, List, Optional
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO, List, Optional, Tuple
 
 import boto3
 import botocore.config
@@ -23,12 +24,14 @@ log = logging.getLogger(__name__)
 class S3Store(Store):
     def __init__(self, bucket: str, prefix: str = "", endpoint: Optional[str] = None,
                  region: Optional[str] = None, access_key: Optional[str] = None,
-                 secret_key: Optional[str] = None):
+                 secret_key: Optional[str] = None, upload_concurrency: int = 4):
         self.bucket = bucket
+        self.upload_concurrency = upload_concurrency
         self.prefix = (prefix or "").strip("/")
         self.endpoint = endpoint
         cfg = botocore.config.Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5,
-                                     read_timeout=60, s3={"addressing_style": "path"})
+                                     read_timeout=60, s3={"addressing_style": "path"},
+                                     max_pool_connections=max(10, upload_concurrency + 2))
         self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region or "us-east-1",
                                aws_access_key_id=access_key, aws_secret_access_key=secret_key, config=cfg)
 
@@ -71,7 +74,7 @@ class S3Store(Store):
             raise self.error(exc, "check") from None
 
     def begin_upload(self, key: str, part_size: int) -> Upload:
-        return _S3Upload(self, self._k(key), max(MIN_PART, part_size))
+        return _S3Upload(self, self._k(key), max(MIN_PART, part_size), self.upload_concurrency)
 
     def open_read(self, key: str) -> BinaryIO:
         try:
@@ -133,12 +136,19 @@ class S3Store(Store):
 
 
 class _S3Upload(Upload):
-    def __init__(self, store: S3Store, key: str, part_size: int):
+    """Parts go up `concurrency` at a time (a bounded window: memory is concurrency x part_size), numbered
+    in stream order; the object appears only at complete(), and any failed part aborts the upload."""
+
+    def __init__(self, store: S3Store, key: str, part_size: int, concurrency: int = 1):
         self.st, self.key, self.part_size = store, key, part_size
+        self.concurrency = max(1, concurrency)
         self.buf = io.BytesIO()
         self.parts: List[dict] = []
         self.upload_id: Optional[str] = None
         self.n = 0
+        self.next_part = 1
+        self.pool: Optional[ThreadPoolExecutor] = None
+        self.inflight: List[Tuple[int, Future]] = []
 
     def _begin(self) -> None:
         try:
@@ -147,20 +157,38 @@ class _S3Upload(Upload):
             raise self.st.error(exc, f"upload of {self.key}") from None
         self.upload_id = res["UploadId"]
 
-    def _send_part(self, data: bytes) -> None:
-        if self.upload_id is None:
-            self._begin()
-        num = len(self.parts) + 1
-        if num > 10_000:
-            self.abort()
-            raise PilotError(f"upload of {self.key} exceeds S3's 10,000 parts; the size estimate was too low")
+    def _put_part(self, num: int, data: bytes) -> str:
+        return self.st.s3.upload_part(Bucket=self.st.bucket, Key=self.key, UploadId=self.upload_id,
+                                      PartNumber=num, Body=data)["ETag"]
+
+    def _collect(self) -> None:
+        num, fut = self.inflight.pop(0)
         try:
-            res = self.st.s3.upload_part(Bucket=self.st.bucket, Key=self.key, UploadId=self.upload_id,
-                                         PartNumber=num, Body=data)
+            self.parts.append({"PartNumber": num, "ETag": fut.result()})
         except Exception as exc:  # noqa: BLE001
             self.abort()
             raise self.st.error(exc, f"upload of {self.key}") from None
-        self.parts.append({"PartNumber": num, "ETag": res["ETag"]})
+
+    def _send_part(self, data: bytes) -> None:
+        if self.upload_id is None:
+            self._begin()
+        num = self.next_part
+        if num > 10_000:
+            self.abort()
+            raise PilotError(f"upload of {self.key} exceeds S3's 10,000 parts; the size estimate was too low")
+        self.next_part += 1
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="s3-part")
+        while len(self.inflight) >= self.concurrency:
+            self._collect()
+        self.inflight.append((num, self.pool.submit(self._put_part, num, data)))
+
+    def _drain(self) -> None:
+        while self.inflight:
+            self._collect()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
 
     def write(self, chunk: bytes) -> None:
         self.buf.write(chunk)
@@ -178,10 +206,12 @@ class _S3Upload(Upload):
                 # Small object: one PUT, still only now that the producer succeeded.
                 self.st.s3.put_object(Bucket=self.st.bucket, Key=self.key, Body=rest)
                 return self.n
-            if rest or not self.parts:
+            if rest or not (self.parts or self.inflight):
                 self._send_part(rest)
+            self._drain()
+            parts = sorted(self.parts, key=lambda p: p["PartNumber"])
             self.st.s3.complete_multipart_upload(Bucket=self.st.bucket, Key=self.key, UploadId=self.upload_id,
-                                                 MultipartUpload={"Parts": self.parts})
+                                                 MultipartUpload={"Parts": parts})
         except PilotError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -190,6 +220,16 @@ class _S3Upload(Upload):
         return self.n
 
     def abort(self) -> None:
+        inflight, self.inflight = self.inflight, []
+        for _num, fut in inflight:          # let parts in flight finish before the upload goes
+            fut.cancel()
+            try:
+                fut.result()
+            except Exception:  # noqa: BLE001 - their outcome no longer matters
+                pass
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
         if self.upload_id is None:
             return
         try:

@@ -79,6 +79,34 @@ def test_s3_multipart_completes_only_on_complete_and_aborts_cleanly():
             S3Store("nope-bucket", "", None, "us-east-1", "k", "s").check()
 
 
+def test_s3_parts_in_flight_keep_the_stream_order_and_a_failed_part_leaves_nothing():
+    moto = pytest.importorskip("moto")
+    import botocore.exceptions
+    from mysqlpilot.store.s3 import S3Store
+    with moto.mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bucket-p")
+        st = S3Store("bucket-p", "p", None, "us-east-1", "k", "s", upload_concurrency=4)
+        blocks = [bytes([65 + i]) * MIN_PART for i in range(7)]
+        up = st.begin_upload("x/many", MIN_PART)
+        for b in blocks:
+            up.write(b)
+        assert up.complete() == 7 * MIN_PART
+        assert st.get_bytes("x/many") == b"".join(blocks) and st.pending_uploads() == []
+        up = st.begin_upload("x/broken", MIN_PART)
+        real = up._put_part
+
+        def flaky(num, data):
+            if num == 3:
+                raise botocore.exceptions.EndpointConnectionError(endpoint_url="http://s3")
+            return real(num, data)
+        up._put_part = flaky
+        with pytest.raises(PilotError, match="cannot reach the S3 endpoint"):
+            for b in blocks:
+                up.write(b)
+            up.complete()
+        assert not st.exists("x/broken") and st.pending_uploads() == []
+
+
 def test_restore_refuses_a_mount_point_datadir_before_downloading(tmp_path):
     from mysqlpilot.snapshot import _check_same_filesystem
     with pytest.raises(PilotError, match="is a mount point"):

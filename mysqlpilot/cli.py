@@ -16,7 +16,8 @@ from . import config as config_mod
 from .errors import PilotError
 from .logsetup import mask_secrets, setup_logging
 
-COMMAND_MODULES = ("hooks", "operator", "reinit", "snapshots", "archive", "local", "marathon", "docs", "entrypoint")
+COMMAND_MODULES = ("hooks", "operator", "reinit", "snapshots", "archive", "settings", "local", "marathon", "docs",
+                   "entrypoint")
 
 
 class Context:

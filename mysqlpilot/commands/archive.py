@@ -59,7 +59,7 @@ def archive_status(obj) -> None:
     click.echo(covered(runs))
 
 
-def _parse_time(text: str, utc: bool) -> int:
+def parse_time(text: str, utc: bool) -> int:
     try:
         tm = time.strptime(text.strip(), "%Y-%m-%d %H:%M:%S")
     except ValueError:
@@ -91,7 +91,7 @@ def restore(obj, to_time: Optional[str], to_gtid: Optional[str], utc: bool, into
         why = gtidlib.problem(flavor.dialect, to_gtid)
         if why:
             raise PilotError(f"--to-gtid: {why}")
-    target = Target(time=_parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
+    target = Target(time=parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
     restore_to_point(cfg, flavor, open_store(cfg), target, into, force=force, echo=click.echo)
 
 

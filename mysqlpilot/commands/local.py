@@ -196,10 +196,10 @@ def restore_cmd(dir, name, to_time, to_gtid, utc, force) -> None:
     from ..errors import PilotError
     from ..local.restores import LocalRestores
     from ..pitr_plan import Target
-    from .archive import _parse_time
+    from .archive import parse_time
     if bool(to_time) == bool(to_gtid):
         raise PilotError("name exactly one of --to-time and --to-gtid")
-    target = Target(time=_parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
+    target = Target(time=parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
     LocalRestores(dir, _cluster(dir).cfg(), echo=click.echo).restore(name, target, force)
 
 

@@ -233,7 +233,8 @@ SCHEMA: Tuple[Key, ...] = (
        "MYSQLPILOT_API_ADDRESS", group="api"),
     _k("api_port", "int", 8008, "TCP port of the node API; 0 disables it. 8008 is Patroni's, so HAProxy "
        "templates written for Patroni carry over; it is clear of mysqld (3306, 33060) and Consul (8300-8302, "
-       "8500, 8600). Nodes sharing a host need an address or a port each.", "MYSQLPILOT_API_PORT",
+       "8500, 8600). Nodes sharing a host need an address or a port each. Marathon's PORT1 (the group's second "
+       "port, named api) is honoured.", ("MYSQLPILOT_API_PORT", "PORT1"),
        minimum=0, maximum=65535, group="api"),
     _k("log_level", "choice", "info", "Log level.", "MYSQLPILOT_LOG_LEVEL",
        choices=("debug", "info", "warning", "error"), group="general"),

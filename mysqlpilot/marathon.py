@@ -29,7 +29,7 @@ from .timeouts import PLATFORM_GRACE
 
 # Keys that differ per task or per image; never rendered into the group.
 PER_TASK = {"node_name", "advertise_host", "port", "server_id", "datadir", "state_dir", "socket", "mycnf",
-            "mysqld_bin", "mysqld_user", "bind_address", "store_path", "priority", "nofailover"}
+            "mysqld_bin", "mysqld_user", "bind_address", "store_path", "priority", "nofailover", "api_port"}
 # The images' layout (docker/*/Dockerfile ENV); tests keep the two in step.
 STATE_DIR = "/var/lib/mysqlpilot"
 DATADIR = STATE_DIR + "/data"
@@ -56,7 +56,7 @@ class RenderError(PilotError):
 
 # The image's and Marathon's health check: the node API's /health (mysqld answers, from memory) with curl,
 # and `mysqlpilot probe` (a SELECT 1 on the socket) only when the API does not say 200.
-PROBE_SHELL = ('curl -fs -m 2 -o /dev/null "http://${MYSQLPILOT_API_ADDRESS:-127.0.0.1}:${MYSQLPILOT_API_PORT:-8008}'
+PROBE_SHELL = ('curl -fs -m 2 -o /dev/null "http://${MYSQLPILOT_API_ADDRESS:-127.0.0.1}:${MYSQLPILOT_API_PORT:-${PORT1:-8008}}'
                '/health" || exec mysqlpilot probe')
 
 
@@ -174,6 +174,9 @@ def render_group(cfg, *, image: Optional[str] = None, consul: Optional[str] = No
         raise RenderError(f"config key store is {cfg.store!r}: on Marathon each node would keep its snapshots on "
                           "its own volume, where no other node can restore them; set store: s3 with s3_bucket "
                           "(and s3_endpoint for a non-AWS store)")
+    if not cfg.api_port:
+        raise RenderError("config key api_port is 0: Marathon's readiness check (the upgrade gate) and the health "
+                          "check ask the node API; leave api_port on (Marathon's PORT1 sets it per task)")
     gid = "/" + group_id.strip("/")
     env = app_env(cfg, secrets)
     env["CONSUL"] = f"{mesos_dns_name(gid + '/consul')}:{consul_port}" if bundled_consul else consul
@@ -196,7 +199,9 @@ def render_group(cfg, *, image: Optional[str] = None, consul: Optional[str] = No
             "volumes": volumes,
         },
         "networks": [{"mode": "host"}],
-        "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "mysql"}],
+        # Two host ports from the offer: PORT0 for mysqld, PORT1 for the node API (config keys port, api_port).
+        "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "mysql"},
+                            {"port": 0, "protocol": "tcp", "name": "api"}],
         "env": env,
         "constraints": [["hostname", "UNIQUE"]],
         "residency": {"relaunchEscalationTimeoutSeconds": 3600, "taskLostBehavior": "WAIT_FOREVER"},
@@ -220,6 +225,11 @@ def render_group(cfg, *, image: Optional[str] = None, consul: Optional[str] = No
             # Report only: Marathon must not kill a lagging replica or a primary mid-failover.
             "maxConsecutiveFailures": 0,
         }],
+        # The upgrade gate: a replacement counts only once /readiness answers 200 (a replica restored and
+        # within max_replica_lag, or the writable primary), and only then is the next old task killed.
+        "readinessChecks": [{"name": "restored-and-caught-up", "protocol": "HTTP", "path": "/readiness",
+                             "portName": "api", "intervalSeconds": 5, "timeoutSeconds": 3,
+                             "httpStatusCodesForReady": [200], "preserveLastResponse": True}],
         "labels": {"mysqlpilot.cluster": cfg.cluster, "mysqlpilot.secrets": secrets},
     }
     if secrets == "dcos":

@@ -120,7 +120,11 @@ def test_render_is_valid_and_stateful(validator, kw, monkeypatch, no_secrets):
     assert app["taskKillGracePeriodSeconds"] == PLATFORM_GRACE
     assert app["env"]["MYSQL_ROOT_PASSWORD"] == {"secret": "root-password"}
     assert set(app["secrets"]) >= {"root-password", "repl-password", "s3-secret-key", "consul-token"}
-    assert app["portDefinitions"] and app["networks"] == [{"mode": "host"}]
+    assert [p["name"] for p in app["portDefinitions"]] == ["mysql", "api"] and app["networks"] == [{"mode": "host"}]
+    assert not any(p["port"] for p in app["portDefinitions"]) and "MYSQLPILOT_API_PORT" not in app["env"]
+    rc = app["readinessChecks"]
+    assert len(rc) == 1 and rc[0]["path"] == "/readiness" and rc[0]["portName"] == "api"
+    assert rc[0]["httpStatusCodesForReady"] == [200]
     assert ("dependencies" in app) == kw.get("bundled_consul", False)
 
 
@@ -323,3 +327,14 @@ def test_a_directory_store_is_refused_in_one_line(tmp_path):
     assert out.returncode != 0 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "store" in lines[0] and "s3" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_a_disabled_node_api_is_refused_in_one_line(tmp_path):
+    """Issue 24: the readiness check (the upgrade gate) asks the node API; without it no upgrade could pass."""
+    cfg_path = tmp_path / "noapi.yaml"
+    cfg_path.write_text(open(EXAMPLE).read() + "\napi_port: 0\n")
+    out = subprocess.run([sys.executable, "-m", "mysqlpilot", "--config", str(cfg_path), "marathon", "render",
+                          "--image", "reg/x:1", "--consul", "c:8500", "--secrets", "dcos"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1 and "api_port" in lines[0], out.stderr

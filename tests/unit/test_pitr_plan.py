@@ -203,3 +203,43 @@ def test_a_run_whose_first_files_were_pruned_still_caps_the_run_before_it():
     new.manifest.start_set = "0-1-8"
     with pytest.raises(PlanError, match="gap"):      # 9..12 of the new history are nowhere: never the lost ones
         plan("mariadb", "0-1-5", [old, new], Target(gtid="0-2-14"))
+
+
+# ---- the archiver's pure parts and its segmenting, over a directory store --------------------------
+
+def test_a_new_run_starts_at_the_newest_binlog_the_archive_holds_or_records_the_gap():
+    from mysqlpilot.binlog_archiver import first_file
+    logs = [("b.1", ""), ("b.2", "0-1-10"), ("b.3", "0-2-25")]
+    assert first_file(logs, "", "mariadb") == ("b.1", "")                 # an empty archive: everything
+    assert first_file(logs, "0-1-30", "mariadb") == ("b.3", "")           # resumes where the archive ends
+    assert first_file(logs, "0-1-12", "mariadb") == ("b.2", "")
+    assert first_file(logs[1:], "0-1-4", "mariadb") == ("b.2", "0-1-10")  # b.1 purged, never archived
+    with pytest.raises(PilotError, match="log_bin"):
+        first_file([], "", "mariadb")
+
+
+def test_segments_hold_whole_events_and_a_file_header_goes_up_alone(tmp_path):
+    from mysqlpilot.binlog_archiver import Run
+    from mysqlpilot.binlog_catalog import read_runs
+    from mysqlpilot.store.local import LocalStore
+
+    class Cfg:
+        cluster, root_password, socket, binlog_tool, archive_interval = "c", "x", "/s", None, 1.0
+
+    class Flavor:
+        dialect, binlog_tool = "mariadb", "mariadb-binlog"
+
+    store = LocalStore(str(tmp_path / "store"))
+    run = Run(Cfg(), Flavor(), store, RunManifest("r1", "n1", 1, "mariadb", 1.0, "bin.1"), str(tmp_path / "w"))
+    (tmp_path / "w").mkdir()
+    head = be.MAGIC + event(15, b"f" * 40) + maria_list([])
+    body = maria_gtid(0, 1, 1, 100) + query(100) + maria_gtid(0, 1, 2, 101) + query(101)
+    path = tmp_path / "w" / "bin.1"
+    path.write_bytes(head + body[:-7])                       # the last event not whole yet
+    assert run.upload() == len(query(101)) - 7 and run.behind_since is not None   # the partial event waits
+    path.write_bytes(head + body)
+    assert run.upload() == 0 and run.behind_since is None
+    store.put_bytes("clusters/c/binlogs/r1/run.json", run.m.to_json().encode())
+    (f,) = read_runs(store, "c")[0].files
+    assert [(s.start, s.end) for s in f.segments][0] == (0, len(head))     # the header alone
+    assert not f.hole and f.end == len(head + body) and [t.gtid for t in f.transactions()] == ["0-1-1", "0-1-2"]

@@ -88,6 +88,13 @@ class Run:
 
     def start(self) -> None:
         os.makedirs(self.dir, mode=0o700)
+        try:
+            self._start()
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)     # made just now; the next tick starts a new run
+            raise
+
+    def _start(self) -> None:
         defaults = os.path.join(self.dir, ".client.cnf")
         fd = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -188,7 +195,7 @@ class Archiver:
         archived = archived_set(read_runs(self.store, self.cfg.cluster), self.flavor.dialect)
         name, gap = first_file(logs, archived, self.flavor.dialect)
         now = self.clock()
-        rid = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{self.cfg.node_name}"
+        rid = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-{self.cfg.node_name}"
         start = gtidlib.union_all(self.flavor.dialect, [dict(logs)[name]])
         m = RunManifest(rid, self.cfg.node_name, server_id, self.flavor.dialect, now, name, archived, gap, start)
         if gap:

@@ -106,6 +106,8 @@ GAUGES: Tuple[Tuple[str, str, Getter], ...] = (
      lambda s: _num(s.v("snapshot_bytes"))),
     ("mysqlpilot_last_snapshot_duration_seconds", "How long taking the newest snapshot took.",
      lambda s: _num(s.v("snapshot_seconds"))),
+    ("mysqlpilot_last_snapshot_verified", "1 when the newest snapshot was proven restorable before it was published "
+     "(config key snapshot_verify); absent when it was not checked.", lambda s: _b(s.v("snapshot_verified"))),
     ("mysqlpilot_last_restore_duration_seconds", "How long this node's last seed (snapshot restore or CLONE) took.",
      lambda s: _num(s.restore.get("seconds"))),
     ("mysqlpilot_last_restore_timestamp_seconds", "When this node's last seed finished (epoch).",

@@ -43,6 +43,7 @@ class PassView:
     published_at: float = 0.0           # boot-time clock
     published_wall: float = 0.0         # epoch seconds
     budget_why: str = ""                # failover_budget()'s line
+    snapshot_verified: Optional[bool] = None    # the newest snapshot proven restorable (None: not checked)
 
 
 def _behind(flavor, leader: Optional[MemberState], mine: str, holder: bool) -> Optional[int]:
@@ -86,7 +87,8 @@ def pass_view(node, seen, m: MemberState, leader: Optional[LeaderInfo]) -> PassV
         failover_budget_left=analysis.failover_budget_left(view.history, seen.o.now, node.policy),
         snapshot_created=snap.created if snap else None, snapshot_bytes=snap.bytes if snap else None,
         snapshot_seconds=(snap.duration_seconds or None) if snap else None, errant=tuple(m.errant),
-        published_at=boottime(), published_wall=time.time(), budget_why=budget_why)
+        published_at=boottime(), published_wall=time.time(), budget_why=budget_why,
+        snapshot_verified=bool((snap.verified or {}).get("ok")) if snap and snap.verified else None)
 
 
 class NodeSource:

@@ -133,6 +133,7 @@ class SnapshotManifest:
     tool: str = ""                    # backup tool and version line
     cluster: str = ""                 # the cluster that took it ("" in the old store layout)
     duration_seconds: float = 0.0     # how long taking it took (0: unknown, an older release took it)
+    verified: Optional[Dict[str, Any]] = None   # snapshot_verify's proof before it was published
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=1)

@@ -123,6 +123,8 @@ def verified(cfg, flavor, store, dcs, manifest: SnapshotManifest) -> bool:
             srv.close()
     if v.ok:
         log.info("%s", v.line())
+        manifest.verified = {"ok": True, "at": v.at, "seconds": v.seconds, "gtid": v.gtid, "tables": v.tables,
+                             "reference": v.reference}
         return True
     log.error("%s; it stays in the store but is not published as latest", v.line())
     return False

@@ -106,8 +106,8 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
         "cluster": cfg.cluster,
         "primary": primary,
         "nodes": nodes,
-        "snapshot": ({"id": snap.id, "created": snap.created, "bytes": snap.bytes, "gtid": snap.gtid}
-                     if snap else None),
+        "snapshot": ({"id": snap.id, "created": snap.created, "bytes": snap.bytes, "gtid": snap.gtid,
+                      "verified": snap.verified} if snap else None),
         "paused": bool(paused),
         "paused_reason": (paused or {}).get("reason") if paused else None,
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
@@ -209,6 +209,11 @@ def render(st: Dict[str, Any]) -> str:
     if s:
         lines.append(f"latest snapshot {s['id']} taken {_fmt_time(s['created'])}, "
                      f"{(s['bytes'] or 0) / 1e6:.1f} MB, GTID {s['gtid'] or '-'}")
+        v = s.get("verified")
+        if v:
+            lines.append(f"  proven restorable in {v.get('seconds')}s: {v.get('tables')} tables matched "
+                         f"{v.get('reference') or 'nothing (restored and started only)'}"
+                         + (f" at GTID {v['gtid']}" if v.get("gtid") else ""))
     else:
         lines.append("latest snapshot: none yet")
     if st["history"]:

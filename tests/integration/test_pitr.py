@@ -132,6 +132,14 @@ def test_snapshot_verify_restore_proves_a_snapshot_and_names_a_table_that_differ
     verify = ("local", "exec", p["name"], "--dir", cluster.dir, "--", "snapshot", "verify", sid, "--restore")
     out = cluster.cli(*verify)
     assert f"snapshot {sid}: restorable;" in out.stdout and "tables match" in out.stdout, out.stdout + out.stderr
+    # snapshot_verify: the job proves the new snapshot before publishing it, and status says so
+    cluster.env["MYSQLPILOT_SNAPSHOT_VERIFY"] = "1"
+    try:
+        cluster.cli("local", "exec", p["name"], "--dir", cluster.dir, "--", "snapshot", "--force")
+    finally:
+        del cluster.env["MYSQLPILOT_SNAPSHOT_VERIFY"]
+    text = cluster.cli("status", config=True).stdout
+    assert "proven restorable in" in text and "tables matched node" in text, text
     if cluster.flavor != "mariadb":
         return          # MySQL replicas are super_read_only: no unlogged write can make them differ here
     on_replicas_unlogged(cluster, st, "UPDATE pitr.v SET v = 21 WHERE id = 2")

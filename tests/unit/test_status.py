@@ -212,3 +212,17 @@ def test_pre_stop_publishes_left_and_nothing_of_that_container_overwrites_it(tmp
     assert m.role == "left" and not m.alive and "stopped on purpose" in m.message
     n2.publish_member({"up": True}, MS("n2", "h-n2", 3306, role="replica", healthy=True))
     assert dcs.member("n2").role == "left"
+
+
+def test_status_says_when_the_newest_snapshot_was_proven_restorable():
+    from mysqlpilot.model import SnapshotManifest
+
+    class WithSnap(FakeDCS):
+        def get_latest_snapshot(self):
+            return SnapshotManifest("s1", time.time(), "db2", "k", 10, 20, "0" * 64, "mariadb", "10.11", "0-1-5",
+                                    verified={"ok": True, "seconds": 3.2, "tables": 7, "reference": "db3",
+                                              "gtid": "0-1-9"})
+    dcs = WithSnap(LeaderInfo("db2", "10.0.0.2", 3306), [member("db2", "primary", True, False, "primary, writable")])
+    text = status.render(status.gather(cfg(), dcs))
+    assert "proven restorable in 3.2s: 7 tables matched db3 at GTID 0-1-9" in text
+    assert SnapshotManifest.from_json(SnapshotManifest("s", 1.0, "n", "k", 1, 1, "0", "m", "v", "g").to_json()).verified is None

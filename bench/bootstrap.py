@@ -33,9 +33,8 @@ from mysqlpilot.clone_seed import clone_from  # noqa: E402
 from mysqlpilot.model import MemberState  # noqa: E402
 from mysqlpilot.snapshot import restore_snapshot, snapshot_method, take_snapshot  # noqa: E402
 from mysqlpilot.store.base import part_size_for  # noqa: E402
-from mysqlpilot.store.s3 import S3Store  # noqa: E402
 from tests.harness.mariadb_server import Instance, flavor_env, flavor_unavailable, mysql_root  # noqa: E402
-from tests.harness.s3_server import S3Server  # noqa: E402
+from tests.harness.s3_server import S3Server, bucket_store  # noqa: E402
 
 ROW = 1000          # bytes of payload per row
 
@@ -202,9 +201,7 @@ def main() -> int:
     rows = []
     method = version = ""
     try:
-        s3.start()
-        s3.client().create_bucket(Bucket="bench")
-        store = S3Store("bench", "b", s3.endpoint, "us-east-1", s3.access_key, s3.secret_key)
+        store = bucket_store(s3.start(), "bench", "b")
         for mb in [int(x) for x in args.sizes.split(",") if x]:
             src = new_instance(base, f"src{mb}", "127.0.1.211").setup()
             method, version = snapshot_method(src.cfg, src.flavor), src.flavor.version

@@ -30,9 +30,8 @@ from mysqlpilot.binlog_catalog import Segment, archive_prefix  # noqa: E402
 from mysqlpilot.pitr_plan import Target  # noqa: E402
 from mysqlpilot.pitr_restore import restore_to_point  # noqa: E402
 from mysqlpilot.snapshot import restore_snapshot, take_snapshot  # noqa: E402
-from mysqlpilot.store.s3 import S3Store  # noqa: E402
 from tests.harness.mariadb_server import Instance, flavor_env, flavor_unavailable  # noqa: E402
-from tests.harness.s3_server import S3Server  # noqa: E402
+from tests.harness.s3_server import S3Server, bucket_store  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,9 +91,7 @@ def main() -> int:
     os.makedirs(s3.base)
     src = None
     try:
-        s3.start()
-        s3.client().create_bucket(Bucket="bench")
-        store = S3Store("bench", "p", s3.endpoint, "us-east-1", s3.access_key, s3.secret_key)
+        store = bucket_store(s3.start(), "bench", "p")
         src = Instance("pitrsrc", "127.0.1.212", os.path.join(base, "src"),
                        dict(flavor_env(args.flavor), MYSQLPILOT_INNODB_BUFFER_POOL_SIZE="256M")).setup()
         tools = {}

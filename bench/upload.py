@@ -35,7 +35,8 @@ def main() -> int:
         s3.start()
         s3.client().create_bucket(Bucket="bench")
         for c in [int(x) for x in args.concurrency.split(",")]:
-            store = S3Store("bench", "u", s3.endpoint, "us-east-1", s3.access_key, s3.secret_key, upload_concurrency=c)
+            store = S3Store("bench", "u", s3.endpoint, "us-east-1", s3.access_key, s3.secret_key,
+                            upload_concurrency=c)
             times = []
             for r in range(args.repeat):
                 t0 = time.monotonic()

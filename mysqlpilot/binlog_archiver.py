@@ -44,7 +44,7 @@ def api_says_primary(cfg) -> bool:
         return False
 
 
-def start_set_sql(srv, flavor, name: str) -> str:
+def start_set_sql(srv, name: str) -> str:
     """The start set of binlog `name` (its Gtid_list or Previous_gtids event), from the server."""
     for row in srv.query(f"SHOW BINLOG EVENTS IN '{name}' LIMIT 6"):
         if row.get("Event_type") in ("Gtid_list", "Previous_gtids"):
@@ -60,7 +60,7 @@ def first_file(logs: List[Tuple[str, str]], archived: str, dialect: str) -> Tupl
     if not archived:
         return logs[0][0], ""
     for name, start in reversed(logs):
-        if gtidlib.contains(dialect, archived, start) if start else True:
+        if not start or gtidlib.contains(dialect, archived, start):
             return name, ""
     name, start = logs[0]
     return name, gtidlib.subtract(dialect, start, archived)
@@ -187,7 +187,7 @@ class Archiver:
     def begin(self) -> Run:
         srv = self.connect()
         try:
-            logs = [(r["Log_name"], start_set_sql(srv, self.flavor, r["Log_name"]))
+            logs = [(r["Log_name"], start_set_sql(srv, r["Log_name"]))
                     for r in srv.query("SHOW BINARY LOGS")]
             server_id = int(srv.scalar("SELECT @@server_id"))
         finally:

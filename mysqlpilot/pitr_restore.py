@@ -172,8 +172,8 @@ def _apply(cfg, flavor, wcfg, seed: str, p: Plan, paths: List[str], echo, inspec
                 echo(f"restore: replayed {i}/{len(p.steps)}: {step.file} of run {step.run}, {step.txns} "
                      f"transactions, to {step.last_gtid}")
             have = srv.gtid_executed() or ""
-            if flavor.dialect == "mariadb":     # replayed GTIDs keep their server ids: current_pos may not show them
-                have = gtidlib.union_all("mariadb", [have, str(srv.scalar("SELECT @@GLOBAL.gtid_binlog_pos") or "")])
+            if flavor.replayed_gtids_sql:
+                have = gtidlib.union_all(flavor.dialect, [have, str(srv.scalar(flavor.replayed_gtids_sql) or "")])
             if p.reached and not gtidlib.contains(flavor.dialect, have, p.reached):
                 raise PilotError(f"after the replay the server holds GTID {have}, short of {p.reached}: the "
                                  "archive and the snapshot disagree; do not use this datadir")

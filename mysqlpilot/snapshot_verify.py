@@ -122,7 +122,7 @@ def verify(cfg, flavor, store, manifest: SnapshotManifest, replica: Optional[Ser
 
 def healthy_replica(cfg, flavor, dcs) -> tuple:
     """(Server, name) of a healthy replica, as root over TCP; (None, "") when there is none."""
-    for m in sorted(dcs.members(), key=lambda m: m.lag_seconds or 0):
+    for m in sorted(dcs.members(), key=lambda m: (float("inf") if m.lag_seconds is None else m.lag_seconds, m.name)):
         if m.role == "replica" and m.healthy and m.alive and m.name != cfg.node_name:
             return Server(flavor, host=m.host, port=m.port, user="root", password=cfg.root_password,
                           read_timeout=600), m.name

@@ -67,6 +67,18 @@ def parse_time(text: str, utc: bool) -> int:
     return int(calendar.timegm(tm) if utc else time.mktime(tm))
 
 
+def target_from(to_time: Optional[str], to_gtid: Optional[str], utc: bool, dialect: str):
+    """The restore target the options name: exactly one of --to-time and --to-gtid, checked."""
+    from .. import gtid as gtidlib
+    from ..pitr_plan import Target
+    if bool(to_time) == bool(to_gtid):
+        raise PilotError("name exactly one of --to-time and --to-gtid")
+    why = gtidlib.problem(dialect, to_gtid) if to_gtid else ""
+    if why:
+        raise PilotError(f"--to-gtid: {why}")
+    return Target(time=parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
+
+
 @click.command("restore")
 @click.option("--to-time", "to_time", help="Replay transactions committed up to this second "
               "(YYYY-MM-DD HH:MM:SS, this machine's time zone unless --utc).")
@@ -79,19 +91,11 @@ def parse_time(text: str, utc: bool) -> int:
 def restore(obj, to_time: Optional[str], to_gtid: Optional[str], utc: bool, into: str, force: bool) -> None:
     """Build a datadir at a point in time: the newest snapshot before it plus the archived binlogs."""
     from ..flavors import get_flavor
-    from ..pitr_plan import Target
     from ..pitr_restore import restore_to_point
     from ..store import open_store
-    if bool(to_time) == bool(to_gtid):
-        raise PilotError("name exactly one of --to-time and --to-gtid")
     cfg = obj.config()
     flavor = get_flavor(cfg.flavor, cfg.flavor_version)
-    if to_gtid:
-        from .. import gtid as gtidlib
-        why = gtidlib.problem(flavor.dialect, to_gtid)
-        if why:
-            raise PilotError(f"--to-gtid: {why}")
-    target = Target(time=parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
+    target = target_from(to_time, to_gtid, utc, flavor.dialect)
     restore_to_point(cfg, flavor, open_store(cfg), target, into, force=force, echo=click.echo)
 
 

@@ -193,14 +193,12 @@ def exec_(node, dir, args) -> None:
 @click.option("--force", is_flag=True, help="Cross a gap in the archive.")
 def restore_cmd(dir, name, to_time, to_gtid, utc, force) -> None:
     """Restore the cluster's data to a point in time and start it as a standalone server."""
-    from ..errors import PilotError
+    from ..flavors import get_flavor
     from ..local.restores import LocalRestores
-    from ..pitr_plan import Target
-    from .archive import parse_time
-    if bool(to_time) == bool(to_gtid):
-        raise PilotError("name exactly one of --to-time and --to-gtid")
-    target = Target(time=parse_time(to_time, utc) if to_time else None, gtid=to_gtid)
-    LocalRestores(dir, _cluster(dir).cfg(), echo=click.echo).restore(name, target, force)
+    from .archive import target_from
+    cfg = _cluster(dir).cfg()
+    target = target_from(to_time, to_gtid, utc, get_flavor(cfg.flavor, cfg.flavor_version).dialect)
+    LocalRestores(dir, cfg, echo=click.echo).restore(name, target, force)
 
 
 @local.command("down")

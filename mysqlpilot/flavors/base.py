@@ -94,6 +94,7 @@ class Flavor(abc.ABC):
 
     name: str = ""
     dialect: str = ""            # "mariadb" or "mysql": which GTID syntax
+    replayed_gtids_sql: str = ""     # besides gtid_executed_sql, where a restore's replayed GTIDs show
     server_binary: str = ""
 
     def __init__(self, version: str):

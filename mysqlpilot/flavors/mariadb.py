@@ -14,6 +14,8 @@ class MariaDBFlavor(Flavor):
     binlog_expire_seconds_since = (10, 6, 1)
     server_binary = "mariadbd"
     binlog_tool = "mariadb-binlog"
+    # Replayed GTIDs keep their source's server id, so gtid_current_pos may not show them; the binlog does.
+    replayed_gtids_sql = "SELECT @@GLOBAL.gtid_binlog_pos"
     client_tool = "mariadb"
 
     @property

@@ -105,6 +105,13 @@ class S3Server:
             self.log.close()
 
 
+def bucket_store(srv: "S3Server", bucket: str, prefix: str, **kw):
+    """Create `bucket` on a started server and return mysqlpilot's store over it (the benchmarks' setup)."""
+    from mysqlpilot.store.s3 import S3Store
+    srv.client().create_bucket(Bucket=bucket)
+    return S3Store(bucket, prefix, srv.endpoint, "us-east-1", srv.access_key, srv.secret_key, **kw)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     base = tempfile.mkdtemp(prefix="mp-weed-")

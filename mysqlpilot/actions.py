@@ -317,6 +317,6 @@ class Actions:
         self._snap_ended = None
         log.info("starting a snapshot in the background: %s", why)
         logf = open(os.path.join(self.n.cfg.state_dir, "snapshot.log"), "ab")
-        self._snap_proc = subprocess.Popen([sys.executable, "-m", "mysqlpilot", "snapshot", "--force"],
+        self._snap_proc = subprocess.Popen([sys.executable, "-m", "mysqlpilot", "snapshot", "--force", "--no-wait"],
                                            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
         logf.close()

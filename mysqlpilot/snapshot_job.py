@@ -130,8 +130,10 @@ def verified(cfg, flavor, store, dcs, manifest: SnapshotManifest) -> bool:
     return False
 
 
-def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) -> Optional[SnapshotManifest]:
-    """Returns the new manifest, or None when there was nothing to do (and says why in the log)."""
+def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None, wait: bool = False
+                     ) -> Optional[SnapshotManifest]:
+    """Returns the new manifest, or None when there was nothing to do (and says why in the log). With
+    `wait`, a job already running on this node is waited for rather than counted as this one."""
     dcs = dcs or ConsulDCS.from_config(cfg)
     leader, _ = dcs.get_leader()
     if leader is None or leader.name != cfg.node_name:
@@ -142,22 +144,32 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None) 
     if not sid or leader.session != sid:
         log.info("snapshot: skipped, this node does not hold the leader session")
         return None
-    # The index is the check-and-set base of the publish: latest must not change under a long backup.
-    latest, latest_index = dcs.latest_snapshot_with_index()
-    if not force and not snapshot_due(latest, time.time(), cfg.snapshot_interval):
-        flavor = get_flavor(cfg.flavor, cfg.flavor_version)
-        purged = purged_gtids(cfg, flavor)
-        if not unusable_for_replicas(latest, purged, flavor.dialect):
-            log.debug("snapshot: not due yet")
-            return None
-        log.warning("snapshot: due now, not in %ds: the newest snapshot %s lacks transactions this primary "
-                    "has purged from its binlogs (%s), so a replica restored from it could not catch up",
-                    cfg.snapshot_interval, latest.id if latest else "-", purged)
-    with snapshot_job_lock(cfg.state_dir) as mine:
+    waiting = (lambda: log.info("snapshot: waiting for the snapshot job already running on this node to "
+                                "finish, then taking a new one")) if wait else None
+    with snapshot_job_lock(cfg.state_dir, on_wait=waiting) as mine:
         if not mine:
             log.info("snapshot: another snapshot job of this node is running; skipped")
             return None
+        # Read under the lock: a job that just finished may have moved it. The index is the check-and-set
+        # base of the publish: latest must not change under a long backup.
+        latest, latest_index = dcs.latest_snapshot_with_index()
+        if not force and not due(cfg, latest):
+            return None
         return _locked_job(cfg, dcs, sid, latest, latest_index)
+
+
+def due(cfg, latest: Optional[SnapshotManifest]) -> bool:
+    if snapshot_due(latest, time.time(), cfg.snapshot_interval):
+        return True
+    flavor = get_flavor(cfg.flavor, cfg.flavor_version)
+    purged = purged_gtids(cfg, flavor)
+    if not unusable_for_replicas(latest, purged, flavor.dialect):
+        log.debug("snapshot: not due yet")
+        return False
+    log.warning("snapshot: due now, not in %ds: the newest snapshot %s lacks transactions this primary "
+                "has purged from its binlogs (%s), so a replica restored from it could not catch up",
+                cfg.snapshot_interval, latest.id if latest else "-", purged)
+    return True
 
 
 def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest], latest_index: int

@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, Optional
 
 
 class StateFile:
@@ -73,11 +73,17 @@ def ha_lock(state_dir: str, blocking: bool = True) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def snapshot_job_lock(state_dir: str) -> Iterator[bool]:
-    """One snapshot job at a time on this node (False: another one runs). All of a node's jobs hold the
-    Consul snapshot lock with the same session, its leader session, and Consul's acquire succeeds again
-    for the session that holds it: that lock alone cannot keep two jobs of one node apart."""
+def snapshot_job_lock(state_dir: str, on_wait: Optional[Callable[[], None]] = None) -> Iterator[bool]:
+    """One snapshot job at a time on this node (False: another one runs; with `on_wait`, it is called and
+    the lock waited for instead). All of a node's jobs hold the Consul snapshot lock with the same session,
+    its leader session, and Consul's acquire succeeds again for the session that holds it: that lock alone
+    cannot keep two jobs of one node apart."""
     with _flock(state_dir, "snapshot.lock", False) as got:
+        if got or on_wait is None:
+            yield got
+            return
+    on_wait()
+    with _flock(state_dir, "snapshot.lock", True) as got:
         yield got
 
 

@@ -8,14 +8,16 @@ import click
 
 
 @click.group("snapshot", invoke_without_command=True)
-@click.option("--force", is_flag=True, help="Take one now even if the last one is recent.")
+@click.option("--force", is_flag=True, help="Take one now even if the last one is recent (after waiting for one "
+              "already running on this node).")
+@click.option("--no-wait", is_flag=True, hidden=True, help="Skip instead when a snapshot job runs (the HA loop's).")
 @click.pass_context
-def snapshot(ctx: click.Context, force: bool) -> None:
+def snapshot(ctx: click.Context, force: bool, no_wait: bool) -> None:
     """Periodic task: on the primary, take a snapshot when one is due (or with --force)."""
     if ctx.invoked_subcommand is not None:
         return
     from ..snapshot_job import run_snapshot_job
-    m = run_snapshot_job(ctx.obj.config(), force=force)
+    m = run_snapshot_job(ctx.obj.config(), force=force, wait=force and not no_wait)
     if m is not None:
         click.echo(f"snapshot {m.id}: {m.bytes} bytes, sha256 {m.sha256[:12]}..., GTID {m.gtid or '-'}")
 

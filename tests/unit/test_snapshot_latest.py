@@ -154,7 +154,7 @@ def test_an_unreadable_latest_starts_one_snapshot_not_one_per_pass(tmp_path, mon
     dcs, n1, spawned = primary(tmp_path, monkeypatch, raw)
     for _ in range(5):
         assert n1.run_once().action == analysis.STAY_PRIMARY
-    assert len(spawned) == 1 and spawned[0][-2:] == ["snapshot", "--force"]
+    assert len(spawned) == 1 and spawned[0][-3:] == ["snapshot", "--force", "--no-wait"]
     # Still unreadable once the retry pause is over: one more, not a storm.
     monkeypatch.setattr("mysqlpilot.actions.SNAPSHOT_RETRY", 0.0)
     for _ in range(2):
@@ -200,3 +200,38 @@ def test_the_snapshot_due_rule_by_binlogs_is_pure():
     assert not snapshot_job.unusable_for_replicas(None, "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8", "mysql")
     # Unparseable text is no reason for a full snapshot every minute.
     assert not snapshot_job.unusable_for_replicas(MYSQL_LATEST, "garbage", "mysql")
+
+
+# CI, stop 30 (MySQL): the first snapshot was published but its job still held the node's job lock (prune,
+# unlock), and an operator's `snapshot --force` right then exited 0 having taken nothing.
+@pytest.mark.parametrize("wait", [True, False])
+def test_a_forced_snapshot_waits_for_the_running_job_then_takes_its_own(tmp_path, monkeypatch, caplog, wait):
+    import threading
+    from mysqlpilot.statefile import snapshot_job_lock
+    caplog.set_level("INFO")
+    cfg = node_config(tmp_path, MYSQLPILOT_NODE="n1", HOSTNAME="n1")
+    StateFile(cfg.state_dir).update(session="sid1")
+    dcs = consul_dcs(GOOD.to_json().encode())
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: True)
+    monkeypatch.setattr(snapshot_job, "open_store", lambda cfg: Store())
+    mine = dataclasses.replace(GOOD, id="s2", created=2000.0)
+    monkeypatch.setattr(snapshot_job, "take_snapshot", lambda *a, **kw: mine)
+    held, done = threading.Event(), threading.Event()
+
+    def running_job():
+        with snapshot_job_lock(cfg.state_dir) as got:
+            assert got
+            held.set()
+            done.wait(10)
+    t = threading.Thread(target=running_job)
+    t.start()
+    held.wait(5)
+    threading.Timer(0.5, done.set).start()
+    try:
+        got = snapshot_job.run_snapshot_job(cfg, force=True, dcs=dcs, wait=wait)
+    finally:
+        done.set()
+        t.join()
+    assert got == (mine if wait else None)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert ("waiting for the snapshot job already running" in said) == wait, said

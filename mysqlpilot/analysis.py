@@ -65,6 +65,7 @@ class Candidate:
     caught_up: bool = True           # it has applied everything it received (no relay backlog)
     sql_running: bool = True         # its SQL thread runs (True when it is not a replica)
     has_session: bool = True         # it can take the lock; without one it is not asked (nor reachable)
+    snapshotting: bool = False       # taking the cluster's snapshot: last among equals, never stalls a failover
 
 
 @dataclass
@@ -131,14 +132,16 @@ def rank_candidates(cands: Sequence[Candidate], policy: Policy,
     def behind(c: Candidate) -> List[str]:
         return [o.name for o in eligible if o.name != c.name and not c.contains.get(o.name, True)]
 
-    ordered = sorted(eligible, key=lambda c: (len(behind(c)), -c.gtid_count, not c.caught_up, c.was_primary,
-                                              -c.priority, c.name))
+    ordered = sorted(eligible, key=lambda c: (len(behind(c)), -c.gtid_count, c.snapshotting, not c.caught_up,
+                                              c.was_primary, -c.priority, c.name))
     for i, c in enumerate(ordered):
         if i == 0:
             why = "holds every transaction any reachable member has" if strict else "most advanced"
             why += f", priority {c.priority}" if len(ordered) > 1 else ""
         elif behind(c):
             why = f"behind {', '.join(behind(c))}"
+        elif c.snapshotting:
+            why = f"as advanced as {ordered[0].name}; a node taking the snapshot goes last among equals"
         elif c.was_primary:
             why = f"as advanced as {ordered[0].name}; the failed primary goes last among equals"
         elif not c.caught_up and ordered[0].caught_up:
@@ -446,6 +449,7 @@ def choose_switchover_target(members: Sequence[MemberState], primary: str, reque
             return None, f"{requested} is not healthy: {m.message or 'no recent health report'}"
         return requested, "requested"
     ok = [m for m in replicas if m.alive and m.healthy and not m.nofailover]
+    ok = [m for m in ok if not m.snapshotting] or ok        # spare its backup the switchover if we can
     if not ok:
         return None, "no healthy replica to hand over to"
     best = sorted(ok, key=lambda m: (-m.priority, m.lag_seconds if m.lag_seconds is not None else 1e9,

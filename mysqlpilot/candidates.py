@@ -51,8 +51,10 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
         except PilotError as exc:
             cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
             log.info("candidate %s unreachable: %s", m.name, exc)
+    snapping = {m.name for m in members if m.snapshotting}
     for c in cands:
         c.was_primary = c.name == old_primary
+        c.snapshotting = c.snapshotting or c.name in snapping
         c.gtid_count = flavor.gtid_count(c.gtid_received)
         for o in cands:
             if o.name != c.name and o.reachable:

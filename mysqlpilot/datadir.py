@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import random
+import shutil
 import subprocess
 import time
 from typing import Any, Dict, Optional
@@ -217,6 +218,7 @@ class Preparer:
         store = open_store(self.cfg)
         manifest = locate(store, self.cfg.cluster, manifest)
         last: Optional[Exception] = None
+        replay = bool(self.cfg.archive)
         for attempt in range(1, RESTORE_TRIES + 1):
             try:
                 log.info("restoring snapshot %s (%d MB, GTID %s) from %s, attempt %d", manifest.id,
@@ -224,8 +226,11 @@ class Preparer:
                 self.announce("restoring", f"restoring snapshot {manifest.id} ({manifest.bytes / 1e6:.0f} MB), "
                                            f"attempt {attempt}")
                 gtid = restore_snapshot(self.cfg, self.flavor, store, manifest, datadir=self.cfg.datadir,
-                                        mysqld_user=self.cfg.mysqld_user)
-                self.state.update(seed_gtid=gtid or manifest.gtid or None, rebuild_reason=None)
+                                        mysqld_user=self.cfg.mysqld_user) or manifest.gtid
+                if replay:
+                    replay = False              # once: a failed replay falls back to the snapshot alone
+                    gtid = self.catch_up(store, gtid)
+                self.state.update(seed_gtid=gtid or None, rebuild_reason=None)
                 self._new_server_id()
                 self._note_seed(f"snapshot {manifest.id}", started)
                 log.info("restored snapshot %s; the replica will start from GTID %s", manifest.id,
@@ -241,6 +246,25 @@ class Preparer:
             time.sleep(min(30, 2 ** attempt))
         assert last is not None
         raise last
+
+    def catch_up(self, store, gtid: str) -> str:
+        """Replay the binlog archive past the snapshot: a new replica then needs from the primary only what
+        the archive has not stored yet, never binlogs the primary may have purged. A replay that fails
+        removes the datadir this restore just made and raises: the next attempt takes the snapshot alone."""
+        from .pitr_restore import catch_up
+        view = self.dcs.get_cluster()
+        primary = view.member(view.leader.name) if view.leader else None
+        if primary is None or not primary.gtid_executed:
+            log.info("not replaying the binlog archive: no primary whose transactions bound it")
+            return gtid
+        self.announce("restoring", "replaying the binlog archive past the snapshot")
+        try:
+            have = catch_up(self.cfg, self.flavor, store, self.cfg.datadir, gtid, primary.gtid_executed, log.info)
+        except (PilotError, OSError, subprocess.SubprocessError) as exc:
+            shutil.rmtree(self.cfg.datadir, ignore_errors=True)
+            raise PilotError(f"replaying the binlog archive onto the restored snapshot failed: {exc}; the next "
+                             "attempt restores the snapshot alone and replicates the rest") from None
+        return have or gtid
 
     def _note_seed(self, how: str, started: float) -> None:
         """For the node API's metrics (the HA process that serves them is another process)."""

@@ -61,6 +61,7 @@ class MemberState:
     server_id: int = 0
     priority: int = 100
     nofailover: bool = False
+    snapshotting: bool = False        # its snapshot job is taking the cluster's snapshot (snapshot_source)
     flavor: str = ""
     version: str = ""                 # the configured flavor_version (CLONE donors must match it)
     server_version: str = ""          # VERSION() as the running server answers it (status only)

@@ -19,6 +19,7 @@ from .flavors import quote
 from .heartbeat import ENDED
 from .lease import WRITER, boottime
 from .model import LeaderInfo, MemberState
+from .statefile import snapshot_running
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,8 @@ class Observer:
             io_running=bool(st.get("io_running")), sql_running=bool(st.get("sql_running")),
             lag_seconds=st.get("lag_seconds"), gtid_executed=probe.get("executed", ""),
             gtid_received=probe.get("received", ""), server_id=probe.get("server_id") or self.n.cfg.server_id,
-            priority=self.n.cfg.priority, nofailover=self.n.cfg.nofailover, flavor=self.n.flavor.name,
-            version=self.n.flavor.version, server_version=probe.get("version") or "",
+            priority=self.n.cfg.priority, nofailover=self.n.cfg.nofailover, snapshotting=snapshot_running(self.n.state),
+            flavor=self.n.flavor.name, version=self.n.flavor.version, server_version=probe.get("version") or "",
             semi_sync_replicas=int((probe.get("semi_sync") or {}).get("clients", 0) or 0),
             api=self.n.cfg.api_advertised,
             errant=[e for e in errant.split(",") if e] or list(self.n.state.get("errant", []) or []),
@@ -186,6 +187,7 @@ class Observer:
         mine = candidate_from(me, self.n.cfg.nofailover, self.n.cfg.priority, probe.get("executed", ""),
                               probe.get("received", ""), probe.get("status"), self.n.flavor)
         mine.healthy = bool(probe["up"])
+        mine.snapshotting = snapshot_running(self.n.state)
         others = [m for m in members if m.name != me]
         # A member without a session is waited for as long as a live one's session may take to end.
         since, now = self.n.state.get("no_session_since") or {}, boottime()

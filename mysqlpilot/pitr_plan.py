@@ -81,7 +81,7 @@ class _Walk:
             return self.has(self.target.gtid)
         return self.target.time is not None and ts > self.target.time
 
-    def file(self, f: ArchiveFile, cap: Optional[str]) -> bool:
+    def file(self, f: ArchiveFile, caps: List[str]) -> bool:
         """Add the file's step; False when the run must not be read further."""
         start = stop = None
         n, last = 0, ""
@@ -91,7 +91,7 @@ class _Walk:
                     continue
                 stop = t.offset                          # already applied after new ones: end here
                 break
-            if (cap is not None and not gtidlib.contains(self.d, cap, t.gtid)) or self.past_target(t.ts):
+            if any(not gtidlib.contains(self.d, c, t.gtid) for c in caps) or self.past_target(t.ts):
                 stop = t.offset
                 self.done = self.past_target(t.ts)
                 break
@@ -121,12 +121,15 @@ class _Walk:
 
 
 def plan(dialect: str, snapshot_gtid: str, runs: List[ArchiveRun], target: Target,
-         force: bool = False) -> Plan:
+         force: bool = False, within: Optional[str] = None) -> Plan:
+    """`within`: replay nothing outside this set (a new replica's: the primary's executed set, so it
+    never takes what an old primary archived and a failover lost)."""
     w = _Walk(dialect, snapshot_gtid, target, force)
     for i, run in enumerate(runs):
         cap = runs[i + 1].start_set if i + 1 < len(runs) else None
+        caps = [c for c in (cap, within) if c is not None]
         for f in run.files:
-            if not w.file(f, cap) or w.done:
+            if not w.file(f, caps) or w.done:
                 break
         if w.done:
             break

@@ -23,7 +23,7 @@ from . import mysqld
 from .binlog_catalog import ArchiveRun, read_runs, segment_key
 from .errors import PilotError
 from .model import SnapshotManifest
-from .pitr_plan import Plan, Step, Target, covered, plan
+from .pitr_plan import Plan, PlanError, Step, Target, covered, plan
 from .snapshot import restore_snapshot
 from .snapshot_catalog import list_snapshots
 from .sqlclient import Server
@@ -106,9 +106,36 @@ def _replay(cfg, flavor, wcfg, path: str, step: Step) -> None:
 def _work_config(cfg, into: str, work: str):
     # The socket in a short directory of its own: a Unix socket path has at most 107 bytes.
     sockdir = tempfile.mkdtemp(prefix="mysqlpilot-restore-")
+    for d in (work, sockdir):           # mysqld writes its pid file and socket there
+        mysqld.chown_tree(d, cfg.mysqld_user)
     return cfg.with_overrides(datadir=into, state_dir=work, socket=os.path.join(sockdir, "mysqld.sock"),
                               mycnf=os.path.join(work, "my.cnf"), bind_address="127.0.0.1",
                               binlog_expire_seconds=0)
+
+
+def _make_work(into: str) -> str:
+    work = into.rstrip("/") + ".restore-work"
+    if os.path.exists(work):
+        raise PilotError(f"{work} exists (a restore into {into} is running, or one failed): remove it first")
+    os.makedirs(work, mode=0o750)
+    return work
+
+
+def _cleanup(work: str, wcfg) -> None:
+    shutil.rmtree(work, ignore_errors=True)         # made by this restore, as is the socket's directory
+    if wcfg is not None:
+        shutil.rmtree(os.path.dirname(wcfg.socket), ignore_errors=True)
+
+
+def _fetch_and_apply(cfg, flavor, store, runs, p: Plan, wcfg, seed: str, echo, inspect=None):
+    paths, fetched = [], 0
+    for i, step in enumerate(p.steps):
+        path = os.path.join(wcfg.state_dir, f"{i:04d}-{step.file}")
+        fetched += fetch_file(store, cfg.cluster, runs, step, path)
+        paths.append(path)
+    echo(f"restore: {len(paths)} binlog file(s), {fetched / 1e6:.1f} MB of archive fetched and checked; "
+         "starting a private mysqld")
+    return _apply(cfg, flavor, wcfg, seed, p, paths, echo, inspect)
 
 
 def restore_to_point(cfg, flavor, store, target: Target, into: str, force: bool = False,
@@ -128,34 +155,48 @@ def restore_to_point(cfg, flavor, store, target: Target, into: str, force: bool 
         echo(f"WARNING: crossing a gap in the archive (--force): {g}")
     echo(f"restore: snapshot {snap.id} (GTID {snap.gtid}), then {p.txns} archived transactions from "
          f"{len(p.steps)} binlog file(s), to {target.describe()}")
-    work = into.rstrip("/") + ".restore-work"
-    if os.path.exists(work):
-        raise PilotError(f"{work} exists (a restore into {into} is running, or one failed): remove it first")
-    os.makedirs(work, mode=0o750)
-    wcfg = _work_config(cfg, into, work)
-    ok = False
+    work = _make_work(into)
+    wcfg, ok = None, False
     try:
+        wcfg = _work_config(cfg, into, work)
         echo(f"restore: downloading and preparing snapshot {snap.id} ({snap.bytes / 1e6:.1f} MB)")
         gtid = restore_snapshot(wcfg, flavor, store, snap, datadir=into, mysqld_user=wcfg.mysqld_user)
         if gtid and gtid != snap.gtid:
             p = plan(flavor.dialect, gtid, runs, target, force)
-        paths, fetched = [], 0
-        for i, step in enumerate(p.steps):
-            path = os.path.join(work, f"{i:04d}-{step.file}")
-            fetched += fetch_file(store, cfg.cluster, runs, step, path)
-            paths.append(path)
-        echo(f"restore: {len(paths)} binlog file(s), {fetched / 1e6:.1f} MB of archive fetched and checked; "
-             "starting a private mysqld")
-        result, seen = _apply(cfg, flavor, wcfg, gtid or snap.gtid, p, paths, echo, inspect)
+        result, seen = _fetch_and_apply(cfg, flavor, store, runs, p, wcfg, gtid or snap.gtid, echo, inspect)
         ok = True
     finally:
-        shutil.rmtree(work, ignore_errors=True)         # made by this restore, as is the socket's directory
-        shutil.rmtree(os.path.dirname(wcfg.socket), ignore_errors=True)
+        _cleanup(work, wcfg)
         if not ok:
             echo(f"restore failed; {into} is left as it is for inspection (this restore made it)")
     secs = time.monotonic() - t0
     echo(f"restore: {into} holds GTID {result} ({p.txns} transactions replayed) in {secs:.1f}s")
     return Result(into, snap.id, result, p.txns, secs, seen)
+
+
+def catch_up(cfg, flavor, store, datadir: str, seed: str, within: str,
+             echo: Callable[[str], None]) -> Optional[str]:
+    """A datadir just restored from a snapshot holding `seed`: replay what the archive holds past it and
+    the primary holds too (`within`), so a new replica never needs binlogs the primary may have purged.
+    Returns the GTID set it then holds, or None when the archive adds nothing (or cannot: a gap, said in
+    one line; replication decides)."""
+    runs = read_runs(store, cfg.cluster)
+    try:
+        p = plan(flavor.dialect, seed, runs, Target(), within=within)
+    except PlanError as exc:
+        echo(f"not replaying the binlog archive: {exc}")
+        return None
+    if not p.steps:
+        return None
+    echo(f"replaying {p.txns} archived transactions past the snapshot ({len(p.steps)} binlog file(s))")
+    work = _make_work(datadir)
+    wcfg = None
+    try:
+        wcfg = _work_config(cfg, datadir, work)
+        have, _ = _fetch_and_apply(cfg, flavor, store, runs, p, wcfg, seed, echo)
+    finally:
+        _cleanup(work, wcfg)
+    return have
 
 
 def _apply(cfg, flavor, wcfg, seed: str, p: Plan, paths: List[str], echo, inspect=None):

@@ -7,11 +7,13 @@ which Consul's acquire is re-entrant."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Dict, Optional
 
 from .dcs.consul import ConsulDCS
 from . import gtid as gtidlib
+from . import snapshot_source
 from .errors import PilotError
 from .flavors import get_flavor
 from .model import SnapshotManifest
@@ -35,6 +37,19 @@ def unusable_for_replicas(latest: Optional[SnapshotManifest], purged: str, diale
     if latest is None or not latest.gtid or not purged or gtidlib.problem(dialect, purged):
         return False
     return not gtidlib.contains(dialect, latest.gtid, purged)
+
+
+def archive_bridges(cfg, latest: SnapshotManifest, purged: str, dialect: str) -> bool:
+    """The binlog archive takes a replica restored from `latest` past `purged` (new replicas replay it
+    before they replicate), so what the primary purged does not make a new snapshot urgent."""
+    from .binlog_catalog import read_runs
+    from .pitr_plan import Target, plan
+    try:
+        plan(dialect, latest.gtid, read_runs(open_store(cfg), cfg.cluster), Target(gtid=purged))
+        return True
+    except PilotError as exc:
+        log.info("snapshot: the binlog archive cannot bridge %s to this primary's binlogs (%s)", latest.id, exc)
+        return False
 
 
 def purged_gtids(cfg, flavor) -> str:
@@ -69,9 +84,10 @@ def older_than_latest(manifest: Dict[str, Any], latest: Optional[SnapshotManifes
 
 
 def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Optional[SnapshotManifest],
-            latest_index: int, tries: int = 5) -> bool:
+            latest_index: int, tries: int = 5, leader_sid: Optional[str] = None) -> bool:
     """Make `manifest` snapshots/latest, proving in one Consul transaction that this node still holds
-    the leader lock and that latest is what was read at `latest_index` (and checked not newer). If
+    the leader lock (on a replica: that `leader_sid`, the primary it followed, still does) and that latest
+    is what was read at `latest_index` (and checked not newer). If
     latest changed meanwhile, read it again and re-check. False (with one log line) when refused; the
     snapshot stays in the store either way."""
     m = manifest.__dict__.copy()
@@ -81,12 +97,12 @@ def publish(dcs: ConsulDCS, sid: str, manifest: SnapshotManifest, latest: Option
             log.warning("snapshot %s not published: %s; it stays in the store (`mysqlpilot snapshot use %s` "
                         "publishes it anyway)", manifest.id, why, manifest.id)
             return False
-        if dcs.publish_snapshot(sid, m, latest_index, lock=LOCK):
+        if dcs.publish_snapshot(sid, m, latest_index, lock=LOCK, leader_session=leader_sid):
             return True
         leader, _ = dcs.get_leader()
-        if leader is None or leader.session != sid:
-            log.warning("snapshot %s not published: this node no longer holds the leader lock (primary now: "
-                        "%s); it stays in the store, new replicas restore from the primary's snapshots",
+        if leader is None or leader.session != (leader_sid or sid):
+            log.warning("snapshot %s not published: the primary it was taken under no longer holds the leader "
+                        "lock (primary now: %s); it stays in the store, new replicas restore from the primary's snapshots",
                         manifest.id, leader.name if leader else "none")
             return False
         latest, latest_index = dcs.latest_snapshot_with_index()
@@ -136,11 +152,13 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None, 
     `wait`, a job already running on this node is waited for rather than counted as this one."""
     dcs = dcs or ConsulDCS.from_config(cfg)
     leader, _ = dcs.get_leader()
+    sid = StateFile(cfg.state_dir).get("session")
+    if leader is not None and leader.name != cfg.node_name and not force:
+        return _as_replica(cfg, dcs, leader, sid)
     if leader is None or leader.name != cfg.node_name:
         log.info("snapshot: skipped, this node is not the primary (primary: %s)",
                  leader.name if leader else "none")
         return None
-    sid = StateFile(cfg.state_dir).get("session")
     if not sid or leader.session != sid:
         log.info("snapshot: skipped, this node does not hold the leader session")
         return None
@@ -155,7 +173,52 @@ def run_snapshot_job(cfg, force: bool = False, dcs: Optional[ConsulDCS] = None, 
         latest, latest_index = dcs.latest_snapshot_with_index()
         if not force and not due(cfg, latest):
             return None
-        return _locked_job(cfg, dcs, sid, latest, latest_index)
+        if not force and not snapshot_source.primary_takes_over(latest, time.time(), cfg.snapshot_interval):
+            replica, why = snapshot_source.choose(dcs.get_cluster().members, cfg.node_name)
+            if replica:
+                log.info("snapshot: due; left to %s, which spares the primary the backup", why)
+                return None
+        return _locked_job(cfg, dcs, sid, latest, latest_index, sid)
+
+
+def _as_replica(cfg, dcs: ConsulDCS, leader, sid: Optional[str]) -> Optional[SnapshotManifest]:
+    """A replica takes the due snapshot when snapshot_source chooses it. While it runs, the HA loop
+    publishes it as snapshotting (ranked last among failover candidates); the publish proves the primary
+    it followed still holds the leader lock, so a snapshot of a deposed primary's history never becomes
+    latest."""
+    if not sid:
+        return None
+    view = dcs.get_cluster()
+    chosen, why = snapshot_source.choose(view.members, leader.name)
+    latest = view.latest_snapshot
+    if chosen != cfg.node_name or not snapshot_due(latest, time.time(), cfg.snapshot_interval):
+        log.debug("snapshot: not this replica's turn (%s)", why)
+        return None
+    state = StateFile(cfg.state_dir)
+    with snapshot_job_lock(cfg.state_dir) as mine:
+        if not mine:
+            return None
+        latest, latest_index = dcs.latest_snapshot_with_index()
+        if not snapshot_due(latest, time.time(), cfg.snapshot_interval):
+            return None
+        log.info("snapshot: due, and taken here: %s", why)
+        state.update(snapshotting={"pid": os.getpid(), "since": time.time()})
+        try:
+            _await_mark(dcs, cfg.node_name)
+            return _locked_job(cfg, dcs, sid, latest, latest_index, leader.session)
+        finally:
+            state.update(snapshotting=None)
+
+
+def _await_mark(dcs: ConsulDCS, me: str, timeout: float = 5.0) -> None:
+    """Until this node's published state says it is snapshotting (the HA loop's next pass)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        m = dcs.member(me)
+        if m is not None and m.snapshotting:
+            return
+        time.sleep(0.25)
+    log.info("snapshot: the HA loop has not published this node as snapshotting within %.0fs; going on", timeout)
 
 
 def due(cfg, latest: Optional[SnapshotManifest]) -> bool:
@@ -166,14 +229,17 @@ def due(cfg, latest: Optional[SnapshotManifest]) -> bool:
     if not unusable_for_replicas(latest, purged, flavor.dialect):
         log.debug("snapshot: not due yet")
         return False
+    if cfg.archive and archive_bridges(cfg, latest, purged, flavor.dialect):
+        log.debug("snapshot: not due yet (the binlog archive holds what this primary purged)")
+        return False
     log.warning("snapshot: due now, not in %ds: the newest snapshot %s lacks transactions this primary "
                 "has purged from its binlogs (%s), so a replica restored from it could not catch up",
                 cfg.snapshot_interval, latest.id if latest else "-", purged)
     return True
 
 
-def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest], latest_index: int
-                ) -> Optional[SnapshotManifest]:
+def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest], latest_index: int,
+                leader_sid: str) -> Optional[SnapshotManifest]:
     # Serialise through Consul: a slow upload must not overlap the next periodic run or a forced one.
     if not dcs.acquire_lock(LOCK, sid):
         log.info("snapshot: another snapshot is running; skipped")
@@ -186,7 +252,7 @@ def _locked_job(cfg, dcs: ConsulDCS, sid: str, latest: Optional[SnapshotManifest
                                  node_name=cfg.node_name)
         if cfg.snapshot_verify and not verified(cfg, flavor, store, dcs, manifest):
             return None
-        if not publish(dcs, sid, manifest, latest, latest_index):
+        if not publish(dcs, sid, manifest, latest, latest_index, leader_sid=leader_sid):
             return None
         log.info("snapshot %s published as the latest (%d bytes, GTID %s)", manifest.id, manifest.bytes,
                  manifest.gtid or "-")

@@ -87,6 +87,22 @@ def snapshot_job_lock(state_dir: str, on_wait: Optional[Callable[[], None]] = No
         yield got
 
 
+def snapshot_running(state: "StateFile") -> bool:
+    """This node's snapshot job is taking the cluster's snapshot (it records its pid; a killed job's
+    leftover entry does not count)."""
+    rec = state.get("snapshotting") or {}
+    pid = rec.get("pid") if isinstance(rec, dict) else None
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 @contextlib.contextmanager
 def _flock(state_dir: str, name: str, blocking: bool) -> Iterator[bool]:
     os.makedirs(state_dir, exist_ok=True)

@@ -89,6 +89,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
             "gtid_executed": m.gtid_executed, "errant": m.errant,
             "message": message,
             "priority": m.priority, "nofailover": m.nofailover,
+            "snapshotting": bool(m.alive and m.snapshotting),     # taking the cluster's snapshot now
             "version": m.server_version or None,     # the server's VERSION() as the node last read it
             "api": m.api or None,             # host:port of its node API, as it published it
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
@@ -107,7 +108,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
         "primary": primary,
         "nodes": nodes,
         "snapshot": ({"id": snap.id, "created": snap.created, "bytes": snap.bytes, "gtid": snap.gtid,
-                      "verified": snap.verified} if snap else None),
+                      "source": snap.source, "verified": snap.verified} if snap else None),
         "paused": bool(paused),
         "paused_reason": (paused or {}).get("reason") if paused else None,
         "failover": {"automatic": bool(allowed) and not paused, "budget": budget_why},
@@ -202,12 +203,16 @@ def render(st: Dict[str, Any]) -> str:
         if n["message"] and n["role"] != "left" and (not n["healthy"] or (n["role"] == "primary" and n["message"] != "primary, writable")):
             lines.append(f"! {n['name']}: {n['message']}")
     for n in st["nodes"]:
+        if n.get("snapshotting"):
+            lines.append(f"  {n['name']} is taking the cluster's snapshot (last among equal failover candidates "
+                         "until it ends)")
         a = n.get("archive")
         if a:
             lines.append(archive_line(n["name"], a))
     s = st["snapshot"]
     if s:
-        lines.append(f"latest snapshot {s['id']} taken {_fmt_time(s['created'])}, "
+        lines.append(f"latest snapshot {s['id']} taken {_fmt_time(s['created'])}"
+                     f"{' on ' + s['source'] if s.get('source') else ''}, "
                      f"{(s['bytes'] or 0) / 1e6:.1f} MB, GTID {s['gtid'] or '-'}")
         v = s.get("verified")
         if v:

@@ -28,17 +28,18 @@ class SnapshotKeys:
         return self._manifest(item), (int(item.get("ModifyIndex") or 0) if item else 0)
 
     def publish_snapshot(self, sid: str, manifest: Dict[str, Any], expected_index: int,
-                         lock: Optional[str] = None) -> bool:
+                         lock: Optional[str] = None, leader_session: Optional[str] = None) -> bool:
         """Write snapshots/latest in one Consul transaction that also proves `sid` still holds the
         leader lock (KV check-session on <kv_root>/leader), and with `lock` the lock locks/<lock> too, and
         that latest is unchanged since it was read at `expected_index` (KV cas; 0 = still absent). True
         if written; False if any check failed, and then nothing was written. Other failures raise
-        PilotError."""
+        PilotError. `leader_session`: a replica's snapshot proves the primary it followed (that session)
+        still holds the leader lock; `sid` (its own) holds the snapshot lock."""
         import base64
         from consul.callback import CB
 
         value = base64.b64encode(json.dumps(manifest).encode()).decode()
-        ops = [{"KV": {"Verb": "check-session", "Key": self.key("leader"), "Session": sid}}]
+        ops = [{"KV": {"Verb": "check-session", "Key": self.key("leader"), "Session": leader_session or sid}}]
         if lock:
             ops.append({"KV": {"Verb": "check-session", "Key": self.key(f"locks/{lock}"), "Session": sid}})
         ops.append({"KV": {"Verb": "cas", "Key": self.key("snapshots/latest"), "Value": value,

@@ -179,6 +179,27 @@ def test_a_restore_to_a_second_after_a_failover_in_the_middle_of_the_writes(clus
     cluster.wait_healthy(3, timeout=240)
 
 
+def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snapshot(cluster):
+    st, p = primary(cluster)
+    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    snap = cluster.status()["snapshot"]["id"]
+    sql("CREATE TABLE pitr.r (id INT PRIMARY KEY)")
+    for i in range(1, 31):
+        sql(f"INSERT INTO pitr.r VALUES ({i})")
+    sql("FLUSH BINARY LOGS")
+    wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
+    newest = sql(cluster.sql_flavor.binlog_status_sql())[0][0]
+    sql(f"PURGE BINARY LOGS TO '{newest}'")          # the primary no longer has what followed the snapshot
+    cluster.cli("local", "add", "--dir", cluster.dir)
+    new = next(n["name"] for n in cluster.wait_healthy(4, timeout=240)["nodes"]
+               if n["name"] not in {m["name"] for m in st["nodes"]})
+    log = cluster.node_log(new, "preStart")
+    assert f"restoring snapshot {snap}" in log and "archived transactions past the snapshot" in log, log
+    assert cluster.status()["snapshot"]["id"] == snap          # no new snapshot was needed
+    n = cluster.node(cluster.status(), new)
+    assert {r[0] for r in cluster.sql(n["host"], n["port"], "SELECT id FROM pitr.r")} == set(range(1, 31))
+
+
 def test_a_gap_in_the_archive_is_refused_and_says_what_is_missing(cluster):
     # The newest run: older runs are read only up to where it begins, so nothing else holds these bytes.
     runs = read_runs(cluster.store, "local")

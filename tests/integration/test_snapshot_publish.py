@@ -52,6 +52,30 @@ def test_publish_needs_the_leader_session_and_the_index_read_before(consul_agent
     assert a.get_latest_snapshot().id == "s3"
 
 
+def test_a_replicas_snapshot_needs_the_primary_it_followed_still_leading(consul_agent, consul_kv_root):
+    """Issue 22: a snapshot taken on a replica is published with the replica's session on the snapshot lock
+    and the primary's session checked on the leader key: if the primary changed during the backup, the
+    replica's data may hold what the failover lost, and it must not become latest."""
+    a = make_dcs(consul_agent, consul_kv_root, "a")
+    b = make_dcs(consul_agent, consul_kv_root, "b")
+    sa, sb = live_session(a, "a"), live_session(b, "b")
+    assert a.acquire_leader(sa, LeaderInfo("a", "h", 1))
+    assert b.acquire_lock("snapshot", sb)
+    assert b.publish_snapshot(sb, manifest("r1", 1.0, node="b").__dict__, 0, lock="snapshot", leader_session=sa)
+    latest, idx = b.latest_snapshot_with_index()
+    assert latest.id == "r1"
+    # Without the snapshot lock: refused, whoever leads.
+    c = make_dcs(consul_agent, consul_kv_root, "c")
+    sc = live_session(c, "c")
+    assert not c.publish_snapshot(sc, manifest("r2", 2.0, node="c").__dict__, idx, lock="snapshot", leader_session=sa)
+    # The primary it followed is deposed during the backup: refused, and latest stays.
+    a.destroy_session(sa)
+    assert c.acquire_leader(sc, LeaderInfo("c", "h", 1))
+    assert not b.publish_snapshot(sb, manifest("r3", 3.0, node="b").__dict__, idx, lock="snapshot",
+                                  leader_session=sa)
+    assert b.get_latest_snapshot().id == "r1"
+
+
 @pytest.fixture
 def node_cfg(consul_agent, consul_kv_root, tmp_path):
     prefix, cluster = consul_kv_root.split("/")

@@ -243,3 +243,16 @@ def test_segments_hold_whole_events_and_a_file_header_goes_up_alone(tmp_path):
     (f,) = read_runs(store, "c")[0].files
     assert [(s.start, s.end) for s in f.segments][0] == (0, len(head))     # the header alone
     assert not f.hole and f.end == len(head + body) and [t.gtid for t in f.transactions()] == ["0-1-1", "0-1-2"]
+
+
+def test_a_new_replica_replays_only_what_the_primary_holds():
+    # n1 archived 1..12 and died; n2 took over at 10 and has not started its own run yet. A replica restored
+    # now must not take 11 and 12: they are not the cluster's history, and n2 would never send them.
+    runs = [arun("r1", 1, [afile("r1", "bin.1", "", seqs(1, 12))])]
+    p = plan("mariadb", "0-1-3", runs, Target(), within="0-1-10")
+    assert p.reached == "0-1-10" and [(s.start, s.stop, s.txns) for s in p.steps] == [(400, 1100, 7)]
+    # once n2's run is there, both caps hold: the next run's start set and the primary's set
+    new = arun("r2", 2, [afile("r2", "b.3", "0-1-10", seqs(11, 14, srv=2, ts0=2000))])
+    p = plan("mariadb", "0-1-3", runs + [new], Target(), within="0-2-13")
+    assert [(s.run, s.txns, s.last_gtid) for s in p.steps] == [("r1", 7, "0-1-10"), ("r2", 3, "0-2-13")]
+    assert plan("mariadb", "0-1-3", runs, Target()).reached == "0-1-12"      # no cap: all of it

@@ -117,7 +117,7 @@ def test_the_snapshot_job_replaces_a_hostile_latest_instead_of_crashing_after_th
     StateFile(cfg.state_dir).update(session="sid1")
     dcs = consul_dcs(raw)
     published = []
-    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: published.append((m, index)) or True)
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None, **kw: published.append((m, index)) or True)
     monkeypatch.setattr(snapshot_job, "open_store", lambda cfg: Store())
     mine = dataclasses.replace(GOOD, id="s2", created=2000.0)
     monkeypatch.setattr(snapshot_job, "take_snapshot", lambda *a, **kw: mine)
@@ -184,7 +184,7 @@ def test_a_snapshot_is_due_at_once_when_the_newest_cannot_seed_a_replica_of_this
                       MYSQLPILOT_FLAVOR_VERSION="9.7")
     StateFile(cfg.state_dir).update(session="sid1")
     dcs = consul_dcs(MYSQL_LATEST.to_json().encode())
-    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: True)
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None, **kw: True)
     monkeypatch.setattr(snapshot_job, "open_store", lambda cfg: Store())
     monkeypatch.setattr(snapshot_job, "purged_gtids", lambda cfg, flavor: purged)
     monkeypatch.setattr(snapshot_job.time, "time", lambda: 2060.0)       # a minute after the newest
@@ -212,7 +212,7 @@ def test_a_forced_snapshot_waits_for_the_running_job_then_takes_its_own(tmp_path
     cfg = node_config(tmp_path, MYSQLPILOT_NODE="n1", HOSTNAME="n1")
     StateFile(cfg.state_dir).update(session="sid1")
     dcs = consul_dcs(GOOD.to_json().encode())
-    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: True)
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None, **kw: True)
     monkeypatch.setattr(snapshot_job, "open_store", lambda cfg: Store())
     mine = dataclasses.replace(GOOD, id="s2", created=2000.0)
     monkeypatch.setattr(snapshot_job, "take_snapshot", lambda *a, **kw: mine)
@@ -235,3 +235,27 @@ def test_a_forced_snapshot_waits_for_the_running_job_then_takes_its_own(tmp_path
     assert got == (mine if wait else None)
     said = " ".join(r.getMessage() for r in caplog.records)
     assert ("waiting for the snapshot job already running" in said) == wait, said
+
+
+UUID = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+
+
+@pytest.mark.parametrize("first, taken", [(9, False),       # the archive holds 9..100: replicas replay it
+                                          (20, True)])      # 9..19 are nowhere: a new snapshot is needed
+def test_with_the_archive_on_a_purge_it_bridges_makes_no_snapshot_urgent(tmp_path, monkeypatch, first, taken):
+    from mysqlpilot import binlog_catalog
+    from tests.unit.test_pitr_plan import afile, arun
+    cfg = node_config(tmp_path, MYSQLPILOT_NODE="n1", HOSTNAME="n1", MYSQLPILOT_FLAVOR="mysql",
+                      MYSQLPILOT_FLAVOR_VERSION="9.7", MYSQLPILOT_ARCHIVE="1", MYSQLPILOT_API_PORT="9999")
+    StateFile(cfg.state_dir).update(session="sid1")
+    dcs = consul_dcs(MYSQL_LATEST.to_json().encode())
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None, **kw: True)
+    monkeypatch.setattr(snapshot_job, "open_store", lambda cfg: Store())
+    monkeypatch.setattr(snapshot_job, "purged_gtids", lambda cfg, flavor: f"{UUID}:1-100")
+    monkeypatch.setattr(snapshot_job.time, "time", lambda: 2060.0)
+    txns = [(f"{UUID}:{n}", 2000 + n) for n in range(first, 121)]
+    runs = [arun("r1", 1, [afile("r1", "bin.000002", f"{UUID}:1-{first - 1}", txns)])]
+    monkeypatch.setattr(binlog_catalog, "read_runs", lambda store, cluster: runs)
+    mine = dataclasses.replace(MYSQL_LATEST, id="s2", created=2060.0)
+    monkeypatch.setattr(snapshot_job, "take_snapshot", lambda *a, **kw: mine)
+    assert snapshot_job.run_snapshot_job(cfg, dcs=dcs) == (mine if taken else None)

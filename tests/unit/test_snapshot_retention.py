@@ -133,12 +133,12 @@ def test_the_snapshot_job_prunes_after_it_publishes(tmp_path, monkeypatch):
         put(st, manifest(f"s{i}", NOW - 60 * i))
     mine = dataclasses.replace(manifest("s0", NOW), gtid=GOOD.gtid)
     dcs = consul_dcs(GOOD.to_json().encode())
-    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: True)
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None, **kw: True)
     monkeypatch.setattr(snapshot_job, "take_snapshot", lambda *a, **kw: put(st, mine) or mine)
     assert snapshot_job.run_snapshot_job(cfg, force=True, dcs=dcs) == mine
     assert [m.id for m in list_snapshots(st, "c")] == ["s0", "s1"]
     # Not published (another node leads now): nothing is pruned.
     put(st, manifest("s5", NOW - 600))
-    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None: False)
+    monkeypatch.setattr(dcs, "publish_snapshot", lambda sid, m, index, lock=None, **kw: False)
     snapshot_job.run_snapshot_job(cfg, force=True, dcs=dcs)
     assert [m.id for m in list_snapshots(st, "c")] == ["s0", "s1", "s5"]

@@ -1,8 +1,8 @@
-"""The periodic snapshot task: only the primary exports, one node at a time, and the result is
-published in Consul only after the upload and its manifest are complete, and only if, at that moment,
-this node still holds the leader lock and the snapshot lock and `snapshots/latest` would not move
-backwards (one Consul transaction: check-session on the leader key and on the snapshot lock,
-check-and-set on latest). A node runs one job at a time (a file lock): its jobs share one session, for
+"""The periodic snapshot task: one node exports (a replica snapshot_source chooses, else the primary), one
+at a time, and the result is published in Consul only after the upload and its manifest are complete,
+and only if, at that moment, the primary it was taken under still holds the leader lock, this node holds
+the snapshot lock, and `snapshots/latest` would not move backwards (one Consul transaction: check-session
+on the leader key and on the snapshot lock, check-and-set on latest). A node runs one job at a time (a file lock): its jobs share one session, for
 which Consul's acquire is re-entrant."""
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ import click
 @click.option("--no-wait", is_flag=True, hidden=True, help="Skip instead when a snapshot job runs (the HA loop's).")
 @click.pass_context
 def snapshot(ctx: click.Context, force: bool, no_wait: bool) -> None:
-    """Periodic task: on the primary, take a snapshot when one is due (or with --force)."""
+    """Periodic task: take a snapshot when one is due, on the replica chosen for it or else the primary
+    (--force: on the primary, now)."""
     if ctx.invoked_subcommand is not None:
         return
     from ..snapshot_job import run_snapshot_job

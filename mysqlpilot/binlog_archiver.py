@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from . import gtid as gtidlib
 from .binlog_catalog import RunManifest, Segment, archived_set, read_runs, run_key, segment_key
 from .binlog_events import scan
+from .dcs.consul import ConsulDCS
 from .errors import PilotError
 from .flavors.base import defaults_file_text
 from .statefile import StateFile
@@ -98,7 +99,7 @@ class Run:
         defaults = os.path.join(self.dir, ".client.cnf")
         fd = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(defaults_file_text("root", self.cfg.root_password, socket=self.cfg.socket))
+            fh.write(self.client_defaults())
         self.store.put_bytes(run_key(self.cfg.cluster, self.m.id), self.m.to_json().encode())
         err = open(os.path.join(self.dir, ".client.err"), "ab")
         try:
@@ -107,6 +108,9 @@ class Run:
         finally:
             err.close()
         log.info("archive: run %s streams %s from %s on", self.m.id, self.flavor.binlog_tool, self.m.first_file)
+
+    def client_defaults(self) -> str:
+        return defaults_file_text("root", self.cfg.root_password, socket=self.cfg.socket)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -160,6 +164,14 @@ class Run:
         self.uploaded += len(data)
         return True
 
+    def drain(self) -> None:
+        """After the client exited: upload the rest, close the run's manifest, remove the local copy."""
+        while self.upload():
+            pass
+        self.m.ended = self.clock()
+        self.store.put_bytes(run_key(self.cfg.cluster, self.m.id), self.m.to_json().encode())
+        shutil.rmtree(self.dir, ignore_errors=True)      # made by this run
+
     def stop(self) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -174,9 +186,11 @@ class Archiver:
     """The job's loop: a run while this node is the primary, none otherwise."""
 
     def __init__(self, cfg, flavor, store, connect: Callable[[], object],
-                 am_primary: Optional[Callable[[], bool]] = None, clock=time.time):
+                 am_primary: Optional[Callable[[], bool]] = None, clock=time.time,
+                 members: Optional[Callable[[], list]] = None):
         self.cfg, self.flavor, self.store, self.connect = cfg, flavor, store, connect
         self.am_primary = am_primary or (lambda: api_says_primary(cfg))
+        self.members = members or (lambda: ConsulDCS.from_config(cfg).members())
         self.clock = clock
         self.run: Optional[Run] = None
         self.state = StateFile(cfg.state_dir)
@@ -194,13 +208,16 @@ class Archiver:
             srv.close()
         archived = archived_set(read_runs(self.store, self.cfg.cluster), self.flavor.dialect)
         name, gap = first_file(logs, archived, self.flavor.dialect)
+        if gap and close_gap(self.cfg, self.flavor, self.store, self.members(), archived, gap, self.clock):
+            archived = archived_set(read_runs(self.store, self.cfg.cluster), self.flavor.dialect)
+            name, gap = first_file(logs, archived, self.flavor.dialect)
         now = self.clock()
         rid = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z-{self.cfg.node_name}"
         start = gtidlib.union_all(self.flavor.dialect, [dict(logs)[name]])
         m = RunManifest(rid, self.cfg.node_name, server_id, self.flavor.dialect, now, name, archived, gap, start)
         if gap:
-            log.error("archive: GAP: transactions %s are neither in the archive nor in this server's binlogs; "
-                      "a point-in-time restore across them is refused", gap)
+            log.error("archive: GAP: transactions %s are neither in the archive nor in the binlogs of this server "
+                      "or any member; a point-in-time restore across them is refused", gap)
         work = os.path.join(self.cfg.state_dir, "archive", rid)
         run = Run(self.cfg, self.flavor, self.store, m, work, self.clock)
         run.start()
@@ -262,3 +279,5 @@ class Archiver:
             stop.wait(interval)
         self.end("the job is stopping")
 
+
+from .binlog_gap_fill import close_gap  # noqa: E402 - it subclasses Run

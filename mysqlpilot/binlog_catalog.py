@@ -44,6 +44,12 @@ class RunManifest:
     start_set: Optional[str] = None     # first_file's start set: where this run's history begins
     alive_at: float = 0.0       # the archiver's last word: everything the server wrote before is uploaded
     ended: float = 0.0
+    closes: str = ""            # a run copied from another member's binlogs to close this gap
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunManifest":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})      # a newer writer's fields are skipped
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -127,7 +133,7 @@ def read_runs(store: Store, cluster: str) -> List[ArchiveRun]:
     for key in store.list(prefix):
         rest = key[len(prefix):]
         if rest.endswith("/run.json"):
-            m = RunManifest(**json.loads(store.get_bytes(key)))
+            m = RunManifest.from_dict(json.loads(store.get_bytes(key)))
             manifests[m.id] = m
         elif rest.endswith(".json"):
             s = Segment(**json.loads(store.get_bytes(key)))

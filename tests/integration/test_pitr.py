@@ -190,7 +190,11 @@ def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snap
     wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
     newest = sql(cluster.sql_flavor.binlog_status_sql())[0][0]
     sql(f"PURGE BINARY LOGS TO '{newest}'")          # the primary no longer has what followed the snapshot
-    cluster.cli("local", "add", "--dir", cluster.dir)
+    cluster.env["MYSQLPILOT_SEED_METHOD"] = "store"        # MySQL would clone a replica instead
+    try:
+        cluster.cli("local", "add", "--dir", cluster.dir)
+    finally:
+        del cluster.env["MYSQLPILOT_SEED_METHOD"]
     new = next(n["name"] for n in cluster.wait_healthy(4, timeout=240)["nodes"]
                if n["name"] not in {m["name"] for m in st["nodes"]})
     log = cluster.node_log(new, "preStart")
@@ -198,6 +202,43 @@ def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snap
     assert cluster.status()["snapshot"]["id"] == snap          # no new snapshot was needed
     n = cluster.node(cluster.status(), new)
     assert {r[0] for r in cluster.sql(n["host"], n["port"], "SELECT id FROM pitr.r")} == set(range(1, 31))
+
+
+def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cluster):
+    # The primary's archiver is frozen; writes go on; the replica about to be promoted purges its binlogs.
+    # Its archive run would start past what the archive holds, but the old primary still has those binlogs.
+    st, p = primary(cluster)
+    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    sql("CREATE TABLE pitr.g (id INT PRIMARY KEY)")
+    wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
+    frozen = cluster.kill_job(p["name"], "archive", signal.SIGSTOP)
+    assert frozen
+    try:
+        for i in range(1, 21):
+            sql(f"INSERT INTO pitr.g VALUES ({i})")
+        end = cluster.gtid_position(p["host"], p["port"])
+        to = next(n for n in st["nodes"] if n["name"] != p["name"])
+        cluster.wait_for(lambda _s: cluster.sql_flavor.gtid_contains(
+            cluster.gtid_position(to["host"], to["port"]), end), 30, f"{to['name']} applying the writes")
+        tsql = lambda q: cluster.sql(to["host"], to["port"], q)   # noqa: E731
+        tsql("FLUSH BINARY LOGS")
+        tsql(f"PURGE BINARY LOGS TO '{tsql(cluster.sql_flavor.binlog_status_sql())[0][0]}'")
+        cluster.cli("switchover", "--to", to["name"], config=True)
+        runs = cluster.wait_for(lambda _s: [r for r in read_runs(cluster.store, "local")
+                                            if r.manifest.node == to["name"] and r.manifest.started > time.time() - 120]
+                                or None, 60, f"{to['name']}'s archive run", fast=True)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert runs[0].manifest.gap == "", runs[0].manifest
+    copies = [r for r in read_runs(cluster.store, "local") if r.manifest.closes]
+    assert copies and copies[-1].manifest.node != to["name"], [r.manifest for r in copies]
+    # Across the closed gap: a restore to the new primary's position has every row.
+    st = cluster.wait_healthy(4, timeout=120)
+    q = cluster.node(st, st["primary"])
+    now = cluster.gtid_position(q["host"], q["port"])
+    wait_archived(cluster, now)
+    assert restored_rows(cluster, "across-gap", "pitr.g", to_gtid=now) == set(range(1, 21))
 
 
 def test_a_gap_in_the_archive_is_refused_and_says_what_is_missing(cluster):

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 def cluster(tmp_path_factory, flavor):
     c = Cluster(str(tmp_path_factory.mktemp("snapsrc") / "cl"),
                 env={"MYSQL_ROOT_PASSWORD": "root-Src-1", "MYSQL_REPL_PASSWORD": "repl-Src-1",
-                     "MYSQLPILOT_SNAPSHOT_INTERVAL": "20", "MYSQLPILOT_SNAPSHOT_CHECK": "2s"},
+                     "MYSQLPILOT_SNAPSHOT_INTERVAL": "20", "MYSQLPILOT_SNAPSHOT_CHECK": "2s",
+                     "MYSQLPILOT_SEED_METHOD": "store"},      # MySQL would clone a replica instead
                 flavor=flavor)
     yield c
     c.down()

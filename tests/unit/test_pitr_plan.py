@@ -256,3 +256,38 @@ def test_a_new_replica_replays_only_what_the_primary_holds():
     p = plan("mariadb", "0-1-3", runs + [new], Target(), within="0-2-13")
     assert [(s.run, s.txns, s.last_gtid) for s in p.steps] == [("r1", 7, "0-1-10"), ("r2", 3, "0-2-13")]
     assert plan("mariadb", "0-1-3", runs, Target()).reached == "0-1-12"      # no cap: all of it
+
+
+def test_a_gap_is_closed_from_the_member_whose_binlogs_reach_back_and_hold_it(monkeypatch):
+    """Which member's binlogs close a new run's gap (the copy itself runs in tests/integration/test_pitr.py)."""
+    from types import SimpleNamespace
+
+    from mysqlpilot import binlog_gap_fill as gf
+    from mysqlpilot.model import MemberState
+    binlogs = {   # name -> (its binlogs with their start sets, its executed set)
+        "a": ([("a.7", "0-1-20")], "0-1-40"),                      # starts past the archive (ends at 0-1-10)
+        "b": ([("b.1", ""), ("b.2", "0-1-8")], "0-1-12"),           # reaches back, but lacks 13..20
+        "c": ([("c.1", ""), ("c.2", "0-1-9"), ("c.3", "0-1-30")], "0-1-40"),
+    }
+    copied = []
+
+    class Copy:
+        def __init__(self, cfg, flavor, store, manifest, workdir, host, port, clock):
+            copied.append((manifest.node, manifest.first_file, manifest.closes))
+            self.proc = SimpleNamespace(wait=lambda t: 0, returncode=0)
+            self.uploaded = 0
+
+        def start(self):
+            pass
+
+        def drain(self):
+            pass
+    monkeypatch.setattr(gf, "CopyRun", Copy)
+    monkeypatch.setattr(gf, "_binlogs", lambda cfg, flavor, m: (*binlogs[m.name], 7))
+    cfg = SimpleNamespace(node_name="me", state_dir="/nonexistent")
+    flavor = SimpleNamespace(dialect="mariadb")
+    members = [MemberState(n, "h", 1) for n in ("me", "a", "b")] + [MemberState("d", "h", 1, alive=False),
+                                                                    MemberState("c", "h", 1)]
+    assert gf.close_gap(cfg, flavor, None, members, "0-1-10", "0-1-20") == "c"
+    assert copied == [("c", "c.2", "0-1-20")]
+    assert gf.close_gap(cfg, flavor, None, members[:3], "0-1-10", "0-1-20") is None

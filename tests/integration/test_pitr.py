@@ -9,6 +9,7 @@ import pymysql
 import pytest
 import requests
 
+from mysqlpilot.binlog_archiver import first_file, start_set_sql
 from mysqlpilot.binlog_catalog import archived_set, read_runs, segment_key
 from mysqlpilot.store.s3 import S3Store
 from tests.harness.cluster import Cluster, WriteLoad
@@ -31,6 +32,29 @@ def cluster(tmp_path_factory, flavor, s3_server):
                       s3_server.secret_key)
     yield c
     c.down()
+
+
+class ServerLike:
+    """The part of sqlclient.Server that start_set_sql uses, over a test connection."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def query(self, q):
+        with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(q)
+            return cur.fetchall()
+
+
+def purge_all_but_the_current_binlog(c, sql):
+    """FLUSH, then PURGE up to the new file. MariaDB keeps a file until its binlog checkpoint passes (a
+    PURGE right after the FLUSH skips it), so until only the current file is left."""
+    sql("FLUSH BINARY LOGS")
+
+    def purged(_st):
+        sql(f"PURGE BINARY LOGS TO '{sql(c.sql_flavor.binlog_status_sql())[0][0]}'")
+        return len(sql("SHOW BINARY LOGS")) == 1
+    c.wait_for(purged, 30, "only the current binlog left", fast=True)
 
 
 def primary(c):
@@ -186,10 +210,8 @@ def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snap
     sql("CREATE TABLE pitr.r (id INT PRIMARY KEY)")
     for i in range(1, 31):
         sql(f"INSERT INTO pitr.r VALUES ({i})")
-    sql("FLUSH BINARY LOGS")
     wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
-    newest = sql(cluster.sql_flavor.binlog_status_sql())[0][0]
-    sql(f"PURGE BINARY LOGS TO '{newest}'")          # the primary no longer has what followed the snapshot
+    purge_all_but_the_current_binlog(cluster, sql)   # the primary no longer has what followed the snapshot
     cluster.env["MYSQLPILOT_SEED_METHOD"] = "store"        # MySQL would clone a replica instead
     try:
         cluster.cli("local", "add", "--dir", cluster.dir)
@@ -209,6 +231,7 @@ def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cl
     # Its archive run would start past what the archive holds, but the old primary still has those binlogs.
     st, p = primary(cluster)
     sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    sql("CREATE DATABASE IF NOT EXISTS pitr")
     sql("CREATE TABLE pitr.g (id INT PRIMARY KEY)")
     wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
     frozen = cluster.kill_job(p["name"], "archive", signal.SIGSTOP)
@@ -221,12 +244,21 @@ def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cl
         cluster.wait_for(lambda _s: cluster.sql_flavor.gtid_contains(
             cluster.gtid_position(to["host"], to["port"]), end), 30, f"{to['name']} applying the writes")
         tsql = lambda q: cluster.sql(to["host"], to["port"], q)   # noqa: E731
-        tsql("FLUSH BINARY LOGS")
-        tsql(f"PURGE BINARY LOGS TO '{tsql(cluster.sql_flavor.binlog_status_sql())[0][0]}'")
+        purge_all_but_the_current_binlog(cluster, tsql)
+        conn = cluster.connect_socket(to["name"])
+        try:
+            srv = ServerLike(conn)
+            logs = [(r["Log_name"], start_set_sql(srv, r["Log_name"])) for r in srv.query("SHOW BINARY LOGS")]
+        finally:
+            conn.close()
+        archived = archived_set(read_runs(cluster.store, "local"), cluster.sql_flavor.dialect)
+        assert first_file(logs, archived, cluster.sql_flavor.dialect)[1], (logs, archived)   # the setup made a gap
+        t0 = time.time()
         cluster.cli("switchover", "--to", to["name"], config=True)
         runs = cluster.wait_for(lambda _s: [r for r in read_runs(cluster.store, "local")
-                                            if r.manifest.node == to["name"] and r.manifest.started > time.time() - 120]
-                                or None, 60, f"{to['name']}'s archive run", fast=True)
+                                            if r.manifest.node == to["name"] and r.manifest.started > t0
+                                            and not r.manifest.closes] or None,
+                                60, f"{to['name']}'s archive run", fast=True)
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
@@ -234,7 +266,7 @@ def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cl
     copies = [r for r in read_runs(cluster.store, "local") if r.manifest.closes]
     assert copies and copies[-1].manifest.node != to["name"], [r.manifest for r in copies]
     # Across the closed gap: a restore to the new primary's position has every row.
-    st = cluster.wait_healthy(4, timeout=120)
+    st = cluster.wait_healthy(len(st["nodes"]), timeout=120)
     q = cluster.node(st, st["primary"])
     now = cluster.gtid_position(q["host"], q["port"])
     wait_archived(cluster, now)

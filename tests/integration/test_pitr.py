@@ -207,6 +207,7 @@ def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snap
     st, p = primary(cluster)
     sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
     snap = cluster.status()["snapshot"]["id"]
+    sql("CREATE DATABASE IF NOT EXISTS pitr")
     sql("CREATE TABLE pitr.r (id INT PRIMARY KEY)")
     for i in range(1, 31):
         sql(f"INSERT INTO pitr.r VALUES ({i})")

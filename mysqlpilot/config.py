@@ -109,6 +109,11 @@ SCHEMA: Tuple[Key, ...] = (
     _k("consul_token", "str", None, "Consul ACL token.", "CONSUL_HTTP_TOKEN", secret=True, group="consul"),
     _k("consul_ca", "str", None, "CA bundle to verify Consul's TLS certificate.", "CONSUL_CACERT",
        group="consul"),
+    _k("consul_client_cert", "str", None, "Client certificate (PEM file) for a Consul agent with "
+       "verify_incoming. The same variable Consul's CLI and ContainerPilot read.", "CONSUL_CLIENT_CERT",
+       group="consul"),
+    _k("consul_client_key", "str", None, "Its private key (PEM file; keep it 0600). Not a secret value itself: "
+       "a path.", "CONSUL_CLIENT_KEY", group="consul"),
     _k("consul_prefix", "str", "mysqlpilot", "KV prefix; keys live under `<prefix>/<cluster>/`.",
        "MYSQLPILOT_CONSUL_PREFIX", group="consul"),
     # timing
@@ -525,6 +530,7 @@ def _cross_check(cfg: Config) -> None:
         raise ConfigError(f"config key service_ttl ({cfg.service_ttl}s) must exceed health_interval "
                           f"({cfg.health_interval}s) or ContainerPilot's service check flaps between runs")
     _check_api(cfg)
+    _check_consul_tls(cfg)
     if cfg.store == "s3" and not cfg.s3_bucket:
         raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
     if cfg.user and not cfg.password:
@@ -555,6 +561,21 @@ def _cross_check(cfg: Config) -> None:
     if cfg.flavor == "mariadb" and not re.match(r"^1\d\.\d+", cfg.flavor_version):
         raise ConfigError(f"config key flavor_version: {cfg.flavor_version!r} is not a MariaDB version "
                           "(10.x or 11.x)")
+
+
+def _check_consul_tls(cfg: Config) -> None:
+    cert, key = cfg.consul_client_cert, cfg.consul_client_key
+    if bool(cert) != bool(key):
+        have, lack = ("consul_client_cert", "consul_client_key") if cert else ("consul_client_key", "consul_client_cert")
+        raise ConfigError(f"config key {have} is set but {lack} is not: a client certificate needs both "
+                          "(CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)")
+    if (cert or cfg.consul_ca) and cfg.consul_scheme != "https":
+        raise ConfigError("config keys consul_ca/consul_client_cert are set but consul_scheme is http: set "
+                          "CONSUL_HTTP_SCHEME=https, or they would never be used")
+    for k in ("consul_ca", "consul_client_cert", "consul_client_key"):
+        path = getattr(cfg, k)
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"config key {k}: cannot read {path}; mount the file or fix the path")
 
 
 def _check_api(cfg: Config) -> None:

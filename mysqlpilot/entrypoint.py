@@ -100,10 +100,19 @@ def token_from_file(env: Mapping[str, str]) -> Dict[str, str]:
     return out
 
 
+def consul_tls_env(env: Mapping[str, str]) -> Dict[str, str]:
+    """ContainerPilot 3.8 skips verifying Consul's certificate unless CONSUL_HTTP_SSL_VERIFY says true
+    (its InsecureSkipVerify is `!verify`, false by default): over https, verify unless told otherwise."""
+    out = dict(env)
+    if out.get("CONSUL_HTTP_SCHEME") == "https" and not out.get("CONSUL_HTTP_SSL_VERIFY"):
+        out["CONSUL_HTTP_SSL_VERIFY"] = "true"
+    return out
+
+
 def prepare_env(env: Mapping[str, str], getaddrinfo: Callable = socket.getaddrinfo
                 ) -> Tuple[Dict[str, str], Optional[str]]:
     """(the environment for CMD, a note for the log or None)."""
-    out = token_from_file(env)
+    out = consul_tls_env(token_from_file(env))
     host = (env.get("HOST") or "").strip()
     if not host or is_ip(host):
         return out, None

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 class ConsulDCS(SnapshotKeys, DCS):
     def __init__(self, host: str, port: int, kv_root: str, node_name: str, scheme: str = "http",
-                 token: Optional[str] = None, ca: Optional[str] = None, timeout: float = 5, dialect: str = ""):
+                 token: Optional[str] = None, ca: Optional[str] = None, timeout: float = 5, dialect: str = "",
+                 cert: Optional[Tuple[str, str]] = None):
         self.host, self.port = host, int(port)
         self.dialect = dialect           # GTID syntax the parsers accept ("": either)
         self.kv_root = kv_root.strip("/")
@@ -43,7 +44,7 @@ class ConsulDCS(SnapshotKeys, DCS):
         self.timeout = timeout
         verify: Any = ca if ca else True
         self.c = consul.Consul(host=host, port=self.port, scheme=scheme, token=token, verify=verify,
-                               connections_timeout=timeout)
+                               cert=cert, connections_timeout=timeout)
         # For the node API's metrics: failed requests, and when Consul last answered (epoch seconds).
         self.request_errors = 0
         self.last_answer: Optional[float] = None
@@ -53,6 +54,7 @@ class ConsulDCS(SnapshotKeys, DCS):
     def from_config(cls, cfg) -> "ConsulDCS":
         return cls(cfg.consul_host, cfg.consul_port, cfg.kv_root, cfg.node_name, scheme=cfg.consul_scheme,
                    token=cfg.consul_token, ca=cfg.consul_ca,
+                   cert=(cfg.consul_client_cert, cfg.consul_client_key) if cfg.consul_client_cert else None,
                    dialect="mariadb" if str(cfg.flavor).lower() == "mariadb" else "mysql")
 
     # ---- plumbing --------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ class ConsulAgent:
     def __init__(self, data_dir: str, http_port: Optional[int] = None, bind: str = "127.0.0.1",
                  log_path: Optional[str] = None, extra_client_addrs: Sequence[str] = (),
                  extra_args: Sequence[str] = (), mode: str = "dev", bootstrap_expect: int = 1,
-                 join: Sequence[str] = ()):
+                 join: Sequence[str] = (), tls: Optional[Dict[str, str]] = None):
         if mode not in MODES:
             raise PilotError(f"unknown consul mode {mode!r}; known: {', '.join(MODES)}")
         self.mode = mode
@@ -63,6 +63,8 @@ class ConsulAgent:
         self.join = list(join)                        # serf LAN addresses (host:port) to join
         self.proc: Optional[subprocess.Popen] = None
         self.pid: Optional[int] = None
+        # consul_tls.ConsulTLS.to_dict(): HTTPS only on http_port, client certificates required.
+        self.tls = dict(tls) if tls else None
 
     @classmethod
     def from_settings(cls, data_dir: str) -> "ConsulAgent":
@@ -75,7 +77,8 @@ class ConsulAgent:
                              "`mysqlpilot local up`?") from None
         agent = cls(data_dir, http_port=int(s["http_port"]), bind=s["bind"], extra_client_addrs=s["client_addrs"][1:],
                     extra_args=s.get("extra_args", []), mode=s.get("mode", "dev"),
-                    bootstrap_expect=int(s.get("bootstrap_expect", 1)), join=s.get("join", []))
+                    bootstrap_expect=int(s.get("bootstrap_expect", 1)), join=s.get("join", []),
+                    tls=s.get("tls"))
         agent.ports = {k: int(v) for k, v in s["ports"].items()}
         agent.node_name = s["node"]
         return agent
@@ -86,7 +89,7 @@ class ConsulAgent:
             json.dump({"mode": self.mode, "bind": self.bind, "client_addrs": self.client_addrs,
                        "http_port": self.http_port, "ports": self.ports, "node": self.node_name,
                        "extra_args": self.extra_args, "bootstrap_expect": self.bootstrap_expect,
-                       "join": self.join}, fh, indent=1, sort_keys=True)
+                       "join": self.join, "tls": self.tls}, fh, indent=1, sort_keys=True)
         os.replace(tmp, os.path.join(self.data_dir, SETTINGS))
 
     def pick_ports(self) -> Dict[str, int]:
@@ -116,8 +119,13 @@ class ConsulAgent:
                      "-hcl", "performance { raft_multiplier = 1 }"]
         for addr in self.join:
             argv += ["-retry-join", addr, "-retry-interval", "1s"]
+        if self.tls:
+            from .consul_tls import ConsulTLS
+            argv += ["-hcl", ConsulTLS(**self.tls).agent_hcl(self.http_port)]
+        else:
+            argv += ["-http-port", str(self.http_port)]
         argv += ["-bind", self.bind, "-client", " ".join(self.client_addrs),
-                 "-http-port", str(self.http_port), "-data-dir", os.path.join(self.data_dir, "data"),
+                 "-data-dir", os.path.join(self.data_dir, "data"),
                  # unique: several agents may run side by side (tests, local clusters)
                  "-node", self.node_name, "-log-level", "warn"]
         for flag, port in self.ports.items():
@@ -127,6 +135,16 @@ class ConsulAgent:
     @property
     def address(self) -> str:
         return f"{self.bind}:{self.http_port}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}"
+
+    def request_tls(self) -> Dict[str, object]:
+        """requests' keyword arguments for talking to this agent."""
+        if not self.tls:
+            return {}
+        return {"verify": self.tls["ca"], "cert": (self.tls["client_cert"], self.tls["client_key"])}
 
     @property
     def pidfile(self) -> str:
@@ -153,7 +171,7 @@ class ConsulAgent:
                 self._drop_pidfile()
                 raise PilotError(f"consul agent exited with status {code} at start; see {self.log_path}")
             try:
-                r = requests.get(f"http://{self.address}/v1/status/leader", timeout=1)
+                r = requests.get(f"{self.url}/v1/status/leader", timeout=1, **self.request_tls())
                 if r.ok and (r.json() or not wait_leader):
                     return self
             except (requests.RequestException, ValueError):

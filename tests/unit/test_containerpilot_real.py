@@ -407,3 +407,20 @@ def test_a_failed_pre_start_ends_the_container_with_exit_3_in_seconds(tmp_path):
     assert "pre-start exited non-zero" in out and "exit 3 so that the platform starts a new task" in out
     assert "Traceback" not in out
     assert took < 90, f"took {took:.0f}s: ContainerPilot waited out its stopTimeout"
+
+
+def test_over_https_containerpilot_is_told_to_verify_consuls_certificate():
+    # ContainerPilot 3.8: InsecureSkipVerify is !CONSUL_HTTP_SSL_VERIFY, so unset means "do not verify".
+    assert entrypoint.prepare_env({"CONSUL_HTTP_SCHEME": "https"})[0]["CONSUL_HTTP_SSL_VERIFY"] == "true"
+    assert entrypoint.prepare_env({"CONSUL_HTTP_SCHEME": "https", "CONSUL_HTTP_SSL_VERIFY": "false"}
+                                  )[0]["CONSUL_HTTP_SSL_VERIFY"] == "false"
+    assert "CONSUL_HTTP_SSL_VERIFY" not in entrypoint.prepare_env({"CONSUL_HTTP_SCHEME": "http"})[0]
+
+
+@needs_cp
+@pytest.mark.parametrize("scheme, want", [(None, "consul.svc:8500"), ("http", "http://consul.svc:8500"),
+                                          ("https", "https://consul.svc:8500")])
+def test_the_consul_line_carries_the_scheme(scheme, want, tmp_path):
+    env = {**BASE, "CONSUL": "consul.svc:8500", **({"CONSUL_HTTP_SCHEME": scheme} if scheme else {})}
+    assert render(env, tmp_path)["consul"] == want
+    assert cp_config.load(SHIPPED, env)["consul"] == want          # our supervisor reads it the same

@@ -254,6 +254,10 @@ class Actions:
         seed = self.n.state.get("seed_gtid")
         srv.stop_replica()
         if seed:
+            # A restored datadir carries its source's replication metadata (a snapshot taken on a replica:
+            # MySQL keeps it in InnoDB tables, naming relay logs that were not copied; START REPLICA then
+            # fails with 1872). It is stale by definition.
+            srv.reset_replica_all()
             srv.seed_gtid(seed)
             log.info("seeded GTID position %s from the restored snapshot", seed)
             self.n.state.update(seed_gtid=None)

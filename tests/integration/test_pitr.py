@@ -275,6 +275,15 @@ def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cl
 
 
 def test_a_gap_in_the_archive_is_refused_and_says_what_is_missing(cluster):
+    # Writes over a few archive intervals: the current file gets several segments.
+    _, p = primary(cluster)
+    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    sql("CREATE DATABASE IF NOT EXISTS pitr")
+    sql("CREATE TABLE pitr.h (id INT PRIMARY KEY)")
+    for i in range(1, 13):
+        sql(f"INSERT INTO pitr.h VALUES ({i})")
+        time.sleep(0.4)
+    wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
     # The newest run: older runs are read only up to where it begins, so nothing else holds these bytes.
     runs = read_runs(cluster.store, "local")
     f = next(f for f in reversed(runs[-1].files) if len(f.segments) >= 3 and f.segments[-1].txns)

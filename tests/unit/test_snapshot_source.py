@@ -83,3 +83,21 @@ def test_a_switchover_picks_another_replica_than_the_one_taking_the_snapshot():
     members = [P, replace(m("a", priority=200), snapshotting=True), m("b")]
     assert analysis.choose_switchover_target(members, "p", None)[0] == "b"
     assert analysis.choose_switchover_target([P, replace(m("a"), snapshotting=True)], "p", None)[0] == "a"
+
+
+def test_a_restored_replica_drops_the_replication_metadata_its_snapshot_carried(tmp_path, monkeypatch):
+    # MySQL 9.7 campaign of issue 22: a snapshot taken on a replica holds that replica's applier metadata
+    # (InnoDB tables) naming relay logs that were not copied; START REPLICA failed with 1872 for good.
+    from mysqlpilot.model import LeaderInfo
+    from tests.unit.fakes import FakeDCS, FakeMySQL, give_session, make_node
+    dcs = FakeDCS()
+    servers = {"n1": FakeMySQL("n1", executed="0-1-10", read_only=False), "n2": FakeMySQL("n2", executed="0-1-5")}
+    n1 = make_node(tmp_path, "n1", dcs, servers, monkeypatch)
+    dcs.acquire_leader(give_session(n1, dcs), LeaderInfo("n1", "h-n1", 3306, promoted=True, promoted_gtid="0-1-10"))
+    n2 = make_node(tmp_path, "n2", dcs, servers, monkeypatch)
+    give_session(n2, dcs)
+    n2.state.update(seed_gtid="0-1-5")
+    n2.run_once()
+    calls = servers["n2"].calls
+    follow = next(i for i, c in enumerate(calls) if c.startswith("change_source"))
+    assert "reset_replica_all" in calls[:follow] and servers["n2"].seeded == ["0-1-5"], calls

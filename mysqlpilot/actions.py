@@ -264,7 +264,9 @@ class Actions:
         elif self.n.flavor.name == "mariadb":
             # An ex-primary's position lives in its binlog, not in gtid_slave_pos.
             srv.execute("SET GLOBAL gtid_slave_pos = @@gtid_current_pos")
-        srv.change_source(host, port, self.n.cfg.repl_user, self.n.cfg.repl_password)
+        cfg = self.n.cfg
+        srv.change_source(host, port, cfg.repl_user, cfg.repl_password, tls=bool(cfg.mysql_tls_cert or cfg.mysql_tls_ca),
+                          ca=cfg.mysql_tls_ca)
         if self.n.cfg.durability == "semi-sync":
             srv.semi_sync_primary(False)
             srv.semi_sync_replica(True)

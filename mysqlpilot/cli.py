@@ -32,6 +32,8 @@ class Context:
         if self._cfg is None or overrides or not credentials:
             cfg = config_mod.load(self.config_path, overrides=overrides or None, credentials=credentials)
             setup_logging(cfg.log_level, secrets=cfg.secrets())
+            from .sqlclient import configure_tls
+            configure_tls(cfg.mysql_tls_ca)
             if overrides or not credentials:
                 return cfg
             self._cfg = cfg

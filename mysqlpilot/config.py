@@ -114,6 +114,15 @@ SCHEMA: Tuple[Key, ...] = (
        group="consul"),
     _k("consul_client_key", "str", None, "Its private key (PEM file; keep it 0600). Not a secret value itself: "
        "a path.", "CONSUL_CLIENT_KEY", group="consul"),
+    _k("mysql_tls_cert", "str", None, "Server certificate (PEM file) mysqld presents: replication and the nodes' "
+       "probes of each other are encrypted with it. Readable by mysqld_user.", "MYSQLPILOT_TLS_CERT", group="tls"),
+    _k("mysql_tls_key", "str", None, "Its private key (PEM file, readable by mysqld_user only).",
+       "MYSQLPILOT_TLS_KEY", group="tls"),
+    _k("mysql_tls_ca", "str", None, "CA bundle (PEM) that issued the members' certificates: replicas and probes "
+       "then verify the server's certificate and that it names the member's address.", "MYSQLPILOT_TLS_CA",
+       group="tls"),
+    _k("require_secure_transport", "bool", False, "mysqld refuses TCP connections without TLS (the socket is "
+       "always allowed). Needs mysql_tls_cert.", "MYSQLPILOT_REQUIRE_SECURE_TRANSPORT", group="tls"),
     _k("consul_prefix", "str", "mysqlpilot", "KV prefix; keys live under `<prefix>/<cluster>/`.",
        "MYSQLPILOT_CONSUL_PREFIX", group="consul"),
     # timing
@@ -531,6 +540,7 @@ def _cross_check(cfg: Config) -> None:
                           f"({cfg.health_interval}s) or ContainerPilot's service check flaps between runs")
     _check_api(cfg)
     _check_consul_tls(cfg)
+    _check_mysql_tls(cfg)
     if cfg.store == "s3" and not cfg.s3_bucket:
         raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
     if cfg.user and not cfg.password:
@@ -573,6 +583,20 @@ def _check_consul_tls(cfg: Config) -> None:
         raise ConfigError("config keys consul_ca/consul_client_cert are set but consul_scheme is http: set "
                           "CONSUL_HTTP_SCHEME=https, or they would never be used")
     for k in ("consul_ca", "consul_client_cert", "consul_client_key"):
+        path = getattr(cfg, k)
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"config key {k}: cannot read {path}; mount the file or fix the path")
+
+
+def _check_mysql_tls(cfg: Config) -> None:
+    if bool(cfg.mysql_tls_cert) != bool(cfg.mysql_tls_key):
+        have, lack = ("mysql_tls_cert", "mysql_tls_key") if cfg.mysql_tls_cert else ("mysql_tls_key", "mysql_tls_cert")
+        raise ConfigError(f"config key {have} is set but {lack} is not: mysqld needs both "
+                          "(MYSQLPILOT_TLS_CERT and MYSQLPILOT_TLS_KEY)")
+    if cfg.require_secure_transport and not cfg.mysql_tls_cert:
+        raise ConfigError("config key require_secure_transport is on but mysql_tls_cert is not set: every TCP "
+                          "client, replication included, would be refused; set MYSQLPILOT_TLS_CERT and _KEY")
+    for k in ("mysql_tls_ca", "mysql_tls_cert"):
         path = getattr(cfg, k)
         if path and not os.access(path, os.R_OK):
             raise ConfigError(f"config key {k}: cannot read {path}; mount the file or fix the path")

@@ -68,6 +68,21 @@ class _RefuseDialog(_RefuseCleartext):
 REFUSE_CLEARTEXT = {b"mysql_clear_password": _RefuseClearPassword, b"dialog": _RefuseDialog}
 
 
+# TCP connections to members: with a CA (config key mysql_tls_ca) over TLS, the server's certificate and
+# that it names the address verified. Set once per process from the configuration (cli.Context.config).
+_TLS: Dict[str, Optional[str]] = {"ca": None}
+
+
+def configure_tls(ca: Optional[str]) -> None:
+    _TLS["ca"] = ca or None
+
+
+def tcp_tls() -> Dict[str, Any]:
+    """pymysql's keyword arguments for a TCP connection to a member."""
+    ca = _TLS["ca"]
+    return {"ssl_ca": ca, "ssl_verify_cert": True, "ssl_verify_identity": True} if ca else {}
+
+
 def connect(**kw) -> "pymysql.connections.Connection":
     """pymysql.connect that never sends a password in clear text. Every connection mysqlpilot makes comes
     through here (tests/unit/test_cleartext_refused.py checks)."""
@@ -165,7 +180,7 @@ class Server:
                                   write_timeout=self.write_timeout, charset="utf8mb4",
                                   cursorclass=pymysql.cursors.DictCursor)
         if self.host:
-            kw.update(host=self.host, port=self.port)
+            kw.update(host=self.host, port=self.port, **tcp_tls())
         else:
             kw.update(unix_socket=self.socket)
         try:
@@ -312,10 +327,11 @@ class Server:
                 return False
             time.sleep(poll)
 
-    def change_source(self, host: str, port: int, user: str, password: str) -> None:
+    def change_source(self, host: str, port: int, user: str, password: str, tls: bool = False,
+                      ca: Optional[str] = None) -> None:
         if password:
             self._secrets.append(password)
-        self.execute(self.flavor.change_source(host, port, user, password))
+        self.execute(self.flavor.change_source(host, port, user, password, tls, ca))
 
     def start_replica(self) -> None:
         self.execute(self.flavor.start_replica())

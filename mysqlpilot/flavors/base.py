@@ -150,7 +150,23 @@ class Flavor(abc.ABC):
             ("report_host", cfg.advertise_host),
             ("report_port", cfg.port),
         ]
+        if getattr(cfg, "mysql_tls_cert", None):
+            opts += [("ssl_cert", cfg.mysql_tls_cert), ("ssl_key", cfg.mysql_tls_key)]
+            if cfg.mysql_tls_ca:
+                opts.append(("ssl_ca", cfg.mysql_tls_ca))
+        if getattr(cfg, "require_secure_transport", False):
+            opts.append(("require_secure_transport", "ON"))
         return opts
+
+    def source_tls(self, tls: bool, ca: Optional[str], words: str = "MASTER") -> str:
+        """The CHANGE ... TO options for an encrypted replication connection ("" without TLS): with a CA,
+        the replica verifies the source's certificate and that it names the source's address."""
+        if not tls:
+            return ""
+        out = f", {words}_SSL=1"
+        if ca:
+            out += f", {words}_SSL_CA={quote(ca)}, {words}_SSL_VERIFY_SERVER_CERT=1"
+        return out
 
     def binlog_expiry_option(self, seconds: int) -> Tuple[str, Any]:
         """The my.cnf option that has mysqld purge binlogs older than `seconds` (0: never)."""
@@ -219,7 +235,8 @@ class Flavor(abc.ABC):
     def bootstrap_users(self, cfg) -> List[str]: ...
 
     @abc.abstractmethod
-    def change_source(self, host: str, port: int, user: str, password: str) -> List[str]: ...
+    def change_source(self, host: str, port: int, user: str, password: str, tls: bool = False,
+                      ca: Optional[str] = None) -> List[str]: ...
 
     @abc.abstractmethod
     def start_replica(self) -> List[str]: ...

@@ -93,10 +93,11 @@ class MariaDBFlavor(Flavor):
         out += _app_user(cfg)
         return out
 
-    def change_source(self, host: str, port: int, user: str, password: str) -> List[str]:
+    def change_source(self, host: str, port: int, user: str, password: str, tls: bool = False,
+                      ca: Optional[str] = None) -> List[str]:
         return [f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
                 f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
-                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"]
+                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1" + self.source_tls(tls, ca)]
 
     def start_replica(self) -> List[str]:
         return ["START SLAVE"]

@@ -168,14 +168,16 @@ class MySQLFlavor(Flavor):
             out.append(f"GRANT BACKUP_ADMIN ON *.* TO {repl}")
         return out + _app_user(cfg)
 
-    def change_source(self, host: str, port: int, user: str, password: str) -> List[str]:
+    def change_source(self, host: str, port: int, user: str, password: str, tls: bool = False,
+                      ca: Optional[str] = None) -> List[str]:
         if self.source_words:
             return [f"CHANGE REPLICATION SOURCE TO SOURCE_HOST={quote(host)}, SOURCE_PORT={int(port)}, "
                     f"SOURCE_USER={quote(user)}, SOURCE_PASSWORD={quote(password)}, "
-                    "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"]
+                    "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"
+                    + self.source_tls(tls, ca, "SOURCE")]
         sql = (f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
                f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
-               "MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1")
+               "MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1" + self.source_tls(tls, ca))
         if self.at_least(8, 0):
             # caching_sha2_password over plain TCP needs the source's RSA key.
             sql += ", GET_MASTER_PUBLIC_KEY=1"

@@ -214,9 +214,11 @@ class Cluster:
                 io_timeout: Optional[float] = -1.0):
         """io_timeout: the read/write timeout (-1: the connect timeout; None: none, as many clients run)."""
         io = timeout if io_timeout == -1.0 else io_timeout
+        ca = self.env.get("MYSQLPILOT_TLS_CA")       # a TLS cluster: as its members connect
+        tls = {"ssl_ca": ca, "ssl_verify_identity": True} if ca else {}
         return pymysql.connect(host=host, port=int(port), user="root", password=self.settings["root_password"],
                                connect_timeout=timeout, read_timeout=io, write_timeout=io,
-                               autocommit=True, database=db)
+                               autocommit=True, database=db, **tls)
 
     def connect_socket(self, node: str):
         """root@localhost over the node's socket: the account mysqlpilot itself uses."""

@@ -343,3 +343,12 @@ def test_mysql_reports_a_source_refusal_as_13114_and_it_reads_as_1236():
                              replicating_from="127.0.1.2:3306", replication_ok=False,
                              replication_errno=st["last_io_errno"], replication_error=st["last_io_error"])
     assert analysis.decide(o).action == analysis.REBUILD
+
+
+def test_replication_over_tls_verifies_the_source_when_a_ca_is_given():
+    m = get_flavor(*MARIADB).change_source("10.0.0.1", 3306, "repl", "pw", tls=True, ca="/c/ca.pem")[0]
+    assert m.endswith(", MASTER_SSL=1, MASTER_SSL_CA='/c/ca.pem', MASTER_SSL_VERIFY_SERVER_CERT=1"), m
+    assert "SSL" not in get_flavor(*MARIADB).change_source("10.0.0.1", 3306, "repl", "pw")[0]
+    s = get_flavor("mysql", "9.7").change_source("10.0.0.1", 3306, "repl", "pw", tls=True, ca="/c/ca.pem")[0]
+    assert s.endswith(", SOURCE_SSL=1, SOURCE_SSL_CA='/c/ca.pem', SOURCE_SSL_VERIFY_SERVER_CERT=1"), s
+    assert get_flavor("mysql", "5.7").change_source("h", 1, "r", "p", tls=True)[0].endswith(", MASTER_SSL=1")

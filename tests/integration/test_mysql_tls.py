@@ -1,0 +1,66 @@
+"""Issue 23: replication and the nodes' probes of each other over TLS, with require_secure_transport, on a
+real cluster (MariaDB 10.11 or MySQL 9.7): certificates from files (openssl), replicas verify the source's
+certificate and address, a plain TCP client is refused, and a failover and a switchover still work."""
+import pymysql
+import pytest
+
+from mysqlpilot.local.mysql_tls import make_certs
+from tests.harness.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, flavor):
+    d = tmp_path_factory.mktemp("mysqltls")
+    certs = make_certs(str(d / "certs"))
+    c = Cluster(str(d / "cl"), env={"MYSQL_ROOT_PASSWORD": "root-Tls-1", "MYSQL_REPL_PASSWORD": "repl-Tls-1",
+                                    "MYSQLPILOT_TLS_CA": certs["ca"], "MYSQLPILOT_TLS_CERT": certs["cert"],
+                                    "MYSQLPILOT_TLS_KEY": certs["key"], "MYSQLPILOT_REQUIRE_SECURE_TRANSPORT": "1",
+                                    "MYSQLPILOT_SEED_METHOD": "store"}, flavor=flavor)
+    c.up(3)
+    c.wait_healthy(3, timeout=180)
+    yield c
+    c.down()
+
+
+def replicas_verify_tls(c, st):
+    for n in st["nodes"]:
+        if n["name"] == st["primary"]:
+            continue
+        conn = c.connect_socket(n["name"])
+        try:
+            with conn.cursor(pymysql.cursors.DictCursor) as cur:
+                cur.execute(c.sql_flavor.replica_status_sql())
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        assert row["Master_SSL_Allowed" if "Master_SSL_Allowed" in row else "Source_SSL_Allowed"] == "Yes", row
+        verify = row.get("Master_SSL_Verify_Server_Cert", row.get("Source_SSL_Verify_Server_Cert"))
+        assert verify == "Yes", row
+        assert (row.get("Slave_IO_Running") or row.get("Replica_IO_Running")) == "Yes", row
+
+
+def test_replicas_replicate_over_verified_tls_and_plain_tcp_is_refused(cluster):
+    st = cluster.wait_healthy(3)
+    replicas_verify_tls(cluster, st)
+    p = cluster.node(st, st["primary"])
+    with pytest.raises(pymysql.err.OperationalError) as e:
+        pymysql.connect(host=p["host"], port=p["port"], user="root", password="root-Tls-1", connect_timeout=3,
+                        ssl_disabled=True).close()
+    assert e.value.args[0] in (1045, 3159, 4151), e.value.args
+
+
+def test_a_failover_and_a_switchover_work_over_tls(cluster):
+    st = cluster.wait_healthy(3)
+    old = st["primary"]
+    cluster.cli("local", "kill", old, "--dir", cluster.dir, "--signal", "KILL")
+    st = cluster.wait_healthy(2, timeout=90, primary_not=old)
+    cluster.cli("local", "start", old, "--dir", cluster.dir)
+    st = cluster.wait_healthy(3, timeout=180)
+    replicas_verify_tls(cluster, st)
+    to = next(n["name"] for n in st["nodes"] if n["name"] != st["primary"])
+    cluster.cli("switchover", "--to", to, config=True)
+    st = cluster.wait_for(lambda s: s if cluster.healthy(s, 3, None) and s["primary"] == to else None, 90,
+                          f"{to} the primary")
+    replicas_verify_tls(cluster, st)

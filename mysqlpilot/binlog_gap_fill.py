@@ -35,7 +35,8 @@ class CopyRun(Run):
         self.host, self.port = host, port
 
     def client_defaults(self) -> str:
-        return defaults_file_text(self.cfg.repl_user, self.cfg.repl_password, host=self.host, port=self.port)
+        return defaults_file_text(self.cfg.repl_user, self.cfg.repl_password, host=self.host, port=self.port,
+                                  ssl_ca=self.cfg.mysql_tls_ca)
 
     def argv(self, defaults: str) -> List[str]:
         out = [a for a in super().argv(defaults) if a != "--stop-never"] + ["--to-last-log"]

@@ -56,7 +56,7 @@ def option_value(value: Any) -> str:
 
 
 def defaults_file_text(user: str, password: Optional[str], socket: Optional[str] = None,
-                       host: Optional[str] = None, port: Optional[int] = None) -> str:
+                       host: Optional[str] = None, port: Optional[int] = None, ssl_ca: Optional[str] = None) -> str:
     """Content of a 0600 defaults-extra-file for client tools, so no password reaches argv."""
     lines = ["[client]", f"user={option_value(user)}"]
     if password:
@@ -67,6 +67,8 @@ def defaults_file_text(user: str, password: Optional[str], socket: Optional[str]
         lines.append(f"host={host}")
     if port:
         lines.append(f"port={int(port)}")
+    if ssl_ca:
+        lines.append(f"ssl-ca={ssl_ca}")        # TLS to a member, its certificate checked against this CA
     return "\n".join(lines) + "\n"
 
 

@@ -95,7 +95,8 @@ def test_a_client_certificate_without_its_key_is_one_line_naming_both(secure, tm
 @pytest.mark.skipif(CP is None, reason="no ContainerPilot binary (MYSQLPILOT_CONTAINERPILOT)")
 def test_containerpilot_registers_its_service_over_tls_with_the_shipped_consul_line(secure, tmp_path):
     agent, tls, token = secure
-    env = {**node_env(agent, tls, token, tmp_path), "SERVICE_NAME": "db", "PORT0": "31337", "HOST": "127.0.0.1"}
+    env = {**node_env(agent, tls, token, tmp_path), "SERVICE_NAME": "db", "PORT0": "31337", "HOST": "127.0.0.1",
+           "PATH": "/usr/bin:/bin"}
     out = tmp_path / "rendered.json5"
     p = subprocess.run([CP, "-config", SHIPPED, "-template", "-out", str(out)], env=env, capture_output=True,
                        text=True, timeout=30)

@@ -18,10 +18,12 @@ def cluster(tmp_path_factory, flavor):
                                     "MYSQLPILOT_TLS_CA": certs["ca"], "MYSQLPILOT_TLS_CERT": certs["cert"],
                                     "MYSQLPILOT_TLS_KEY": certs["key"], "MYSQLPILOT_REQUIRE_SECURE_TRANSPORT": "1",
                                     "MYSQLPILOT_SEED_METHOD": "store"}, flavor=flavor)
-    c.up(3)
-    c.wait_healthy(3, timeout=180)
-    yield c
-    c.down()
+    try:
+        c.up(3)
+        c.wait_healthy(3, timeout=180)
+        yield c
+    finally:
+        c.down()
 
 
 def replicas_verify_tls(c, st):

@@ -396,7 +396,7 @@ class SimConn:
                 return False
             self.w.sleep(min(0.1, end - self.w.now))
 
-    def change_source(self, host, port, user, password) -> None:
+    def change_source(self, host, port, user, password, tls=False, ca=None) -> None:
         m = self.m
         m.source = next((n for n, x in self.w.mysqld.items() if x.host == host), host)
         m.retrieved = set()

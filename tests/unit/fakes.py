@@ -106,7 +106,7 @@ class FakeMySQL:
     def start_replica(self):
         self.calls.append("start_replica")
 
-    def change_source(self, host, port, user, password):
+    def change_source(self, host, port, user, password, tls=False, ca=None):
         self.calls.append(f"change_source {host}:{port}")
         self.replica = {"source_host": host, "source_port": port, "io_running": True, "sql_running": True,
                         "lag_seconds": 0.0}

@@ -62,6 +62,14 @@ def primary(c):
     return st, c.node(st, st["primary"])
 
 
+def primary_sql(c):
+    """The primary's member record and a function running one statement there; the test database exists."""
+    _, p = primary(c)
+    sql = lambda q: c.sql(p["host"], p["port"], q)        # noqa: E731
+    sql("CREATE DATABASE IF NOT EXISTS pitr")
+    return p, sql
+
+
 def wait_archived(c, gtid, timeout=60):
     """Until the store's archive holds `gtid` (the primary's position at some moment)."""
     f = c.sql_flavor
@@ -90,9 +98,7 @@ def second(t: float) -> str:
 
 
 def test_a_restore_to_the_second_before_a_drop_table_has_every_row_before_it_and_none_after(cluster):
-    _, p = primary(cluster)
-    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
-    sql("CREATE DATABASE IF NOT EXISTS pitr")
+    p, sql = primary_sql(cluster)
     sql("CREATE TABLE pitr.t (id INT PRIMARY KEY, at DOUBLE)")
     for i in range(1, 21):
         sql(f"INSERT INTO pitr.t VALUES ({i}, {time.time()})")
@@ -204,10 +210,9 @@ def test_a_restore_to_a_second_after_a_failover_in_the_middle_of_the_writes(clus
 
 
 def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snapshot(cluster):
-    st, p = primary(cluster)
-    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
+    st, _ = primary(cluster)
+    p, sql = primary_sql(cluster)
     snap = cluster.status()["snapshot"]["id"]
-    sql("CREATE DATABASE IF NOT EXISTS pitr")
     sql("CREATE TABLE pitr.r (id INT PRIMARY KEY)")
     for i in range(1, 31):
         sql(f"INSERT INTO pitr.r VALUES ({i})")
@@ -230,9 +235,8 @@ def test_a_new_replica_replays_the_archive_when_the_primary_purged_past_the_snap
 def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cluster):
     # The primary's archiver is frozen; writes go on; the replica about to be promoted purges its binlogs.
     # Its archive run would start past what the archive holds, but the old primary still has those binlogs.
-    st, p = primary(cluster)
-    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
-    sql("CREATE DATABASE IF NOT EXISTS pitr")
+    st, _ = primary(cluster)
+    p, sql = primary_sql(cluster)
     sql("CREATE TABLE pitr.g (id INT PRIMARY KEY)")
     wait_archived(cluster, cluster.gtid_position(p["host"], p["port"]))
     frozen = cluster.kill_job(p["name"], "archive", signal.SIGSTOP)
@@ -276,9 +280,7 @@ def test_a_gap_at_a_new_primarys_start_is_closed_from_another_members_binlogs(cl
 
 def test_a_gap_in_the_archive_is_refused_and_says_what_is_missing(cluster):
     # Writes over a few archive intervals: the current file gets several segments.
-    _, p = primary(cluster)
-    sql = lambda q: cluster.sql(p["host"], p["port"], q)        # noqa: E731
-    sql("CREATE DATABASE IF NOT EXISTS pitr")
+    p, sql = primary_sql(cluster)
     sql("CREATE TABLE pitr.h (id INT PRIMARY KEY)")
     for i in range(1, 13):
         sql(f"INSERT INTO pitr.h VALUES ({i})")

@@ -208,6 +208,7 @@ class Archiver:
             srv.close()
         archived = archived_set(read_runs(self.store, self.cfg.cluster), self.flavor.dialect)
         name, gap = first_file(logs, archived, self.flavor.dialect)
+        from .binlog_gap_fill import close_gap      # it subclasses Run
         if gap and close_gap(self.cfg, self.flavor, self.store, self.members(), archived, gap, self.clock):
             archived = archived_set(read_runs(self.store, self.cfg.cluster), self.flavor.dialect)
             name, gap = first_file(logs, archived, self.flavor.dialect)
@@ -279,5 +280,3 @@ class Archiver:
             stop.wait(interval)
         self.end("the job is stopping")
 
-
-from .binlog_gap_fill import close_gap  # noqa: E402 - it subclasses Run

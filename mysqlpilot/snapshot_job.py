@@ -2,8 +2,8 @@
 at a time, and the result is published in Consul only after the upload and its manifest are complete,
 and only if, at that moment, the primary it was taken under still holds the leader lock, this node holds
 the snapshot lock, and `snapshots/latest` would not move backwards (one Consul transaction: check-session
-on the leader key and on the snapshot lock, check-and-set on latest). A node runs one job at a time (a file lock): its jobs share one session, for
-which Consul's acquire is re-entrant."""
+on the leader key and on the snapshot lock, check-and-set on latest). A node runs one job at a time (a
+file lock): its jobs share one session, for which Consul's acquire is re-entrant."""
 from __future__ import annotations
 
 import logging
@@ -193,6 +193,11 @@ def _as_replica(cfg, dcs: ConsulDCS, leader, sid: Optional[str]) -> Optional[Sna
     latest = view.latest_snapshot
     if chosen != cfg.node_name or not snapshot_due(latest, time.time(), cfg.snapshot_interval):
         log.debug("snapshot: not this replica's turn (%s)", why)
+        return None
+    me = view.member(cfg.node_name)
+    if me is None or me.replicating_from != f"{leader.host}:{leader.port}":
+        # Its data must be a prefix of this primary's history, which the publish then proves still leads.
+        log.info("snapshot: due, but this replica does not replicate from the primary %s yet; skipped", leader.name)
         return None
     state = StateFile(cfg.state_dir)
     with snapshot_job_lock(cfg.state_dir) as mine:

@@ -141,6 +141,7 @@ missing_packages() {
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   [ -x /usr/sbin/nft ] || need+=(nftables)      # `mysqlpilot local partition`
   command -v curl >/dev/null 2>&1 || need+=(curl)  # the shipped health check (docker/containerpilot.json5)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)  # MySQL TLS certificates (mysqlpilot/local/mysql_tls.py)
   [ -x /usr/sbin/haproxy ] || need+=(haproxy)    # `mysqlpilot local up --haproxy`, tests/integration/test_haproxy.py
   for tool in mmdebstrap buildah podman; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")

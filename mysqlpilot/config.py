@@ -573,33 +573,33 @@ def _cross_check(cfg: Config) -> None:
                           "(10.x or 11.x)")
 
 
-def _check_consul_tls(cfg: Config) -> None:
-    cert, key = cfg.consul_client_cert, cfg.consul_client_key
-    if bool(cert) != bool(key):
-        have, lack = ("consul_client_cert", "consul_client_key") if cert else ("consul_client_key", "consul_client_cert")
-        raise ConfigError(f"config key {have} is set but {lack} is not: a client certificate needs both "
-                          "(CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY)")
-    if (cert or cfg.consul_ca) and cfg.consul_scheme != "https":
-        raise ConfigError("config keys consul_ca/consul_client_cert are set but consul_scheme is http: set "
-                          "CONSUL_HTTP_SCHEME=https, or they would never be used")
-    for k in ("consul_ca", "consul_client_cert", "consul_client_key"):
+def _both_or_neither(cfg: Config, a: str, b: str, why: str) -> None:
+    if bool(getattr(cfg, a)) != bool(getattr(cfg, b)):
+        have, lack = (a, b) if getattr(cfg, a) else (b, a)
+        raise ConfigError(f"config key {have} is set but {lack} is not: {why} ({KEYS[a].env[0]} and {KEYS[b].env[0]})")
+
+
+def _readable(cfg: Config, *keys: str) -> None:
+    for k in keys:
         path = getattr(cfg, k)
         if path and not os.access(path, os.R_OK):
             raise ConfigError(f"config key {k}: cannot read {path}; mount the file or fix the path")
+
+
+def _check_consul_tls(cfg: Config) -> None:
+    _both_or_neither(cfg, "consul_client_cert", "consul_client_key", "a client certificate needs both")
+    if (cfg.consul_client_cert or cfg.consul_ca) and cfg.consul_scheme != "https":
+        raise ConfigError("config keys consul_ca/consul_client_cert are set but consul_scheme is http: set "
+                          "CONSUL_HTTP_SCHEME=https, or they would never be used")
+    _readable(cfg, "consul_ca", "consul_client_cert", "consul_client_key")
 
 
 def _check_mysql_tls(cfg: Config) -> None:
-    if bool(cfg.mysql_tls_cert) != bool(cfg.mysql_tls_key):
-        have, lack = ("mysql_tls_cert", "mysql_tls_key") if cfg.mysql_tls_cert else ("mysql_tls_key", "mysql_tls_cert")
-        raise ConfigError(f"config key {have} is set but {lack} is not: mysqld needs both "
-                          "(MYSQLPILOT_TLS_CERT and MYSQLPILOT_TLS_KEY)")
+    _both_or_neither(cfg, "mysql_tls_cert", "mysql_tls_key", "mysqld needs both")
     if cfg.require_secure_transport and not cfg.mysql_tls_cert:
         raise ConfigError("config key require_secure_transport is on but mysql_tls_cert is not set: every TCP "
                           "client, replication included, would be refused; set MYSQLPILOT_TLS_CERT and _KEY")
-    for k in ("mysql_tls_ca", "mysql_tls_cert"):
-        path = getattr(cfg, k)
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(f"config key {k}: cannot read {path}; mount the file or fix the path")
+    _readable(cfg, "mysql_tls_ca", "mysql_tls_cert")
 
 
 def _check_api(cfg: Config) -> None:

@@ -41,6 +41,17 @@ def quote(value: Any) -> str:
     return f"'{s}'"
 
 
+def source_tls(tls: bool, ca: Optional[str], words: str = "MASTER") -> str:
+    """The CHANGE ... TO options for an encrypted replication connection ("" without TLS): with a CA, the
+    replica verifies the source's certificate and that it names the source's address."""
+    if not tls:
+        return ""
+    out = f", {words}_SSL=1"
+    if ca:
+        out += f", {words}_SSL_CA={quote(ca)}, {words}_SSL_VERIFY_SERVER_CERT=1"
+    return out
+
+
 def quote_ident(name: str) -> str:
     return "`" + str(name).replace("`", "``") + "`"
 
@@ -160,15 +171,6 @@ class Flavor(abc.ABC):
             opts.append(("require_secure_transport", "ON"))
         return opts
 
-    def source_tls(self, tls: bool, ca: Optional[str], words: str = "MASTER") -> str:
-        """The CHANGE ... TO options for an encrypted replication connection ("" without TLS): with a CA,
-        the replica verifies the source's certificate and that it names the source's address."""
-        if not tls:
-            return ""
-        out = f", {words}_SSL=1"
-        if ca:
-            out += f", {words}_SSL_CA={quote(ca)}, {words}_SSL_VERIFY_SERVER_CERT=1"
-        return out
 
     def binlog_expiry_option(self, seconds: int) -> Tuple[str, Any]:
         """The my.cnf option that has mysqld purge binlogs older than `seconds` (0: never)."""

@@ -5,7 +5,7 @@ import os
 import pwd
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote, quote_ident
+from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote, quote_ident, source_tls
 
 
 class MariaDBFlavor(Flavor):
@@ -97,7 +97,7 @@ class MariaDBFlavor(Flavor):
                       ca: Optional[str] = None) -> List[str]:
         return [f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
                 f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
-                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1" + self.source_tls(tls, ca)]
+                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1" + source_tls(tls, ca)]
 
     def start_replica(self) -> List[str]:
         return ["START SLAVE"]

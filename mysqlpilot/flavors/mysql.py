@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote
+from .base import SEMI_SYNC_NO_TIMEOUT_MS, Flavor, account, quote, source_tls
 from .mariadb import _app_user, _semi_status
 
 
@@ -174,10 +174,10 @@ class MySQLFlavor(Flavor):
             return [f"CHANGE REPLICATION SOURCE TO SOURCE_HOST={quote(host)}, SOURCE_PORT={int(port)}, "
                     f"SOURCE_USER={quote(user)}, SOURCE_PASSWORD={quote(password)}, "
                     "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"
-                    + self.source_tls(tls, ca, "SOURCE")]
+                    + source_tls(tls, ca, "SOURCE")]
         sql = (f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
                f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
-               "MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1" + self.source_tls(tls, ca))
+               "MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1" + source_tls(tls, ca))
         if self.at_least(8, 0):
             # caching_sha2_password over plain TCP needs the source's RSA key.
             sql += ", GET_MASTER_PUBLIC_KEY=1"

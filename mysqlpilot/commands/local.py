@@ -203,12 +203,14 @@ def restore_cmd(dir, name, to_time, to_gtid, utc, force) -> None:
 
 @local.command("down")
 @click.option("--dir", "dir", required=True)
-def down(dir) -> None:
+@click.option("--kill", is_flag=True, help="SIGKILL every node and Consul at once (a power cut) instead of "
+              "stopping them in turn; the data is kept.")
+def down(dir, kill) -> None:
     """Stop every node (replicas first), its HAProxy and Consul; keep the data."""
     from ..local.haproxy import LocalHAProxy
     from ..local.restores import LocalRestores
     LocalRestores(dir, _cluster(dir).cfg(), echo=click.echo).stop_all()
-    _cluster(dir).down()
+    _cluster(dir).down(kill)
     if LocalHAProxy(dir).stop():
         click.echo("haproxy stopped")
 

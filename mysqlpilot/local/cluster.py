@@ -407,14 +407,24 @@ class LocalCluster(Partitions):
         reg = self.load()
         signal_session(self.leader(reg, name), sig)
 
-    def down(self) -> None:
+    def down(self, kill: bool = False) -> None:
         reg = self.load()
         running = [n for n, v in reg["nodes"].items() if v.get("pid") and _alive(v["pid"])]
-        try:
-            from ..status import gather
-            primary = gather(self.cfg(), history=0).get("primary")
-        except PilotError:
-            primary = None
+        if kill:
+            stop_together([(n, reg["nodes"][n]["pid"], reg["nodes"][n]["pid"]) for n in running], 10, signal.SIGKILL)
+        else:
+            self.stop_gracefully(running)
+        consul_cluster.stop(self.dir, kill)
+        if any(n.get("partitioned") for n in reg["nodes"].values()):
+            for n in reg["nodes"].values():
+                n.pop("partitioned", None)
+            self.apply_partitions(reg)
+            self.save(reg)
+        self.remove_cgroups(reg)
+        self.echo(f"cluster in {self.dir} {'killed' if kill else 'stopped'}; data kept")
+
+    def stop_gracefully(self, running: List[str]) -> None:
+        primary = _primary(self.cfg())
         # Replicas first (together): the primary then has nobody to hand over to and stops without a
         # switchover.
         for group in ([n for n in running if n != primary], [n for n in running if n == primary]):
@@ -423,14 +433,6 @@ class LocalCluster(Partitions):
                     self.stop_nodes(group)
             except PilotError as exc:
                 self.echo(str(exc))
-        consul_cluster.stop(self.dir)
-        if any(n.get("partitioned") for n in reg["nodes"].values()):
-            for n in reg["nodes"].values():
-                n.pop("partitioned", None)
-            self.apply_partitions(reg)
-            self.save(reg)
-        self.remove_cgroups(reg)
-        self.echo(f"cluster in {self.dir} stopped; data kept")
 
     def consul_restart(self, down_for: float = 0.0, timeout: float = 60) -> None:
         """Restart the cluster's Consul agent with its data (a `--consul-mode server` cluster; a dev agent
@@ -449,12 +451,20 @@ class LocalCluster(Partitions):
                 for name, v in sorted(reg["nodes"].items(), key=lambda x: x[1]["k"])]
 
 
-def stop_together(procs, timeout: float):
+def _primary(cfg) -> Optional[str]:
+    try:
+        from ..status import gather
+        return gather(cfg, history=0).get("primary")
+    except PilotError:
+        return None
+
+
+def stop_together(procs, timeout: float, sig: int = signal.SIGTERM):
     """SIGTERM to each node's supervisor ((name, pid, session leader)) at once, then wait for all: each
     stops gracefully on its own, and one after another would only add their shutdowns up. Returns (the
-    names that stopped, the names killed after `timeout`)."""
-    for _, pid, _ in procs:
-        os.kill(pid, signal.SIGTERM)
+    names that stopped, the names killed after `timeout`). SIGKILL kills each node's whole session."""
+    for _, pid, lead in procs:
+        signal_session(lead, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while any(_alive(pid) for _, pid, _ in procs) and time.monotonic() < deadline:
         time.sleep(0.2)

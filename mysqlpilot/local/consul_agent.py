@@ -232,12 +232,13 @@ class ConsulAgent:
         return bool(pid and _alive(pid) and _is_consul(pid))
 
     @classmethod
-    def stop_from_pidfile(cls, data_dir: str) -> bool:
-        """Stop a detached agent; False if none ran. A recycled pid (not consul) is left alone."""
+    def stop_from_pidfile(cls, data_dir: str, kill: bool = False) -> bool:
+        """Stop a detached agent (SIGKILL at once with `kill`); False if none ran. A recycled pid (not
+        consul) is left alone."""
         pid, _ = cls.read_pidfile(data_dir)
         stopped = False
         if pid and _alive(pid) and _is_consul(pid):
-            _terminate(pid)
+            _terminate(pid, sig=signal.SIGKILL if kill else signal.SIGTERM)
             stopped = True
         try:
             os.unlink(os.path.join(data_dir, "consul.pid"))
@@ -278,9 +279,9 @@ def _terminate_child(proc: subprocess.Popen, timeout: float = 10) -> None:
         proc.wait(5)
 
 
-def _terminate(pid: int, timeout: float = 10) -> None:
+def _terminate(pid: int, timeout: float = 10, sig: int = signal.SIGTERM) -> None:
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sig)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout

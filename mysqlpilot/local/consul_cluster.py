@@ -41,11 +41,11 @@ def start(dir: str, mode: str, servers: int, client_addrs: Sequence[str], timeou
     return client.start(timeout=timeout, detach=True)
 
 
-def stop(dir: str) -> None:
+def stop(dir: str, kill: bool = False) -> None:
     """The client agent first (it leaves nothing behind to repair), then every server."""
-    ConsulAgent.stop_from_pidfile(os.path.join(dir, CLIENT_DIR))
+    ConsulAgent.stop_from_pidfile(os.path.join(dir, CLIENT_DIR), kill)
     for d in server_dirs(dir):
-        ConsulAgent.stop_from_pidfile(d)
+        ConsulAgent.stop_from_pidfile(d, kill)
 
 
 def leader_dir(dir: str, timeout: float = 30) -> str:

@@ -6,6 +6,7 @@ import logging
 import socket
 from typing import Collection, Dict, List, Optional
 
+from .accounts import remote_server
 from .analysis import Candidate
 from .errors import PilotError
 from .model import STARTING_ROLES, MemberState
@@ -14,14 +15,14 @@ from .sqlclient import Server
 log = logging.getLogger(__name__)
 
 
-def probe_candidates(flavor, members: List[MemberState], root_password: str,
+def probe_candidates(flavor, members: List[MemberState], cfg,
                      extra: Optional[List[Candidate]] = None, old_primary: Optional[str] = None,
                      released_by: Optional[str] = None, count_sessionless: Optional[Collection[str]] = None
                      ) -> List[Candidate]:
     """Fresh failover facts, read from each member's mysqld directly (published state is stale).
 
     Only members with a live session are asked: a key without one names whatever host its last writer
-    chose, and root's password must not go there. Such a member may still hold the only copy of an
+    chose, and no password of ours must go there. Such a member may still hold the only copy of an
     acknowledged commit (its watch restarting while its mysqld runs), so it counts as unreachable, which
     semi-sync waits for: every one, or those in `count_sessionless` (the rest are given up). Not the old
     primary: a cut-off or frozen one holds only what no replica acknowledged, and waiting for it would
@@ -41,8 +42,7 @@ def probe_candidates(flavor, members: List[MemberState], root_password: str,
             cands.append(Candidate(m.name, False, False, m.nofailover, m.priority))
             continue
         try:
-            srv = Server(flavor, host=m.host, port=m.port, user="root", password=root_password,
-                         connect_timeout=2, read_timeout=2)
+            srv = remote_server(Server, flavor, cfg, m.host, m.port, connect_timeout=2, read_timeout=2)
             executed = srv.gtid_executed()
             st = srv.replica_status() or {}
             recv = flavor.gtid_union(executed, st["retrieved"]) if st.get("retrieved") else executed

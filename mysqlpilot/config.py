@@ -76,6 +76,22 @@ SCHEMA: Tuple[Key, ...] = (
     _k("password", "str", None, "Application user's password.", "MYSQL_PASSWORD", secret=True,
        group="credentials"),
     _k("repl_user", "str", "repl", "Replication user.", "MYSQL_REPL_USER", group="credentials"),
+    _k("agent_user", "str", "mysqlpilot", "Account (at '%') one node logs in to another with: GTID sets, replica "
+       "status, read_only, snapshot verification; SELECT, RELOAD and REPLICATION CLIENT only (docs/security.md).",
+       "MYSQLPILOT_AGENT_USER", group="credentials"),
+    _k("agent_password", "str", None, "Its password; every node must agree. Unset: derived from root_password "
+       "(a one-way hash), so an upgrade needs no new secret and the agent's password does not reveal root's.",
+       "MYSQLPILOT_AGENT_PASSWORD", secret=True, group="credentials"),
+    _k("monitor_user", "str", "monitor", "Monitoring account (at '%') for HAProxy, ProxySQL and exporters: "
+       "PROCESS and REPLICATION CLIENT only. Made only when monitor_password is set.", "MYSQL_MONITOR_USER",
+       group="credentials"),
+    _k("monitor_password", "str", None, "The monitoring account's password; set it to have that account.",
+       "MYSQL_MONITOR_PASSWORD", secret=True, group="credentials"),
+    _k("remote_admin_user", "str", None, "Keep an administrator account by this name at '%' with root's "
+       "password and every privilege but writing to a read-only server. Unset (the default): root logs in "
+       "over the local socket only, and an existing root@'%' is dropped once every member runs a version that "
+       "logs in as agent_user. `mysqlpilot local up` sets it to root for its tests; `--secure` does not.",
+       "MYSQLPILOT_REMOTE_ADMIN_USER", group="credentials"),
     _k("repl_password", "str", None, "Replication user's password.", "MYSQL_REPL_PASSWORD", secret=True,
        required=True, group="credentials"),
     # mysqld

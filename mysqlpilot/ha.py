@@ -15,6 +15,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from . import analysis, journal, mysqld, stopguard
+from .accounts import Accounts, remote_server
 from .actions import Actions, Outcome
 from .analysis import Policy
 from .api_view import PassView, pass_view
@@ -55,6 +56,7 @@ class Node:
         self.keeper, self.observer = LeaseKeeper(self), Observer(self)
         self.actions, self.handover = Actions(self), HandOver(self)
         self.catalog = Catalog(self)
+        self.accounts = Accounts(cfg, self.flavor, lambda: self.local(read_timeout=2), self.state)
         self.promises, self.failsafe_list = PromiseDesk(self), FailsafeList(self)
         self.consul_seen = None           # failsafe_keeper.ConsulSeen: the last pass's view, for promise requests
         self.leader_index = 0
@@ -107,8 +109,7 @@ class Node:
                       connect_timeout=1, read_timeout=1.5)
 
     def remote(self, host: str, port: int) -> Server:
-        return Server(self.flavor, host=host, port=port, user="root", password=self.cfg.root_password,
-                      connect_timeout=2, read_timeout=2)
+        return remote_server(Server, self.flavor, self.cfg, host, port, connect_timeout=2, read_timeout=2)
 
     # ---- lease, heartbeat, fencing -------------------------------------------------------------
     def lease_left(self) -> float:

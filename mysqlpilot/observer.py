@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from . import analysis, handoff
+from . import accounts, analysis, handoff
 from .analysis import Candidate, Observation, Ranked
 from .candidates import candidate_from, probe_candidates
 from .dcs.base import ClusterView, Release, Request
@@ -143,7 +143,7 @@ class Observer:
             priority=self.n.cfg.priority, nofailover=self.n.cfg.nofailover, snapshotting=snapshot_running(self.n.state),
             flavor=self.n.flavor.name, version=self.n.flavor.version, server_version=probe.get("version") or "",
             semi_sync_replicas=int((probe.get("semi_sync") or {}).get("clients", 0) or 0),
-            api=self.n.cfg.api_advertised,
+            api=self.n.cfg.api_advertised, accounts=accounts.SCHEME,
             errant=[e for e in errant.split(",") if e] or list(self.n.state.get("errant", []) or []),
             message=message, updated=time.time())
 
@@ -192,7 +192,7 @@ class Observer:
         # A member without a session is waited for as long as a live one's session may take to end.
         since, now = self.n.state.get("no_session_since") or {}, boottime()
         recent = [n for n, t in since.items() if now - t < 2 * self.n.policy.session_ttl]
-        return probe_candidates(self.n.flavor, others, self.n.cfg.root_password, extra=[mine], old_primary=old,
+        return probe_candidates(self.n.flavor, others, self.n.cfg, extra=[mine], old_primary=old,
                                 released_by=released_by, count_sessionless=recent)
 
     def note_sessions(self, members: List[MemberState]) -> None:

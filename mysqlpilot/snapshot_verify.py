@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, Optional
 
 from . import gtid as gtidlib
+from .accounts import remote_server
 from .binlog_catalog import archived_set, read_runs
 from .errors import PilotError
 from .flavors.base import quote_ident
@@ -121,9 +122,8 @@ def verify(cfg, flavor, store, manifest: SnapshotManifest, replica: Optional[Ser
 
 
 def healthy_replica(cfg, flavor, dcs) -> tuple:
-    """(Server, name) of a healthy replica, as root over TCP; (None, "") when there is none."""
+    """(Server, name) of a healthy replica, as the agent account over TCP; (None, "") when there is none."""
     for m in sorted(dcs.members(), key=lambda m: (float("inf") if m.lag_seconds is None else m.lag_seconds, m.name)):
         if m.role == "replica" and m.healthy and m.alive and m.name != cfg.node_name:
-            return Server(flavor, host=m.host, port=m.port, user="root", password=cfg.root_password,
-                          read_timeout=600), m.name
+            return remote_server(Server, flavor, cfg, m.host, m.port, read_timeout=600), m.name
     return None, ""

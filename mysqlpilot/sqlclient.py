@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import pymysql
 import pymysql.cursors
 
 from .errors import PilotError
+from .flavors.base import quote
 from .logsetup import SecretMask
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,9 @@ CR_SERVER_GONE = 2006
 CR_SERVER_LOST = 2013
 CR_AUTH_PLUGIN_CANNOT_LOAD = 2059
 
-_PASSWORD_HINT = {"root": "$MYSQL_ROOT_PASSWORD", "repl": "$MYSQL_REPL_PASSWORD"}
+_PASSWORD_HINT = {"root": "$MYSQL_ROOT_PASSWORD", "repl": "$MYSQL_REPL_PASSWORD",
+                  "mysqlpilot": "$MYSQLPILOT_AGENT_PASSWORD (or root's, which it derives from) and that the "
+                                "primary runs this version"}
 
 
 class SQLError(PilotError):
@@ -92,11 +95,13 @@ def connect(**kw) -> "pymysql.connections.Connection":
 class Server:
     def __init__(self, flavor, host: Optional[str] = None, port: Optional[int] = None,
                  socket: Optional[str] = None, user: str = "root", password: Optional[str] = None,
-                 connect_timeout: float = 3, read_timeout: float = 30, probe: bool = False):
+                 connect_timeout: float = 3, read_timeout: float = 30, probe: bool = False,
+                 fallback: Optional[Tuple[str, str]] = None):
         """`probe=True` bounds every read and write (the handshake's included) by connect_timeout too,
         so a hung mysqld (SIGSTOP, stuck I/O) fails the probe within about connect_timeout seconds
         instead of read_timeout. Use it (or `Server.for_probe`) for liveness and GTID probes; keep the
-        default for statements that may legitimately run longer."""
+        default for statements that may legitimately run longer. `fallback`: (user, password) tried once
+        if the server refuses `user` (accounts.remote_login)."""
         if not host and not socket:
             raise PilotError("Server needs a host and port or a socket path")
         self.flavor = flavor
@@ -110,7 +115,8 @@ class Server:
         # pymysql reads the server's greeting with the read timeout, not the connect timeout.
         self.read_timeout = connect_timeout if probe else read_timeout
         self.write_timeout = self.read_timeout
-        self._secrets: List[str] = [p for p in [password] if p]
+        self._secrets: List[str] = [p for p in [password, (fallback or ("", ""))[1]] if p]
+        self._fallback = fallback
         self._mask_key: Optional[tuple] = None
         self._mask = SecretMask()
         self._c: Optional[pymysql.connections.Connection] = None
@@ -186,6 +192,15 @@ class Server:
         try:
             self._c = connect(**kw)
         except pymysql.err.MySQLError as exc:
+            if self._fallback and exc.args and exc.args[0] == ER_ACCESS_DENIED:
+                # A member whose primary has not made the agent account yet (a rolling upgrade).
+                first, mine = self._connect_error(exc), (self.user, self._password)
+                (self.user, self._password), self._fallback = self._fallback, None
+                try:
+                    return self._conn()
+                except SQLError:
+                    (self.user, self._password), self._fallback = mine, (self.user, self._password)
+                    raise first from None
             raise self._connect_error(exc) from None
         except (OSError, RuntimeError) as exc:
             raise self._connect_error(exc) from None
@@ -346,21 +361,18 @@ class Server:
         self.execute(self.flavor.seed_gtid(gtid))
 
     def bootstrap_users(self, cfg) -> None:
-        """Create root@'%', the replication user and the app user on a fresh server (started read-only)."""
-        self._secrets += [s for s in cfg.secrets() if s]
-        # super_read_only blocks even root's CREATE USER; writes are ours alone during bootstrap.
+        """Create every account (accounts.py) and the app's on a fresh server (started read-only)."""
+        from .accounts import agent_password
+        self._secrets += [s for s in cfg.secrets() + [agent_password(cfg)] if s]
+        # super_read_only blocks root's CREATE USER too; writes are ours alone during bootstrap.
         self.set_read_only(False)
         try:
             self.execute(self.flavor.bootstrap_users(cfg))
             # Anonymous accounts would shadow 'user'@'%' for local logins.
             for row in self.query("SELECT User AS u, Host AS h FROM mysql.user WHERE User = ''"):
-                self.execute(f"DROP USER {self.flavor_account('', row['h'])}")
+                self.execute(f"DROP USER ''@{quote(row['h'])}")
         finally:
             self.set_read_only(True)
-
-    def flavor_account(self, user: str, host: str) -> str:
-        from .flavors.base import account
-        return account(user, host)
 
     # ---- semi-sync ---------------------------------------------------------------------------
     def semi_sync_primary(self, enabled: bool, timeout_ms: Optional[int] = None) -> None:

@@ -40,12 +40,16 @@ def local() -> None:
 @click.option("--haproxy", "with_haproxy", is_flag=True,
               help="Also start Debian's haproxy in front (docs/routing.md's checks) and print its write and read "
                    "ports.")
+@click.option("--secure", is_flag=True,
+              help="As a shared network asks (docs/security.md): Consul over HTTPS only with client certificates "
+                   "and default-deny ACLs (the nodes' token has only the shipped policy), MySQL with TLS and "
+                   "require_secure_transport, root on the local socket only. Certificates in DIR/secure/.")
 def up(nodes, dir, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode, flavor, consul_servers,
-       with_haproxy) -> None:
+       with_haproxy, secure) -> None:
     """Start Consul and N nodes; return once one primary and N-1 replicas are healthy."""
     c = _cluster(dir)
     c.up(nodes, store, s3_endpoint, s3_bucket, durability, timeout, consul_mode=consul_mode, flavor=flavor,
-         consul_servers=consul_servers)
+         consul_servers=consul_servers, secure=secure)
     if with_haproxy:
         _haproxy_up(c)
 

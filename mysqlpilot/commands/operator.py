@@ -171,7 +171,7 @@ def failover(obj, to: Optional[str], force: bool, timeout: float) -> None:
     # while something accepts connections at its address; a bare TCP connect sends nothing.
     others = [m for m in members if m.name != old]
     maybe_alive = {m.name for m in others if not m.alive and answers(m.host, m.port)}
-    cands = probe_candidates(flavor, others, cfg.root_password, count_sessionless=maybe_alive)
+    cands = probe_candidates(flavor, others, cfg, count_sessionless=maybe_alive)
     policy = analysis.Policy.from_config(cfg)
     ranking = analysis.rank_candidates(cands, policy, must, flavor.gtid_contains)
     for r in ranking:

@@ -27,8 +27,8 @@ class MariaDBFlavor(Flavor):
 
     @property
     def revoke_remote_read_only_admin(self) -> bool:
-        """From 10.11 SUPER no longer implies READ_ONLY ADMIN, so revoking it from root@'%' makes
-        read_only bind remote root too (a fenced primary then refuses its writes). root@localhost keeps
+        """From 10.11 SUPER no longer implies READ_ONLY ADMIN, so revoking it from a remote admin makes
+        read_only bind it too (a fenced primary then refuses its writes). root@localhost keeps
         it: mysqlpilot toggles read_only over the socket. Before 10.11 SUPER implies it: no point."""
         return self.at_least(10, 11)
 
@@ -70,17 +70,13 @@ class MariaDBFlavor(Flavor):
         return "root" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
     def bootstrap_users(self, cfg) -> List[str]:
+        from ..accounts import ensure_sql      # accounts imports flavors.base
         rp = quote(cfg.root_password)
         out = [
             # Keep OS-root socket login (used before any password exists) and add the password.
             f"ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD({rp}) "
             "OR unix_socket",
-            f"CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {rp}",
-            f"ALTER USER 'root'@'%' IDENTIFIED BY {rp}",
-            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION",
-        ]
-        if self.revoke_remote_read_only_admin:
-            out.append("REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'")
+        ] + ensure_sql(self, cfg)
         repl = account(cfg.repl_user)
         privs = "REPLICATION SLAVE, REPLICATION CLIENT"
         if self.at_least(10, 5):

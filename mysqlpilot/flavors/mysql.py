@@ -137,14 +137,14 @@ class MySQLFlavor(Flavor):
                 "--initialize-insecure"]
 
     def bootstrap_users(self, cfg) -> List[str]:
+        from ..accounts import ensure_sql      # accounts imports flavors.base
         rp = quote(cfg.root_password)
         repl = account(cfg.repl_user)
         privs = "REPLICATION SLAVE, REPLICATION CLIENT"
         if not self.at_least(5, 7, 6):
             # No CREATE USER IF NOT EXISTS / ALTER USER IDENTIFIED BY: GRANT creates and sets passwords.
             out = [
-                f"SET PASSWORD FOR 'root'@'localhost' = PASSWORD({rp})",
-                f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' IDENTIFIED BY {rp} WITH GRANT OPTION",
+                f"SET PASSWORD FOR 'root'@'localhost' = PASSWORD({rp})", *ensure_sql(self, cfg),
                 f"GRANT {privs} ON *.* TO {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
             ]
             if cfg.database:
@@ -155,10 +155,7 @@ class MySQLFlavor(Flavor):
                 out.append(f"GRANT {priv} ON {target} TO {account(cfg.user)} IDENTIFIED BY {quote(cfg.password)}")
             return out
         out = [
-            f"ALTER USER 'root'@'localhost' IDENTIFIED BY {rp}",
-            f"CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY {rp}",
-            f"ALTER USER 'root'@'%' IDENTIFIED BY {rp}",
-            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION",
+            f"ALTER USER 'root'@'localhost' IDENTIFIED BY {rp}", *ensure_sql(self, cfg),
             f"CREATE USER IF NOT EXISTS {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
             f"ALTER USER {repl} IDENTIFIED BY {quote(cfg.repl_password)}",
             f"GRANT {privs} ON *.* TO {repl}",

@@ -24,6 +24,7 @@ import yaml
 from .. import config as config_mod
 from ..errors import PilotError
 from . import consul_cluster
+from . import secure as local_secure
 from .consul_agent import REPO, ConsulAgent, _alive
 from .partitions import PARTITIONABLE, Partitions
 from .ports import free_port
@@ -187,7 +188,7 @@ class LocalCluster(Partitions):
     # ---- up ----------------------------------------------------------------------------------
     def up(self, nodes: int, store: str = "local", s3_endpoint: Optional[str] = None,
            s3_bucket: Optional[str] = None, durability: Optional[str] = None, timeout: float = 300,
-           consul_mode: str = "dev", flavor: str = "mariadb", consul_servers: int = 1) -> None:
+           consul_mode: str = "dev", flavor: str = "mariadb", consul_servers: int = 1, secure: bool = False) -> None:
         if nodes < 1 or nodes > 200:
             raise PilotError("--nodes must be between 1 and 200")
         if os.path.exists(self.reg_path):
@@ -196,10 +197,10 @@ class LocalCluster(Partitions):
             raise PilotError(f"{CP_CONFIG} is missing; run mysqlpilot local from a checkout of the repository")
         server = mysql_server_settings() if flavor == "mysql" else {}     # before anything is started
         os.makedirs(self.dir, exist_ok=True)
-        agent = consul_cluster.start(self.dir, consul_mode, consul_servers,
-                                     [f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)])
+        agent, extra = local_secure.start_consul(self.dir, consul_mode, consul_servers,
+                                                 [f"127.0.2.{k}" for k in range(1, PARTITIONABLE + 1)], secure)
         self.write_config(agent.address, store, s3_endpoint, s3_bucket, durability,
-                          dict(server, flavor=flavor) if flavor != "mariadb" else None)
+                          dict(server, **extra, **({"flavor": flavor} if flavor != "mariadb" else {})))
         reg = {"consul": agent.address, "consul_mode": "server" if consul_servers > 1 else consul_mode,
                "consul_servers": consul_servers, "durability": durability, "nodes": {}}
         self.save(reg)
@@ -265,7 +266,7 @@ class LocalCluster(Partitions):
             env.pop(var, None)                   # the node reads its secrets from the 0600 config file
             env.pop(var + "_FILE", None)
         env.update(node_env(self.dir, name, n["k"], n["port"], consul_address_for(n["k"], reg["consul"]),
-                            reg.get("durability")))
+                            reg.get("durability")), **local_secure.node_env(self.dir))
         # The config's jobs call `mysqlpilot` by name. Our supervisor maps that to this interpreter; a real
         # ContainerPilot looks it up on PATH, so this interpreter's bin dir (the project virtualenv's, where
         # its console script lives) comes first, activated or not.

@@ -24,10 +24,13 @@ def server_dirs(dir: str) -> List[str]:
     return sorted(glob.glob(os.path.join(dir, "consul-server-*")), key=lambda d: int(d.rsplit("-", 1)[1]))
 
 
-def start(dir: str, mode: str, servers: int, client_addrs: Sequence[str], timeout: float = 60) -> ConsulAgent:
-    """Start the cluster's Consul; returns the agent the nodes talk to (its HTTP address)."""
+def start(dir: str, mode: str, servers: int, client_addrs: Sequence[str], timeout: float = 60,
+          tls: Optional[dict] = None, extra_args: Sequence[str] = ()) -> ConsulAgent:
+    """Start the cluster's Consul; returns the agent the nodes talk to (its HTTP address). `tls` and
+    `extra_args` (one agent only): `local up --secure`."""
     if servers <= 1:
-        return ConsulAgent(os.path.join(dir, CLIENT_DIR), extra_client_addrs=client_addrs, mode=mode).start(detach=True)
+        return ConsulAgent(os.path.join(dir, CLIENT_DIR), extra_client_addrs=client_addrs, mode=mode, tls=tls,
+                           extra_args=extra_args).start(detach=True)
     agents = [ConsulAgent(os.path.join(dir, f"consul-server-{i}"), mode="server", bootstrap_expect=servers)
               for i in range(1, servers + 1)]
     for a in agents:

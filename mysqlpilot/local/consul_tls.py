@@ -7,7 +7,7 @@ import glob
 import os
 import subprocess
 from dataclasses import asdict, dataclass
-from typing import Dict
+from typing import Dict, Sequence
 
 from ..errors import PilotError
 from .consul_agent import find_consul_binary
@@ -36,8 +36,8 @@ class ConsulTLS:
                 f'key_file = "{self.server_key}"')
 
 
-def make_certs(d: str) -> ConsulTLS:
-    """Create (or reuse) the CA and both certificates in `d`."""
+def make_certs(d: str, ips: Sequence[str] = ()) -> ConsulTLS:
+    """Create (or reuse) the CA and both certificates in `d`; the server's names `ips` too."""
     os.makedirs(d, mode=0o700, exist_ok=True)
     consul = find_consul_binary()
 
@@ -48,7 +48,7 @@ def make_certs(d: str) -> ConsulTLS:
     if not os.path.exists(os.path.join(d, "consul-agent-ca.pem")):
         run("ca", "create")
     if not glob.glob(os.path.join(d, "dc1-server-consul-*.pem")):
-        run("cert", "create", "-server")
+        run("cert", "create", "-server", *[f"-additional-ipaddress={ip}" for ip in ips])
     if not glob.glob(os.path.join(d, "dc1-client-consul-*.pem")):
         run("cert", "create", "-client")
 

@@ -107,7 +107,11 @@ class Supervisor:
         self.env = dict(env, CONTAINERPILOT_PID=str(os.getpid()))   # as ContainerPilot sets for its jobs
         self.node = env.get("MYSQLPILOT_NODE") or env.get("HOSTNAME") or socket.gethostname()
         host, port = str(cfg["consul"]).rsplit(":", 1)
-        self.dcs = ConsulDCS(host, int(port), "unused", self.node, token=env.get("CONSUL_HTTP_TOKEN") or None)
+        # As ContainerPilot reads its Consul settings: scheme, CA, client certificate and token from the env.
+        cert = (env["CONSUL_CLIENT_CERT"], env.get("CONSUL_CLIENT_KEY", "")) if env.get("CONSUL_CLIENT_CERT") else None
+        self.dcs = ConsulDCS(host, int(port), "unused", self.node, scheme=env.get("CONSUL_HTTP_SCHEME") or "http",
+                             token=env.get("CONSUL_HTTP_TOKEN") or None, ca=env.get("CONSUL_CACERT") or None,
+                             cert=cert)
         self.jobs: Dict[str, Job] = {j["name"]: Job(j, self.node) for j in cfg.get("jobs", [])}
         self.events: "queue.Queue" = queue.Queue()
         self.stopping = threading.Event()

@@ -142,12 +142,15 @@ class Cluster:
             return json.load(fh)
 
     def node_log(self, node: str, job: str) -> str:
-        path = os.path.join(self.dir, "nodes", node, "logs", f"{job}.log")
-        try:
-            with open(path, errors="replace") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return ""
+        """The job's log; under the real ContainerPilot every job's output is in containerpilot.log."""
+        logs = os.path.join(self.dir, "nodes", node, "logs")
+        for name in (f"{job}.log", "containerpilot.log"):
+            try:
+                with open(os.path.join(logs, name), errors="replace") as fh:
+                    return fh.read()
+            except FileNotFoundError:
+                continue
+        return ""
 
     def logs_tail(self, lines: int = 15) -> str:
         out = []

@@ -18,7 +18,7 @@ from mysqlpilot.errors import PilotError
 from mysqlpilot.local.consul_agent import ConsulAgent
 from mysqlpilot.local.consul_tls import make_certs
 from mysqlpilot.model import LeaderInfo, SnapshotManifest
-from tests.unit.test_containerpilot_real import CP, SHIPPED
+from tests.harness.containerpilot import CP, SHIPPED
 
 pytestmark = pytest.mark.integration
 

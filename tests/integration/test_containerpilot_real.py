@@ -35,7 +35,7 @@ import yaml
 from mysqlpilot.local.cluster import _own_hostname, session_pids, signal_session
 from mysqlpilot.local.ports import free_port
 from tests.harness.cluster import Cluster
-from tests.unit.test_containerpilot_real import CP, REPO
+from tests.harness.containerpilot import CP, REPO
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CP is None, reason="no ContainerPilot binary (MYSQLPILOT_CONTAINERPILOT)")]

@@ -279,6 +279,9 @@ class SimConn:
     def ping(self):
         return self.m is not None
 
+    def add_secret(self, secret) -> None:
+        pass
+
     def scalar(self, sql: str):
         m = self.m
         s = sql.upper()

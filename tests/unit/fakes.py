@@ -51,6 +51,9 @@ class FakeMySQL:
     def close(self):
         pass
 
+    def add_secret(self, secret):
+        pass
+
     def read_only(self):
         self._check()
         return self.ro

@@ -18,20 +18,8 @@ import pytest
 
 from mysqlpilot import config, entrypoint, stopguard, timeouts
 from mysqlpilot.local import cp_config
+from tests.harness.containerpilot import CP, REPO, SHIPPED
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHIPPED = os.path.join(REPO, "docker", "containerpilot.json5")
-
-
-def find_cp():
-    for cand in (os.environ.get("MYSQLPILOT_CONTAINERPILOT"), shutil.which("containerpilot"),
-                 os.path.join(os.path.dirname(REPO), "shared", "bin", "containerpilot")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
-
-
-CP = find_cp()
 needs_cp = pytest.mark.skipif(CP is None, reason="no ContainerPilot binary (MYSQLPILOT_CONTAINERPILOT)")
 
 

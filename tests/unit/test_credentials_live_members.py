@@ -4,12 +4,14 @@ is never logged in to; with semi-sync it may still hold acknowledged commits, so
 for as long as a live member's session could take to end, and is then given up like any lost node."""
 import time
 
-from mysqlpilot import analysis, candidates, ha
+from mysqlpilot import analysis, candidates, config, ha
 from mysqlpilot.dcs.base import Request
 from mysqlpilot.lease import boottime
 from mysqlpilot.model import MemberState
 
 from .fakes import FLAVOR, FakeDCS, FakeMySQL, PartialDCS, give_session, make_node
+
+CFG = config.load(None, env={"MYSQL_ROOT_PASSWORD": "pw", "MYSQL_REPL_PASSWORD": "pw2"})
 
 
 def recording(monkeypatch, servers):
@@ -51,14 +53,14 @@ def test_probe_candidates_never_logs_in_to_a_member_without_a_session(monkeypatc
     hosts = recording(monkeypatch, servers)
     members = [MemberState("n2", "h-n2", 3306, alive=True, healthy=True, role="replica"),
                MemberState("n3", "h-n3", 3306, alive=False, healthy=True, role="replica")]
-    cands = {c.name: c for c in candidates.probe_candidates(FLAVOR, members, "pw")}
+    cands = {c.name: c for c in candidates.probe_candidates(FLAVOR, members, CFG)}
     assert hosts == ["h-n2"]
     # Not asked, so unknown: it counts as unreachable (what it holds cannot be vouched for).
     assert not cands["n3"].reachable and not cands["n3"].has_session
     ranking = {r.name: r for r in analysis.rank_candidates(list(cands.values()), analysis.Policy())}
     assert "no live Consul session" in ranking["n3"].why
     # A caller that gave it up (its wait is over) leaves it out altogether.
-    cands = candidates.probe_candidates(FLAVOR, members, "pw", count_sessionless=())
+    cands = candidates.probe_candidates(FLAVOR, members, CFG, count_sessionless=())
     assert [c.name for c in cands] == ["n2"] and hosts == ["h-n2", "h-n2"]
 
 

@@ -211,20 +211,26 @@ def test_bootstrap_users_mariadb():
     sql = get_flavor(*MARIADB).bootstrap_users(cfg)
     assert sql[0] == ("ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING "
                       "PASSWORD('r\\'pw') OR unix_socket")
-    assert "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY 'r\\'pw'" in sql
-    assert "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION" in sql
-    assert "REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'" in sql
+    assert not any("'root'@'%'" in s for s in sql)          # root is local only (issue 23)
+    assert "GRANT SELECT, RELOAD, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'mysqlpilot'@'%'" in sql
     assert "CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'rp\\\\w'" in sql
     assert ("GRANT REPLICATION SLAVE, REPLICATION CLIENT, BINLOG MONITOR, SLAVE MONITOR ON *.* TO "
             "'repl'@'%'") in sql
     assert "CREATE DATABASE IF NOT EXISTS `shop`" in sql
     assert "GRANT ALL PRIVILEGES ON `shop`.* TO 'app'@'%'" in sql
+    older = get_flavor("mariadb", "10.4").bootstrap_users(cfg)
+    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%'" in older
+    assert "GRANT SELECT, RELOAD, REPLICATION CLIENT ON *.* TO 'mysqlpilot'@'%'" in older
+
+
+def test_a_remote_admin_is_kept_only_when_asked_and_read_only_binds_it_on_mariadb():
+    cfg = cfg_for(*MARIADB, MYSQLPILOT_REMOTE_ADMIN_USER="root")
+    sql = get_flavor(*MARIADB).bootstrap_users(cfg)
+    assert "CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY 'r\\'pw'" in sql
     # the revoke comes after the grant it trims
     assert sql.index("REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'") > \
         sql.index("GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION")
-    older = get_flavor("mariadb", "10.4").bootstrap_users(cfg)
-    assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%'" in older
-    assert not any("READ_ONLY ADMIN" in s for s in older)
+    assert not any("READ_ONLY ADMIN" in s for s in get_flavor("mariadb", "10.4").bootstrap_users(cfg))
 
 
 def test_bootstrap_users_mysql56_uses_grant_identified_by():
@@ -232,9 +238,13 @@ def test_bootstrap_users_mysql56_uses_grant_identified_by():
     sql = get_flavor(*MY56).bootstrap_users(cfg)
     assert not any("IF NOT EXISTS" in s and "USER" in s for s in sql)
     assert "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('r\\'pw')" in sql
-    assert "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' IDENTIFIED BY 'r\\'pw' WITH GRANT OPTION" in sql
+    assert not any("'root'@'%'" in s for s in sql)
+    assert any(s.startswith("GRANT SELECT, RELOAD, REPLICATION CLIENT ON *.* TO 'mysqlpilot'@'%' IDENTIFIED BY ")
+               for s in sql)
     assert "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'repl'@'%' IDENTIFIED BY 'rp\\\\w'" in sql
     assert "GRANT ALL PRIVILEGES ON `shop`.* TO 'app'@'%' IDENTIFIED BY 'ap'" in sql
+    sql = get_flavor(*MY56).bootstrap_users(cfg_for(*MY56, MYSQLPILOT_REMOTE_ADMIN_USER="root"))
+    assert "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' IDENTIFIED BY 'r\\'pw' WITH GRANT OPTION" in sql
 
 
 @pytest.mark.parametrize("fv", [MY57, MY8022, MY8023, MY84])

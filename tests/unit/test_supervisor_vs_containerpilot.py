@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from tests.unit.test_containerpilot_real import CP, REPO
+from tests.harness.containerpilot import CP, REPO
 
 SCRIPTS = {
     "svc": "trap 'say TERM; exit 0' TERM; say start; while true; do sleep 0.1; done",

@@ -139,6 +139,7 @@ class Instance:
             "MYSQLPILOT_MYSQLD_USER": "root",
             "MYSQLPILOT_NODE": name,
             "MYSQLPILOT_INNODB_BUFFER_POOL_SIZE": "32M",
+            "MYSQLPILOT_REMOTE_ADMIN_USER": "root",      # the tests drive these servers as root over TCP
         }
         if len(os.path.join(state, "mysqld.sock")) > 100:
             # unix socket paths are limited to ~107 bytes; pytest's tmp paths can be longer.

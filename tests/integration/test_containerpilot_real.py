@@ -122,6 +122,8 @@ class MarathonNode:
             "MYSQLPILOT_CP_STOP_TIMEOUT": "20",
             "MYSQLPILOT_HOOK_TRACE": self.trace, "PYTHONPATH": REPO, "PATH": path, "LANG": "C.UTF-8",
             "MYSQLPILOT_MYSQLD_USER": user,
+            # the test's own writer and checks log in as root over TCP (root is local only by default)
+            "MYSQLPILOT_REMOTE_ADMIN_USER": "root",
         }
         self.proc = None
 

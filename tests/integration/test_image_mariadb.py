@@ -67,7 +67,8 @@ def marathon_env(base: dict, image: str, consul: str) -> dict:
     return env, app["id"]
 
 
-def sql(host, port, query, password=ROOT_PW, user="root"):
+def sql(host, port, query, password=APP_PW, user="app"):
+    """As the application account: root logs in over the local socket only."""
     conn = pymysql.connect(host=host, port=int(port), user=user, password=password, connect_timeout=3,
                            read_timeout=10, write_timeout=10, autocommit=True)
     try:
@@ -211,8 +212,8 @@ def test_image_forms_a_cluster_snapshots_to_s3_and_fails_over(built_image, consu
         # Replication: rows written on the primary (application account Marathon's env created) reach
         # both replicas, which refuse writes.
         p = nodes[primary]
-        sql(p["host"], p["port"], "CREATE TABLE IF NOT EXISTS app.t (id INT PRIMARY KEY)", APP_PW, "app")
-        sql(p["host"], p["port"], "INSERT INTO app.t VALUES (1), (2), (3)", APP_PW, "app")
+        sql(p["host"], p["port"], "CREATE TABLE IF NOT EXISTS app.t (id INT PRIMARY KEY)")
+        sql(p["host"], p["port"], "INSERT INTO app.t VALUES (1), (2), (3)")
         for r in replicas:
             deadline = time.monotonic() + 60
             while True:
@@ -225,7 +226,7 @@ def test_image_forms_a_cluster_snapshots_to_s3_and_fails_over(built_image, consu
                 assert time.monotonic() < deadline, f"{r} has {got} of 3 rows\n{logs()}"
                 time.sleep(0.5)
             with pytest.raises(pymysql.err.OperationalError) as ei:
-                sql(nodes[r]["host"], nodes[r]["port"], "INSERT INTO app.t VALUES (99)", APP_PW, "app")
+                sql(nodes[r]["host"], nodes[r]["port"], "INSERT INTO app.t VALUES (99)")
             assert ei.value.args[0] == 1290, ei.value
 
         # The image's own HEALTHCHECK command, run inside the primary's container as Docker would (the
@@ -247,7 +248,7 @@ def test_image_forms_a_cluster_snapshots_to_s3_and_fails_over(built_image, consu
         # reach the surviving replica.
         np_ = n2[new]
         assert sql(np_["host"], np_["port"], "SELECT COUNT(*) FROM app.t")[0][0] == 3
-        sql(np_["host"], np_["port"], "INSERT INTO app.t VALUES (4)", APP_PW, "app")
+        sql(np_["host"], np_["port"], "INSERT INTO app.t VALUES (4)")
         other = next(r for r in replicas if r != new)
         deadline = time.monotonic() + 60
         while sql(n2[other]["host"], n2[other]["port"], "SELECT COUNT(*) FROM app.t")[0][0] != 4:

@@ -34,7 +34,8 @@ PER_TASK = {"node_name", "advertise_host", "port", "server_id", "datadir", "stat
 STATE_DIR = "/var/lib/mysqlpilot"
 DATADIR = STATE_DIR + "/data"
 SECRET_NAMES = {"root_password": "root-password", "repl_password": "repl-password", "password": "app-password",
-                "consul_token": "consul-token", "s3_access_key": "s3-access-key", "s3_secret_key": "s3-secret-key"}
+                "consul_token": "consul-token", "s3_access_key": "s3-access-key", "s3_secret_key": "s3-secret-key",
+                "agent_password": "agent-password", "monitor_password": "monitor-password"}
 SECRET_MODES = ("dcos", "env", "file")
 # --secrets file: the directory each agent holds (one file per secret, named as in SECRET_NAMES), mounted
 # read-only at SECRETS_MOUNT in the container.

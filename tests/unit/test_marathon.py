@@ -338,3 +338,18 @@ def test_a_disabled_node_api_is_refused_in_one_line(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=60)
     lines = out.stderr.strip().splitlines()
     assert out.returncode != 0 and len(lines) == 1 and "api_port" in lines[0], out.stderr
+
+
+def test_every_secret_key_has_a_marathon_secret_name_and_renders_in_each_mode():
+    """Seen failing before the fix: a monitor password (issue 23) made the render stop with a KeyError."""
+    keys = [k.name for k in config.SCHEMA if k.secret and k.env and k.name not in marathon.PER_TASK]
+    assert sorted(k for k in keys if k not in marathon.SECRET_NAMES) == []
+    env = clean_env(**REAL, MYSQL_MONITOR_PASSWORD="Mon-1", MYSQLPILOT_AGENT_PASSWORD="Agent-1")
+    for mode, want in (("dcos", {"secret": "monitor-password"}), ("file", None), ("env", "Mon-1")):
+        res = cli("--image", "reg/x:1", "--consul", "c:8500", "--secrets", mode, env=env)
+        assert res.returncode == 0, res.stderr
+        app = json.loads(res.stdout)["apps"][0]
+        if want is None:
+            assert app["env"]["MYSQL_MONITOR_PASSWORD_FILE"].endswith("/monitor-password")
+        else:
+            assert app["env"]["MYSQL_MONITOR_PASSWORD"] == want

@@ -449,10 +449,12 @@ def _secret_from_env(key: Key, var: str, env: Mapping[str, str]) -> Optional[Tup
 
 
 def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
-         overrides: Optional[Mapping[str, Any]] = None, credentials: bool = True) -> Config:
+         overrides: Optional[Mapping[str, Any]] = None, credentials: bool = True, check_files: bool = True
+         ) -> Config:
     """Load YAML at `path` (or $MYSQLPILOT_CONFIG), overlay the environment, validate everything. Without
     `credentials`, the MySQL passwords are not required (for commands that talk only to Consul and the
-    node API: status, pause, resume, switchover)."""
+    node API: status, pause, resume, switchover). Without `check_files`, certificate paths need not be
+    readable here (`marathon render`: they name files inside the containers)."""
     env = dict(os.environ if env is None else env)
     path = path or env.get("MYSQLPILOT_CONFIG")
     raw: Dict[str, Any] = {}
@@ -512,7 +514,7 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
 
     cfg = Config(values, origin)
     _fill_defaults(cfg)
-    _cross_check(cfg)
+    _cross_check(cfg, check_files)
     return cfg
 
 
@@ -547,7 +549,7 @@ def heartbeat_interval(lock_delay: float, fence_margin: float) -> float:
     return Timing(lock_delay, fence_margin).heartbeat
 
 
-def _cross_check(cfg: Config) -> None:
+def _cross_check(cfg: Config, check_files: bool = True) -> None:
     # The fencing proof (docs/timing.md): refused, not warned about.
     from .timing import Timing
     Timing.from_config(cfg).validate()
@@ -557,6 +559,8 @@ def _cross_check(cfg: Config) -> None:
     _check_api(cfg)
     _check_consul_tls(cfg)
     _check_mysql_tls(cfg)
+    if check_files:
+        _readable(cfg, "consul_ca", "consul_client_cert", "consul_client_key", "mysql_tls_ca", "mysql_tls_cert")
     if cfg.store == "s3" and not cfg.s3_bucket:
         raise ConfigError("config key s3_bucket is required when store is s3: set $MYSQLPILOT_S3_BUCKET")
     if cfg.user and not cfg.password:
@@ -607,7 +611,6 @@ def _check_consul_tls(cfg: Config) -> None:
     if (cfg.consul_client_cert or cfg.consul_ca) and cfg.consul_scheme != "https":
         raise ConfigError("config keys consul_ca/consul_client_cert are set but consul_scheme is http: set "
                           "CONSUL_HTTP_SCHEME=https, or they would never be used")
-    _readable(cfg, "consul_ca", "consul_client_cert", "consul_client_key")
 
 
 def _check_mysql_tls(cfg: Config) -> None:
@@ -615,7 +618,6 @@ def _check_mysql_tls(cfg: Config) -> None:
     if cfg.require_secure_transport and not cfg.mysql_tls_cert:
         raise ConfigError("config key require_secure_transport is on but mysql_tls_cert is not set: every TCP "
                           "client, replication included, would be refused; set MYSQLPILOT_TLS_CERT and _KEY")
-    _readable(cfg, "mysql_tls_ca", "mysql_tls_cert")
 
 
 def _check_api(cfg: Config) -> None:

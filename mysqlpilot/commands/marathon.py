@@ -23,7 +23,7 @@ def load_for_render(config_path: Optional[str], secrets: str = "dcos", environ: 
     """
     env = dict(os.environ if environ is None else environ)
     if secrets == "env":
-        return config_mod.load(config_path, env=env)
+        return config_mod.load(config_path, env=env, check_files=False)
     for k in config_mod.SCHEMA:
         if not k.secret:
             continue
@@ -32,7 +32,7 @@ def load_for_render(config_path: Optional[str], secrets: str = "dcos", environ: 
             given = from_file or env.get(var) not in (None, "")
             if given or k.required:
                 env[var] = PLACEHOLDER
-    return config_mod.load(config_path, env=env)
+    return config_mod.load(config_path, env=env, check_files=False)
 
 
 ENV_MODE_WARNING = (

@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Dict
+from typing import Dict, Sequence
 
 from ..errors import PilotError
 
 NAMES = ["DNS:localhost", "IP:127.0.0.1"] + [f"IP:127.0.1.{k}" for k in range(1, 65)]
 
 
-def make_certs(d: str, owner: str = "") -> Dict[str, str]:
-    """{ca, cert, key} in `d` (made once). `owner`: the OS user mysqld runs as gets the key."""
+def make_certs(d: str, owner: str = "", ips: Sequence[str] = ()) -> Dict[str, str]:
+    """{ca, cert, key} in `d` (made once). `owner`: the OS user mysqld runs as gets the key. `ips`: more
+    addresses the certificate names."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise PilotError("openssl not found: install it (Debian: apt-get install openssl)")
@@ -32,7 +33,7 @@ def make_certs(d: str, owner: str = "") -> Dict[str, str]:
         "-keyout", ca_key, "-out", out["ca"])
     ext = os.path.join(d, "san.cnf")
     with open(ext, "w") as fh:
-        fh.write(f"subjectAltName={','.join(NAMES)}\nbasicConstraints=CA:FALSE\n"
+        fh.write(f"subjectAltName={','.join(NAMES + [f'IP:{ip}' for ip in ips])}\nbasicConstraints=CA:FALSE\n"
                  "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n")
     csr = os.path.join(d, "server.csr")
     run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mysqlpilot local member", "-keyout", out["key"],

@@ -39,11 +39,12 @@ class SecureSetup:
         self.consul_tls = None
         self.management = ""
 
-    def certificates(self, consul_ips: Sequence[str], mysqld_user: str = "") -> Dict[str, str]:
+    def certificates(self, consul_ips: Sequence[str], mysqld_user: str = "", mysql_ips: Sequence[str] = ()
+                     ) -> Dict[str, str]:
         """Both sets of certificates; returns the MySQL ones ({ca, cert, key})."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         self.consul_tls = consul_tls.make_certs(os.path.join(self.dir, "consul"), consul_ips)
-        return mysql_tls.make_certs(os.path.join(self.dir, "mysql"), owner=mysqld_user)
+        return mysql_tls.make_certs(os.path.join(self.dir, "mysql"), owner=mysqld_user, ips=mysql_ips)
 
     def consul_args(self) -> Dict:
         """What consul_cluster.start takes: TLS, and an ACL block whose management token only we know."""

@@ -214,3 +214,13 @@ def test_the_semi_sync_timeout_is_gone_and_a_leftover_setting_says_what_to_do(tm
     assert "\n" not in msg and "semi_sync_timeout_ms" in msg and "remove" in msg
     assert ("$MYSQLPILOT_SEMI_SYNC_TIMEOUT_MS" in msg) == (where == "env")
     assert "semi_sync_timeout_ms" not in config.KEYS
+
+
+def test_a_node_refuses_certificate_paths_it_cannot_read(tmp_path):
+    """A node (unlike `marathon render`) must read its certificates: one line naming the key and the path."""
+    base = {"MYSQL_ROOT_PASSWORD": "r", "MYSQL_REPL_PASSWORD": "p"}
+    for var, key in (("CONSUL_CACERT", "consul_ca"), ("MYSQLPILOT_TLS_CA", "mysql_tls_ca")):
+        env = dict(base, **{var: str(tmp_path / "absent.pem")}, CONSUL_HTTP_SCHEME="https")
+        with pytest.raises(config.ConfigError, match=f"config key {key}: cannot read {tmp_path}/absent.pem"):
+            config.load(None, env=env)
+        assert config.load(None, env=env, check_files=False)

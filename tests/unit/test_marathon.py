@@ -353,3 +353,14 @@ def test_every_secret_key_has_a_marathon_secret_name_and_renders_in_each_mode():
             assert app["env"]["MYSQL_MONITOR_PASSWORD_FILE"].endswith("/monitor-password")
         else:
             assert app["env"]["MYSQL_MONITOR_PASSWORD"] == want
+
+
+def test_render_takes_certificate_paths_that_exist_only_in_the_containers():
+    """Seen failing before the fix: the render refused /etc/mysqlpilot/tls/... as unreadable on the rendering
+    host, where those files never are. A node still refuses them at start (tests/unit/test_config.py)."""
+    env = clean_env(**REAL, CONSUL_HTTP_SCHEME="https", CONSUL_CACERT="/etc/mysqlpilot/tls/ca.pem",
+                    MYSQLPILOT_TLS_CERT="/etc/mysqlpilot/tls/server.pem", MYSQLPILOT_TLS_KEY="/etc/mysqlpilot/tls/k.pem")
+    for mode in ("dcos", "env"):
+        res = cli("--image", "reg/x:1", "--consul", "c:8500", "--secrets", mode, env=env)
+        assert res.returncode == 0, res.stderr
+        assert json.loads(res.stdout)["apps"][0]["env"]["MYSQLPILOT_TLS_CERT"] == "/etc/mysqlpilot/tls/server.pem"

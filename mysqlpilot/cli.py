@@ -27,17 +27,45 @@ class Context:
         self.config_path = config_path
         self._cfg = None
 
-    def config(self, credentials: bool = True, **overrides: Any) -> config_mod.Config:
-        """`credentials=False`: a command that talks only to Consul and the node API needs no password."""
-        if self._cfg is None or overrides or not credentials:
+    def config(self, credentials: bool = True, cluster: bool = True, **overrides: Any) -> config_mod.Config:
+        """`credentials=False`: a command that talks only to Consul and the node API needs no password.
+        `cluster=False`: this node's own settings only, without asking Consul for the cluster's."""
+        if self._cfg is None or overrides or not credentials or not cluster:
             cfg = config_mod.load(self.config_path, overrides=overrides or None, credentials=credentials)
             setup_logging(cfg.log_level, secrets=cfg.secrets())
+            if cluster:
+                cfg = with_cluster_settings(cfg, lambda doc: config_mod.load(
+                    self.config_path, overrides=overrides or None, credentials=credentials, cluster=doc))
             from .sqlclient import configure_tls
             configure_tls(cfg.mysql_tls_ca)
-            if overrides or not credentials:
+            if overrides or not credentials or not cluster:
                 return cfg
             self._cfg = cfg
         return self._cfg
+
+
+def with_cluster_settings(cfg, reload):
+    """`cfg` with the cluster's settings from Consul (cluster_config), or as it is when Consul does not
+    answer or the node cannot take them: the node keeps running on its own, and says why."""
+    from . import cluster_config
+    from .dcs.consul import ConsulDCS
+    try:
+        doc = cluster_config.parse(ConsulDCS.from_config(cfg, timeout=2).get_json(cluster_config.KEY))
+    except PilotError as exc:
+        logging.getLogger("mysqlpilot.config").warning("cluster settings not read, running with this node's "
+                                                       "own: %s", exc)
+        return cfg
+    if not doc["version"]:
+        return cfg
+    try:
+        merged = reload(doc)
+    except PilotError as exc:
+        logging.getLogger("mysqlpilot.config").error("CLUSTER SETTINGS REFUSED on this node, running with its "
+                                                     "own: %s; fix them with `mysqlpilot config edit`", exc)
+        return cfg
+    for line in merged.overridden:
+        logging.getLogger("mysqlpilot.config").warning("CLUSTER SETTING WINS: %s", line)
+    return merged
 
 
 HOOKS = ("pre-start", "run-mysqld", "health", "probe", "on-change", "watch", "snapshot", "pre-stop")

@@ -334,6 +334,9 @@ class Config:
     """Validated settings. Attributes are the schema's key names; `origin` says where each came from."""
     values: Dict[str, Any]
     origin: Dict[str, str] = field(default_factory=dict)
+    mysqld: Dict[str, str] = field(default_factory=dict)      # options passed into my.cnf (cluster_config)
+    cluster_settings: Dict[str, Any] = field(default_factory=dict)   # the cluster's (Consul) it was loaded with
+    overridden: List[str] = field(default_factory=list)       # local settings the cluster's replaced
 
     def __getattr__(self, name: str) -> Any:
         values = self.__dict__.get("values")
@@ -347,7 +350,7 @@ class Config:
     def with_overrides(self, **kw: Any) -> "Config":
         vals = dict(self.values)
         vals.update(kw)
-        return Config(vals, dict(self.origin))
+        return Config(vals, dict(self.origin), dict(self.mysqld), self.cluster_settings, list(self.overridden))
 
     # derived values
     @property
@@ -449,12 +452,13 @@ def _secret_from_env(key: Key, var: str, env: Mapping[str, str]) -> Optional[Tup
 
 
 def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
-         overrides: Optional[Mapping[str, Any]] = None, credentials: bool = True, check_files: bool = True
-         ) -> Config:
+         overrides: Optional[Mapping[str, Any]] = None, credentials: bool = True, check_files: bool = True,
+         cluster: Optional[Mapping[str, Any]] = None) -> Config:
     """Load YAML at `path` (or $MYSQLPILOT_CONFIG), overlay the environment, validate everything. Without
     `credentials`, the MySQL passwords are not required (for commands that talk only to Consul and the
     node API: status, pause, resume, switchover). Without `check_files`, certificate paths need not be
-    readable here (`marathon render`: they name files inside the containers)."""
+    readable here (`marathon render`: they name files inside the containers). `cluster`: the cluster's
+    settings from Consul (cluster_config), which win over the file and the environment."""
     env = dict(os.environ if env is None else env)
     path = path or env.get("MYSQLPILOT_CONFIG")
     raw: Dict[str, Any] = {}
@@ -478,7 +482,7 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
         for k in loaded:
             if k in REMOVED:
                 raise ConfigError(f"config key {k} (in {path}) {REMOVED[k][1]}")
-            if k not in KEYS:
+            if k not in KEYS and not str(k).startswith("mysqld."):
                 raise ConfigError(f"config file {path}: unknown key {k!r}; see docs/configuration.md")
         raw = loaded
 
@@ -488,6 +492,7 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
 
     values: Dict[str, Any] = {}
     origin: Dict[str, str] = {}
+    overridden: List[str] = []
     for key in SCHEMA:
         val, org = key.default, "default"
         if key.name in raw:
@@ -501,6 +506,12 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
             elif env.get(var) not in (None, ""):
                 val, org = env[var], f"${var}"
                 break
+        if cluster and key.name in cluster["values"]:
+            mine = _coerce(key, val, org)
+            val = cluster["values"][key.name]
+            if org != "default" and mine != _coerce(key, val, "the cluster's settings in Consul"):
+                overridden.append(f"{key.name}: {mine!r} from {org} overridden by the cluster's {val!r}")
+            org = f"cluster (Consul, version {cluster['version']})"
         if overrides and key.name in overrides and overrides[key.name] is not None:
             val, org = overrides[key.name], "command line"
         values[key.name] = _coerce(key, val, org)
@@ -512,10 +523,23 @@ def load(path: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
             names = " or ".join(envs + [f"{key.name!r} in the config file"])
             raise ConfigError(f"config key {key.name} is required: set {names}")
 
-    cfg = Config(values, origin)
+    cfg = Config(values, origin, _mysqld_options(raw, cluster, path), dict(cluster or {}), overridden)
     _fill_defaults(cfg)
     _cross_check(cfg, check_files)
     return cfg
+
+
+def _mysqld_options(raw: Mapping[str, Any], cluster: Optional[Mapping[str, Any]], path) -> Dict[str, str]:
+    """`mysqld.<option>` from the file, then the cluster's; owned options refused (cluster_config)."""
+    from .cluster_config import option_name, settable
+    out: Dict[str, str] = {}
+    for name, val, where in [(k, v, path) for k, v in raw.items() if str(k).startswith("mysqld.")] + \
+            [("mysqld." + k, v, "the cluster's settings in Consul") for k, v in ((cluster or {}).get("mysqld") or {}).items()]:
+        why = settable(name)
+        if why or "\n" in str(val):
+            raise ConfigError(f"config key {why or name + ': a value is one line'} (in {where})")
+        out[option_name(name[7:])] = str(val)
+    return out
 
 
 def _fill_defaults(cfg: Config) -> None:

@@ -20,6 +20,7 @@ from .actions import Actions, Outcome
 from .analysis import Policy
 from .api_view import PassView, pass_view
 from .catalog import Catalog
+from .cluster_config import pending_restart
 from .dcs.base import Request
 from .dcs.consul import ConsulDCS
 from .errors import PilotError
@@ -190,6 +191,8 @@ class Node:
             leader = self.dcs.get_cluster().leader
             r.healthy, r.role, r.message = self.observer.health_of(probe, leader)
         m = self.observer.member_state(probe, r.healthy, r.role, r.message, seen.o.errant)
+        m.pending_restart = pending_restart(self.cfg.cluster_settings, self.state.get("mysqld_settings"),
+                                            seen.view.config)
         self.publish_member(probe, m)
         return m, leader
 

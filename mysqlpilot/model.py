@@ -68,6 +68,7 @@ class MemberState:
     semi_sync_replicas: int = 0       # on a primary: replicas currently acknowledging (semi-sync)
     api: str = ""                     # host:port of its node API (/primary, /replica, /status, /metrics)
     accounts: int = 0                 # the account scheme it logs in to others with (accounts.SCHEME)
+    pending_restart: List[str] = field(default_factory=list)   # cluster settings not loaded yet (cluster_config)
     errant: List[str] = field(default_factory=list)
     message: str = ""                 # one line: what the node is doing or why it is unhealthy
     updated: float = 0.0              # epoch seconds of publication

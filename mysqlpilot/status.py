@@ -91,6 +91,7 @@ def gather(cfg, dcs: Optional[ConsulDCS] = None, history: int = 5, probe: bool =
             "priority": m.priority, "nofailover": m.nofailover,
             "snapshotting": bool(m.alive and m.snapshotting),     # taking the cluster's snapshot now
             "version": m.server_version or None,     # the server's VERSION() as the node last read it
+            "pending_restart": list(m.pending_restart or []) if m.alive else [],   # cluster settings not loaded
             "api": m.api or None,             # host:port of its node API, as it published it
             "age_seconds": round(max(0.0, time.time() - m.updated), 1) if m.updated else None,
             # Moved-aside datadirs beside this node's datadir, as its pre-start/rebuild last counted them.
@@ -206,6 +207,8 @@ def render(st: Dict[str, Any]) -> str:
         if n.get("snapshotting"):
             lines.append(f"  {n['name']} is taking the cluster's snapshot (last among equal failover candidates "
                          "until it ends)")
+        if n.get("pending_restart"):
+            lines.append(f"  {n['name']}: pending restart for the cluster's {', '.join(n['pending_restart'])}")
         a = n.get("archive")
         if a:
             lines.append(archive_line(n["name"], a))

@@ -45,6 +45,8 @@ def run_mysqld(obj) -> None:
     if prep.state.get("rebuild_reason"):
         prep.rebuild()
     mysqld.write_mycnf(cfg, prep.flavor)
+    # What this mysqld starts with, for `status`'s pending restart (cluster_config.pending_restart).
+    prep.state.update(mysqld_settings=dict((cfg.cluster_settings or {}).get("mysqld") or {}))
     flavor = get_flavor(cfg.flavor, cfg.flavor_version)
     from .. import stopguard
     if stopguard.under_containerpilot():
@@ -58,7 +60,9 @@ def run_mysqld(obj) -> None:
 def health(obj) -> None:
     """Health check: exit 0 when this node is healthy in its role, 1 otherwise (one line says why)."""
     from ..ha import Node
-    ok, msg = Node(obj.config()).health_hook()
+    # Its own settings only: this hook fences a writable mysqld when the loop is dead, and must not first
+    # wait on Consul for the cluster's (cluster=False), as pre-stop must not before it ignores SIGTERM.
+    ok, msg = Node(obj.config(cluster=False)).health_hook()
     click.echo(f"{'healthy' if ok else 'UNHEALTHY'}: {msg}")
     sys.exit(0 if ok else 1)
 
@@ -71,7 +75,7 @@ def probe(obj) -> None:
     from ..errors import PilotError
     from ..flavors import get_flavor
     from ..sqlclient import Server
-    cfg = obj.config()
+    cfg = obj.config(cluster=False)     # never asks Consul (see above)
     try:
         srv = Server(get_flavor(cfg.flavor, cfg.flavor_version), socket=cfg.socket, user="root",
                      password=cfg.root_password, connect_timeout=2, read_timeout=5)
@@ -123,7 +127,7 @@ def pre_stop(obj, timeout: float) -> None:
     """On SIGTERM: a primary hands its role over (switchover) before mysqld stops."""
     from .. import stopguard
     from ..ha import Node
-    cfg = obj.config()
+    cfg = obj.config(cluster=False)
     if stopguard.under_containerpilot():
         # Its SIGTERM may come right after it starts; the hand-over must finish (see stopguard.py).
         stopguard.ignore_termination()

@@ -222,6 +222,7 @@ class ClusterView:
     latest_snapshot: Optional[SnapshotManifest] = None
     failsafe: Optional[Dict[str, Any]] = None   # the members the primary asks for promises (failsafe.py)
     reinit: Dict[str, Dict[str, Any]] = field(default_factory=dict)   # node -> `mysqlpilot reinit` request
+    config: Any = None                  # the cluster's settings as stored (cluster_config.parse reads it)
 
     def member(self, name: str) -> Optional[MemberState]:
         return next((m for m in self.members if m.name == name), None)

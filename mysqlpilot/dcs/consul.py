@@ -51,9 +51,9 @@ class ConsulDCS(SnapshotKeys, DCS):
         self._stats_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg) -> "ConsulDCS":
+    def from_config(cls, cfg, timeout: float = 5) -> "ConsulDCS":
         return cls(cfg.consul_host, cfg.consul_port, cfg.kv_root, cfg.node_name, scheme=cfg.consul_scheme,
-                   token=cfg.consul_token, ca=cfg.consul_ca,
+                   token=cfg.consul_token, ca=cfg.consul_ca, timeout=timeout,
                    cert=(cfg.consul_client_cert, cfg.consul_client_key) if cfg.consul_client_cert else None,
                    dialect="mariadb" if str(cfg.flavor).lower() == "mariadb" else "mysql")
 
@@ -254,6 +254,8 @@ class ConsulDCS(SnapshotKeys, DCS):
                     v.reinit[rel[len(REINIT_PREFIX):]] = req
             elif rel == "snapshots/latest":
                 v.latest_snapshot = parse_manifest(key, val)
+            elif rel == "config":
+                v.config = decode_json(key, val)
             elif rel == failsafe.LIST_KEY:
                 v.failsafe = failsafe.parse_list(decode_json(key, val), int(it.get("ModifyIndex") or 0))
         return v
@@ -307,8 +309,12 @@ class ConsulDCS(SnapshotKeys, DCS):
         return decode_json(item.get("Key", ""), item.get("Value"))
 
     def get_json(self, rel: str) -> Any:
+        return self.get_json_indexed(rel)[0]
+
+    def get_json_indexed(self, rel: str) -> Tuple[Any, int]:
+        """(value, its ModifyIndex; 0 when absent): for a check-and-set write."""
         _, item = self._call(f"read {rel}", self.c.kv.get, self.key(rel), consistency="consistent")
-        return self._decode(item)
+        return self._decode(item), int((item or {}).get("ModifyIndex") or 0)
 
     def put_json(self, rel: str, value: Any, cas: Optional[int] = None) -> bool:
         if value is None:

@@ -183,7 +183,8 @@ class Flavor(abc.ABC):
 
     def mycnf(self, cfg) -> str:
         lines = ["# Written by mysqlpilot; rewritten at every start. Do not edit.", "[mysqld]"]
-        for key, val in self.mycnf_options(cfg):
+        # Then the operator's own options (`mysqld.<option>`, never one of ours: cluster_config.OWNED).
+        for key, val in self.mycnf_options(cfg) + sorted((getattr(cfg, "mysqld", None) or {}).items()):
             lines.append(f"{key}={val}")
         lines += ["", "[client]", f"socket={cfg.socket}", f"port={cfg.port}", ""]
         return "\n".join(lines)

@@ -242,3 +242,32 @@ def test_a_due_snapshot_is_taken_on_a_replica_while_another_is_left_to_promote(c
     log = cluster.node_log(new, "preStart")
     restored = re.search(r"restoring snapshot (\S+)-(node\d+) ", log)
     assert restored and restored.group(2) in replicas, log         # a replica's snapshot (the latest by then)
+
+
+def test_a_cluster_setting_reaches_every_node_and_a_mysqld_option_lands_at_its_restart(cluster):
+    """Issue 24 on the same cluster (Consul with TLS and ACLs: the operator's token writes the setting).
+    `config set` is taken by every node's hooks, shows in `config show` with its source, is recorded in the
+    history, and waits as `pending restart` in status; a replica restarted has mysqld's option in SHOW
+    VARIABLES and nothing pending. An option mysqlpilot owns is refused in one line."""
+    c = cluster
+    st = c.wait_healthy(len(c.registry()["nodes"]))
+    names = [n["name"] for n in st["nodes"]]
+    bad = c.cli("config", "set", "mysqld.read_only=0", config=True, check=False)
+    assert bad.returncode != 0 and "mysqlpilot sets read_only itself" in bad.stderr + bad.stdout
+    out = c.cli("config", "set", "max_replica_lag=17", "mysqld.max_connections=321", "--reason", "pool",
+                config=True).stdout
+    assert "max_replica_lag: - -> 17" in out and "mysqld.max_connections: - -> 321" in out, out
+    for name in names:
+        shown = json.loads(c.cli("local", "exec", name, "--dir", c.dir, "--", "config", "show", "--json").stdout)
+        assert shown["max_replica_lag"]["value"] == 17.0 and shown["max_replica_lag"]["source"].startswith("cluster")
+    st = c.wait_for(lambda s: s if all({"max_replica_lag", "mysqld.max_connections"} <= set(n["pending_restart"])
+                                       for n in s["nodes"]) else None, 60, "pending restart on every node")
+    rep = next(n["name"] for n in st["nodes"] if n["name"] != st["primary"])
+    c.cli("local", "kill", rep, "--dir", c.dir, "--signal", "TERM")
+    c.cli("local", "start", rep, "--dir", c.dir)
+    st = c.wait_for(lambda s: s if c.healthy(s, len(names)) and not c.node(s, rep)["pending_restart"] else None,
+                    180, f"{rep} back with nothing pending")
+    assert socket_rows(c, rep, "SHOW VARIABLES LIKE 'max_connections'")[0]["Value"] == "321"
+    assert "pending restart for the cluster's" in c.cli("status", config=True).stdout
+    hist = json.loads(c.cli("history", "--json", config=True).stdout)
+    assert any(h["kind"] == "config" and "max_replica_lag: - -> 17" in h["reason"] for h in hist), hist

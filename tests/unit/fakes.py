@@ -136,6 +136,16 @@ def _unfaked(name: str):
 PartialDCS = type("PartialDCS", (DCS,), {n: _unfaked(n) for n in DCS.__abstractmethods__})
 
 
+def _no_cluster_settings(self, rel):
+    """Every command reads the cluster's settings first (cluster_config): none are set, unless a fake says."""
+    if rel == "config":
+        return None
+    return _unfaked("get_json")(self, rel)
+
+
+PartialDCS.get_json = _no_cluster_settings
+
+
 class FakeDCS(PartialDCS):
     """One Consul KV for every node of a test: sessions, the leader lock with its LockIndex, members."""
 

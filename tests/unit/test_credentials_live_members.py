@@ -149,7 +149,7 @@ def operator_failover(tmp_path, monkeypatch, n3_answers: bool):
     if not n3_answers:
         DCS.put_json = lambda self, rel, value, cas=None: written.append((rel, value)) or True
         DCS.get_leader = lambda self: (None, 0)
-    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg: DCS()))
+    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg, **kw: DCS()))
     monkeypatch.setattr("mysqlpilot.candidates.answers", lambda host, port, timeout=1.0: n3_answers)
     monkeypatch.setattr("mysqlpilot.commands.operator._wait_for_leader", lambda *a, **kw: None)
     env = {"MYSQL_ROOT_PASSWORD": "r00t-pw", "MYSQL_REPL_PASSWORD": "repl-pw", "HOSTNAME": "n4",

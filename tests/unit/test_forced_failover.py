@@ -39,7 +39,7 @@ def run(monkeypatch, tmp_path, n3_healthy, args=("failover", "--force")):
 
         def destroy_session(self, sid):
             written.append(("destroyed", sid))
-    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg: DCS()))
+    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg, **kw: DCS()))
     monkeypatch.setattr("mysqlpilot.commands.operator._wait_for_leader", lambda *a, **kw: None)
     env = {"MYSQL_ROOT_PASSWORD": "r00t-pw", "MYSQL_REPL_PASSWORD": "repl-pw", "HOSTNAME": "n4",
            "MYSQLPILOT_STATE_DIR": str(tmp_path / "state")}

@@ -298,11 +298,22 @@ def test_watch_starts_the_api_beside_the_loop_unless_disabled(monkeypatch, tmp_p
 
         def run_forever(self):
             calls.append("loop")
+
+        def terminate(self):        # `watch` installs a SIGTERM handler calling it
+            calls.append("terminate")
     monkeypatch.setattr(ha, "Node", LoopOnly)
     monkeypatch.setattr(api, "start", lambda node: calls.append(("api", node.cfg.api_port)))
     env = {"MYSQL_ROOT_PASSWORD": "pw", "MYSQL_REPL_PASSWORD": "pw2", "MYSQLPILOT_API_PORT": port,
            "MYSQLPILOT_STATE_DIR": str(tmp_path), "MYSQLPILOT_CONFIG": ""}
-    out = CliRunner().invoke(main, ["watch"], env=env)
+    import signal
+    # `watch` leaves its SIGTERM handler in this process: pytest's goes back afterwards (once, a later SIGTERM
+    # ended a unit run with an INTERNALERROR: the handler called LoopOnly.terminate, which was missing).
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        out = CliRunner().invoke(main, ["watch"], env=env)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     assert out.exit_code == 0, out.output
     assert calls == ([("api", 18008), "loop"] if started else ["loop"])
 

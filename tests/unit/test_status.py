@@ -186,7 +186,7 @@ def test_status_and_pause_need_no_mysql_password(tmp_path, monkeypatch):
     from mysqlpilot.dcs import consul as consul_mod
     dcs = FakeDCS(LeaderInfo("db1", "10.0.0.1", 3306), [member("db1", "primary", True, False, "primary, writable")])
     dcs.set_paused = lambda *a, **kw: None
-    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg: dcs))
+    monkeypatch.setattr(consul_mod.ConsulDCS, "from_config", classmethod(lambda cls, cfg, **kw: dcs))
     env = {"MYSQLPILOT_STATE_DIR": str(tmp_path), "MYSQL_ROOT_PASSWORD": "", "MYSQL_REPL_PASSWORD": ""}
     for args in (["status", "--check"], ["pause"], ["resume"]):
         r = CliRunner().invoke(cli_mod.main, args, env=env)

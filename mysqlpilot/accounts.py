@@ -91,8 +91,10 @@ def remote_server(server_cls: Callable, flavor, cfg, host: str, port: int, **kw)
 class Accounts:
     """On the primary: make the accounts this version expects, then drop root@'%' once no member still
     logs in with it. Once per promotion; the drop waits for the last older member. In the HA loop (one
-    pass, a short read timeout), and only while a commit can be acknowledged: under semi-sync without an
-    acknowledging replica a CREATE USER would wait."""
+    pass, a short read timeout), and never under semi-sync: there a CREATE USER waits for a replica's
+    acknowledgement holding MySQL's account lock, and every login waits behind it (seen: a primary whose
+    replica left mid-statement stopped answering anyone). Semi-sync clusters get the accounts at
+    bootstrap; an older one keeps logging in as root until they are made by hand (docs/security.md)."""
 
     def __init__(self, cfg, flavor, connect: Callable, state=None):
         self.cfg, self.flavor, self.connect = cfg, flavor, connect
@@ -107,11 +109,13 @@ class Accounts:
     def ensured(self) -> bool:
         return self.state.get("accounts_term") == self.term
 
-    def on_primary(self, members, acking_replicas: int, term: int) -> None:
+    def on_primary(self, members, term: int) -> None:
         self.term = term
         if self.ensured and (self.cfg.remote_admin_user == "root" or self.remote_root is False):
             return
-        if self.cfg.durability == "semi-sync" and acking_replicas < 1:
+        if self.cfg.durability == "semi-sync":
+            self._say("accounts: not changed automatically under semi-sync durability (an account statement "
+                      "waiting for a replica's acknowledgement blocks every login); docs/security.md says how")
             return
         try:
             if not self.ensured:

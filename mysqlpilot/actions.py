@@ -103,8 +103,7 @@ class Actions:
             # Taken back after a Consul outage (do_retake) with too little lease to move the writes then.
             self.n.lease.mark_writer(self.n.sid)
         self.n.catalog.promoted()
-        acking = int((seen.probe.get("semi_sync") or {}).get("clients", 0) or 0)
-        self.n.accounts.on_primary(seen.view.members, acking, seen.view.lock_index)
+        self.n.accounts.on_primary(seen.view.members, seen.view.lock_index)
         if not seen.view.latest_snapshot:
             self.spawn_snapshot("no snapshot exists yet")
 

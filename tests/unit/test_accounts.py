@@ -64,49 +64,50 @@ def member(name, scheme=accounts.SCHEME):
 def test_the_primary_makes_the_accounts_once_per_term_and_drops_remote_root_after_the_last_old_member():
     srv = Recorder()
     a = accounts.Accounts(cfg_of(), MARIADB, srv)
-    a.on_primary([member("n1"), member("n2", scheme=0)], acking_replicas=1, term=7)
+    a.on_primary([member("n1"), member("n2", scheme=0)], term=7)
     assert any(s.startswith("CREATE USER IF NOT EXISTS 'mysqlpilot'@'%'") for s in srv.sql)
     assert "DROP USER 'root'@'%'" not in srv.sql           # n2 runs an older version
     assert accounts.agent_password(a.cfg) in srv.secrets
     made = len(srv.sql)
-    a.on_primary([member("n1"), member("n2", scheme=0)], acking_replicas=1, term=7)
+    a.on_primary([member("n1"), member("n2", scheme=0)], term=7)
     assert len(srv.sql) == made                            # once per term
-    a.on_primary([member("n1"), member("n2")], acking_replicas=1, term=7)
+    a.on_primary([member("n1"), member("n2")], term=7)
     assert srv.sql[-1] == "DROP USER 'root'@'%'" and len(srv.sql) == made + 1
-    a.on_primary([member("n1"), member("n2")], acking_replicas=1, term=7)
+    a.on_primary([member("n1"), member("n2")], term=7)
     assert len(srv.sql) == made + 1                        # nothing more to do
-    a.on_primary([member("n1"), member("n2")], acking_replicas=1, term=8)
+    a.on_primary([member("n1"), member("n2")], term=8)
     assert len(srv.sql) == 2 * made + 1                    # a new term makes them again (idempotent)
 
 
 def test_another_process_of_the_same_node_in_the_same_term_writes_nothing_again():
     """on-change runs the loop in a process of its own: the term is kept in the node's state file."""
     srv, state = Recorder(remote_root=0), {}
-    accounts.Accounts(cfg_of(), MARIADB, srv, state).on_primary([member("n1")], 1, term=3)
+    accounts.Accounts(cfg_of(), MARIADB, srv, state).on_primary([member("n1")], term=3)
     made = len(srv.sql)
     assert made and state == {"accounts_term": 3}
-    accounts.Accounts(cfg_of(), MARIADB, srv, state).on_primary([member("n1")], 1, term=3)
+    accounts.Accounts(cfg_of(), MARIADB, srv, state).on_primary([member("n1")], term=3)
     assert len(srv.sql) == made
 
 
 def test_no_drop_when_there_is_no_remote_root_or_it_is_the_configured_admin():
     srv = Recorder(remote_root=0)
-    accounts.Accounts(cfg_of(), MYSQL, srv).on_primary([member("n1")], 1, 1)
+    accounts.Accounts(cfg_of(), MYSQL, srv).on_primary([member("n1")], 1)
     assert "DROP USER 'root'@'%'" not in srv.sql
     srv = Recorder(remote_root=1)
-    accounts.Accounts(cfg_of(MYSQLPILOT_REMOTE_ADMIN_USER="root"), MYSQL, srv).on_primary([member("n1")], 1, 1)
+    accounts.Accounts(cfg_of(MYSQLPILOT_REMOTE_ADMIN_USER="root"), MYSQL, srv).on_primary([member("n1")], 1)
     assert "DROP USER 'root'@'%'" not in srv.sql
     assert "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION" in srv.sql
 
 
-def test_nothing_is_written_under_semi_sync_without_an_acknowledging_replica():
-    """A CREATE USER would wait for an ACK that cannot come; the next pass with a replica makes it."""
+def test_nothing_is_written_under_semi_sync():
+    """Seen in CI on MySQL 9.7: after a switchover the new primary's CREATE USER waited for an acknowledgement
+    (its old primary was leaving) holding the account lock; every login, the loop's own probes included,
+    waited behind it and the node looked dead. Under semi-sync the loop leaves the accounts alone."""
     srv = Recorder()
     a = accounts.Accounts(cfg_of(MYSQLPILOT_DURABILITY="semi-sync"), MYSQL, srv)
-    a.on_primary([member("n1")], acking_replicas=0, term=1)
-    assert srv.sql == []
-    a.on_primary([member("n1")], acking_replicas=1, term=1)
-    assert srv.sql and srv.sql[-1] == "DROP USER 'root'@'%'"
+    for term in (1, 2):
+        a.on_primary([member("n1")], term=term)
+    assert srv.sql == [] and not a.ensured
 
 
 def test_a_failing_statement_is_said_once_and_tried_again(caplog):
@@ -117,7 +118,7 @@ def test_a_failing_statement_is_said_once_and_tried_again(caplog):
     srv = Broken()
     a = accounts.Accounts(cfg_of(), MYSQL, srv)
     for _ in range(3):
-        a.on_primary([member("n1")], 1, 1)
+        a.on_primary([member("n1")], 1)
     assert not a.ensured
     assert sum("accounts not brought up to date yet" in r.message for r in caplog.records) == 1
 

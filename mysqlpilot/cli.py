@@ -49,22 +49,29 @@ def with_cluster_settings(cfg, reload):
     answer or the node cannot take them: the node keeps running on its own, and says why."""
     from . import cluster_config
     from .dcs.consul import ConsulDCS
+    log = logging.getLogger("mysqlpilot.config")
     try:
-        doc = cluster_config.parse(ConsulDCS.from_config(cfg, timeout=2).get_json(cluster_config.KEY))
+        raw = ConsulDCS.from_config(cfg, timeout=2).get_json(cluster_config.KEY)
     except PilotError as exc:
-        logging.getLogger("mysqlpilot.config").warning("cluster settings not read, running with this node's "
-                                                       "own: %s", exc)
+        # Debug only: a command that needs Consul says so itself, in one line; a hook that does not (run-mysqld
+        # during an outage) goes on with the node's own settings.
+        log.debug("cluster settings not read, running with this node's own: %s", exc)
+        return cfg
+    try:
+        doc = cluster_config.parse(raw)
+    except PilotError as exc:
+        log.warning("cluster settings not read, running with this node's own: %s", exc)
         return cfg
     if not doc["version"]:
         return cfg
     try:
         merged = reload(doc)
     except PilotError as exc:
-        logging.getLogger("mysqlpilot.config").error("CLUSTER SETTINGS REFUSED on this node, running with its "
-                                                     "own: %s; fix them with `mysqlpilot config edit`", exc)
+        log.error("CLUSTER SETTINGS REFUSED on this node, running with its own: %s; fix them with "
+                  "`mysqlpilot config edit`", exc)
         return cfg
     for line in merged.overridden:
-        logging.getLogger("mysqlpilot.config").warning("CLUSTER SETTING WINS: %s", line)
+        log.warning("CLUSTER SETTING WINS: %s", line)
     return merged
 
 

@@ -67,7 +67,7 @@ def ensure_sql(flavor, cfg) -> List[str]:
     if cfg.remote_admin_user:
         out += _grant(flavor, cfg.remote_admin_user, cfg.root_password, "ALL PRIVILEGES")
         out[-1] += " WITH GRANT OPTION"
-        if flavor.name == "mariadb" and getattr(flavor, "revoke_remote_read_only_admin", False):
+        if getattr(flavor, "revoke_remote_read_only_admin", False):      # MariaDB 10.11+ only
             # From 10.11 SUPER no longer implies READ_ONLY ADMIN: without it read_only binds this account
             # too, so a fenced primary refuses its writes.
             out.append(f"REVOKE READ_ONLY ADMIN ON *.* FROM {account(cfg.remote_admin_user)}")

@@ -241,9 +241,7 @@ class LocalCluster(Partitions):
             if env.get(var):
                 settings[key] = env[var]
         path = os.path.join(self.dir, "mysqlpilot.yaml")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(settings, fh, sort_keys=True)
+        local_secure.private_write(path, yaml.safe_dump(settings, sort_keys=True))
         if gen:
             self.echo("generated credentials (shown once; also in " + path + ", mode 0600):")
             for var, val in gen.items():

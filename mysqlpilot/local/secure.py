@@ -27,7 +27,8 @@ ENV_FILE = "node-env.json"
 POLICY = "mysqlpilot-local"
 
 
-def _private_write(path: str, text: str) -> None:
+def private_write(path: str, text: str) -> None:
+    """A file only its owner reads (mode 0600 from its creation on)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -49,7 +50,7 @@ class SecureSetup:
     def consul_args(self) -> Dict:
         """What consul_cluster.start takes: TLS, and an ACL block whose management token only we know."""
         self.management = str(uuid.uuid4())
-        _private_write(os.path.join(self.dir, "consul-management-token"), self.management + "\n")
+        private_write(os.path.join(self.dir, "consul-management-token"), self.management + "\n")
         acl = ('acl { enabled = true, default_policy = "deny", enable_token_persistence = false, '
                f'tokens {{ master = "{self.management}", agent = "{self.management}" }} }}')
         return {"tls": self.consul_tls.to_dict(), "extra_args": ["-hcl", acl]}
@@ -78,7 +79,7 @@ class SecureSetup:
                 "monitor_password": secrets.token_urlsafe(18)}
 
     def save_node_env(self, token: str) -> None:
-        _private_write(os.path.join(self.dir, ENV_FILE),
+        private_write(os.path.join(self.dir, ENV_FILE),
                        json.dumps(dict(self.consul_tls.client_env(), CONSUL_HTTP_TOKEN=token)))
 
 

@@ -49,7 +49,8 @@ class Actions:
                 analysis.FENCE: (self.do_fence, None), analysis.TAKE_LOCK: (self.do_take_lock, self.guard_takeover),
                 analysis.PROMOTE: (self.do_promote, None), analysis.FOLLOW: (self.do_follow, None),
                 analysis.REBUILD: (self.do_rebuild, self.guard_rebuild),
-                analysis.HAND_OVER: (self.do_hand_over, None), analysis.RETAKE: (self.do_retake, None)}
+                analysis.HAND_OVER: (self.do_hand_over, None), analysis.RETAKE: (self.do_retake, None),
+                analysis.RESTART: (self.do_restart, None)}
 
     def run(self, d: Decision, seen) -> Outcome:
         """Every action the same way: its guard, one log line when the decision changes, the run, its
@@ -292,6 +293,9 @@ class Actions:
         seen.report.role, seen.report.healthy, seen.report.message = "rebuilding", False, reason
         # run-mysqld performs the rebuild before it starts mysqld again.
         mysqld.stop_mysqld(self.n.cfg)
+
+    def do_restart(self, d, seen) -> None:
+        self.n.restarter.do_restart(d, seen)
 
     def do_hand_over(self, d, seen) -> None:
         req: Optional[Request] = seen.request

@@ -18,6 +18,7 @@ FOLLOW = "follow"            # (re)point replication at the leader
 REBUILD = "rebuild"          # errant or broken beyond repair: move datadir aside, restore snapshot
 WAIT = "wait"                # nothing to do safely now; `reason` says why
 HAND_OVER = "hand_over"      # switchover requested from this primary
+RESTART = "restart"          # an operator asked this replica to restart its mysqld (mysqlpilot restart)
 RETAKE = "retake"            # writable on the members' promises (failsafe), the key free: take it back
 
 
@@ -294,6 +295,7 @@ class Observation:
     errant: str = ""                  # transactions we have that the leader lacks
     errant_unknown: str = ""          # why the errant check could not run (never follow without it)
     needs_rebuild: str = ""           # reason we cannot be a replica from this datadir
+    restart_asked: str = ""           # an operator's restart request for this node (node_requests.py)
     paused: bool = False
     stopping: bool = False            # pre-stop runs: never take the lock
     switchover_to: Optional[str] = None      # the node a request or a hand-off designates
@@ -352,6 +354,9 @@ def decide(o: Observation) -> Decision:
             return Decision(WAIT, f"primary {o.leader.name} is still promoting", o.leader)
         if o.needs_rebuild:
             return Decision(REBUILD, o.needs_rebuild, o.leader)
+        if o.restart_asked:
+            # Only a replica restarts in place: the command moves the primary role away first.
+            return Decision(RESTART, o.restart_asked, o.leader)
         if o.errant:
             return Decision(REBUILD, f"errant transactions the primary {o.leader.name} lacks: {o.errant}",
                             o.leader)

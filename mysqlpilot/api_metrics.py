@@ -138,6 +138,8 @@ COUNTERS: Tuple[Tuple[str, str, Getter], ...] = (
      lambda s: s.events["fences"]),
     ("mysqlpilot_rebuilds", "Rebuilds this node's HA process started (datadir moved aside, snapshot restored).",
      lambda s: s.events["rebuilds"]),
+    ("mysqlpilot_restarts", "mysqld restarts this node's HA process ran on request (mysqlpilot restart).",
+     lambda s: s.events["restarts"]),
     ("mysqlpilot_failsafe_stretches", "Times this primary began to ride out a Consul outage on its members' "
      "promises.", lambda s: s.events["failsafe_stretches"]),
     ("mysqlpilot_failsafe_retakes", "Times this primary took the leader lock back under a new session after an "

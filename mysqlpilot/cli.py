@@ -16,7 +16,7 @@ from . import config as config_mod
 from .errors import PilotError
 from .logsetup import mask_secrets, setup_logging
 
-COMMAND_MODULES = ("hooks", "operator", "reinit", "snapshots", "archive", "settings", "local", "marathon", "docs",
+COMMAND_MODULES = ("hooks", "operator", "reinit", "restart", "snapshots", "archive", "settings", "local", "marathon", "docs",
                    "entrypoint")
 
 

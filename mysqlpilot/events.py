@@ -10,7 +10,7 @@ from typing import Dict, List, Tuple
 # Upper bounds (seconds) of the failover-duration histogram: a crash failover takes about lock_delay
 # plus a promotion; a switchover well under a second; a slow relay-log apply minutes.
 DURATION_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
-COUNTED = ("failovers", "switchovers", "fences", "rebuilds", "failsafe_stretches", "failsafe_retakes")
+COUNTED = ("failovers", "switchovers", "fences", "rebuilds", "restarts", "failsafe_stretches", "failsafe_retakes")
 TIMED = ("failover", "switchover")
 
 

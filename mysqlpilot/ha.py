@@ -30,7 +30,9 @@ from .flavors import get_flavor
 from .handover import HandOver
 from .heartbeat import LeaseKeeper
 from .lease import Fencer, Heartbeat, Lease, Watchdog, boottime
+from .live_settings import LiveSettings
 from .model import LeaderInfo, MemberState
+from .node_requests import Restarter
 from .observer import Observer
 from .prestop import PreStop
 from .sqlclient import Server
@@ -44,7 +46,8 @@ MYSQLD_QUIET_LIMIT = 3.0          # seconds without an answer from mysqld before
 
 
 class Node:
-    def __init__(self, cfg, dcs: Optional[ConsulDCS] = None):
+    def __init__(self, cfg, dcs: Optional[ConsulDCS] = None, reload=None):
+        """`reload(doc)`: this node's settings loaded with the cluster's document (live_settings.py)."""
         self.cfg = cfg
         self.flavor = get_flavor(cfg.flavor, cfg.flavor_version)
         self.dcs = dcs or ConsulDCS.from_config(cfg)
@@ -55,6 +58,7 @@ class Node:
         self.events = NodeEvents()       # failovers, fences, ... counted where they run (api_metrics.py)
         self.fencer = Fencer(self._fence_conn, self.lease, cfg, on_fence=self._on_fence)
         self.keeper, self.observer = LeaseKeeper(self), Observer(self)
+        self.restarter, self.live = Restarter(self), LiveSettings(self, reload)
         self.actions, self.handover = Actions(self), HandOver(self)
         self.catalog = Catalog(self)
         self.accounts = Accounts(cfg, self.flavor, lambda: self.local(read_timeout=2), self.state)
@@ -67,6 +71,7 @@ class Node:
         self._sql_ok_at = -1e9            # boot-time clock of the prober's last answer from mysqld
         self._stop = threading.Event()
         self._term: Optional[float] = None     # monotonic time of the watch's SIGTERM
+        self._ended = ""                  # why the loop ends by itself (a restart that a new loop completes)
         self._threads: List[threading.Thread] = []
         self._heartbeat: Optional[Heartbeat] = None
         self._last_executed = ""          # gtid_executed at the last probe that reached mysqld
@@ -159,6 +164,7 @@ class Node:
         """Observe once, decide, run one action, record it, publish; returns what it did."""
         with ha_lock(self.cfg.state_dir):
             seen = self.observer.observe()
+            self.live.apply(seen.view.config)          # for the next pass: this one's observation is made
             d = analysis.decide(seen.o)
             outcome = self.actions.run(d, seen)
             if seen.o.leader is not None:
@@ -235,7 +241,7 @@ class Node:
                  self.policy.lease)
         self.loop_mark = boottime()
         started = time.time()
-        while not self._stop.is_set() and self._term is None:
+        while not self._stop.is_set() and self._term is None and not self._ended:
             t0 = time.monotonic()
             try:
                 self.run_once()
@@ -261,6 +267,13 @@ class Node:
             why = stopguard.wait_for_pre_stop(self.cfg.state_dir, started, self._term, self._stop)
             log.info("SIGTERM: the HA loop stops (%s)", why)
             self.stop_threads()
+        elif self._ended:
+            log.warning("the HA loop ends (%s); its job starts a new one", self._ended)
+            self.stop_threads()
+
+    def end_loop(self, why: str) -> None:
+        """End run_forever after this pass (a replica's restart): the new loop loads the cluster's settings."""
+        self._ended = why
 
     def terminate(self) -> None:
         """SIGTERM to the watch: no pass after the current one; run_forever then waits for pre-stop."""

@@ -17,7 +17,7 @@ KEY = "journal"
 OUTBOX = "journal_outbox"
 KEEP = 200                 # in Consul, newest last
 KEEP_PENDING = 50          # in the state file, while Consul is away
-KINDS = ("fence", "rebuild", "failsafe", "failsafe-retake", "config")
+KINDS = ("fence", "rebuild", "restart", "failsafe", "failsafe-retake", "config")
 
 
 def event(kind: str, node: str, reason: str, **extra: Any) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from . import accounts, analysis, handoff
+from . import accounts, analysis, handoff, node_requests
 from .analysis import Candidate, Observation, Ranked
 from .candidates import candidate_from, probe_candidates
 from .dcs.base import ClusterView, Release, Request
@@ -316,14 +316,8 @@ class Observer:
             stopping=bool(self.n.state.get("stopping")), switchover_to=req.to if req else None,
             needs_rebuild=self.n.state.get("rebuild_reason", "") or "",
             keeps_lease=session_ended_under_writes(self.n, d, sid, leader, probe))
-        asked = view.reinit.get(self.n.cfg.node_name)
-        if asked is not None and not o.needs_rebuild:
-            if i_hold:
-                self.n.say_once("reinit", "reinit asked for this node, but it holds the leader lock: it rebuilds "
-                                          "only as a replica (mysqlpilot switchover first)")
-            else:
-                o.needs_rebuild = (f"an operator asked for a rebuild (mysqlpilot reinit, by "
-                                   f"{asked.get('by') or '?'}): {asked.get('reason') or 'no reason given'}")
+        o.needs_rebuild, o.restart_asked = node_requests.asked(view, self.n.cfg.node_name, i_hold,
+                                                               o.needs_rebuild, self.n.say_once)
         if leader is not None and not i_hold:
             o.sql_errno, o.sql_error, o.sql_stuck = self.sql_stop(st, probe.get("executed", ""))
         seen = Seen(o, view, probe, Report(role, healthy, message), request=req)

@@ -104,8 +104,9 @@ def watch(obj) -> None:
     """The HA loop: keep the session, block on the leader key, elect, fence, promote, repoint. It also serves
     the node API (api_address:api_port; api_port 0 disables it) from threads of its own."""
     from ..ha import Node
+    from .. import config as config_mod
     cfg = obj.config()
-    node = Node(cfg)
+    node = Node(cfg, reload=lambda doc: config_mod.load(obj.config_path, cluster=doc))
     from ..cli import trace
 
     def on_term(signum, frame) -> None:  # noqa: ARG001

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 # Keys under the cluster's kv_root that the HA code names (the DCS maps them to its own paths).
 REQUEST_KEY = "switchover"        # a pending switchover or manual failover: its designated target
 REINIT_PREFIX = "reinit/"         # reinit/<node>: an operator asked that node to rebuild from the newest snapshot
+RESTART_PREFIX = "restart/"       # restart/<node>: an operator asked that replica to restart its mysqld
 
 _warned: Dict[str, str] = {}
 
@@ -222,6 +223,7 @@ class ClusterView:
     latest_snapshot: Optional[SnapshotManifest] = None
     failsafe: Optional[Dict[str, Any]] = None   # the members the primary asks for promises (failsafe.py)
     reinit: Dict[str, Dict[str, Any]] = field(default_factory=dict)   # node -> `mysqlpilot reinit` request
+    restart: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # node -> `mysqlpilot restart` request
     config: Any = None                  # the cluster's settings as stored (cluster_config.parse reads it)
 
     def member(self, name: str) -> Optional[MemberState]:

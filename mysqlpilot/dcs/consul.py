@@ -9,6 +9,9 @@ Keys, all under `<kv_root>/`:
   history             JSON list of failover/switchover records, newest last (CAS-updated)
   paused              {"paused": true, "since", "reason"} while automatic failover is paused
   failsafe            {"primary", "members": {name: api}, "at"}: whom the primary asks for promises (failsafe.py)
+  reinit/<node>, restart/<node>
+                      an operator's request to that node (mysqlpilot reinit / restart), spent as it starts
+  config              the cluster-wide settings (cluster_config.py)
   <other>             small JSON values via get_json/put_json (initialized, switchover)
 """
 from __future__ import annotations
@@ -27,8 +30,8 @@ from .. import failsafe, journal
 from ..errors import PilotError
 from ..model import LeaderInfo, MemberState
 from .consul_snapshots import SnapshotKeys
-from .base import DCS, REINIT_PREFIX, REQUEST_KEY, ClusterView, Release, ServiceCheck, decode_json, parse_history, parse_leader, parse_member, \
-    parse_manifest, parse_object, parse_release, parse_request
+from .base import DCS, REINIT_PREFIX, REQUEST_KEY, RESTART_PREFIX, ClusterView, Release, ServiceCheck, \
+    decode_json, parse_history, parse_leader, parse_member, parse_manifest, parse_object, parse_release, parse_request
 
 log = logging.getLogger(__name__)
 
@@ -248,10 +251,11 @@ class ConsulDCS(SnapshotKeys, DCS):
                 v.history = parse_history(key, val)
             elif rel == "paused":
                 v.paused = parse_object(key, val)
-            elif rel.startswith(REINIT_PREFIX):
+            elif rel.startswith((REINIT_PREFIX, RESTART_PREFIX)):
                 req = parse_object(key, val)
+                kind, node = rel.split("/", 1)
                 if req is not None:
-                    v.reinit[rel[len(REINIT_PREFIX):]] = req
+                    (v.reinit if kind + "/" == REINIT_PREFIX else v.restart)[node] = req
             elif rel == "snapshots/latest":
                 v.latest_snapshot = parse_manifest(key, val)
             elif rel == "config":

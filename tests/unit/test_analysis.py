@@ -351,7 +351,7 @@ def test_takeover_turn_refuses_under_semi_sync_while_a_live_member_is_unreachabl
 
 def test_every_decision_has_an_action():
     acts = {v for k, v in vars(A).items() if k.isupper() and isinstance(v, str) and k in (
-        "FENCE", "TAKE_LOCK", "PROMOTE", "STAY_PRIMARY", "FOLLOW", "REBUILD", "WAIT", "HAND_OVER", "RETAKE")}
+        "FENCE", "TAKE_LOCK", "PROMOTE", "STAY_PRIMARY", "FOLLOW", "REBUILD", "WAIT", "HAND_OVER", "RETAKE", "RESTART")}
     from mysqlpilot.actions import Actions
     table = Actions.table(type("N", (), dict({f"do_{a}": None for a in acts}, guard_takeover=None,
                                              guard_rebuild=None))())

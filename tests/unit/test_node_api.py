@@ -293,7 +293,7 @@ def test_watch_starts_the_api_beside_the_loop_unless_disabled(monkeypatch, tmp_p
     calls = []
 
     class LoopOnly:
-        def __init__(self, cfg):
+        def __init__(self, cfg, **kw):
             self.cfg = cfg
 
         def run_forever(self):

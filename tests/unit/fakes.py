@@ -223,6 +223,7 @@ class FakeDCS(PartialDCS):
         v.paused = None
         v.reinit = {k[len("reinit/"):]: val for k, val in self.kv.items() if k.startswith("reinit/")}
         v.restart = {k[len("restart/"):]: val for k, val in self.kv.items() if k.startswith("restart/")}
+        v.config = self.kv.get("config")
         v.failsafe = failsafe.parse_list(json.loads(raw["failsafe"])) if "failsafe" in raw else None
         # A good one unless a test puts another value there.
         v.latest_snapshot = parse_manifest("snapshots/latest", raw["snapshots/latest"]) \

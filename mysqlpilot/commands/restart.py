@@ -25,15 +25,16 @@ def _line(m) -> str:
     return f"{m.role}{' (healthy)' if m.healthy else ''}: {m.message or ''}".rstrip(": ")
 
 
-def _wait(dcs, node: str, until, timeout: float, what: str):
-    """Poll the cluster every half second, echoing the node's record when it changes, until `until(view)`."""
-    t0, last = time.monotonic(), None
+def _wait(dcs, node: str, until, timeout: float, what: str, said: list):
+    """Poll the cluster every half second, echoing the node's record when it changes (`said`: the last line
+    echoed, across the waits of one node), until `until(view)`."""
+    t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         v = dcs.get_cluster()
         line = _line(v.member(node))
-        if line != last:
+        if line != said[0]:
             click.echo(f"  {time.monotonic() - t0:6.1f}s  {node} {line}")
-            last = line
+            said[0] = line
         if until(v):
             return v
         time.sleep(0.5)
@@ -46,7 +47,8 @@ def restart_one(dcs, node: str, reason: str, timeout: float) -> float:
     def serving(v) -> bool:
         m = v.member(node)
         return m is not None and m.alive and m.healthy and m.role == "replica" and v.leader is not None
-    _wait(dcs, node, serving, timeout, "a healthy replica")       # the old primary, just handed over
+    said = [""]
+    _wait(dcs, node, serving, timeout, "a healthy replica", said)       # the old primary, just handed over
     who = f"{getpass.getuser()}@{socket.gethostname()}"
     t0 = time.monotonic()
     dcs.put_json(RESTART_PREFIX + node, {"by": who, "at": time.time(), "reason": reason})
@@ -58,11 +60,12 @@ def restart_one(dcs, node: str, reason: str, timeout: float) -> float:
         if node not in v.restart and not serving(v):
             away.append(True)
         return bool(away) and serving(v)
-    v = _wait(dcs, node, back, timeout, "back as a replica")
+    v = _wait(dcs, node, back, timeout, "back as a replica", said)
     lead = v.member(v.leader.name)
     want = lead.gtid_executed if lead is not None else ""
     dialect = "mariadb" if (lead is not None and lead.flavor == "mariadb") else "mysql"
-    _wait(dcs, node, lambda v: caught_up(dialect, v.member(node), want), timeout, "caught up with the primary")
+    _wait(dcs, node, lambda v: caught_up(dialect, v.member(node), want), timeout, "caught up with the primary",
+          said)
     return time.monotonic() - t0
 
 

@@ -241,6 +241,7 @@ class Node:
                  self.policy.lease)
         self.loop_mark = boottime()
         started = time.time()
+        self.state.update(end_loop=None)          # asked of an earlier loop: this one loaded the settings
         while not self._stop.is_set() and self._term is None and not self._ended:
             t0 = time.monotonic()
             try:
@@ -250,6 +251,11 @@ class Node:
             except Exception as exc:  # noqa: BLE001 - the loop never dies; the watchdog still guards the lease
                 log.exception("HA pass failed unexpectedly: %s", exc)
             self.loop_mark = boottime()          # the loop runs, whether or not the pass succeeded
+            self._ended = self.state.get("end_loop") or ""
+            if self._ended:
+                # A restart asked the loop to end (node_requests.py), whichever hook's pass ran it.
+                self.state.update(end_loop=None)
+                continue
             wait = max(0.2, self.cfg.loop_wait - (time.monotonic() - t0))
             due, self._due = self._due, None
             if due is not None and due < wait:
@@ -271,9 +277,6 @@ class Node:
             log.warning("the HA loop ends (%s); its job starts a new one", self._ended)
             self.stop_threads()
 
-    def end_loop(self, why: str) -> None:
-        """End run_forever after this pass (a replica's restart): the new loop loads the cluster's settings."""
-        self._ended = why
 
     def terminate(self) -> None:
         """SIGTERM to the watch: no pass after the current one; run_forever then waits for pre-stop."""

@@ -55,6 +55,7 @@ class Restarter:
         seen.report.role, seen.report.healthy, seen.report.message = "restarting", False, d.reason
         mysqld.stop_mysqld(self.n.cfg)
         if loop:
-            # Values only a new loop reads (timing, durability): end this one after the pass; its job's
-            # restart policy starts a new one, which loads the cluster's settings. A replica holds no lease.
-            self.n.end_loop("restart for " + ", ".join(loop))
+            # Values only a new loop reads (timing, durability): the watch ends after its pass (this may be
+            # on-change's pass: hence the state file), and its job's restart policy starts a new one, which
+            # loads the cluster's settings. A replica holds no lease.
+            self.n.state.update(end_loop="restart for " + ", ".join(loop))

@@ -119,7 +119,7 @@ def test_a_restart_request_restarts_the_replica_once_and_never_the_lock_holder(t
     assert stopped == ["n2"] and "restart/n2" not in dcs.kv
     assert dcs.journal()[-1]["kind"] == "restart" and n2.events.counts()["restarts"] == 1
     assert dcs.member("n2").role == "restarting" and not dcs.member("n2").healthy
-    assert not n2._ended                        # nothing the loop itself must reload
+    assert not n2.state.get("end_loop")          # nothing the loop itself must reload
     assert n2.run_once().action != analysis.RESTART and stopped == ["n2"]       # spent: once
     assert n1.run_once().action == analysis.STAY_PRIMARY and "restart/n1" in dcs.kv and stopped == ["n2"]
 
@@ -129,7 +129,7 @@ def test_a_restart_with_timing_pending_ends_the_loop_so_a_new_one_loads_it(tmp_p
     dcs.kv["config"] = {"values": {"lock_delay": 6}, "mysqld": {"max_connections": "321"}, "version": 1}
     dcs.kv["restart/n2"] = {"by": "ops@host", "at": time.time(), "reason": "pending"}
     assert n2.run_once().action == analysis.RESTART and stopped == ["n2"]
-    assert n2._ended == "restart for lock_delay"
+    assert n2.state.get("end_loop") == "restart for lock_delay"
     assert dcs.journal()[-1]["pending"] == ["lock_delay", "mysqld.max_connections"]
 
 

@@ -48,7 +48,8 @@ class Restarter:
         self.n.dcs.put_json(RESTART_PREFIX + me, None)
         pending = pending_restart(self.n.cfg.cluster_settings, self.n.state.get("mysqld_settings"), seen.view.config)
         loop = [k for k in pending if not k.startswith("mysqld.")]
-        journal.record(self.n.state, journal.event("restart", me, d.reason, pending=pending or None))
+        journal.record(self.n.state, journal.event("restart", me, d.reason,
+                                                   pending=", ".join(pending) or None))
         self.n.events.count("restarts")
         log.warning("RESTART: %s; stopping mysqld cleanly, run-mysqld starts it again%s", d.reason,
                     f"; the HA loop restarts too, for {', '.join(loop)}" if loop else "")

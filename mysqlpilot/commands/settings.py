@@ -117,8 +117,8 @@ def write_cluster(obj, make, reason: str) -> None:
         click.echo(f"config: written, but not recorded in the history: {exc}")
     for line in diff:
         click.echo(f"config: {line}")
-    click.echo(f"config: version {new['version']} written; nodes take it at their next start of a hook "
-               "(`status` shows what waits for a restart)")
+    click.echo(f"config: version {new['version']} written; running nodes take what they can on their next "
+               "pass, `status` shows what waits for a restart (mysqlpilot restart --rolling --pending)")
 
 
 def register(group: click.Group) -> None:

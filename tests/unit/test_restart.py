@@ -130,7 +130,7 @@ def test_a_restart_with_timing_pending_ends_the_loop_so_a_new_one_loads_it(tmp_p
     dcs.kv["restart/n2"] = {"by": "ops@host", "at": time.time(), "reason": "pending"}
     assert n2.run_once().action == analysis.RESTART and stopped == ["n2"]
     assert n2.state.get("end_loop") == "restart for lock_delay"
-    assert dcs.journal()[-1]["pending"] == ["lock_delay", "mysqld.max_connections"]
+    assert dcs.journal()[-1]["pending"] == "lock_delay, mysqld.max_connections"
 
 
 # ---- live settings --------------------------------------------------------------------------------

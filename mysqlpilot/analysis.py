@@ -4,6 +4,7 @@ Nothing here does I/O or reads the clock; callers pass `now`. `ha.py` observes, 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -441,6 +442,23 @@ def mysql_inflight_tail(errant: str, leader_executed: str, leader_uuid: str) -> 
     return format_mysql(out)
 
 
+def server_series(version: str) -> Optional[Tuple[int, int]]:
+    """(major, minor) of a published server version ("10.11.19-MariaDB-0+deb12u1-log": (10, 11))."""
+    m = re.match(r"(\d+)\.(\d+)\.", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def oldest_series(members: Sequence[MemberState]) -> List[MemberState]:
+    """During a major upgrade, the members of the oldest server series: replication runs from an older
+    source to a newer replica, not back, so a switchover in a mixed cluster (pre-stop, whatever order the
+    platform replaces tasks in) must not put a newer primary over older replicas. Unknown versions: all."""
+    series = [server_series(m.server_version) for m in members]
+    if any(v is None for v in series) or len(set(series)) < 2:
+        return list(members)
+    low = min(series)
+    return [m for m, v in zip(members, series) if v == low]
+
+
 def choose_switchover_target(members: Sequence[MemberState], primary: str, requested: Optional[str]
                              ) -> Tuple[Optional[str], str]:
     """Target of a planned switchover: the requested node, else the healthy replica with the most
@@ -457,6 +475,7 @@ def choose_switchover_target(members: Sequence[MemberState], primary: str, reque
     ok = [m for m in ok if not m.snapshotting] or ok        # spare its backup the switchover if we can
     if not ok:
         return None, "no healthy replica to hand over to"
+    ok = oldest_series(ok)
     best = sorted(ok, key=lambda m: (-m.priority, m.lag_seconds if m.lag_seconds is not None else 1e9,
                                      m.name))[0]
     return best.name, f"healthiest replica (priority {best.priority}, lag {best.lag_seconds})"

@@ -298,6 +298,27 @@ def test_switchover_target_choice():
     assert t is None and "no healthy replica" in why
 
 
+def test_a_switchover_in_a_cluster_halfway_through_a_major_upgrade_keeps_the_older_series_primary():
+    """Replication runs from an older source to a newer replica only: whatever order the platform replaces
+    tasks in, pre-stop's switchover must not put a newer primary over older replicas."""
+    from dataclasses import replace as dc_replace
+    new, old = "11.8.3-MariaDB-1-log", "10.11.19-MariaDB-0+deb12u1-log"
+    ms = [dc_replace(member("p"), server_version=old), dc_replace(member("a", priority=500), server_version=new),
+          dc_replace(member("b"), server_version=old)]
+    assert A.choose_switchover_target(ms, "p", None)[0] == "b"
+    # Every replica upgraded (the last step of the walk): the best of them, as always.
+    ms[2] = dc_replace(ms[2], server_version=new)
+    assert A.choose_switchover_target(ms, "p", None)[0] == "a"
+    # A patch release is no series: priority and lag decide.
+    ms[2] = dc_replace(ms[2], server_version="11.8.2-MariaDB-1-log")
+    assert A.choose_switchover_target(ms, "p", None)[0] == "a"
+    # A version not published (an older mysqlpilot): no preference from it.
+    ms[2] = dc_replace(ms[2], server_version=old)
+    ms[1] = dc_replace(ms[1], server_version="")
+    assert A.choose_switchover_target(ms, "p", None)[0] == "a"
+    assert A.server_series("9.7.4-2") == (9, 7) and A.server_series("garbage") is None
+
+
 def test_the_failed_primary_ranks_last_among_equals_but_wins_when_ahead():
     cs = with_contains([cand("a", 10), cand("b", 10), cand("c", 10)])
     cs[0].was_primary = True

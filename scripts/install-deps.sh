@@ -88,21 +88,35 @@ venv_install() {
 mysql_root() { echo "${MYSQLPILOT_MYSQL_ROOT:-$here/.cache/mysql-sid}"; }
 
 install_mysql_root() {
-  local root tmp uri
-  root=$(mysql_root)
-  if [ -x "$root/usr/sbin/mysqld" ] && [ -f "$root/.mysqlpilot-ready" ]; then
+  install_sid_root "$(mysql_root)" /usr/sbin/mysqld "MySQL 9.7" mysql-server-core,mysql-client
+}
+
+# MariaDB 11.8 from sid, beside the host's 10.11: the major step tests/integration/test_major_upgrade.py
+# takes (scripts/mysqld-sid and scripts/mariadb-upgrade-sid run it with MYSQLPILOT_MYSQL_ROOT pointed here).
+# MYSQLPILOT_SKIP_MARIADB_SID=1 skips it (that test then skips with that reason).
+mariadb_sid_root() { echo "${MYSQLPILOT_MARIADB_SID_ROOT:-$here/.cache/mariadb-sid}"; }
+
+install_mariadb_sid_root() {
+  install_sid_root "$(mariadb_sid_root)" /usr/sbin/mariadbd "MariaDB" mariadb-server-core,mariadb-client-core
+}
+
+# A Debian sid root made (once, then cached) with mmdebstrap: ROOT, the binary that proves it, a label,
+# the packages.
+install_sid_root() {
+  local root=$1 probe=$2 label=$3 packages=$4 tmp uri
+  if [ -x "$root$probe" ] && [ -f "$root/.mysqlpilot-ready" ]; then
     return 0
   fi
   command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
   uri=$(debian_mirror)
   tmp="$root.tmp.$$"
   rm -rf "$tmp"
-  echo "install-deps: making the Debian sid root for MySQL 9.7 in $root (mirror $uri)"
+  echo "install-deps: making the Debian sid root for $label in $root (mirror $uri)"
   # The mirror's sid Release file can be past its Valid-Until date: hence Check-Valid-Until false.
   mmdebstrap --quiet --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' \
-    --include=mysql-server-core,mysql-client sid "$tmp" "deb $uri sid main"
-  [ -x "$tmp/usr/sbin/mysqld" ] || { echo "install-deps: $tmp has no /usr/sbin/mysqld" >&2; return 1; }
-  chroot "$tmp" /usr/sbin/mysqld --version
+    --include="$packages" sid "$tmp" "deb $uri sid main"
+  [ -x "$tmp$probe" ] || { echo "install-deps: $tmp has no $probe" >&2; return 1; }
+  chroot "$tmp" "$probe" --version
   rm -rf "$root"
   mv "$tmp" "$root"
   touch "$root/.mysqlpilot-ready"
@@ -183,6 +197,9 @@ main() {
   if [ "${MYSQLPILOT_SKIP_MYSQL:-0}" != 1 ]; then
     install_mysql_root
     mysql_root_users
+  fi
+  if [ "${MYSQLPILOT_SKIP_MARIADB_SID:-0}" != 1 ]; then
+    install_mariadb_sid_root
   fi
 }
 

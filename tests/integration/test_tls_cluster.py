@@ -21,12 +21,14 @@ import pymysql
 import pytest
 import requests
 
+from tests.harness.app_writer import AppWriter
 from tests.harness.cluster import Cluster
 from tests.harness.containerpilot import CP
 
 pytestmark = pytest.mark.integration
 
 ROOT_PW = "root-Tls-1"
+APP_PW = "app-Tls-1"
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,10 @@ def cluster(tmp_path_factory, flavor):
                                     "MYSQLPILOT_SNAPSHOT_INTERVAL": "20", "MYSQLPILOT_SNAPSHOT_CHECK": "2s",
                                     "MYSQLPILOT_CONTAINERPILOT": CP or "builtin",
                                     # MySQL would clone a replica instead of restoring the store's snapshot
-                                    "MYSQLPILOT_SEED_METHOD": "store"}, flavor=flavor)
+                                    "MYSQLPILOT_SEED_METHOD": "store",
+                                    # the application's account: the writer of issue 24's rolling restart
+                                    "MYSQL_USER": "app", "MYSQL_PASSWORD": APP_PW, "MYSQL_DATABASE": "rr"},
+                flavor=flavor)
     try:
         c.up(3, "--secure")
         c.wait_healthy(3, timeout=180)
@@ -246,34 +251,6 @@ def test_a_due_snapshot_is_taken_on_a_replica_while_another_is_left_to_promote(c
     assert restored and restored.group(2) in replicas, log         # a replica's snapshot (the latest by then)
 
 
-class SocketWriter(threading.Thread):
-    """Inserts ids one by one on whichever node the registry says is primary, over its socket (root is local
-    only here), keeping the connection until it breaks; records each acknowledged id and when."""
-
-    def __init__(self, c):
-        super().__init__(daemon=True)
-        self.c, self.acked, self.stop_evt, self.next = c, [], threading.Event(), 1
-
-    def run(self):
-        conn = None
-        while not self.stop_evt.is_set():
-            try:
-                if conn is None:
-                    conn = self.c.connect_socket(self.c.status_fast()["primary"])
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO rr.t (id) VALUES (%s)", (self.next,))
-                self.acked.append((self.next, time.monotonic()))
-            except Exception:  # noqa: BLE001 - not acknowledged: find the primary again
-                conn = None
-                self.stop_evt.wait(0.05)
-            self.next += 1
-            self.stop_evt.wait(0.02)
-
-
-def longest_gap(times):
-    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
-
-
 def test_a_cluster_setting_reaches_every_node_and_a_rolling_restart_lands_it_under_writes(cluster):
     """Issue 24 on the same cluster (Consul with TLS and ACLs: the operator's token writes the setting).
     `config set` is taken by every node's hooks and shows in `config show` with its source; a running HA
@@ -301,18 +278,16 @@ def test_a_cluster_setting_reaches_every_node_and_a_rolling_restart_lands_it_und
 
     conn = c.connect_socket(old)
     with conn.cursor() as cur:
-        cur.execute("CREATE DATABASE IF NOT EXISTS rr")
         cur.execute("CREATE TABLE rr.t (id INT PRIMARY KEY)")
     conn.close()
-    w = SocketWriter(c)
+    w = AppWriter(c, "rr.t", "app", APP_PW, tls_ca=c.settings["mysql_tls_ca"])
     w.start()
     try:
         time.sleep(2)
         walk = c.cli("restart", "--rolling", "--pending", "--reason", "max_connections", config=True, timeout=1200)
     finally:
         time.sleep(2)
-        w.stop_evt.set()
-        w.join()
+        w.stop()
     out = walk.stdout
     assert f"switchover away from {old}, then restart {old}" in out and "restart done: " in out, out
     for name in names:
@@ -320,7 +295,7 @@ def test_a_cluster_setting_reaches_every_node_and_a_rolling_restart_lands_it_und
     st = c.wait_for(lambda s: s if c.healthy(s, len(names)) and not any(n["pending_restart"] for n in s["nodes"])
                     else None, 120, "every node back with nothing pending")
     assert st["primary"] != old
-    acked = [i for i, _ in w.acked]
+    acked = w.ids
     assert len(acked) > 100, len(acked)
     for name in names:
         assert socket_rows(c, name, "SHOW VARIABLES LIKE 'max_connections'")[0]["Value"] == "321", name
@@ -333,8 +308,7 @@ def test_a_cluster_setting_reaches_every_node_and_a_rolling_restart_lands_it_und
     sw = [h for h in hist if h["kind"] == "switchover" and h["what"] == f"{old} -> {st['primary']}"][-1]
     # Writes waited for the switchover only: the longest gap is its write outage plus the writer's own
     # finding of the new primary (a status read, a socket login), not a replica's restart.
-    assert longest_gap([t for _, t in w.acked]) < sw["durations"]["write_unavailable"] + 3.0, (
-        longest_gap([t for _, t in w.acked]), sw)
+    assert w.longest_gap() < sw["durations"]["write_unavailable"] + 3.0, (w.longest_gap(), sw)
     again = c.cli("restart", "--rolling", "--pending", config=True, check=False)
     assert again.returncode == 1 and "no node has settings pending a restart" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr

@@ -110,17 +110,10 @@ def test_since_takes_an_age_or_a_local_time_and_names_the_option_otherwise():
 def test_reinit_rebuilds_a_replica_once_and_never_the_lock_holder(tmp_path, monkeypatch):
     """`mysqlpilot reinit NODE` (issue 24) writes reinit/<node>; the node rebuilds on its next pass as it
     does for errant transactions, and the request is spent as the rebuild starts."""
-    from mysqlpilot import analysis, mysqld
-    stopped = []
-    monkeypatch.setattr(mysqld, "stop_mysqld", lambda cfg: stopped.append(cfg.node_name))
-    dcs, servers, nodes = cluster(tmp_path, monkeypatch)
-    n1, n2 = nodes["n1"], nodes["n2"]
-    make_primary(dcs, servers, n1)
-    replica_of(servers, "n2", "n1")
-    from .test_ha_interleavings import give_session
-    give_session(n2, dcs)
-    n1.run_once()
-    assert n2.run_once().action in (analysis.WAIT, analysis.FOLLOW)
+    from mysqlpilot import analysis
+
+    from .test_restart import two_nodes
+    dcs, n1, n2, stopped = two_nodes(tmp_path, monkeypatch)
     dcs.kv["reinit/n2"] = {"by": "ops@host", "at": time.time(), "reason": "disk replaced"}
     dcs.kv["reinit/n1"] = {"by": "ops@host", "at": time.time(), "reason": "wrong node"}
     out = n2.run_once()

@@ -98,6 +98,7 @@ def test_a_replica_asked_to_restart_restarts_and_a_rebuild_it_needs_comes_first(
 
 # ---- the node --------------------------------------------------------------------------------------
 def two_nodes(tmp_path, monkeypatch):
+    """n1 the primary, n2 its replica following it; mysqld stops are recorded, not done."""
     stopped = []
     monkeypatch.setattr(mysqld, "stop_mysqld", lambda cfg: stopped.append(cfg.node_name))
     dcs, servers, nodes = cluster(tmp_path, monkeypatch)

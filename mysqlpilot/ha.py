@@ -277,7 +277,6 @@ class Node:
             log.warning("the HA loop ends (%s); its job starts a new one", self._ended)
             self.stop_threads()
 
-
     def terminate(self) -> None:
         """SIGTERM to the watch: no pass after the current one; run_forever then waits for pre-stop."""
         if self._term is None:

@@ -18,7 +18,13 @@ from ..dcs.base import REINIT_PREFIX
 from ..errors import PilotError
 
 
-def _progress(m) -> str:
+def requester() -> str:
+    """Who asks, for the journal and the node's log: user@host of the operator's shell."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def progress_line(m) -> str:
+    """A member's record as one progress line of a command that follows it (reinit, restart)."""
     if m is None:
         return "no member record (restarting)"
     return f"{m.role}{' (healthy)' if m.healthy else ''}: {m.message or ''}".rstrip(": ")
@@ -43,8 +49,7 @@ def reinit(obj, node: str, reason: str, wait: bool, timeout: float) -> None:
     if view.latest_snapshot is None:
         raise PilotError("the store has no snapshot yet (snapshots/latest is empty): there is nothing to "
                          f"rebuild {node} from")
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
-    dcs.put_json(REINIT_PREFIX + node, {"by": who, "at": time.time(), "reason": reason})
+    dcs.put_json(REINIT_PREFIX + node, {"by": requester(), "at": time.time(), "reason": reason})
     click.echo(f"reinit: asked {node} to rebuild from snapshot {view.latest_snapshot.id}")
     if not wait:
         return
@@ -52,7 +57,7 @@ def reinit(obj, node: str, reason: str, wait: bool, timeout: float) -> None:
     while time.monotonic() - t0 < timeout:
         v = dcs.get_cluster()
         m = v.member(node)
-        line = _progress(m)
+        line = progress_line(m)
         if line != last:
             click.echo(f"  {time.monotonic() - t0:6.1f}s  {node} {line}")
             last = line

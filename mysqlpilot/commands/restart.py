@@ -7,8 +7,6 @@ to the next. The primary's turn is a switchover, then its restart as a replica (
 """
 from __future__ import annotations
 
-import getpass
-import socket
 import time
 from typing import Optional
 
@@ -17,12 +15,7 @@ import click
 from ..dcs.base import RESTART_PREFIX
 from ..errors import PilotError
 from ..restart_plan import RESTART, SWITCHOVER, caught_up, plan
-
-
-def _line(m) -> str:
-    if m is None:
-        return "no member record (restarting)"
-    return f"{m.role}{' (healthy)' if m.healthy else ''}: {m.message or ''}".rstrip(": ")
+from .reinit import progress_line, requester
 
 
 def _wait(dcs, node: str, until, timeout: float, what: str, said: list):
@@ -31,7 +24,7 @@ def _wait(dcs, node: str, until, timeout: float, what: str, said: list):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         v = dcs.get_cluster()
-        line = _line(v.member(node))
+        line = progress_line(v.member(node))
         if line != said[0]:
             click.echo(f"  {time.monotonic() - t0:6.1f}s  {node} {line}")
             said[0] = line
@@ -49,9 +42,8 @@ def restart_one(dcs, node: str, reason: str, timeout: float) -> float:
         return m is not None and m.alive and m.healthy and m.role == "replica" and v.leader is not None
     said = [""]
     _wait(dcs, node, serving, timeout, "a healthy replica", said)       # the old primary, just handed over
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
     t0 = time.monotonic()
-    dcs.put_json(RESTART_PREFIX + node, {"by": who, "at": time.time(), "reason": reason})
+    dcs.put_json(RESTART_PREFIX + node, {"by": requester(), "at": time.time(), "reason": reason})
     away = []
 
     def back(v) -> bool:

@@ -5,16 +5,16 @@ derived). Secrets are shown as <hidden>. `config set` and `config edit` change t
 check-and-set, and the change goes into the journal (`mysqlpilot history`)."""
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
 
 import click
 import yaml
+
+from .reinit import requester
 
 
 @click.group("config")
@@ -106,7 +106,7 @@ def write_cluster(obj, make, reason: str) -> None:
     if not diff:
         click.echo("config: no change")
         return
-    who = f"{getpass.getuser()}@{socket.gethostname()}"
+    who = requester()
     new.update(by=who, at=time.time())
     if not dcs.put_json(cluster_config.KEY, new, cas=index):
         raise PilotError("config: the cluster's settings changed while this ran; nothing written, run it again")
